@@ -1,0 +1,155 @@
+//! The engine's public read and write interfaces. Connectors depend on the one they need:
+//! SQL only reads ([`VectorRead`]); the Kafka sink and the gRPC server also write
+//! ([`VectorWrite`]). Async variants run the blocking work off tokio's worker threads.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::collection::{Collection, CollectionStats, FlushReport, ScanIter, TrainReport};
+use crate::config::{CollectionConfig, SearchParams};
+use crate::error::{Error, Result};
+
+/// A stored record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Caller-chosen id; writes are upserts by id.
+    pub id: u64,
+    /// The vector (normalized, for cosine collections).
+    pub vector: Vec<f32>,
+    /// Optional JSON object, as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+}
+
+impl Record {
+    /// A record without payload.
+    pub fn new(id: u64, vector: Vec<f32>) -> Self {
+        Record {
+            id,
+            vector,
+            payload: None,
+        }
+    }
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    /// Record id.
+    pub id: u64,
+    /// Distance under the collection's metric (squared L2, `1 - cos`, or `-<q, x>`).
+    pub distance: f32,
+    /// Payload, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// Stored vector, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
+/// Read access to a collection.
+pub trait VectorRead: Send + Sync {
+    /// Dimension, metric and settings.
+    fn config(&self) -> &CollectionConfig;
+    /// Default search parameters for `k` results.
+    fn search_params(&self, k: usize) -> SearchParams;
+    /// Nearest records to `query`.
+    fn search(&self, query: &[f32], params: &SearchParams) -> Result<Vec<Hit>>;
+    /// The current record with `id`.
+    fn get(&self, id: u64) -> Result<Option<Record>>;
+    /// All live records of one snapshot, in batches.
+    fn scan(self: Arc<Self>, batch_size: usize) -> ScanIter;
+    /// Counts and sizes.
+    fn stats(&self) -> CollectionStats;
+}
+
+/// Write access to a collection.
+pub trait VectorWrite: VectorRead {
+    /// Inserts or replaces records; returns once durable.
+    fn upsert(&self, records: Vec<Record>) -> Result<u64>;
+    /// Deletes ids; returns how many existed.
+    fn delete(&self, ids: &[u64]) -> Result<u64>;
+    /// Moves memtable rows into buckets and checkpoints.
+    fn flush(&self) -> Result<FlushReport>;
+    /// Re-trains centroids from a sample.
+    fn train(&self, sample: &[f32]) -> Result<TrainReport>;
+}
+
+impl VectorRead for Collection {
+    fn config(&self) -> &CollectionConfig {
+        Collection::config(self)
+    }
+    fn search_params(&self, k: usize) -> SearchParams {
+        Collection::search_params(self, k)
+    }
+    fn search(&self, query: &[f32], params: &SearchParams) -> Result<Vec<Hit>> {
+        Collection::search(self, query, params)
+    }
+    fn get(&self, id: u64) -> Result<Option<Record>> {
+        Collection::get(self, id)
+    }
+    fn scan(self: Arc<Self>, batch_size: usize) -> ScanIter {
+        Collection::scan(&self, batch_size)
+    }
+    fn stats(&self) -> CollectionStats {
+        Collection::stats(self)
+    }
+}
+
+impl VectorWrite for Collection {
+    fn upsert(&self, records: Vec<Record>) -> Result<u64> {
+        Collection::upsert(self, records)
+    }
+    fn delete(&self, ids: &[u64]) -> Result<u64> {
+        Collection::delete(self, ids)
+    }
+    fn flush(&self) -> Result<FlushReport> {
+        Collection::flush(self)
+    }
+    fn train(&self, sample: &[f32]) -> Result<TrainReport> {
+        Collection::train(self, sample)
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))?
+}
+
+impl Collection {
+    /// [`Collection::search`] on tokio's blocking pool.
+    pub async fn search_async(
+        self: &Arc<Self>,
+        query: Vec<f32>,
+        params: SearchParams,
+    ) -> Result<Vec<Hit>> {
+        let c = self.clone();
+        blocking(move || c.search(&query, &params)).await
+    }
+
+    /// [`Collection::upsert`] on tokio's blocking pool; resolves once durable.
+    pub async fn upsert_async(self: &Arc<Self>, records: Vec<Record>) -> Result<u64> {
+        let c = self.clone();
+        blocking(move || c.upsert(records)).await
+    }
+
+    /// [`Collection::delete`] on tokio's blocking pool; resolves once durable.
+    pub async fn delete_async(self: &Arc<Self>, ids: Vec<u64>) -> Result<u64> {
+        let c = self.clone();
+        blocking(move || c.delete(&ids)).await
+    }
+
+    /// [`Collection::train`] (k-means) on tokio's blocking pool.
+    pub async fn train_async(self: &Arc<Self>, sample: Vec<f32>) -> Result<TrainReport> {
+        let c = self.clone();
+        blocking(move || c.train(&sample)).await
+    }
+
+    /// [`Collection::flush`] on tokio's blocking pool.
+    pub async fn flush_async(self: &Arc<Self>) -> Result<FlushReport> {
+        let c = self.clone();
+        blocking(move || c.flush()).await
+    }
+}

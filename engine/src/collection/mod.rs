@@ -1,0 +1,260 @@
+//! A collection: one WAL, one id map, and a sequence of immutable [`Version`]s of
+//! (active memtable, frozen memtables, L1) that searches read without locks.
+//!
+//! ```text
+//! upsert ─▶ WAL (group commit, fsync) ─▶ apply: active memtable + id map ─▶ ack
+//!                                           │ full: freeze ─▶ background HNSW build
+//! flush: frozen ─▶ route to nearest centroid ─▶ append SQ8 chunk to bucket ─▶ publish version ─▶ checkpoint ─▶ retire WAL
+//! ```
+
+mod read;
+mod worker;
+mod write;
+
+pub use read::{CollectionStats, ScanIter};
+pub use write::{FlushReport, TrainReport};
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+
+use crate::config::CollectionConfig;
+use crate::error::{Error, IoContext, Result};
+use crate::idmap::{IdMap, Loc};
+use crate::ivf::L1;
+use crate::memtable::Memtable;
+use crate::storage::{atomic_write, checkpoint};
+use crate::wal::{self, Sequenced, Wal, WalOp};
+use worker::{Task, Worker};
+
+/// What a search sees: one consistent state of every tier.
+#[derive(Debug, Clone)]
+pub(crate) struct Version {
+    pub(crate) active: Arc<Memtable>,
+    pub(crate) frozen: Vec<Arc<Memtable>>,
+    pub(crate) l1: Arc<L1>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) flushes: AtomicU64,
+    pub(crate) searches: AtomicU64,
+    pub(crate) trainings: AtomicU64,
+    pub(crate) buckets_scanned: AtomicU64,
+}
+
+/// A named set of vectors with a fixed dimension and metric.
+pub struct Collection {
+    name: String,
+    dir: PathBuf,
+    config: CollectionConfig,
+    version: ArcSwap<Version>,
+    idmap: IdMap,
+    wal: Wal,
+    /// Highest sequence number applied (visible to new searches).
+    applied_seq: AtomicU64,
+    checkpoint_seq: AtomicU64,
+    /// Guards read-modify-write of `version`.
+    structure: Mutex<()>,
+    /// Serializes flush and training.
+    maintenance: Mutex<()>,
+    /// Query counter; the clock of bucket temperatures.
+    tick: AtomicU64,
+    counters: Counters,
+    worker: Worker,
+    flush_pending: AtomicBool,
+    closed: AtomicBool,
+}
+
+pub(crate) const CONFIG_FILE: &str = "config.json";
+const CHECKPOINT_FILE: &str = "checkpoint.bin";
+const WAL_DIR: &str = "wal";
+
+impl Collection {
+    /// Creates the collection's directory and configuration, then opens it.
+    pub(crate) fn create(name: &str, dir: &Path, config: CollectionConfig) -> Result<Arc<Self>> {
+        config.validate()?;
+        std::fs::create_dir_all(dir.join(WAL_DIR)).at(dir)?;
+        let json = serde_json::to_vec_pretty(&config)
+            .map_err(|e| Error::Internal(format!("cannot encode configuration: {e}")))?;
+        atomic_write(&dir.join(CONFIG_FILE), &json)?;
+        Self::open(name, dir)
+    }
+
+    /// Opens an existing collection: configuration, checkpoint, then WAL replay.
+    pub(crate) fn open(name: &str, dir: &Path) -> Result<Arc<Self>> {
+        let cfg_path = dir.join(CONFIG_FILE);
+        let raw = std::fs::read(&cfg_path).at(&cfg_path)?;
+        let config: CollectionConfig = serde_json::from_slice(&raw).map_err(|e| {
+            Error::corrupt(&cfg_path, e.column() as u64, format!("bad configuration: {e}"))
+        })?;
+        config.validate()?;
+        let idmap = IdMap::default();
+        let ck_path = dir.join(CHECKPOINT_FILE);
+        let (l1, ck_seq) = if ck_path.exists() {
+            checkpoint::read(&ck_path, config.dim, config.metric, &idmap)?
+        } else {
+            (L1::empty(config.dim, config.metric), 0)
+        };
+        let replayed = wal::replay(&dir.join(WAL_DIR), ck_seq)?;
+        let wal = Wal::open(&dir.join(WAL_DIR), &replayed)?;
+        let coll = Arc::new(Collection {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            version: ArcSwap::from_pointee(Version {
+                active: Memtable::new(),
+                frozen: Vec::new(),
+                l1: Arc::new(l1),
+            }),
+            config,
+            idmap,
+            wal,
+            applied_seq: AtomicU64::new(ck_seq),
+            checkpoint_seq: AtomicU64::new(ck_seq),
+            structure: Mutex::new(()),
+            maintenance: Mutex::new(()),
+            tick: AtomicU64::new(0),
+            counters: Counters::default(),
+            worker: Worker::default(),
+            flush_pending: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        });
+        let replayed_ops = replayed.ops.len();
+        coll.apply(replayed.ops);
+        coll.applied_seq.store(replayed.last_seq, Ordering::Release);
+        coll.worker.start(Arc::downgrade(&coll));
+        tracing::debug!(collection = name, checkpoint_seq = ck_seq, replayed_ops, "opened");
+        Ok(coll)
+    }
+
+    /// The collection's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The collection's configuration.
+    pub fn config(&self) -> &CollectionConfig {
+        &self.config
+    }
+
+    /// The directory holding this collection's files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(Error::Closed(self.name.clone()))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Stops background work; later calls fail with [`Error::Closed`].
+    pub fn close(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            self.worker.stop();
+        }
+    }
+
+    /// Applies durable operations in sequence order (called by the WAL's commit leader and
+    /// by recovery). Freezes the active memtable whenever it fills up.
+    fn apply(&self, batch: Vec<Sequenced>) {
+        let cap = self.config.settings.memtable_capacity;
+        let mut last = None;
+        let mut ops = batch.into_iter().peekable();
+        while ops.peek().is_some() {
+            let v = self.version.load_full();
+            let mut buf = v.active.buf.write();
+            if v.active.is_sealed() {
+                // A flush froze this memtable after we loaded the version: use the new one.
+                continue;
+            }
+            while let Some((seq, op)) = ops.next_if(|(_, op)| {
+                !(matches!(op, WalOp::Upsert { .. }) && buf.len() >= cap)
+            }) {
+                last = Some(seq);
+                let replaced = match op {
+                    WalOp::Upsert {
+                        id,
+                        vector,
+                        payload,
+                    } => {
+                        buf.push(id, seq, &vector, payload.map(Arc::from));
+                        self.idmap.upsert(id, seq)
+                    }
+                    WalOp::Delete { id } => self.idmap.delete(id, seq),
+                };
+                if let Some(Loc::Bucket(b)) = replaced {
+                    if let Some(bucket) = self.version.load().l1.bucket(b) {
+                        bucket.live.add_dead(1);
+                    }
+                }
+            }
+            drop(buf);
+            if ops.peek().is_some() {
+                self.freeze_active(&v.active);
+            }
+        }
+        if let Some(seq) = last {
+            self.applied_seq.fetch_max(seq, Ordering::AcqRel);
+        }
+        self.maybe_schedule_flush();
+    }
+
+    /// Freezes `active` if it is still the active memtable; queues its graph build.
+    pub(crate) fn freeze_active(&self, active: &Arc<Memtable>) {
+        let _s = self.structure.lock();
+        let cur = self.version.load_full();
+        if !Arc::ptr_eq(&cur.active, active) {
+            return;
+        }
+        // Sealing under the write lock: an apply holding the lock finishes first, and any
+        // apply after sees the seal and moves to the new memtable.
+        let buf = active.buf.write();
+        active.seal();
+        drop(buf);
+        let mut frozen = cur.frozen.clone();
+        frozen.push(active.clone());
+        self.version.store(Arc::new(Version {
+            active: Memtable::new(),
+            frozen,
+            l1: cur.l1.clone(),
+        }));
+        self.wal.request_rotation();
+        self.worker.send(Task::Index(active.clone()));
+    }
+
+    fn maybe_schedule_flush(&self) {
+        let v = self.version.load();
+        let frozen: usize = v.frozen.iter().map(|m| m.buf.read().len()).sum();
+        let s = &self.config.settings;
+        let untrained_full =
+            !v.l1.is_trained() && frozen + v.active.buf.read().len() >= s.auto_train_min;
+        if (frozen >= s.flush_threshold || untrained_full)
+            && !self.flush_pending.swap(true, Ordering::AcqRel)
+        {
+            self.worker.send(Task::Flush);
+        }
+    }
+}
+
+impl Drop for Collection {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Release);
+        self.worker.detach();
+    }
+}
+
+impl std::fmt::Debug for Collection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collection")
+            .field("name", &self.name)
+            .field("dim", &self.config.dim)
+            .field("metric", &self.config.metric)
+            .finish()
+    }
+}

@@ -1,0 +1,355 @@
+//! The read side: search over one snapshot, point lookups, full scans, statistics.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{Collection, Version};
+use crate::api::{Hit, Record};
+use crate::config::SearchParams;
+use crate::distance::{reported, Distance};
+use crate::error::Result;
+use crate::idmap::Loc;
+use crate::ivf::ProbeOptions;
+use crate::topk::TopK;
+
+/// Where a candidate came from.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// Memtable `tag` (0 = active, i + 1 = frozen i), row.
+    L0(u32, u32),
+    /// L1 (bucket position, chunk, row).
+    L1(u32, u32, u32),
+}
+
+/// Counts and sizes of a collection, as reported by `drift collection stats`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectionStats {
+    /// Collection name.
+    pub name: String,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Metric name.
+    pub metric: String,
+    /// Live (not deleted) records.
+    pub live_vectors: usize,
+    /// Rows in L0 (active plus frozen memtables, stale rows included).
+    pub l0_rows: usize,
+    /// Rows in the active memtable.
+    pub active_rows: usize,
+    /// Frozen memtables waiting for flush.
+    pub frozen_memtables: usize,
+    /// Frozen memtables whose HNSW graph is built.
+    pub indexed_memtables: usize,
+    /// Whether centroids have been trained.
+    pub trained: bool,
+    /// Number of L1 buckets.
+    pub buckets: usize,
+    /// Rows stored in L1, stale ones included.
+    pub l1_rows: usize,
+    /// Stale (deleted or replaced) rows still stored in L1.
+    pub l1_stale_rows: usize,
+    /// Smallest bucket (live rows).
+    pub bucket_min: usize,
+    /// Mean bucket size (live rows).
+    pub bucket_mean: f64,
+    /// Largest bucket (live rows).
+    pub bucket_max: usize,
+    /// Highest applied sequence number.
+    pub last_seq: u64,
+    /// Sequence number covered by the checkpoint.
+    pub checkpoint_seq: u64,
+    /// Bytes in live WAL files.
+    pub wal_bytes: u64,
+    /// Flushes since open.
+    pub flushes: u64,
+    /// Trainings since open.
+    pub trainings: u64,
+    /// Searches since open.
+    pub searches: u64,
+    /// Mean buckets probed per search since open.
+    pub mean_buckets_probed: f64,
+    /// SIMD kernel family in use.
+    pub kernel: String,
+}
+
+impl Collection {
+    /// Search parameters for `k` results with this collection's defaults.
+    pub fn search_params(&self, k: usize) -> SearchParams {
+        self.config.settings.search.to_params(k)
+    }
+
+    fn snapshot(&self) -> (u64, Arc<Version>) {
+        // Read the sequence first: every row at or below it is in this version or a newer one.
+        let seq = self.applied_seq.load(Ordering::Acquire);
+        (seq, self.version.load_full())
+    }
+
+    /// The `params.k` nearest records to `query`, nearest first.
+    pub fn search(&self, query: &[f32], params: &SearchParams) -> Result<Vec<Hit>> {
+        self.check_open()?;
+        params.validate()?;
+        let q = self.prepare_vector(0, query)?;
+        let (snap, v) = self.snapshot();
+        let visible = |id: u64, seq: u64| self.idmap.visible(id, seq, snap);
+        let dist = Distance::for_metric(self.config.metric);
+        let k = params.k;
+
+        let mut top: TopK<Source> = TopK::new(k);
+        let mut l0: TopK<(u32, u32)> = TopK::new(k);
+        v.active
+            .search(dist, &q, k, params.ef_search, &visible, 0, &mut l0);
+        for (i, m) in v.frozen.iter().enumerate() {
+            m.search(dist, &q, k, params.ef_search, &visible, i as u32 + 1, &mut l0);
+        }
+        for s in l0.into_sorted() {
+            top.push(s.dist, Source::L0(s.item.0, s.item.1));
+        }
+        let opts = ProbeOptions {
+            default_tau: self.config.settings.target_bucket_size as f32 / 10.0,
+        };
+        let tick = self.tick.fetch_add(1, Ordering::Relaxed);
+        let (l1_hits, counts) = v.l1.search(&q, params, &opts, &visible, tick);
+        for s in l1_hits {
+            top.push(s.dist, Source::L1(s.item.0, s.item.1, s.item.2));
+        }
+        self.counters.searches.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .buckets_scanned
+            .fetch_add(counts.buckets as u64, Ordering::Relaxed);
+
+        let mut seen = HashSet::with_capacity(k);
+        let mut hits = Vec::with_capacity(k);
+        for s in top.into_sorted() {
+            let hit = self.materialize(&v, s.item, s.dist, params);
+            if seen.insert(hit.id) {
+                hits.push(hit);
+            }
+        }
+        Ok(hits)
+    }
+
+    fn materialize(&self, v: &Version, src: Source, dist: f32, params: &SearchParams) -> Hit {
+        let dim = self.config.dim;
+        let (id, payload, vector) = match src {
+            Source::L0(tag, row) => {
+                let m = if tag == 0 {
+                    &v.active
+                } else {
+                    &v.frozen[tag as usize - 1]
+                };
+                let buf = m.buf.read();
+                let r = row as usize;
+                (
+                    buf.ids[r],
+                    buf.payloads[r].clone(),
+                    params.with_vector.then(|| buf.vector(r, dim).to_vec()),
+                )
+            }
+            Source::L1(b, c, r) => {
+                let chunk = v.l1.chunk((b, c, r));
+                let r = r as usize;
+                (
+                    chunk.ids[r],
+                    chunk.payloads[r].clone(),
+                    params.with_vector.then(|| chunk.vector(r, dim).to_vec()),
+                )
+            }
+        };
+        Hit {
+            id,
+            distance: reported(self.config.metric, dist),
+            payload: if params.with_payload {
+                payload.map(|p| p.to_string())
+            } else {
+                None
+            },
+            vector,
+        }
+    }
+
+    /// The current record with this id, if it exists.
+    pub fn get(&self, id: u64) -> Result<Option<Record>> {
+        self.check_open()?;
+        let Some((seq, loc)) = self.idmap.current(id) else {
+            return Ok(None);
+        };
+        let v = self.version.load_full();
+        let dim = self.config.dim;
+        let record = |vector: &[f32], payload: &Option<Arc<str>>| Record {
+            id,
+            vector: vector.to_vec(),
+            payload: payload.as_ref().map(|p| p.to_string()),
+        };
+        let in_bucket = |b: &crate::ivf::Bucket| {
+            b.chunks.iter().find_map(|c| {
+                (0..c.len())
+                    .find(|&r| c.ids[r] == id && c.seqs[r] == seq)
+                    .map(|r| record(c.vector(r, dim), &c.payloads[r]))
+            })
+        };
+        if let Loc::Bucket(b) = loc {
+            if let Some(found) = v.l1.bucket(b).and_then(|b| in_bucket(b)) {
+                return Ok(Some(found));
+            }
+        }
+        for m in std::iter::once(&v.active).chain(v.frozen.iter().rev()) {
+            let buf = m.buf.read();
+            if let Some(r) = buf.find(id, seq) {
+                return Ok(Some(record(buf.vector(r, dim), &buf.payloads[r])));
+            }
+        }
+        // The row moved between reading the id map and the version: look everywhere.
+        Ok(v.l1.buckets().iter().find_map(|b| in_bucket(b)))
+    }
+
+    /// Iterates over every live record of one snapshot, `batch_size` records at a time.
+    pub fn scan(self: &Arc<Self>, batch_size: usize) -> ScanIter {
+        let (snap, version) = self.snapshot();
+        ScanIter {
+            coll: self.clone(),
+            version,
+            snap,
+            batch_size: batch_size.max(1),
+            part: 0,
+            row: 0,
+        }
+    }
+
+    /// Counts and sizes.
+    pub fn stats(&self) -> CollectionStats {
+        let v = self.version.load_full();
+        let active_rows = v.active.buf.read().len();
+        let frozen_rows: usize = v.frozen.iter().map(|m| m.buf.read().len()).sum();
+        let sizes: Vec<usize> = v.l1.buckets().iter().map(|b| b.live_rows()).collect();
+        let searches = self.counters.searches.load(Ordering::Relaxed);
+        CollectionStats {
+            name: self.name.clone(),
+            dim: self.config.dim,
+            metric: self.config.metric.name().to_string(),
+            live_vectors: self.idmap.live(),
+            l0_rows: active_rows + frozen_rows,
+            active_rows,
+            frozen_memtables: v.frozen.len(),
+            indexed_memtables: v.frozen.iter().filter(|m| m.graph.get().is_some()).count(),
+            trained: v.l1.is_trained(),
+            buckets: sizes.len(),
+            l1_rows: v.l1.buckets().iter().map(|b| b.rows()).sum(),
+            l1_stale_rows: v.l1.buckets().iter().map(|b| b.live.dead()).sum(),
+            bucket_min: sizes.iter().copied().min().unwrap_or(0),
+            bucket_mean: if sizes.is_empty() {
+                0.0
+            } else {
+                sizes.iter().sum::<usize>() as f64 / sizes.len() as f64
+            },
+            bucket_max: sizes.iter().copied().max().unwrap_or(0),
+            last_seq: self.applied_seq.load(Ordering::Acquire),
+            checkpoint_seq: self.checkpoint_seq.load(Ordering::Acquire),
+            wal_bytes: self.wal.bytes(),
+            flushes: self.counters.flushes.load(Ordering::Relaxed),
+            trainings: self.counters.trainings.load(Ordering::Relaxed),
+            searches,
+            mean_buckets_probed: if searches == 0 {
+                0.0
+            } else {
+                self.counters.buckets_scanned.load(Ordering::Relaxed) as f64 / searches as f64
+            },
+            kernel: format!("{:?}", crate::kernels::cpu()),
+        }
+    }
+}
+
+/// Batches of live records from one snapshot: L1 chunks, then frozen memtables, then the
+/// active memtable.
+pub struct ScanIter {
+    coll: Arc<Collection>,
+    version: Arc<Version>,
+    snap: u64,
+    batch_size: usize,
+    /// Index over parts: L1 chunks in order, then frozen memtables, then active.
+    part: usize,
+    row: usize,
+}
+
+impl ScanIter {
+    fn part_rows(&self, part: usize, out: &mut Vec<Record>, want: usize) -> Option<usize> {
+        let dim = self.coll.config.dim;
+        let visible = |id, seq| self.coll.idmap.visible(id, seq, self.snap);
+        let mut idx = part;
+        for b in self.version.l1.buckets() {
+            if idx < b.chunks.len() {
+                let c = &b.chunks[idx];
+                let mut r = self.row;
+                while r < c.len() && out.len() < want {
+                    if visible(c.ids[r], c.seqs[r]) {
+                        out.push(Record {
+                            id: c.ids[r],
+                            vector: c.vector(r, dim).to_vec(),
+                            payload: c.payloads[r].as_ref().map(|p| p.to_string()),
+                        });
+                    }
+                    r += 1;
+                }
+                return Some(r);
+            }
+            idx -= b.chunks.len();
+        }
+        let mems: Vec<&Arc<crate::memtable::Memtable>> = self
+            .version
+            .frozen
+            .iter()
+            .chain(std::iter::once(&self.version.active))
+            .collect();
+        let m = mems.get(idx)?;
+        let buf = m.buf.read();
+        let mut r = self.row;
+        while r < buf.len() && out.len() < want {
+            if visible(buf.ids[r], buf.seqs[r]) {
+                out.push(Record {
+                    id: buf.ids[r],
+                    vector: buf.vector(r, dim).to_vec(),
+                    payload: buf.payloads[r].as_ref().map(|p| p.to_string()),
+                });
+            }
+            r += 1;
+        }
+        Some(r)
+    }
+
+    fn part_len(&self, part: usize) -> usize {
+        let mut idx = part;
+        for b in self.version.l1.buckets() {
+            if idx < b.chunks.len() {
+                return b.chunks[idx].len();
+            }
+            idx -= b.chunks.len();
+        }
+        let frozen = &self.version.frozen;
+        match idx.cmp(&frozen.len()) {
+            std::cmp::Ordering::Less => frozen[idx].buf.read().len(),
+            _ => self.version.active.buf.read().len(),
+        }
+    }
+}
+
+impl Iterator for ScanIter {
+    type Item = Vec<Record>;
+
+    fn next(&mut self) -> Option<Vec<Record>> {
+        let mut out = Vec::with_capacity(self.batch_size);
+        while out.len() < self.batch_size {
+            let Some(end) = self.part_rows(self.part, &mut out, self.batch_size) else {
+                break;
+            };
+            if end >= self.part_len(self.part) {
+                self.part += 1;
+                self.row = 0;
+            } else {
+                self.row = end;
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
+}

@@ -1,0 +1,111 @@
+//! The collection's background thread: builds HNSW graphs over frozen memtables and runs
+//! automatic flushes (and with them, automatic training).
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
+
+use super::Collection;
+use crate::memtable::Memtable;
+
+pub(crate) enum Task {
+    Index(Arc<Memtable>),
+    Flush,
+    Stop,
+}
+
+/// Handle to the background thread; tasks sent before `start` wait in the queue.
+pub(crate) struct Worker {
+    tx: Mutex<Option<Sender<Task>>>,
+    queue: Mutex<Vec<Task>>,
+    handle: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Default for Worker {
+    fn default() -> Self {
+        Worker {
+            tx: Mutex::new(None),
+            queue: Mutex::new(Vec::new()),
+            handle: Mutex::new(None),
+        }
+    }
+}
+
+impl Worker {
+    pub(crate) fn start(&self, coll: Weak<Collection>) {
+        let (tx, rx) = channel::<Task>();
+        for t in self.queue.lock().drain(..) {
+            let _ = tx.send(t);
+        }
+        *self.tx.lock() = Some(tx);
+        let name = coll
+            .upgrade()
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
+        let handle = std::thread::Builder::new()
+            .name(format!("drift-bg-{name}"))
+            .spawn(move || {
+                while let Ok(task) = rx.recv() {
+                    let Some(c) = coll.upgrade() else { break };
+                    if c.closed.load(Ordering::Acquire) {
+                        break;
+                    }
+                    match task {
+                        Task::Stop => break,
+                        Task::Index(m) => {
+                            let still_frozen =
+                                c.version.load().frozen.iter().any(|f| Arc::ptr_eq(f, &m));
+                            if still_frozen {
+                                let s = &c.config.settings;
+                                m.build_graph(
+                                    c.config.metric,
+                                    c.config.dim,
+                                    s.hnsw_m,
+                                    s.hnsw_ef_construction,
+                                );
+                            }
+                        }
+                        Task::Flush => {
+                            c.flush_pending.store(false, Ordering::Release);
+                            if let Err(e) = c.flush() {
+                                tracing::error!(collection = %c.name, error = %e, "background flush failed");
+                            }
+                        }
+                    }
+                }
+            });
+        match handle {
+            Ok(h) => *self.handle.lock() = Some(h),
+            Err(e) => tracing::error!(error = %e, "cannot start background thread"),
+        }
+    }
+
+    pub(crate) fn send(&self, task: Task) {
+        match self.tx.lock().as_ref() {
+            Some(tx) => {
+                let _ = tx.send(task);
+            }
+            None => self.queue.lock().push(task),
+        }
+    }
+
+    /// Asks the thread to stop and waits for it (unless called from the thread itself).
+    pub(crate) fn stop(&self) {
+        self.send(Task::Stop);
+        self.tx.lock().take();
+        if let Some(h) = self.handle.lock().take() {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+    }
+
+    /// Lets the thread end on its own (it exits once the collection is gone).
+    pub(crate) fn detach(&self) {
+        self.tx.lock().take();
+        self.handle.lock().take();
+    }
+}

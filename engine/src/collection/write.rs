@@ -1,0 +1,400 @@
+//! The write side: validation, durable upserts and deletes, flush into L1, and training.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{Collection, Version, CHECKPOINT_FILE};
+use crate::api::Record;
+use crate::config::Metric;
+use crate::distance::normalize;
+use crate::error::{Error, Result};
+use crate::idmap::Loc;
+use crate::ivf::{Bucket, BucketLive, Chunk, L1};
+use crate::kmeans::kmeans;
+use crate::memtable::{MemBuffer, Memtable};
+use crate::quant::Sq8;
+use crate::storage::{atomic_write, checkpoint};
+use crate::wal::WalOp;
+
+/// Largest payload accepted, in bytes of JSON text.
+pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+/// Share of clipped components in new rows that makes a bucket re-fit its quantizer.
+const REFIT_CLIPPED: f64 = 0.05;
+/// Lloyd iterations when training.
+const KMEANS_ITERS: usize = 20;
+
+/// What a flush did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct FlushReport {
+    /// Rows moved from memtables into buckets.
+    pub rows: usize,
+    /// Memtables drained.
+    pub memtables: usize,
+    /// Buckets that received rows.
+    pub buckets_touched: usize,
+    /// Buckets whose quantizer was re-fitted because new rows fell outside its ranges.
+    pub refits: usize,
+    /// True if this flush trained the centroids first.
+    pub trained: bool,
+    /// Sequence number the checkpoint now covers.
+    pub checkpoint_seq: u64,
+}
+
+/// What a training run did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TrainReport {
+    /// Centroids trained.
+    pub buckets: usize,
+    /// Sample rows used.
+    pub sample_rows: usize,
+    /// Stored rows re-assigned to the new centroids.
+    pub rows: usize,
+}
+
+impl Collection {
+    /// Checks a vector (dimension, finiteness) and prepares it for storage or search
+    /// (normalized for cosine). `id` names the row in errors.
+    pub fn prepare_vector(&self, id: u64, v: &[f32]) -> Result<Vec<f32>> {
+        if v.len() != self.config.dim {
+            return Err(Error::DimensionMismatch {
+                collection: self.name.clone(),
+                id,
+                got: v.len(),
+                expected: self.config.dim,
+            });
+        }
+        if let Some((position, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+            return Err(Error::NonFinite {
+                id,
+                position,
+                value: x.to_string(),
+            });
+        }
+        let mut out = v.to_vec();
+        if self.config.metric == Metric::Cosine && !normalize(&mut out) {
+            return Err(Error::InvalidArgument(format!(
+                "vector for id {id} is all zeros and has no direction (cosine collection)"
+            )));
+        }
+        Ok(out)
+    }
+
+    fn prepare_payload(id: u64, payload: Option<String>) -> Result<Option<String>> {
+        let Some(p) = payload else { return Ok(None) };
+        if p.len() > MAX_PAYLOAD_BYTES {
+            return Err(Error::InvalidPayload {
+                id,
+                reason: format!("{} bytes, the limit is {MAX_PAYLOAD_BYTES}", p.len()),
+            });
+        }
+        match serde_json::from_str::<serde_json::Value>(&p) {
+            Ok(serde_json::Value::Object(_)) => Ok(Some(p)),
+            Ok(_) => Err(Error::InvalidPayload {
+                id,
+                reason: "must be a JSON object".into(),
+            }),
+            Err(e) => Err(Error::InvalidPayload {
+                id,
+                reason: format!("not valid JSON: {e}"),
+            }),
+        }
+    }
+
+    /// Inserts or replaces records. Every record is validated first (one bad record rejects
+    /// the whole call and writes nothing); returns once all are durable and visible, with the
+    /// sequence number of the last one.
+    pub fn upsert(&self, records: Vec<Record>) -> Result<u64> {
+        self.check_open()?;
+        let mut ops = Vec::with_capacity(records.len());
+        for r in records {
+            let vector = self.prepare_vector(r.id, &r.vector)?;
+            let payload = Self::prepare_payload(r.id, r.payload)?;
+            ops.push(WalOp::Upsert {
+                id: r.id,
+                vector,
+                payload,
+            });
+        }
+        self.wal.commit(ops, &|batch| self.apply(batch))
+    }
+
+    /// Deletes ids; returns how many of them existed. Durable and visible on return.
+    pub fn delete(&self, ids: &[u64]) -> Result<u64> {
+        self.check_open()?;
+        let existing = ids
+            .iter()
+            .filter(|id| self.idmap.current(**id).is_some())
+            .count() as u64;
+        let ops = ids.iter().map(|&id| WalOp::Delete { id }).collect();
+        self.wal.commit(ops, &|batch| self.apply(batch))?;
+        Ok(existing)
+    }
+
+    /// Moves all memtable rows into L1 buckets (training centroids first if there are none),
+    /// writes a checkpoint, and retires the WAL it covers.
+    pub fn flush(&self) -> Result<FlushReport> {
+        self.check_open()?;
+        let _m = self.maintenance.lock();
+        let v = self.version.load_full();
+        if !v.active.buf.read().is_empty() {
+            self.freeze_active(&v.active);
+        }
+        let v = self.version.load_full();
+        let mut report = FlushReport {
+            memtables: v.frozen.len(),
+            ..Default::default()
+        };
+        if v.frozen.is_empty() {
+            report.checkpoint_seq = self.checkpoint_seq.load(Ordering::Acquire);
+            return Ok(report);
+        }
+        let (rows, max_seq) = self.current_rows(&v.frozen, None);
+        report.rows = rows.len();
+        let mut l1 = (*v.l1).clone();
+        if !l1.is_trained() {
+            l1 = self.untrained_layer(&rows.vectors);
+            report.trained = true;
+            self.counters.trainings.fetch_add(1, Ordering::Relaxed);
+        }
+        let (layer, placed, stats) = self.place(&l1, rows);
+        report.buckets_touched = stats.0;
+        report.refits = stats.1;
+        self.publish(layer, &v.frozen, placed, max_seq)?;
+        report.checkpoint_seq = self.checkpoint_seq.load(Ordering::Acquire);
+        self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(collection = %self.name, rows = report.rows, trained = report.trained, "flushed");
+        Ok(report)
+    }
+
+    /// Trains new centroids from `sample` (row-major) and re-assigns every stored row to
+    /// them. Sized for the larger of the sample and the live row count.
+    pub fn train(&self, sample: &[f32]) -> Result<TrainReport> {
+        self.check_open()?;
+        let dim = self.config.dim;
+        if sample.is_empty() || sample.len() % dim != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "training sample must hold whole vectors of dimension {dim} ({} values given)",
+                sample.len()
+            )));
+        }
+        let mut prepared = Vec::with_capacity(sample.len());
+        for (i, row) in sample.chunks_exact(dim).enumerate() {
+            prepared.extend(self.prepare_vector(i as u64, row)?);
+        }
+        let _m = self.maintenance.lock();
+        let v = self.version.load_full();
+        if !v.active.buf.read().is_empty() {
+            self.freeze_active(&v.active);
+        }
+        let v = self.version.load_full();
+        let (rows, max_seq) = self.current_rows(&v.frozen, Some(&v.l1));
+        let sample_rows = prepared.len() / dim;
+        let k = self.bucket_count(sample_rows.max(self.idmap.live()));
+        let layer = self.train_layer(&prepared, k);
+        let report = TrainReport {
+            buckets: layer.buckets().len(),
+            sample_rows,
+            rows: rows.len(),
+        };
+        let (layer, placed, _) = self.place(&layer, rows);
+        let max_seq = max_seq.max(self.checkpoint_seq.load(Ordering::Acquire));
+        self.publish(layer, &v.frozen, placed, max_seq)?;
+        self.counters.trainings.fetch_add(1, Ordering::Relaxed);
+        Ok(report)
+    }
+
+    fn bucket_count(&self, rows: usize) -> usize {
+        rows.div_ceil(self.config.settings.target_bucket_size).max(1)
+    }
+
+    /// The first layer, trained on (a sample of) the rows being flushed.
+    fn untrained_layer(&self, vectors: &[f32]) -> L1 {
+        let dim = self.config.dim;
+        let n = vectors.len() / dim;
+        let k = self.bucket_count(n.max(1));
+        self.train_layer(vectors, k)
+    }
+
+    /// k-means on at most `train_sample` rows; each bucket starts empty with a quantizer
+    /// fitted on the sample rows routed to it (re-fitted when its first rows arrive).
+    fn train_layer(&self, vectors: &[f32], k: usize) -> L1 {
+        let dim = self.config.dim;
+        let n = vectors.len() / dim;
+        let cap = self.config.settings.train_sample;
+        let sample: Vec<f32> = if n > cap {
+            let stride = n as f64 / cap as f64;
+            (0..cap)
+                .flat_map(|i| {
+                    let r = (i as f64 * stride) as usize;
+                    vectors[r * dim..(r + 1) * dim].iter().copied()
+                })
+                .collect()
+        } else {
+            vectors.to_vec()
+        };
+        let km = kmeans(&sample, dim, k, KMEANS_ITERS, 0xd21f7 ^ n as u64);
+        let k = km.centroids.len() / dim;
+        let buckets = (0..k)
+            .map(|c| {
+                Arc::new(Bucket {
+                    id: c as u32,
+                    centroid: km.centroids[c * dim..(c + 1) * dim].to_vec(),
+                    quant: Arc::new(Sq8::fit(&[], dim)),
+                    chunks: Vec::new(),
+                    live: Arc::new(BucketLive::default()),
+                })
+            })
+            .collect();
+        let base = self.version.load().l1.next_id();
+        let mut layer = L1::from_buckets(dim, self.config.metric, buckets, 0);
+        if base > 0 {
+            // Fresh ids, so that id-map entries of the old layer cannot point into the new one.
+            let renumbered = layer
+                .buckets()
+                .iter()
+                .map(|b| {
+                    let mut nb = (**b).clone();
+                    nb.id += base;
+                    Arc::new(nb)
+                })
+                .collect();
+            layer = L1::from_buckets(dim, self.config.metric, renumbered, base);
+        }
+        layer
+    }
+
+    /// Current rows of `frozen` memtables (and of `l1`, if given), with the highest sequence
+    /// number among the memtable rows.
+    fn current_rows(&self, frozen: &[Arc<Memtable>], l1: Option<&L1>) -> (MemBuffer, u64) {
+        let dim = self.config.dim;
+        let mut rows = MemBuffer::default();
+        let mut max_seq = 0;
+        if let Some(l1) = l1 {
+            for b in l1.buckets() {
+                for c in &b.chunks {
+                    for r in 0..c.len() {
+                        if self.idmap.is_current(c.ids[r], c.seqs[r]) {
+                            rows.push(c.ids[r], c.seqs[r], c.vector(r, dim), c.payloads[r].clone());
+                        }
+                    }
+                }
+            }
+        }
+        for m in frozen {
+            let buf = m.buf.read();
+            for i in 0..buf.len() {
+                max_seq = max_seq.max(buf.seqs[i]);
+                if self.idmap.is_current(buf.ids[i], buf.seqs[i]) {
+                    rows.push(buf.ids[i], buf.seqs[i], buf.vector(i, dim), buf.payloads[i].clone());
+                }
+            }
+        }
+        (rows, max_seq)
+    }
+
+    /// Routes rows to their nearest centroid and builds the changed buckets. A bucket whose
+    /// quantizer no longer covers its new rows (or that has none yet) is rewritten with a
+    /// re-fitted quantizer. Returns the new layer, the placement of every row, and
+    /// (buckets touched, quantizers re-fitted).
+    #[allow(clippy::type_complexity)]
+    fn place(
+        &self,
+        layer: &L1,
+        rows: MemBuffer,
+    ) -> (L1, Vec<(u32, Vec<(u64, u64)>)>, (usize, usize)) {
+        let dim = self.config.dim;
+        let mut groups: HashMap<usize, MemBuffer> = HashMap::new();
+        for i in 0..rows.len() {
+            let v = rows.vector(i, dim);
+            groups.entry(layer.route(v)).or_default().push(
+                rows.ids[i],
+                rows.seqs[i],
+                v,
+                rows.payloads[i].clone(),
+            );
+        }
+        let mut changed = Vec::with_capacity(groups.len());
+        let mut placed = Vec::with_capacity(groups.len());
+        let mut refits = 0;
+        for (pos, g) in groups {
+            let old = &layer.buckets()[pos];
+            let needs_refit =
+                old.rows() == 0 || old.quant.clipped_fraction(&g.vectors) > REFIT_CLIPPED;
+            placed.push((old.id, g.ids.iter().copied().zip(g.seqs.iter().copied()).collect()));
+            let bucket = if needs_refit {
+                refits += 1;
+                let mut all = MemBuffer::default();
+                for c in &old.chunks {
+                    for r in 0..c.len() {
+                        if self.idmap.is_current(c.ids[r], c.seqs[r]) {
+                            all.push(c.ids[r], c.seqs[r], c.vector(r, dim), c.payloads[r].clone());
+                        }
+                    }
+                }
+                for i in 0..g.len() {
+                    all.push(g.ids[i], g.seqs[i], g.vector(i, dim), g.payloads[i].clone());
+                }
+                let quant = Sq8::fit(&all.vectors, dim);
+                let chunk = Chunk::build(&quant, all.ids, all.seqs, all.vectors, all.payloads);
+                Bucket {
+                    id: old.id,
+                    centroid: old.centroid.clone(),
+                    quant: Arc::new(quant),
+                    chunks: vec![Arc::new(chunk)],
+                    live: Arc::new(old.live.carry_heat()),
+                }
+            } else {
+                old.with_chunk(Chunk::build(&old.quant, g.ids, g.seqs, g.vectors, g.payloads))
+            };
+            changed.push(Arc::new(bucket));
+        }
+        let touched = changed.len();
+        (layer.with_buckets(changed), placed, (touched, refits))
+    }
+
+    /// Swaps in `layer` (dropping the `flushed` memtables), points the id map at the new
+    /// homes of `placed` rows, checkpoints through `seq` and retires the WAL it covers.
+    fn publish(
+        &self,
+        layer: L1,
+        flushed: &[Arc<Memtable>],
+        placed: Vec<(u32, Vec<(u64, u64)>)>,
+        seq: u64,
+    ) -> Result<()> {
+        let layer = Arc::new(layer);
+        {
+            let _s = self.structure.lock();
+            let cur = self.version.load_full();
+            let frozen = cur
+                .frozen
+                .iter()
+                .filter(|m| !flushed.iter().any(|f| Arc::ptr_eq(f, m)))
+                .cloned()
+                .collect();
+            self.version.store(Arc::new(Version {
+                active: cur.active.clone(),
+                frozen,
+                l1: layer.clone(),
+            }));
+        }
+        for (bucket_id, rows) in placed {
+            let mut stale = 0;
+            for (id, seq) in rows {
+                if !self.idmap.relocate(id, seq, Loc::Bucket(bucket_id)) {
+                    stale += 1;
+                }
+            }
+            if stale > 0 {
+                if let Some(b) = layer.bucket(bucket_id) {
+                    b.live.add_dead(stale);
+                }
+            }
+        }
+        let bytes = checkpoint::encode(&layer, &self.idmap, seq, self.config.dim);
+        atomic_write(&self.dir.join(CHECKPOINT_FILE), &bytes)?;
+        self.checkpoint_seq.fetch_max(seq, Ordering::AcqRel);
+        self.wal.retire_through(seq)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,275 @@
+//! Collection configuration and per-query search options: plain data, validated once at the edge.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How distance between two vectors is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    /// Squared Euclidean distance (reported squared, as faiss does).
+    #[default]
+    L2,
+    /// Cosine distance `1 - cos(a, b)`; vectors are normalized on the way in.
+    Cosine,
+    /// Inner product, reported as `-<a, b>` so that smaller is nearer.
+    #[serde(rename = "ip")]
+    InnerProduct,
+}
+
+impl Metric {
+    /// Parses `l2`, `cosine` or `ip` (also `inner_product`, `dot`).
+    pub fn parse(s: &str) -> Result<Metric> {
+        match s.to_ascii_lowercase().as_str() {
+            "l2" | "euclidean" => Ok(Metric::L2),
+            "cosine" | "cos" | "angular" => Ok(Metric::Cosine),
+            "ip" | "inner_product" | "dot" => Ok(Metric::InnerProduct),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown metric '{other}' (expected l2, cosine or ip)"
+            ))),
+        }
+    }
+
+    /// The short name used on the command line and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::L2 => "l2",
+            Metric::Cosine => "cosine",
+            Metric::InnerProduct => "ip",
+        }
+    }
+
+    /// True when vectors are stored normalized and compared with L2 internally.
+    pub(crate) fn uses_l2_internally(self) -> bool {
+        !matches!(self, Metric::InnerProduct)
+    }
+}
+
+/// Index settings of a collection. Every field has a sensible default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndexSettings {
+    /// Vectors in the active memtable buffer before it is frozen (and HNSW-indexed).
+    pub memtable_capacity: usize,
+    /// Frozen vectors waiting for flush that trigger an automatic flush into L1.
+    pub flush_threshold: usize,
+    /// Bucket size the index aims for; k-means picks `n / target_bucket_size` centroids.
+    pub target_bucket_size: usize,
+    /// Vectors that must have arrived before centroids are trained automatically.
+    pub auto_train_min: usize,
+    /// Largest number of vectors used as the k-means training sample.
+    pub train_sample: usize,
+    /// HNSW out-degree on the upper layers (layer 0 uses twice this).
+    pub hnsw_m: usize,
+    /// HNSW candidate list size during construction.
+    pub hnsw_ef_construction: usize,
+    /// Default search options of the collection.
+    pub search: SearchDefaults,
+}
+
+impl Default for IndexSettings {
+    fn default() -> Self {
+        IndexSettings {
+            memtable_capacity: 8192,
+            flush_threshold: 32768,
+            target_bucket_size: 256,
+            auto_train_min: 2048,
+            train_sample: 65536,
+            hnsw_m: 16,
+            hnsw_ef_construction: 100,
+            search: SearchDefaults::default(),
+        }
+    }
+}
+
+/// Default values for the per-query [`SearchParams`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchDefaults {
+    /// Sharpness of the geometric bucket score `exp(-lambda * d_rel)`, where `d_rel` is the
+    /// centroid distance relative to the nearest centroid's (unitless).
+    pub lambda: f32,
+    /// Density scale of the reliability factor `1 - exp(-count / tau)`; 0 means
+    /// `target_bucket_size / 10`.
+    pub tau: f32,
+    /// Probability mass of bucket scores to cover before the probe stops (0..1].
+    pub target_confidence: f32,
+    /// Fewest buckets probed per query.
+    pub min_probes: usize,
+    /// Most buckets probed per query.
+    pub max_probes: usize,
+    /// Buckets whose centroid distance is within this factor of the nearest are always probed.
+    pub guardrail: f32,
+    /// Re-rank factor: the best `k * rerank` SQ8 candidates are re-scored exactly; 0 = off.
+    pub rerank: usize,
+    /// HNSW candidate list size when searching frozen memtables.
+    pub ef_search: usize,
+}
+
+impl Default for SearchDefaults {
+    fn default() -> Self {
+        SearchDefaults {
+            lambda: 8.0,
+            tau: 0.0,
+            target_confidence: 0.9,
+            min_probes: 2,
+            max_probes: 64,
+            guardrail: 1.05,
+            rerank: 4,
+            ef_search: 64,
+        }
+    }
+}
+
+impl IndexSettings {
+    /// Checks every field's range; called when a collection is created.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::InvalidArgument(m.to_string()));
+        if self.memtable_capacity == 0 {
+            return bad("memtable_capacity must be at least 1");
+        }
+        if self.target_bucket_size < 8 {
+            return bad("target_bucket_size must be at least 8");
+        }
+        if self.hnsw_m < 2 || self.hnsw_m > 128 {
+            return bad("hnsw_m must be in 2..=128");
+        }
+        if self.hnsw_ef_construction < self.hnsw_m {
+            return bad("hnsw_ef_construction must be at least hnsw_m");
+        }
+        if self.train_sample == 0 {
+            return bad("train_sample must be at least 1");
+        }
+        self.search.to_params(10).validate()
+    }
+}
+
+impl SearchDefaults {
+    /// Search parameters for `k` results using these defaults.
+    pub fn to_params(&self, k: usize) -> SearchParams {
+        SearchParams {
+            k,
+            nprobe: None,
+            lambda: self.lambda,
+            tau: self.tau,
+            target_confidence: self.target_confidence,
+            min_probes: self.min_probes,
+            max_probes: self.max_probes,
+            guardrail: self.guardrail,
+            rerank: self.rerank,
+            ef_search: self.ef_search,
+            with_payload: false,
+            with_vector: false,
+        }
+    }
+}
+
+/// Largest `k` a single search may ask for.
+pub const MAX_K: usize = 10_000;
+
+/// Options of one search. Build with [`SearchDefaults::to_params`] or
+/// `Collection::search_params`, then adjust fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchParams {
+    /// Number of neighbours to return (1..=10000).
+    pub k: usize,
+    /// Probe exactly this many buckets (overrides the confidence-based selection).
+    pub nprobe: Option<usize>,
+    /// See [`SearchDefaults::lambda`].
+    pub lambda: f32,
+    /// See [`SearchDefaults::tau`].
+    pub tau: f32,
+    /// See [`SearchDefaults::target_confidence`].
+    pub target_confidence: f32,
+    /// See [`SearchDefaults::min_probes`].
+    pub min_probes: usize,
+    /// See [`SearchDefaults::max_probes`].
+    pub max_probes: usize,
+    /// See [`SearchDefaults::guardrail`].
+    pub guardrail: f32,
+    /// See [`SearchDefaults::rerank`].
+    pub rerank: usize,
+    /// See [`SearchDefaults::ef_search`].
+    pub ef_search: usize,
+    /// Return each hit's payload.
+    pub with_payload: bool,
+    /// Return each hit's stored vector.
+    pub with_vector: bool,
+}
+
+impl SearchParams {
+    /// Checks every option's range.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        if self.k == 0 || self.k > MAX_K {
+            return bad(format!("k must be in 1..={MAX_K}, got {}", self.k));
+        }
+        if self.nprobe == Some(0) {
+            return bad("nprobe must be at least 1".into());
+        }
+        if !(self.lambda.is_finite() && self.lambda >= 0.0) {
+            return bad(format!("lambda must be finite and >= 0, got {}", self.lambda));
+        }
+        if !(self.tau.is_finite() && self.tau >= 0.0) {
+            return bad(format!("tau must be finite and >= 0, got {}", self.tau));
+        }
+        if !(self.target_confidence > 0.0 && self.target_confidence <= 1.0) {
+            return bad(format!(
+                "target_confidence must be in (0, 1], got {}",
+                self.target_confidence
+            ));
+        }
+        if self.min_probes == 0 || self.min_probes > self.max_probes {
+            return bad(format!(
+                "need 1 <= min_probes <= max_probes, got {} and {}",
+                self.min_probes, self.max_probes
+            ));
+        }
+        if !(self.guardrail.is_finite() && self.guardrail >= 1.0) {
+            return bad(format!("guardrail must be >= 1, got {}", self.guardrail));
+        }
+        if self.ef_search == 0 {
+            return bad("ef_search must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Everything fixed about a collection when it is created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionConfig {
+    /// Vector dimension (1..=65536).
+    pub dim: usize,
+    /// Distance metric.
+    pub metric: Metric,
+    /// Index settings.
+    #[serde(default)]
+    pub settings: IndexSettings,
+}
+
+/// Largest supported dimension.
+pub const MAX_DIM: usize = 65_536;
+
+impl CollectionConfig {
+    /// A configuration with default settings.
+    pub fn new(dim: usize, metric: Metric) -> Self {
+        CollectionConfig {
+            dim,
+            metric,
+            settings: IndexSettings::default(),
+        }
+    }
+
+    /// Checks the dimension and every setting.
+    pub fn validate(&self) -> Result<()> {
+        if self.dim == 0 || self.dim > MAX_DIM {
+            return Err(Error::InvalidArgument(format!(
+                "dimension must be in 1..={MAX_DIM}, got {}",
+                self.dim
+            )));
+        }
+        self.settings.validate()
+    }
+}

@@ -1,0 +1,194 @@
+//! A database: a data directory of named collections, held by one process at a time.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::collection::{Collection, CONFIG_FILE};
+use crate::config::CollectionConfig;
+use crate::error::{Error, IoContext, Result};
+
+const COLLECTIONS_DIR: &str = "collections";
+const LOCK_FILE: &str = "LOCK";
+/// Longest collection name.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// An open data directory.
+pub struct Database {
+    root: PathBuf,
+    _lock: File,
+    collections: RwLock<BTreeMap<String, Arc<Collection>>>,
+}
+
+/// Checks a collection name: 1 to 128 characters from `A-Z a-z 0-9 _ - .`, not starting
+/// with a dot (so no `.`/`..` and no hidden directories), no path separators.
+pub fn validate_name(name: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(Error::InvalidName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return bad("it is longer than 128 characters");
+    }
+    if name.starts_with('.') {
+        return bad("it starts with a dot");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return bad("only letters, digits, '_', '-' and '.' are allowed");
+    }
+    Ok(())
+}
+
+impl Database {
+    /// Opens (creating if needed) the data directory and every collection in it. Fails with
+    /// [`Error::Locked`] if another process has it open.
+    pub fn open(root: impl AsRef<Path>) -> Result<Database> {
+        let root = root.as_ref().to_path_buf();
+        let cdir = root.join(COLLECTIONS_DIR);
+        std::fs::create_dir_all(&cdir).at(&cdir)?;
+        let lock_path = root.join(LOCK_FILE);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .at(&lock_path)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: root }),
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+        }
+        let mut collections = BTreeMap::new();
+        for entry in std::fs::read_dir(&cdir).at(&cdir)? {
+            let entry = entry.at(&cdir)?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') {
+                // Leftover of an interrupted drop.
+                let p = entry.path();
+                std::fs::remove_dir_all(&p).at(&p)?;
+                continue;
+            }
+            if !entry.path().join(CONFIG_FILE).exists() {
+                continue;
+            }
+            let coll = Collection::open(&name, &entry.path())?;
+            collections.insert(name, coll);
+        }
+        Ok(Database {
+            root,
+            _lock: lock,
+            collections: RwLock::new(collections),
+        })
+    }
+
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates a collection.
+    pub fn create_collection(&self, name: &str, config: CollectionConfig) -> Result<Arc<Collection>> {
+        validate_name(name)?;
+        config.validate()?;
+        let mut map = self.collections.write();
+        if map.contains_key(name) {
+            return Err(Error::CollectionExists(name.to_string()));
+        }
+        let dir = self.root.join(COLLECTIONS_DIR).join(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).at(&dir)?;
+        }
+        let coll = Collection::create(name, &dir, config)?;
+        map.insert(name.to_string(), coll.clone());
+        Ok(coll)
+    }
+
+    /// The collection called `name`.
+    pub fn collection(&self, name: &str) -> Result<Arc<Collection>> {
+        self.collections
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::CollectionNotFound(name.to_string()))
+    }
+
+    /// Names and configurations of all collections, sorted by name.
+    pub fn list(&self) -> Vec<(String, CollectionConfig)> {
+        self.collections
+            .read()
+            .iter()
+            .map(|(n, c)| (n.clone(), c.config().clone()))
+            .collect()
+    }
+
+    /// Deletes a collection and its files. Handles to it fail with `Closed` afterwards.
+    pub fn drop_collection(&self, name: &str) -> Result<()> {
+        let coll = self
+            .collections
+            .write()
+            .remove(name)
+            .ok_or_else(|| Error::CollectionNotFound(name.to_string()))?;
+        coll.close();
+        let dir = coll.dir().to_path_buf();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let trash = self
+            .root
+            .join(COLLECTIONS_DIR)
+            .join(format!(".dropped-{name}-{nanos}"));
+        // Rename first: a crash mid-delete leaves a hidden directory, never half a collection.
+        std::fs::rename(&dir, &trash).at(&dir)?;
+        crate::wal::sync_dir(&self.root.join(COLLECTIONS_DIR))?;
+        std::fs::remove_dir_all(&trash).at(&trash)
+    }
+
+    /// Stops every collection's background work.
+    pub fn close(&self) {
+        for c in self.collections.read().values() {
+            c.close();
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        for ok in ["a", "docs_v2", "A-b.c", &"x".repeat(128)] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "../x", "a/b", "a\\b", ".hidden", "sp ace", &"x".repeat(129)] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_second_open_is_refused_while_the_first_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path()).unwrap();
+        assert!(matches!(Database::open(dir.path()), Err(Error::Locked { .. })));
+        drop(db);
+        Database::open(dir.path()).unwrap();
+    }
+}

@@ -1,0 +1,84 @@
+//! Drift-aware bucket selection.
+//!
+//! Each bucket gets `P_eff = P_geom * R` with `P_geom = exp(-lambda * d_rel)` (centroid
+//! distance relative to the nearest, scaled by the mean distance of the nearest four so that
+//! lambda is unitless) and `R = 1 - exp(-live / tau)` (near-empty "zombie" buckets stop
+//! eating the probe budget). Buckets are taken by decreasing `P_eff` until their share of the
+//! total reaches `target_confidence`, within `min_probes..=max_probes`; a bucket whose
+//! centroid is within `guardrail` of the nearest is always taken. An explicit `nprobe` takes
+//! the nearest non-empty buckets instead.
+
+use super::L1;
+use crate::config::{Metric, SearchParams};
+use crate::kernels;
+
+/// Collection-level inputs to selection.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeOptions {
+    /// Default tau when the query leaves it at 0.
+    pub default_tau: f32,
+}
+
+/// Positions of the buckets to scan.
+pub fn select_buckets(
+    l1: &L1,
+    query: &[f32],
+    params: &SearchParams,
+    opts: &ProbeOptions,
+) -> Vec<usize> {
+    let dim = query.len();
+    let mut cands: Vec<(f32, usize)> = l1
+        .centroids()
+        .chunks_exact(dim)
+        .enumerate()
+        .filter(|(i, _)| l1.buckets()[*i].live_rows() > 0)
+        .map(|(i, c)| {
+            let d = match l1.metric {
+                Metric::InnerProduct => -kernels::dot(query, c),
+                _ => kernels::l2sq(query, c).sqrt(),
+            };
+            (d, i)
+        })
+        .collect();
+    cands.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some(n) = params.nprobe {
+        cands.truncate(n);
+        return cands.into_iter().map(|c| c.1).collect();
+    }
+    if cands.is_empty() {
+        return Vec::new();
+    }
+    let d_min = cands[0].0;
+    let near = cands.len().min(4);
+    let scale = (cands[..near].iter().map(|c| c.0.abs()).sum::<f32>() / near as f32).max(1e-12);
+    let tau = if params.tau > 0.0 {
+        params.tau
+    } else {
+        opts.default_tau.max(1e-6)
+    };
+    let guard = (params.guardrail - 1.0) * scale;
+    let mut scored: Vec<(f32, usize, bool)> = cands
+        .iter()
+        .map(|&(d, i)| {
+            let gap = d - d_min;
+            let geom = (-params.lambda * gap / scale).exp();
+            let live = l1.buckets()[i].live_rows() as f32;
+            let reliability = 1.0 - (-live / tau).exp();
+            (geom * reliability, i, gap <= guard)
+        })
+        .collect();
+    let total: f32 = scored.iter().map(|s| s.0).sum();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut chosen = Vec::new();
+    let mut mass = 0f32;
+    for (p, i, guarded) in scored {
+        let enough = chosen.len() >= params.min_probes
+            && (mass >= params.target_confidence * total || chosen.len() >= params.max_probes);
+        if enough && !guarded {
+            continue;
+        }
+        chosen.push(i);
+        mass += p;
+    }
+    chosen
+}

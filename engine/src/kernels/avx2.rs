@@ -1,0 +1,98 @@
+//! x86-64 AVX2 + FMA kernels. Callers reach them only after `cpu()` saw both features.
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    fn l2sq_avx2(a: &[f32], b: &[f32]) -> f32 {
+        super::super::scalar::l2sq(a, b)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+        super::super::scalar::dot(a, b)
+    }
+
+    /// Squared L2, the portable code compiled with AVX2 enabled.
+    #[inline]
+    pub fn l2sq(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: only called when `cpu()` detected avx2 and fma on this machine.
+        unsafe { l2sq_avx2(a, b) }
+    }
+
+    /// Inner product, the portable code compiled with AVX2 enabled.
+    #[inline]
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: only called when `cpu()` detected avx2 and fma on this machine.
+        unsafe { dot_avx2(a, b) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let hi = _mm256_extractf128_ps::<1>(v);
+        let lo = _mm256_castps256_ps128(v);
+        let s = _mm_add_ps(hi, lo);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// Gathers eight table entries per step: lane `j` reads `lut[(g + j) * 256 + code]`.
+    #[target_feature(enable = "avx2,fma")]
+    fn adc_avx2(lut: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
+        let lanes = _mm256_setr_epi32(0, 256, 512, 768, 1024, 1280, 1536, 1792);
+        let step = _mm256_set1_epi32(8 * 256);
+        let table = lut.as_ptr();
+        for (row, o) in codes.chunks_exact(stride).zip(out.iter_mut()) {
+            let mut acc0 = _mm256_setzero_ps();
+            let mut acc1 = _mm256_setzero_ps();
+            let mut offs = lanes;
+            let mut groups = row.chunks_exact(16);
+            for pair in &mut groups {
+                // SAFETY: `pair` holds 16 readable bytes; unaligned 8-byte loads are allowed.
+                let (c0, c1) = unsafe {
+                    (
+                        _mm_loadl_epi64(pair.as_ptr() as *const __m128i),
+                        _mm_loadl_epi64(pair.as_ptr().add(8) as *const __m128i),
+                    )
+                };
+                let i0 = _mm256_add_epi32(_mm256_cvtepu8_epi32(c0), offs);
+                offs = _mm256_add_epi32(offs, step);
+                let i1 = _mm256_add_epi32(_mm256_cvtepu8_epi32(c1), offs);
+                offs = _mm256_add_epi32(offs, step);
+                // SAFETY: every index is (dimension * 256 + code) with dimension < stride and
+                // code < 256, and `lut.len() == stride * 256` (checked by the caller).
+                unsafe {
+                    acc0 = _mm256_add_ps(acc0, _mm256_i32gather_ps::<4>(table, i0));
+                    acc1 = _mm256_add_ps(acc1, _mm256_i32gather_ps::<4>(table, i1));
+                }
+            }
+            let rest = groups.remainder();
+            if !rest.is_empty() {
+                // SAFETY: stride is a multiple of 8, so the remainder is exactly 8 bytes.
+                let c0 = unsafe { _mm_loadl_epi64(rest.as_ptr() as *const __m128i) };
+                let i0 = _mm256_add_epi32(_mm256_cvtepu8_epi32(c0), offs);
+                // SAFETY: as above, indices stay inside the table.
+                unsafe {
+                    acc0 = _mm256_add_ps(acc0, _mm256_i32gather_ps::<4>(table, i0));
+                }
+            }
+            *o = hsum(_mm256_add_ps(acc0, acc1));
+        }
+    }
+
+    /// AVX2 table-lookup ADC.
+    #[inline]
+    pub fn adc_scan(lut: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
+        // SAFETY: only called when `cpu()` detected avx2 and fma; sizes checked by the caller.
+        unsafe { adc_avx2(lut, codes, stride, out) }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod imp {
+    pub use super::super::scalar::{adc_scan, dot, l2sq};
+}
+
+pub use imp::{adc_scan, dot, l2sq};

@@ -1,0 +1,148 @@
+//! Distance and ADC kernels: the only place with SIMD and `unsafe`.
+//!
+//! CPU features are detected once ([`cpu`]); each public function dispatches to the best
+//! kernel available (`avx2.rs`), with a portable scalar version beside it (`scalar.rs`) that
+//! every other architecture uses and that the property tests compare against an f64 reference.
+
+mod avx2;
+pub mod scalar;
+
+use std::sync::LazyLock;
+
+/// Which kernel family this process uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelKind {
+    /// Portable Rust, auto-vectorized by the compiler where it can.
+    Scalar,
+    /// x86-64 AVX2 + FMA.
+    Avx2,
+}
+
+static KIND: LazyLock<KernelKind> = LazyLock::new(|| {
+    if std::env::var_os("DRIFT_FORCE_SCALAR").is_some() {
+        return KernelKind::Scalar;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return KernelKind::Avx2;
+        }
+    }
+    KernelKind::Scalar
+});
+
+/// The kernel family chosen at startup (set `DRIFT_FORCE_SCALAR=1` to force the fallback).
+pub fn cpu() -> KernelKind {
+    *KIND
+}
+
+/// Squared Euclidean distance. Panics in debug builds if lengths differ.
+#[inline]
+pub fn l2sq(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    match cpu() {
+        KernelKind::Avx2 => avx2::l2sq(a, b),
+        KernelKind::Scalar => scalar::l2sq(a, b),
+    }
+}
+
+/// Inner product.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    match cpu() {
+        KernelKind::Avx2 => avx2::dot(a, b),
+        KernelKind::Scalar => scalar::dot(a, b),
+    }
+}
+
+/// ADC scan: for each code row `i` (rows of `stride` bytes), `out[i] = sum_d lut[d * 256 + code[i][d]]`.
+///
+/// `stride` must be a multiple of 8, `lut.len() == stride * 256`, `codes.len() == out.len() * stride`.
+#[inline]
+pub fn adc_scan(lut: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
+    adc_scan_with(cpu(), lut, codes, stride, out)
+}
+
+/// [`adc_scan`] with an explicit kernel (benchmarks and tests compare them).
+pub fn adc_scan_with(kind: KernelKind, lut: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
+    assert!(stride % 8 == 0, "ADC stride must be a multiple of 8");
+    assert_eq!(lut.len(), stride * 256, "ADC table has the wrong size");
+    assert_eq!(codes.len(), out.len() * stride, "ADC codes and output disagree");
+    match kind {
+        KernelKind::Avx2 if cpu() == KernelKind::Avx2 => avx2::adc_scan(lut, codes, stride, out),
+        _ => scalar::adc_scan(lut, codes, stride, out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn l2_ref(a: &[f32], b: &[f32]) -> f64 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+            .sum()
+    }
+
+    fn dot_ref(a: &[f32], b: &[f32]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
+    }
+
+    fn close(got: f32, want: f64, scale: f64) -> bool {
+        (got as f64 - want).abs() <= 1e-4 * scale.max(1.0)
+    }
+
+    fn pair() -> impl Strategy<Value = (Vec<f32>, Vec<f32>)> {
+        (1usize..300).prop_flat_map(|n| {
+            (
+                prop::collection::vec(-100f32..100.0, n),
+                prop::collection::vec(-100f32..100.0, n),
+            )
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn l2_matches_f64_reference((a, b) in pair()) {
+            let want = l2_ref(&a, &b);
+            prop_assert!(close(l2sq(&a, &b), want, want));
+            prop_assert!(close(scalar::l2sq(&a, &b), want, want));
+        }
+
+        #[test]
+        fn dot_matches_f64_reference((a, b) in pair()) {
+            let want = dot_ref(&a, &b);
+            let scale = a.iter().zip(&b).map(|(x, y)| (*x as f64 * *y as f64).abs()).sum::<f64>();
+            prop_assert!(close(dot(&a, &b), want, scale));
+            prop_assert!(close(scalar::dot(&a, &b), want, scale));
+        }
+
+        #[test]
+        fn adc_kernels_match_f64_reference(
+            groups in 1usize..20,
+            rows in 0usize..40,
+            seed in any::<u64>(),
+        ) {
+            use rand::{Rng, SeedableRng};
+            let stride = groups * 8;
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let lut: Vec<f32> = (0..stride * 256).map(|_| rng.gen_range(0.0f32..50.0)).collect();
+            let codes: Vec<u8> = (0..rows * stride).map(|_| rng.gen()).collect();
+            let mut fast = vec![0f32; rows];
+            let mut slow = vec![0f32; rows];
+            adc_scan_with(KernelKind::Avx2, &lut, &codes, stride, &mut fast);
+            adc_scan_with(KernelKind::Scalar, &lut, &codes, stride, &mut slow);
+            for r in 0..rows {
+                let want: f64 = (0..stride)
+                    .map(|d| lut[d * 256 + codes[r * stride + d] as usize] as f64)
+                    .sum();
+                prop_assert!(close(fast[r], want, want), "avx2 row {r}: {} vs {want}", fast[r]);
+                prop_assert!(close(slow[r], want, want), "scalar row {r}: {} vs {want}", slow[r]);
+            }
+        }
+    }
+}

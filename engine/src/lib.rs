@@ -1,0 +1,40 @@
+//! # drift-engine
+//!
+//! The index behind Drift: durable, searchable at once, and kept in shape as data drifts.
+//! It has no network code; connectors (Kafka, SQL, gRPC) use [`VectorRead`] / [`VectorWrite`].
+//!
+//! ```text
+//!            write path                                  read path (one snapshot, no locks held across tiers)
+//! upsert ─▶ wal/ (CRC32C, group commit, fsync)      query ─▶ L0: exact scan of active memtable
+//!        ─▶ memtable/ active buffer (visible)               ─▶ L0: HNSW over frozen memtables
+//!        ─▶ freeze ─▶ HNSW graph (background)              ─▶ L1: ivf/probe (P_geom × R) ─▶ SQ8 ADC scan
+//!        ─▶ flush: route to nearest centroid                     ─▶ exact re-rank ─▶ merge top-k
+//!        ─▶ ivf/ bucket chunks (SQ8 + f32)
+//!        ─▶ storage/ checkpoint ─▶ retire WAL
+//! ```
+//!
+//! Start with [`Database::open`], then [`Database::create_collection`] or
+//! [`Database::collection`].
+
+pub mod api;
+pub mod codec;
+pub mod collection;
+pub mod config;
+pub mod db;
+pub mod distance;
+pub mod error;
+pub mod idmap;
+pub mod ivf;
+pub mod kernels;
+pub mod kmeans;
+pub mod memtable;
+pub mod quant;
+pub mod storage;
+pub mod topk;
+pub mod wal;
+
+pub use api::{Hit, Record, VectorRead, VectorWrite};
+pub use collection::{Collection, CollectionStats, FlushReport, TrainReport};
+pub use config::{CollectionConfig, IndexSettings, Metric, SearchDefaults, SearchParams};
+pub use db::Database;
+pub use error::{Error, Result};
