@@ -74,7 +74,7 @@ impl Default for IndexSettings {
             memtable_capacity: 8192,
             flush_threshold: 32768,
             target_bucket_size: 256,
-            auto_train_min: 2048,
+            auto_train_min: 32768,
             train_sample: 65536,
             hnsw_m: 16,
             hnsw_ef_construction: 100,

@@ -1,1 +1,17 @@
-pub fn x(){}
+//! # drift-lab
+//!
+//! Experiments against Drift through its public API: data sources, vector file formats,
+//! exact ground truth and recall, and runners that report what they measured.
+//!
+//! ```text
+//! data source (generator | .fvecs/.bvecs/.fbin/.u8bin/.jsonl) ─▶ engine (public API) ─▶ search
+//!                                         └────▶ exact k-NN (ground truth) ─▶ recall@k, latency
+//! ```
+
+pub mod datasets;
+pub mod demo;
+pub mod error;
+pub mod truth;
+pub mod vecfile;
+
+pub use error::{LabError, Result};

@@ -122,11 +122,13 @@ impl Collection {
     /// Deletes ids; returns how many of them existed. Durable and visible on return.
     pub fn delete(&self, ids: &[u64]) -> Result<u64> {
         self.check_open()?;
-        let existing = ids
+        // Deleting an id that does not exist changes nothing, so it is not logged.
+        let ops: Vec<WalOp> = ids
             .iter()
             .filter(|id| self.idmap.current(**id).is_some())
-            .count() as u64;
-        let ops = ids.iter().map(|&id| WalOp::Delete { id }).collect();
+            .map(|&id| WalOp::Delete { id })
+            .collect();
+        let existing = ops.len() as u64;
         self.wal.commit(ops, &|batch| self.apply(batch))?;
         Ok(existing)
     }

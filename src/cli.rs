@@ -1,0 +1,402 @@
+//! Command definitions and their embedded implementations.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use drift_engine::{CollectionConfig, Database, Metric};
+use drift_lab::vecfile::{read_all, VecReader};
+
+use crate::output::{self, Bar};
+
+/// Drift: a drift-aware vector search engine.
+#[derive(Debug, Parser)]
+#[command(name = "drift", version, about, long_about = None)]
+pub struct Cli {
+    /// Data directory (embedded mode).
+    #[arg(long, global = true, env = "DRIFT_DATA_DIR", default_value = "./drift-data")]
+    pub data_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, list, drop or inspect collections.
+    #[command(subcommand)]
+    Collection(CollectionCmd),
+    /// Insert or replace vectors from a file (.fvecs .bvecs .fbin .u8bin: id = row + offset;
+    /// .jsonl: {"id", "vector", "payload"} per line).
+    Upsert(UpsertArgs),
+    /// Delete ids.
+    Delete(DeleteArgs),
+    /// Print the stored record of an id as JSON.
+    Get {
+        /// Collection name.
+        name: String,
+        /// Record id.
+        id: u64,
+    },
+    /// Search the k nearest neighbours of every vector in a query file.
+    Search(SearchArgs),
+    /// Train centroids and quantizers from a sample file, re-assigning stored vectors.
+    Train {
+        /// Collection name.
+        name: String,
+        /// Sample vectors file.
+        #[arg(long)]
+        input: PathBuf,
+    },
+    /// Move memtable rows into buckets and checkpoint.
+    Flush {
+        /// Collection name.
+        name: String,
+    },
+    /// End-to-end demo: upsert generated (or given) vectors, search, report recall and latency.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CollectionCmd {
+    /// Create a collection.
+    Create {
+        /// Collection name (letters, digits, '_', '-', '.'; at most 128).
+        name: String,
+        /// Vector dimension.
+        #[arg(long)]
+        dim: usize,
+        /// Distance metric.
+        #[arg(long, default_value = "l2")]
+        metric: String,
+        /// Index settings as JSON (see IndexSettings), e.g. '{"target_bucket_size": 512}'.
+        #[arg(long)]
+        settings: Option<String>,
+    },
+    /// List collections.
+    List,
+    /// Drop a collection and its files.
+    Drop {
+        /// Collection name.
+        name: String,
+    },
+    /// Counts, buckets, memtables, WAL size.
+    Stats {
+        /// Collection name.
+        name: String,
+        /// Print JSON instead of aligned text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct UpsertArgs {
+    /// Collection name.
+    pub name: String,
+    /// Input file.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Added to the row number to form ids (vector file formats).
+    #[arg(long, default_value_t = 0)]
+    pub id_offset: u64,
+    /// Rows per durable batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Leave rows in the memtable instead of flushing them into buckets at the end.
+    #[arg(long)]
+    pub no_flush: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Collection name.
+    pub name: String,
+    /// Comma-separated ids.
+    #[arg(long, conflicts_with = "id_range", required_unless_present = "id_range")]
+    pub ids: Option<String>,
+    /// Half-open id range A..B.
+    #[arg(long)]
+    pub id_range: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OutputFormat {
+    /// `query,rank,id,distance` rows.
+    Csv,
+    /// A JSON array of objects with the same fields.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Collection name.
+    pub name: String,
+    /// Query vectors file.
+    #[arg(long)]
+    pub query: PathBuf,
+    /// Neighbours per query.
+    #[arg(short, long, default_value_t = 10)]
+    pub k: usize,
+    /// Probe exactly this many buckets.
+    #[arg(long)]
+    pub nprobe: Option<usize>,
+    /// Bucket-score mass to cover (0..1], instead of the collection default.
+    #[arg(long)]
+    pub target_confidence: Option<f32>,
+    /// Re-rank factor (0 = SQ8 distances only).
+    #[arg(long)]
+    pub rerank: Option<usize>,
+    /// Include payloads (JSON output only).
+    #[arg(long)]
+    pub with_payload: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "csv")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Rows to generate.
+    #[arg(long, default_value_t = 50_000)]
+    pub rows: usize,
+    /// Dimension of generated vectors.
+    #[arg(long, default_value_t = 64)]
+    pub dim: usize,
+    /// Clusters of generated vectors.
+    #[arg(long, default_value_t = 100)]
+    pub clusters: usize,
+    /// Queries to generate.
+    #[arg(long, default_value_t = 1000)]
+    pub queries: usize,
+    /// Neighbours per query.
+    #[arg(short, long, default_value_t = 10)]
+    pub k: usize,
+    /// Use this base vectors file instead of generated data (needs --query-file).
+    #[arg(long, requires = "query_file")]
+    pub base: Option<PathBuf>,
+    /// Use this query file instead of generated queries.
+    #[arg(long, requires = "base")]
+    pub query_file: Option<PathBuf>,
+    /// Metric.
+    #[arg(long, default_value = "l2")]
+    pub metric: String,
+    /// Probe exactly this many buckets.
+    #[arg(long)]
+    pub nprobe: Option<usize>,
+    /// Re-rank factor.
+    #[arg(long)]
+    pub rerank: Option<usize>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn open(cli_dir: &PathBuf) -> Result<Database> {
+    Database::open(cli_dir).with_context(|| format!("cannot open data directory {}", cli_dir.display()))
+}
+
+/// Runs one command.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Collection(c) => collection(&cli.data_dir, c),
+        Command::Upsert(a) => upsert(&cli.data_dir, a),
+        Command::Delete(a) => delete(&cli.data_dir, a),
+        Command::Get { name, id } => {
+            let db = open(&cli.data_dir)?;
+            match db.collection(&name)?.get(id)? {
+                Some(r) => {
+                    println!("{}", serde_json::to_string(&r)?);
+                    Ok(())
+                }
+                None => bail!("id {id} is not in collection '{name}'"),
+            }
+        }
+        Command::Search(a) => search(&cli.data_dir, a),
+        Command::Train { name, input } => {
+            let db = open(&cli.data_dir)?;
+            let coll = db.collection(&name)?;
+            let (sample, dim) = read_all(&input)?;
+            if dim != coll.config().dim {
+                bail!(
+                    "{}: vectors have dimension {dim}, collection '{name}' expects {}",
+                    input.display(),
+                    coll.config().dim
+                );
+            }
+            let r = coll.train(&sample)?;
+            println!(
+                "trained {} buckets from {} sample vectors; re-assigned {} stored vectors",
+                r.buckets, r.sample_rows, r.rows
+            );
+            Ok(())
+        }
+        Command::Flush { name } => {
+            let db = open(&cli.data_dir)?;
+            let r = db.collection(&name)?.flush()?;
+            println!(
+                "flushed {} vectors from {} memtables into {} buckets{}",
+                r.rows,
+                r.memtables,
+                r.buckets_touched,
+                if r.trained { " (trained centroids first)" } else { "" }
+            );
+            Ok(())
+        }
+        Command::Demo(a) => demo(&cli.data_dir, a),
+    }
+}
+
+fn collection(dir: &PathBuf, cmd: CollectionCmd) -> Result<()> {
+    let db = open(dir)?;
+    match cmd {
+        CollectionCmd::Create {
+            name,
+            dim,
+            metric,
+            settings,
+        } => {
+            let mut config = CollectionConfig::new(dim, Metric::parse(&metric)?);
+            if let Some(s) = settings {
+                config.settings =
+                    serde_json::from_str(&s).context("--settings is not valid index settings")?;
+            }
+            db.create_collection(&name, config)?;
+            println!("created collection '{name}' (dim {dim}, metric {metric})");
+        }
+        CollectionCmd::List => {
+            for (name, cfg) in db.list() {
+                let stats = db.collection(&name)?.stats();
+                println!(
+                    "{name}\tdim={}\tmetric={}\tvectors={}",
+                    cfg.dim,
+                    cfg.metric.name(),
+                    stats.live_vectors
+                );
+            }
+        }
+        CollectionCmd::Drop { name } => {
+            db.drop_collection(&name)?;
+            println!("dropped collection '{name}'");
+        }
+        CollectionCmd::Stats { name, json } => {
+            let stats = db.collection(&name)?.stats();
+            let value = serde_json::to_value(&stats)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                output::key_values(&value);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn upsert(dir: &PathBuf, a: UpsertArgs) -> Result<()> {
+    let db = open(dir)?;
+    let coll = db.collection(&a.name)?;
+    let mut reader = VecReader::open(&a.input, a.id_offset)?;
+    let bar = Bar::bytes("upsert", reader.file_len());
+    let mut rows = 0u64;
+    while let Some(batch) = reader.next_batch(a.batch.max(1))? {
+        let n = batch.len() as u64;
+        coll.upsert(batch)
+            .with_context(|| format!("{}: batch starting at row {rows}", a.input.display()))?;
+        rows += n;
+        bar.set(reader.position());
+    }
+    bar.finish();
+    if !a.no_flush {
+        coll.flush()?;
+    }
+    println!("upserted {rows} vectors into '{}'", a.name);
+    Ok(())
+}
+
+fn parse_ids(a: &DeleteArgs) -> Result<Vec<u64>> {
+    if let Some(list) = &a.ids {
+        return list
+            .split(',')
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<u64>().with_context(|| format!("--ids: '{s}' is not an id")))
+            .collect();
+    }
+    let range = a.id_range.as_deref().unwrap_or_default();
+    let (lo, hi) = range
+        .split_once("..")
+        .with_context(|| format!("--id-range '{range}' is not of the form A..B"))?;
+    let lo: u64 = lo.trim().parse().with_context(|| format!("--id-range start '{lo}'"))?;
+    let hi: u64 = hi.trim().parse().with_context(|| format!("--id-range end '{hi}'"))?;
+    if hi < lo {
+        bail!("--id-range {lo}..{hi} ends before it starts");
+    }
+    Ok((lo..hi).collect())
+}
+
+fn delete(dir: &PathBuf, a: DeleteArgs) -> Result<()> {
+    let ids = parse_ids(&a)?;
+    let db = open(dir)?;
+    let coll = db.collection(&a.name)?;
+    let mut deleted = 0;
+    for chunk in ids.chunks(100_000) {
+        deleted += coll.delete(chunk)?;
+    }
+    println!("deleted {deleted} of {} ids from '{}'", ids.len(), a.name);
+    Ok(())
+}
+
+fn search(dir: &PathBuf, a: SearchArgs) -> Result<()> {
+    let db = open(dir)?;
+    let coll = db.collection(&a.name)?;
+    let mut params = coll.search_params(a.k);
+    params.nprobe = a.nprobe;
+    if let Some(c) = a.target_confidence {
+        params.target_confidence = c;
+    }
+    if let Some(r) = a.rerank {
+        params.rerank = r;
+    }
+    params.with_payload = a.with_payload;
+    params.validate()?;
+    let mut reader = VecReader::open(&a.query, 0)?;
+    let mut out = output::SearchWriter::new(a.output);
+    let mut row = 0u64;
+    while let Some(batch) = reader.next_batch(1024)? {
+        for q in batch {
+            let hits = coll
+                .search(&q.vector, &params)
+                .with_context(|| format!("{}: query row {row}", a.query.display()))?;
+            out.write(row, &hits)?;
+            row += 1;
+        }
+    }
+    out.finish()
+}
+
+fn demo(dir: &PathBuf, a: DemoArgs) -> Result<()> {
+    let db = open(dir)?;
+    let cfg = drift_lab::demo::DemoConfig {
+        rows: a.rows,
+        dim: a.dim,
+        clusters: a.clusters,
+        queries: a.queries,
+        k: a.k,
+        metric: Metric::parse(&a.metric)?,
+        base_file: a.base,
+        query_file: a.query_file,
+        nprobe: a.nprobe,
+        rerank: a.rerank,
+        ..Default::default()
+    };
+    let bars = output::PhaseBars::default();
+    let report = drift_lab::demo::run(&db, "demo", &cfg, &|phase, done, total| {
+        bars.update(phase, done, total)
+    })?;
+    bars.finish();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        output::key_values(&serde_json::to_value(&report)?);
+    }
+    Ok(())
+}
