@@ -1,0 +1,111 @@
+//! Readers and writers at once: searches run while upserts, deletes, freezes and flushes
+//! happen; no acknowledged write is lost and nothing panics.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::{open_with, records};
+
+#[test]
+fn concurrent_readers_and_writers_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, c) = open_with(dir.path(), "cc", 16);
+    let stop = Arc::new(AtomicBool::new(false));
+    let searches = Arc::new(AtomicU64::new(0));
+    let writers = 3u64;
+    let per_writer = 3000u64;
+    std::thread::scope(|s| {
+        for w in 0..writers {
+            let c = c.clone();
+            s.spawn(move || {
+                let base = w * 1_000_000;
+                for start in (0..per_writer).step_by(50) {
+                    c.upsert(records(base + start, 50, 16, base + start)).unwrap();
+                    // Every writer deletes its own every 10th id right after writing it.
+                    let dels: Vec<u64> = (start..start + 50).filter(|i| i % 10 == 0).map(|i| base + i).collect();
+                    c.delete(&dels).unwrap();
+                }
+            });
+        }
+        for r in 0..2u64 {
+            let (c, stop, searches) = (c.clone(), stop.clone(), searches.clone());
+            s.spawn(move || {
+                let q = records(0, 20, 16, 4242 + r);
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let hits = c.search(&q[i % 20].vector, &c.search_params(10)).unwrap();
+                    // No search may return a deleted id or the same id twice.
+                    let mut seen = std::collections::HashSet::new();
+                    for h in &hits {
+                        assert!(seen.insert(h.id), "duplicate id {}", h.id);
+                    }
+                    searches.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+            });
+        }
+        {
+            let (c, stop) = (c.clone(), stop.clone());
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    c.flush().unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            });
+        }
+        // Wait for writers (the first `writers` spawned threads) by polling the live count.
+        let expected = (writers * per_writer * 9 / 10) as usize;
+        let t0 = std::time::Instant::now();
+        while c.stats().live_vectors < expected && t0.elapsed().as_secs() < 120 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // Give the flusher a last round, then stop everybody.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert!(searches.load(Ordering::Relaxed) > 0);
+    let check = |c: &drift_engine::Collection| {
+        assert_eq!(c.stats().live_vectors, (writers * per_writer * 9 / 10) as usize);
+        for w in 0..writers {
+            let base = w * 1_000_000;
+            for i in (0..per_writer).step_by(7) {
+                let got = c.get(base + i).unwrap();
+                if i % 10 == 0 {
+                    assert!(got.is_none(), "deleted {} visible", base + i);
+                } else {
+                    assert!(got.is_some(), "lost {}", base + i);
+                }
+            }
+        }
+    };
+    check(&c);
+    let scanned: usize = c.clone().scan(1000).map(|b| b.len()).sum();
+    assert_eq!(scanned, (writers * per_writer * 9 / 10) as usize);
+    drop((_db, c));
+    let (_db, c) = open_with(dir.path(), "cc", 16);
+    check(&c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_api_runs_off_the_runtime_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, c) = open_with(dir.path(), "a", 8);
+    let mut tasks = Vec::new();
+    for t in 0..4u64 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            c.upsert_async(records(t * 1000, 500, 8, t)).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let sample = crate::random_vectors(800, 8, 5);
+    let report = c.train_async(sample).await.unwrap();
+    assert_eq!(report.rows, 2000);
+    // Writer 2 wrote ids 2000..2500 with seed 2.
+    let probe = records(2000, 500, 8, 2)[17].clone();
+    let hits = c.search_async(probe.vector.clone(), c.search_params(1)).await.unwrap();
+    assert_eq!(hits[0].id, probe.id);
+    assert_eq!(c.delete_async(vec![probe.id]).await.unwrap(), 1);
+}

@@ -1,0 +1,176 @@
+//! Upsert replaces, delete hides, and both survive re-open (from WAL, from checkpoint, and
+//! from a mix); bad input is rejected without losing what was accepted.
+
+use drift_engine::{Database, Error, Metric, Record};
+
+use crate::{open_with, records};
+
+fn nearest(c: &drift_engine::Collection, v: &[f32]) -> u64 {
+    let mut p = c.search_params(1);
+    p.nprobe = Some(1000);
+    c.search(v, &p).unwrap()[0].id
+}
+
+#[test]
+fn upsert_replaces_and_delete_hides_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 8;
+    for flush_before_reopen in [false, true] {
+        let name = format!("c{flush_before_reopen}");
+        {
+            let (_db, c) = open_with(dir.path(), &name, dim);
+            c.upsert(records(0, 2000, dim, 1)).unwrap();
+            // Replace id 5 with a far-away vector, delete 7..17.
+            c.upsert(vec![Record {
+                id: 5,
+                vector: vec![50.0; dim],
+                payload: Some(r#"{"v":2}"#.into()),
+            }])
+            .unwrap();
+            assert_eq!(c.delete(&(7..17).collect::<Vec<_>>()).unwrap(), 10);
+            assert_eq!(c.delete(&[7, 999_999]).unwrap(), 0, "already deleted / unknown");
+            if flush_before_reopen {
+                c.flush().unwrap();
+            }
+            assert_eq!(c.stats().live_vectors, 1990);
+        }
+        let (_db, c) = open_with(dir.path(), &name, dim);
+        assert_eq!(c.stats().live_vectors, 1990, "flush={flush_before_reopen}");
+        let r5 = c.get(5).unwrap().unwrap();
+        assert_eq!(r5.vector, vec![50.0; dim]);
+        assert_eq!(r5.payload.as_deref(), Some(r#"{"v":2}"#));
+        assert_eq!(nearest(&c, &[50.0; 8]), 5);
+        for id in 7..17 {
+            assert!(c.get(id).unwrap().is_none(), "id {id} came back");
+            let v = crate::records(0, 2000, dim, 1)[id as usize].vector.clone();
+            assert_ne!(nearest(&c, &v), id, "deleted id {id} is still found");
+        }
+        // Everything else is found exactly by its own vector.
+        let all = records(0, 2000, dim, 1);
+        for r in all.iter().step_by(97) {
+            if (7..17).contains(&r.id) || r.id == 5 {
+                continue;
+            }
+            assert_eq!(nearest(&c, &r.vector), r.id);
+        }
+        let scanned: usize = c.clone().scan(300).map(|b| b.len()).sum();
+        assert_eq!(scanned, 1990);
+    }
+}
+
+#[test]
+fn data_survives_several_flush_and_reopen_cycles() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 16;
+    for round in 0..4u64 {
+        let (_db, c) = open_with(dir.path(), "c", dim);
+        c.upsert(records(round * 1000, 1000, dim, round)).unwrap();
+        if round % 2 == 0 {
+            c.flush().unwrap();
+        }
+        assert_eq!(c.stats().live_vectors, (round as usize + 1) * 1000);
+    }
+    let (_db, c) = open_with(dir.path(), "c", dim);
+    assert!(c.stats().trained);
+    for round in 0..4u64 {
+        let recs = records(round * 1000, 1000, dim, round);
+        for r in recs.iter().step_by(111) {
+            assert_eq!(c.get(r.id).unwrap().unwrap().vector, r.vector);
+        }
+    }
+}
+
+#[test]
+fn bad_input_is_rejected_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, c) = open_with(dir.path(), "c", 4);
+    c.upsert(records(0, 10, 4, 3)).unwrap();
+    let err = c.upsert(vec![Record::new(100, vec![1.0; 4]), Record::new(101, vec![1.0; 3])]);
+    assert!(matches!(err, Err(Error::DimensionMismatch { got: 3, expected: 4, .. })));
+    let err = c.upsert(vec![Record::new(102, vec![1.0, f32::NAN, 0.0, 0.0])]);
+    assert!(matches!(err, Err(Error::NonFinite { position: 1, .. })));
+    let err = c.upsert(vec![Record {
+        id: 103,
+        vector: vec![0.0; 4],
+        payload: Some("[1,2]".into()),
+    }]);
+    assert!(matches!(err, Err(Error::InvalidPayload { .. })));
+    assert!(c.get(100).unwrap().is_none(), "a rejected batch writes nothing");
+    assert!(matches!(c.search(&[1.0; 5], &c.search_params(3)), Err(Error::DimensionMismatch { .. })));
+    let mut p = c.search_params(0);
+    assert!(matches!(c.search(&[1.0; 4], &p), Err(Error::InvalidArgument(_))));
+    p.k = 3;
+    p.nprobe = Some(0);
+    assert!(matches!(c.search(&[1.0; 4], &p), Err(Error::InvalidArgument(_))));
+    assert!(matches!(db.collection("nope"), Err(Error::CollectionNotFound(_))));
+    assert!(matches!(
+        db.create_collection("../x", drift_engine::CollectionConfig::new(4, Metric::L2)),
+        Err(Error::InvalidName { .. })
+    ));
+    assert_eq!(c.stats().live_vectors, 10);
+}
+
+#[test]
+fn cosine_and_inner_product_rank_correctly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    for metric in [Metric::Cosine, Metric::InnerProduct] {
+        let c = db
+            .create_collection(metric.name(), drift_engine::CollectionConfig::new(3, metric))
+            .unwrap();
+        c.upsert(vec![
+            Record::new(1, vec![1.0, 0.0, 0.0]),
+            Record::new(2, vec![0.0, 10.0, 0.0]),
+            Record::new(3, vec![0.7, 0.7, 0.0]),
+        ])
+        .unwrap();
+        for flushed in [false, true] {
+            if flushed {
+                c.flush().unwrap();
+            }
+            let hits = c.search(&[0.0, 1.0, 0.0], &c.search_params(3)).unwrap();
+            let ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
+            assert_eq!(ids, vec![2, 3, 1], "{metric:?} flushed={flushed}");
+            if metric == Metric::Cosine {
+                assert!(hits[0].distance.abs() < 1e-5);
+                assert!((hits[2].distance - 1.0).abs() < 1e-5);
+            } else {
+                assert!((hits[0].distance + 10.0).abs() < 1e-4);
+            }
+        }
+    }
+    let c = db.collection("cosine").unwrap();
+    assert!(matches!(c.upsert(vec![Record::new(9, vec![0.0; 3])]), Err(Error::InvalidArgument(_))));
+}
+
+#[test]
+fn dropped_collection_is_gone_and_its_handles_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, c) = open_with(dir.path(), "gone", 4);
+    c.upsert(records(0, 5, 4, 1)).unwrap();
+    db.drop_collection("gone").unwrap();
+    assert!(matches!(c.upsert(records(5, 1, 4, 1)), Err(Error::Closed(_))));
+    drop(db);
+    let db = Database::open(dir.path()).unwrap();
+    assert!(db.list().is_empty());
+}
+
+#[test]
+fn explicit_training_reassigns_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, c) = open_with(dir.path(), "t", 8);
+    c.upsert(records(0, 3000, 8, 9)).unwrap();
+    c.flush().unwrap();
+    let sample: Vec<f32> = crate::random_vectors(1000, 8, 77);
+    let report = c.train(&sample).unwrap();
+    assert_eq!(report.rows, 3000);
+    assert!(report.buckets >= 40, "{report:?}");
+    let s = c.stats();
+    assert_eq!((s.live_vectors, s.l1_rows), (3000, 3000));
+    drop((_db, c));
+    let (_db, c) = open_with(dir.path(), "t", 8);
+    assert_eq!(c.stats().live_vectors, 3000);
+    for r in records(0, 3000, 8, 9).iter().step_by(201) {
+        assert_eq!(c.get(r.id).unwrap().unwrap().vector, r.vector);
+    }
+}
