@@ -186,6 +186,15 @@ pub struct DemoArgs {
     /// Re-rank factor.
     #[arg(long)]
     pub rerank: Option<usize>,
+    /// Geometric sharpness of bucket scores.
+    #[arg(long)]
+    pub lambda: Option<f32>,
+    /// Bucket-score mass to cover (0..1].
+    #[arg(long)]
+    pub target_confidence: Option<f32>,
+    /// Index settings of the demo collection as JSON.
+    #[arg(long)]
+    pub settings: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -386,6 +395,14 @@ fn demo(dir: &PathBuf, a: DemoArgs) -> Result<()> {
         query_file: a.query_file,
         nprobe: a.nprobe,
         rerank: a.rerank,
+        lambda: a.lambda,
+        target_confidence: a.target_confidence,
+        settings: a
+            .settings
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .context("--settings is not valid index settings")?,
         ..Default::default()
     };
     let bars = output::PhaseBars::default();

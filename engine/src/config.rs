@@ -46,6 +46,18 @@ impl Metric {
     }
 }
 
+/// How SQ8 distances are computed during a bucket scan (both give the same sums).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AdcKernel {
+    /// Per-dimension table of 256 partial distances, summed by table lookups (gathers).
+    Lut,
+    /// The same sum in closed form: a u8 x f32 dot product plus a per-row term stored at
+    /// encode time. No table to build per bucket; several times faster.
+    #[default]
+    Factored,
+}
+
 /// Index settings of a collection. Every field has a sensible default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -105,19 +117,22 @@ pub struct SearchDefaults {
     pub rerank: usize,
     /// HNSW candidate list size when searching frozen memtables.
     pub ef_search: usize,
+    /// SQ8 scan kernel.
+    pub adc: AdcKernel,
 }
 
 impl Default for SearchDefaults {
     fn default() -> Self {
         SearchDefaults {
-            lambda: 8.0,
+            lambda: 30.0,
             tau: 0.0,
-            target_confidence: 0.9,
+            target_confidence: 0.95,
             min_probes: 2,
             max_probes: 64,
             guardrail: 1.05,
             rerank: 4,
             ef_search: 64,
+            adc: AdcKernel::Factored,
         }
     }
 }
@@ -159,6 +174,7 @@ impl SearchDefaults {
             guardrail: self.guardrail,
             rerank: self.rerank,
             ef_search: self.ef_search,
+            adc: self.adc,
             with_payload: false,
             with_vector: false,
         }
@@ -192,6 +208,8 @@ pub struct SearchParams {
     pub rerank: usize,
     /// See [`SearchDefaults::ef_search`].
     pub ef_search: usize,
+    /// See [`SearchDefaults::adc`].
+    pub adc: AdcKernel,
     /// Return each hit's payload.
     pub with_payload: bool,
     /// Return each hit's stored vector.

@@ -196,7 +196,7 @@ impl Collection {
             }
             drop(buf);
             if ops.peek().is_some() {
-                self.freeze_active(&v.active);
+                self.freeze_active(&v.active, true);
             }
         }
         if let Some(seq) = last {
@@ -205,8 +205,9 @@ impl Collection {
         self.maybe_schedule_flush();
     }
 
-    /// Freezes `active` if it is still the active memtable; queues its graph build.
-    pub(crate) fn freeze_active(&self, active: &Arc<Memtable>) {
+    /// Freezes `active` if it is still the active memtable; queues its graph build when
+    /// `index` is set (a flush that freezes in order to drain at once does not).
+    pub(crate) fn freeze_active(&self, active: &Arc<Memtable>, index: bool) {
         let _s = self.structure.lock();
         let cur = self.version.load_full();
         if !Arc::ptr_eq(&cur.active, active) {
@@ -225,7 +226,9 @@ impl Collection {
             l1: cur.l1.clone(),
         }));
         self.wal.request_rotation();
-        self.worker.send(Task::Index(active.clone()));
+        if index {
+            self.worker.send(Task::Index(active.clone()));
+        }
     }
 
     fn maybe_schedule_flush(&self) {

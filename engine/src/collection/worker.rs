@@ -56,15 +56,19 @@ impl Worker {
                     match task {
                         Task::Stop => break,
                         Task::Index(m) => {
-                            let still_frozen =
-                                c.version.load().frozen.iter().any(|f| Arc::ptr_eq(f, &m));
-                            if still_frozen {
+                            // A flush may drain the memtable while its graph is built: stop then.
+                            let wanted = || {
+                                !c.closed.load(Ordering::Acquire)
+                                    && c.version.load().frozen.iter().any(|f| Arc::ptr_eq(f, &m))
+                            };
+                            if wanted() {
                                 let s = &c.config.settings;
                                 m.build_graph(
                                     c.config.metric,
                                     c.config.dim,
                                     s.hnsw_m,
                                     s.hnsw_ef_construction,
+                                    &wanted,
                                 );
                             }
                         }

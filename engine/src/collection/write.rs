@@ -140,7 +140,7 @@ impl Collection {
         let _m = self.maintenance.lock();
         let v = self.version.load_full();
         if !v.active.buf.read().is_empty() {
-            self.freeze_active(&v.active);
+            self.freeze_active(&v.active, false);
         }
         let v = self.version.load_full();
         let mut report = FlushReport {
@@ -187,7 +187,7 @@ impl Collection {
         let _m = self.maintenance.lock();
         let v = self.version.load_full();
         if !v.active.buf.read().is_empty() {
-            self.freeze_active(&v.active);
+            self.freeze_active(&v.active, false);
         }
         let v = self.version.load_full();
         let (rows, max_seq) = self.current_rows(&v.frozen, Some(&v.l1));

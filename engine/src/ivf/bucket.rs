@@ -19,6 +19,8 @@ pub struct Chunk {
     pub seqs: Vec<u64>,
     /// SQ8 code rows (`stride` bytes each), cache-line aligned.
     pub codes: AlignedCodes,
+    /// Per row, the code-only term of the factored L2 distance ([`Sq8::code_norm`]).
+    pub norms: Vec<f32>,
     /// Exact vectors for re-ranking (row-major).
     pub vectors: Vec<f32>,
     /// Payload of each row.
@@ -35,9 +37,12 @@ impl Chunk {
         payloads: Vec<Option<Arc<str>>>,
     ) -> Chunk {
         let dim = quant.dim();
-        let mut raw = Vec::with_capacity(ids.len() * quant.stride());
+        let stride = quant.stride();
+        let mut raw = Vec::with_capacity(ids.len() * stride);
+        let mut norms = Vec::with_capacity(ids.len());
         for v in vectors.chunks_exact(dim) {
             quant.encode_into(v, &mut raw);
+            norms.push(quant.code_norm(&raw[raw.len() - stride..]));
         }
         let mut codes = AlignedCodes::with_capacity(raw.len());
         codes.extend_from_slice(&raw);
@@ -45,6 +50,7 @@ impl Chunk {
             ids,
             seqs,
             codes,
+            norms,
             vectors,
             payloads,
         }

@@ -15,7 +15,7 @@ pub use probe::{select_buckets, ProbeOptions};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{Metric, SearchParams};
+use crate::config::{AdcKernel, Metric, SearchParams};
 use crate::distance::Distance;
 use crate::kernels;
 use crate::topk::{Scored, TopK};
@@ -140,18 +140,34 @@ impl L1 {
             params.k
         };
         let mut top: TopK<RowRef> = TopK::new(pool);
-        let mut lut = Vec::new();
+        let mut table = Vec::new();
         let mut dists = Vec::new();
+        let l2 = self.metric.uses_l2_internally();
         for &bpos in &probe {
             let bucket = &self.buckets[bpos];
             bucket.live.touch(tick);
             counts.buckets += 1;
-            bucket.quant.build_lut(query, self.metric, &mut lut);
             let stride = bucket.quant.stride();
+            let base = match params.adc {
+                AdcKernel::Factored => bucket.quant.query_weights(query, self.metric, &mut table),
+                AdcKernel::Lut => {
+                    bucket.quant.build_lut(query, self.metric, &mut table);
+                    0.0
+                }
+            };
             for (ci, chunk) in bucket.chunks.iter().enumerate() {
                 dists.clear();
                 dists.resize(chunk.len(), 0f32);
-                kernels::adc_scan(&lut, chunk.codes.as_slice(), stride, &mut dists);
+                let codes = chunk.codes.as_slice();
+                match params.adc {
+                    AdcKernel::Factored => {
+                        kernels::sq8_dot_scan(&table, codes, stride, &mut dists);
+                        for (d, n) in dists.iter_mut().zip(&chunk.norms) {
+                            *d = if l2 { base + n - *d } else { base - *d };
+                        }
+                    }
+                    AdcKernel::Lut => kernels::adc_scan(&table, codes, stride, &mut dists),
+                }
                 counts.codes += chunk.len();
                 for (r, &d) in dists.iter().enumerate() {
                     if d < top.threshold() && visible(chunk.ids[r], chunk.seqs[r]) {

@@ -14,6 +14,18 @@ mod imp {
         super::super::scalar::dot(a, b)
     }
 
+    #[target_feature(enable = "avx2,fma")]
+    fn sq8_lut_avx2(query: &[f32], lo: &[f32], step: &[f32], l2: bool, lut: &mut [f32]) {
+        super::super::scalar::sq8_lut(query, lo, step, l2, lut)
+    }
+
+    /// SQ8 lookup-table construction, the portable code compiled with AVX2 enabled.
+    #[inline]
+    pub fn sq8_lut(query: &[f32], lo: &[f32], step: &[f32], l2: bool, lut: &mut [f32]) {
+        // SAFETY: only called when `cpu()` detected avx2 and fma on this machine.
+        unsafe { sq8_lut_avx2(query, lo, step, l2, lut) }
+    }
+
     /// Squared L2, the portable code compiled with AVX2 enabled.
     #[inline]
     pub fn l2sq(a: &[f32], b: &[f32]) -> f32 {
@@ -82,6 +94,44 @@ mod imp {
         }
     }
 
+    /// Eight dimensions per step: widen codes to f32 and multiply-add with the weights.
+    #[target_feature(enable = "avx2,fma")]
+    fn sq8_dot_avx2(w: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
+        for (row, o) in codes.chunks_exact(stride).zip(out.iter_mut()) {
+            let mut acc0 = _mm256_setzero_ps();
+            let mut acc1 = _mm256_setzero_ps();
+            let mut g = 0;
+            while g + 16 <= stride {
+                // SAFETY: g + 16 <= stride == row.len() == w.len(); unaligned loads are allowed.
+                unsafe {
+                    let c0 = _mm_loadl_epi64(row.as_ptr().add(g) as *const __m128i);
+                    let c1 = _mm_loadl_epi64(row.as_ptr().add(g + 8) as *const __m128i);
+                    let f0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c0));
+                    let f1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c1));
+                    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(w.as_ptr().add(g)), f0, acc0);
+                    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(w.as_ptr().add(g + 8)), f1, acc1);
+                }
+                g += 16;
+            }
+            if g < stride {
+                // SAFETY: stride is a multiple of 8, so exactly 8 bytes/floats remain.
+                unsafe {
+                    let c0 = _mm_loadl_epi64(row.as_ptr().add(g) as *const __m128i);
+                    let f0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c0));
+                    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(w.as_ptr().add(g)), f0, acc0);
+                }
+            }
+            *o = hsum(_mm256_add_ps(acc0, acc1));
+        }
+    }
+
+    /// AVX2 factored SQ8 scan.
+    #[inline]
+    pub fn sq8_dot_scan(w: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
+        // SAFETY: only called when `cpu()` detected avx2 and fma; sizes checked by the caller.
+        unsafe { sq8_dot_avx2(w, codes, stride, out) }
+    }
+
     /// AVX2 table-lookup ADC.
     #[inline]
     pub fn adc_scan(lut: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
@@ -92,7 +142,7 @@ mod imp {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod imp {
-    pub use super::super::scalar::{adc_scan, dot, l2sq};
+    pub use super::super::scalar::{adc_scan, dot, l2sq, sq8_dot_scan, sq8_lut};
 }
 
-pub use imp::{adc_scan, dot, l2sq};
+pub use imp::{adc_scan, dot, l2sq, sq8_dot_scan, sq8_lut};

@@ -57,6 +57,16 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// Builds an SQ8 lookup table: `lut[d * 256 + c]` is `(q_d - lo_d - c * step_d)^2` when
+/// `l2`, else `-q_d * (lo_d + c * step_d)`. Entries past `query.len() * 256` are untouched.
+#[inline]
+pub fn sq8_lut(query: &[f32], lo: &[f32], step: &[f32], l2: bool, lut: &mut [f32]) {
+    match cpu() {
+        KernelKind::Avx2 => avx2::sq8_lut(query, lo, step, l2, lut),
+        KernelKind::Scalar => scalar::sq8_lut(query, lo, step, l2, lut),
+    }
+}
+
 /// ADC scan: for each code row `i` (rows of `stride` bytes), `out[i] = sum_d lut[d * 256 + code[i][d]]`.
 ///
 /// `stride` must be a multiple of 8, `lut.len() == stride * 256`, `codes.len() == out.len() * stride`.
@@ -73,6 +83,25 @@ pub fn adc_scan_with(kind: KernelKind, lut: &[f32], codes: &[u8], stride: usize,
     match kind {
         KernelKind::Avx2 if cpu() == KernelKind::Avx2 => avx2::adc_scan(lut, codes, stride, out),
         _ => scalar::adc_scan(lut, codes, stride, out),
+    }
+}
+
+/// Factored SQ8 scan: `out[i] = sum_d w[d] * code[i][d]` (see `Sq8::query_weights`).
+///
+/// `stride` must be a multiple of 8, `w.len() == stride`, `codes.len() == out.len() * stride`.
+#[inline]
+pub fn sq8_dot_scan(w: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
+    sq8_dot_scan_with(cpu(), w, codes, stride, out)
+}
+
+/// [`sq8_dot_scan`] with an explicit kernel.
+pub fn sq8_dot_scan_with(kind: KernelKind, w: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
+    assert!(stride % 8 == 0, "SQ8 stride must be a multiple of 8");
+    assert_eq!(w.len(), stride, "weight vector has the wrong size");
+    assert_eq!(codes.len(), out.len() * stride, "codes and output disagree");
+    match kind {
+        KernelKind::Avx2 if cpu() == KernelKind::Avx2 => avx2::sq8_dot_scan(w, codes, stride, out),
+        _ => scalar::sq8_dot_scan(w, codes, stride, out),
     }
 }
 
@@ -119,6 +148,29 @@ mod tests {
             let scale = a.iter().zip(&b).map(|(x, y)| (*x as f64 * *y as f64).abs()).sum::<f64>();
             prop_assert!(close(dot(&a, &b), want, scale));
             prop_assert!(close(scalar::dot(&a, &b), want, scale));
+        }
+
+        #[test]
+        fn sq8_dot_kernels_match_f64_reference(
+            groups in 1usize..20,
+            rows in 0usize..40,
+            seed in any::<u64>(),
+        ) {
+            use rand::{Rng, SeedableRng};
+            let stride = groups * 8;
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let w: Vec<f32> = (0..stride).map(|_| rng.gen_range(-3.0f32..3.0)).collect();
+            let codes: Vec<u8> = (0..rows * stride).map(|_| rng.gen()).collect();
+            let mut fast = vec![0f32; rows];
+            let mut slow = vec![0f32; rows];
+            sq8_dot_scan_with(KernelKind::Avx2, &w, &codes, stride, &mut fast);
+            sq8_dot_scan_with(KernelKind::Scalar, &w, &codes, stride, &mut slow);
+            for r in 0..rows {
+                let want: f64 = (0..stride).map(|d| w[d] as f64 * codes[r * stride + d] as f64).sum();
+                let scale: f64 = (0..stride).map(|d| (w[d] as f64 * codes[r * stride + d] as f64).abs()).sum();
+                prop_assert!(close(fast[r], want, scale), "avx2 row {r}: {} vs {want}", fast[r]);
+                prop_assert!(close(slow[r], want, scale), "scalar row {r}: {} vs {want}", slow[r]);
+            }
         }
 
         #[test]

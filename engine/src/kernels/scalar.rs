@@ -53,3 +53,49 @@ pub fn adc_scan(lut: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
         *o = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     }
 }
+
+/// Code values 0..=255 as floats, so table loops vectorize without integer conversion.
+static CODE_VALUES: [f32; 256] = {
+    let mut t = [0f32; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = i as f32;
+        i += 1;
+    }
+    t
+};
+
+/// Fills `lut[d * 256 + c]` with the SQ8 partial distance of dimension `d` for code `c`:
+/// `(q - lo - c * step)^2` when `l2`, else `-q * (lo + c * step)`.
+#[inline(always)]
+pub fn sq8_lut(query: &[f32], lo: &[f32], step: &[f32], l2: bool, lut: &mut [f32]) {
+    for (d, table) in lut.chunks_exact_mut(256).take(query.len()).enumerate() {
+        let (q, l, s) = (query[d], lo[d], step[d]);
+        if l2 {
+            let base = q - l;
+            for (t, c) in table.iter_mut().zip(CODE_VALUES.iter()) {
+                let diff = base - c * s;
+                *t = diff * diff;
+            }
+        } else {
+            let (a, b) = (-q * l, -q * s);
+            for (t, c) in table.iter_mut().zip(CODE_VALUES.iter()) {
+                *t = a + b * c;
+            }
+        }
+    }
+}
+
+/// Factored SQ8 scan: `out[i] = sum_d w[d] * code[i][d]` over rows of `stride` codes.
+#[inline(always)]
+pub fn sq8_dot_scan(w: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
+    for (row, o) in codes.chunks_exact(stride).zip(out.iter_mut()) {
+        let mut acc = [0f32; 8];
+        for (ws, cs) in w.chunks_exact(8).zip(row.chunks_exact(8)) {
+            for i in 0..8 {
+                acc[i] += ws[i] * cs[i] as f32;
+            }
+        }
+        *o = acc.iter().sum();
+    }
+}

@@ -9,6 +9,19 @@ use rand::{Rng, SeedableRng};
 use crate::distance::Distance;
 use crate::topk::Scored;
 
+/// Construction parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildParams {
+    /// Distance to build with.
+    pub dist: Distance,
+    /// Out-degree on upper layers (twice this on layer 0).
+    pub m: usize,
+    /// Candidate list size during construction.
+    pub ef_construction: usize,
+    /// Seed of the level draw.
+    pub seed: u64,
+}
+
 /// A built graph. Node `i` is row `i` of the vectors it was built over.
 #[derive(Debug, Clone)]
 pub struct Hnsw {
@@ -51,15 +64,20 @@ impl Visited {
 type Near = Scored<u32>;
 
 impl Hnsw {
-    /// Builds the graph over `vectors` (row-major, `dim` columns).
+    /// Builds the graph over `vectors` (row-major, `dim` columns); `None` if `wanted` turned
+    /// false during the build (it is asked every 256 insertions).
     pub fn build(
         vectors: &[f32],
         dim: usize,
-        dist: Distance,
-        m: usize,
-        ef_construction: usize,
-        seed: u64,
-    ) -> Hnsw {
+        params: &BuildParams,
+        wanted: &dyn Fn() -> bool,
+    ) -> Option<Hnsw> {
+        let BuildParams {
+            dist,
+            m,
+            ef_construction,
+            seed,
+        } = *params;
         let n = vectors.len() / dim;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let ml = 1.0 / (m as f64).ln();
@@ -73,6 +91,9 @@ impl Hnsw {
         };
         let mut visited = Visited::new(n);
         for node in 0..n {
+            if node % 256 == 255 && !wanted() {
+                return None;
+            }
             let r: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
             let level = ((-r.ln() * ml) as usize).min(16);
             g.links.push(vec![Vec::new(); level + 1]);
@@ -82,7 +103,7 @@ impl Hnsw {
             }
             g.insert(vectors, node as u32, level, ef_construction, &mut visited);
         }
-        g
+        Some(g)
     }
 
     /// Number of nodes.
@@ -273,7 +294,13 @@ mod tests {
         let (n, dim) = (3000, 16);
         let mut rng = rand::rngs::StdRng::seed_from_u64(42);
         let data: Vec<f32> = (0..n * dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
-        let g = Hnsw::build(&data, dim, Distance::L2, 16, 100, 1);
+        let params = BuildParams {
+            dist: Distance::L2,
+            m: 16,
+            ef_construction: 100,
+            seed: 1,
+        };
+        let g = Hnsw::build(&data, dim, &params, &|| true).unwrap();
         let mut hits = 0;
         for qi in 0..50 {
             let q: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();

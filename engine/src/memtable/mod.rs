@@ -103,21 +103,29 @@ impl Memtable {
         self.sealed.load(Ordering::Acquire)
     }
 
-    /// Builds the HNSW graph over the (frozen) rows unless it exists already.
-    pub fn build_graph(&self, metric: Metric, dim: usize, m: usize, ef_construction: usize) {
+    /// Builds the HNSW graph over the (frozen) rows unless it exists already. The build is
+    /// abandoned as soon as `wanted` turns false.
+    pub fn build_graph(
+        &self,
+        metric: Metric,
+        dim: usize,
+        m: usize,
+        ef_construction: usize,
+        wanted: &dyn Fn() -> bool,
+    ) {
         if self.graph.get().is_some() {
             return;
         }
         let buf = self.buf.read();
-        let graph = Hnsw::build(
-            &buf.vectors,
-            dim,
-            Distance::for_metric(metric),
+        let params = hnsw::BuildParams {
+            dist: Distance::for_metric(metric),
             m,
             ef_construction,
-            0x5eed ^ buf.len() as u64,
-        );
-        let _ = self.graph.set(graph);
+            seed: 0x5eed ^ buf.len() as u64,
+        };
+        if let Some(graph) = Hnsw::build(&buf.vectors, dim, &params, wanted) {
+            let _ = self.graph.set(graph);
+        }
     }
 
     /// Searches the rows: by graph when it is built (and `exact` is false), else exactly.

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::Metric;
+use crate::kernels;
 
 /// Per-dimension SQ8 parameters. Code rows are padded to `stride` (a multiple of 8) bytes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,6 +84,38 @@ impl Sq8 {
             .collect()
     }
 
+    /// The code-only term of the factored L2 distance: `sum_d (step_d * c_d)^2`.
+    pub fn code_norm(&self, code: &[u8]) -> f32 {
+        code.iter()
+            .zip(&self.step)
+            .map(|(c, s)| {
+                let x = *c as f32 * s;
+                x * x
+            })
+            .sum()
+    }
+
+    /// Factored ADC: fills `w` (`stride` entries) and returns `base` such that the SQ8
+    /// distance of a code row `c` is `base + code_norm(c) - <w, c>` for L2/cosine and
+    /// `base - <w, c>` for inner product. Equal to summing the [`Sq8::build_lut`] table
+    /// entries, without building 256 entries per dimension.
+    pub fn query_weights(&self, query: &[f32], metric: Metric, w: &mut Vec<f32>) -> f32 {
+        w.clear();
+        w.resize(self.stride(), 0.0);
+        let mut base = 0f32;
+        for (d, ((q, lo), step)) in query.iter().zip(&self.lo).zip(&self.step).enumerate() {
+            if metric.uses_l2_internally() {
+                let a = q - lo;
+                base += a * a;
+                w[d] = 2.0 * a * step;
+            } else {
+                base -= q * lo;
+                w[d] = q * step;
+            }
+        }
+        base
+    }
+
     /// Fraction of the components of `vectors` that fall outside the fitted ranges by more
     /// than half a step: a high value means the data moved and the quantizer should be re-fit.
     pub fn clipped_fraction(&self, vectors: &[f32]) -> f64 {
@@ -107,29 +140,19 @@ impl Sq8 {
     /// `query` and each code value: `(q - v)^2` for L2/cosine, `-q * v` for inner product.
     /// Padding dimensions get zeros.
     pub fn build_lut(&self, query: &[f32], metric: Metric, lut: &mut Vec<f32>) {
-        lut.clear();
-        lut.resize(self.stride() * 256, 0.0);
-        for (d, ((q, lo), step)) in query.iter().zip(&self.lo).zip(&self.step).enumerate() {
-            let table = &mut lut[d * 256..(d + 1) * 256];
-            if metric.uses_l2_internally() {
-                let base = q - lo;
-                for (c, t) in table.iter_mut().enumerate() {
-                    let diff = base - c as f32 * step;
-                    *t = diff * diff;
-                }
-            } else {
-                for (c, t) in table.iter_mut().enumerate() {
-                    *t = -q * (lo + c as f32 * step);
-                }
-            }
+        let size = self.stride() * 256;
+        if lut.len() != size {
+            // Padding tables stay zero; the real ones are overwritten on every call.
+            lut.clear();
+            lut.resize(size, 0.0);
         }
+        kernels::sq8_lut(query, &self.lo, &self.step, metric.uses_l2_internally(), lut);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels;
     use proptest::prelude::*;
 
     proptest! {
@@ -170,13 +193,24 @@ mod tests {
                 q.build_lut(&query, metric, &mut lut);
                 let mut out = vec![0f32; rows.len()];
                 kernels::adc_scan(&lut, &codes, q.stride(), &mut out);
+                let mut w = Vec::new();
+                let base = q.query_weights(&query, metric, &mut w);
+                let mut dots = vec![0f32; rows.len()];
+                kernels::sq8_dot_scan(&w, &codes, q.stride(), &mut dots);
                 for (i, got) in out.iter().enumerate() {
+                    let code = &codes[i * q.stride()..(i + 1) * q.stride()];
+                    let factored = match metric {
+                        Metric::InnerProduct => base - dots[i],
+                        _ => base + q.code_norm(code) - dots[i],
+                    };
                     let dec = q.decode(&codes[i * q.stride()..i * q.stride() + 20]);
                     let want: f64 = match metric {
                         Metric::InnerProduct => -dec.iter().zip(&query).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>(),
                         _ => dec.iter().zip(&query).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum::<f64>(),
                     };
                     prop_assert!((*got as f64 - want).abs() <= 1e-3 * want.abs().max(1.0));
+                    prop_assert!((factored as f64 - want).abs() <= 1e-3 * want.abs().max(10.0),
+                        "factored {factored} vs {want}");
                 }
             }
         }
