@@ -14,7 +14,12 @@ use crate::output::{self, Bar};
 #[command(name = "drift", version, about, long_about = None)]
 pub struct Cli {
     /// Data directory (embedded mode).
-    #[arg(long, global = true, env = "DRIFT_DATA_DIR", default_value = "./drift-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "DRIFT_DATA_DIR",
+        default_value = "./drift-data"
+    )]
     pub data_dir: PathBuf,
     #[command(subcommand)]
     pub command: Command,
@@ -112,7 +117,11 @@ pub struct DeleteArgs {
     /// Collection name.
     pub name: String,
     /// Comma-separated ids.
-    #[arg(long, conflicts_with = "id_range", required_unless_present = "id_range")]
+    #[arg(
+        long,
+        conflicts_with = "id_range",
+        required_unless_present = "id_range"
+    )]
     pub ids: Option<String>,
     /// Half-open id range A..B.
     #[arg(long)]
@@ -201,7 +210,8 @@ pub struct DemoArgs {
 }
 
 fn open(cli_dir: &PathBuf) -> Result<Database> {
-    Database::open(cli_dir).with_context(|| format!("cannot open data directory {}", cli_dir.display()))
+    Database::open(cli_dir)
+        .with_context(|| format!("cannot open data directory {}", cli_dir.display()))
 }
 
 /// Runs one command.
@@ -247,7 +257,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 r.rows,
                 r.memtables,
                 r.buckets_touched,
-                if r.trained { " (trained centroids first)" } else { "" }
+                if r.trained {
+                    " (trained centroids first)"
+                } else {
+                    ""
+                }
             );
             Ok(())
         }
@@ -327,15 +341,24 @@ fn parse_ids(a: &DeleteArgs) -> Result<Vec<u64>> {
             .split(',')
             .map(|s| s.trim())
             .filter(|s| !s.is_empty())
-            .map(|s| s.parse::<u64>().with_context(|| format!("--ids: '{s}' is not an id")))
+            .map(|s| {
+                s.parse::<u64>()
+                    .with_context(|| format!("--ids: '{s}' is not an id"))
+            })
             .collect();
     }
     let range = a.id_range.as_deref().unwrap_or_default();
     let (lo, hi) = range
         .split_once("..")
         .with_context(|| format!("--id-range '{range}' is not of the form A..B"))?;
-    let lo: u64 = lo.trim().parse().with_context(|| format!("--id-range start '{lo}'"))?;
-    let hi: u64 = hi.trim().parse().with_context(|| format!("--id-range end '{hi}'"))?;
+    let lo: u64 = lo
+        .trim()
+        .parse()
+        .with_context(|| format!("--id-range start '{lo}'"))?;
+    let hi: u64 = hi
+        .trim()
+        .parse()
+        .with_context(|| format!("--id-range end '{hi}'"))?;
     if hi < lo {
         bail!("--id-range {lo}..{hi} ends before it starts");
     }

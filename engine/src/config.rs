@@ -227,7 +227,10 @@ impl SearchParams {
             return bad("nprobe must be at least 1".into());
         }
         if !(self.lambda.is_finite() && self.lambda >= 0.0) {
-            return bad(format!("lambda must be finite and >= 0, got {}", self.lambda));
+            return bad(format!(
+                "lambda must be finite and >= 0, got {}",
+                self.lambda
+            ));
         }
         if !(self.tau.is_finite() && self.tau >= 0.0) {
             return bad(format!("tau must be finite and >= 0, got {}", self.tau));

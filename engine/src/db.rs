@@ -98,7 +98,11 @@ impl Database {
     }
 
     /// Creates a collection.
-    pub fn create_collection(&self, name: &str, config: CollectionConfig) -> Result<Arc<Collection>> {
+    pub fn create_collection(
+        &self,
+        name: &str,
+        config: CollectionConfig,
+    ) -> Result<Arc<Collection>> {
         validate_name(name)?;
         config.validate()?;
         let mut map = self.collections.write();
@@ -178,7 +182,17 @@ mod tests {
         for ok in ["a", "docs_v2", "A-b.c", &"x".repeat(128)] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".", "..", "../x", "a/b", "a\\b", ".hidden", "sp ace", &"x".repeat(129)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "a\\b",
+            ".hidden",
+            "sp ace",
+            &"x".repeat(129),
+        ] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
     }
@@ -187,7 +201,10 @@ mod tests {
     fn a_second_open_is_refused_while_the_first_holds_the_lock() {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::open(dir.path()).unwrap();
-        assert!(matches!(Database::open(dir.path()), Err(Error::Locked { .. })));
+        assert!(matches!(
+            Database::open(dir.path()),
+            Err(Error::Locked { .. })
+        ));
         drop(db);
         Database::open(dir.path()).unwrap();
     }

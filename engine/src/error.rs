@@ -13,7 +13,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A vector's length differs from the collection's dimension.
-    #[error("vector for id {id} has dimension {got}, collection '{collection}' expects {expected}")]
+    #[error(
+        "vector for id {id} has dimension {got}, collection '{collection}' expects {expected}"
+    )]
     DimensionMismatch {
         /// Collection name.
         collection: String,

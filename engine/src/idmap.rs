@@ -133,7 +133,9 @@ impl IdMap {
 
     /// Whether `(id, seq)` is the current live version.
     pub fn is_current(&self, id: u64, seq: u64) -> bool {
-        self.map.get(&id).is_some_and(|e| e.seq == seq && !e.deleted)
+        self.map
+            .get(&id)
+            .is_some_and(|e| e.seq == seq && !e.deleted)
     }
 
     /// Current live version and location of `id`.

@@ -45,7 +45,9 @@ pub fn kmeans(data: &[f32], dim: usize, k: usize, iters: usize, seed: u64) -> KM
     // k-means++ seeding.
     let mut centroids = Vec::with_capacity(k * dim);
     centroids.extend_from_slice(row(rng.gen_range(0..n)));
-    let mut d2: Vec<f32> = (0..n).map(|i| kernels::l2sq(row(i), &centroids[..dim])).collect();
+    let mut d2: Vec<f32> = (0..n)
+        .map(|i| kernels::l2sq(row(i), &centroids[..dim]))
+        .collect();
     while centroids.len() < k * dim {
         let total: f64 = d2.iter().map(|x| *x as f64).sum();
         let pick = if total <= 0.0 {
@@ -75,18 +77,18 @@ pub fn kmeans(data: &[f32], dim: usize, k: usize, iters: usize, seed: u64) -> KM
     let mut dist = vec![0f32; n];
     for iter in 0..iters.max(1) {
         let mut changed = 0usize;
-        for i in 0..n {
+        for (i, (a, dd)) in assignment.iter_mut().zip(dist.iter_mut()).enumerate() {
             let (c, d) = nearest(&centroids, dim, row(i));
-            if assignment[i] != c as u32 || iter == 0 {
+            if *a != c as u32 || iter == 0 {
                 changed += 1;
             }
-            assignment[i] = c as u32;
-            dist[i] = d;
+            *a = c as u32;
+            *dd = d;
         }
         let mut sums = vec![0f64; k * dim];
         let mut counts = vec![0usize; k];
-        for i in 0..n {
-            let c = assignment[i] as usize;
+        for (i, a) in assignment.iter().enumerate() {
+            let c = *a as usize;
             counts[c] += 1;
             for (s, x) in sums[c * dim..(c + 1) * dim].iter_mut().zip(row(i)) {
                 *s += *x as f64;

@@ -35,6 +35,8 @@ pub mod wal;
 
 pub use api::{Hit, Record, VectorRead, VectorWrite};
 pub use collection::{Collection, CollectionStats, FlushReport, TrainReport};
-pub use config::{AdcKernel, CollectionConfig, IndexSettings, Metric, SearchDefaults, SearchParams};
+pub use config::{
+    AdcKernel, CollectionConfig, IndexSettings, Metric, SearchDefaults, SearchParams,
+};
 pub use db::Database;
 pub use error::{Error, Result};

@@ -69,7 +69,7 @@ impl Clustered {
     /// `rows` points; `stream` picks an independent random stream (0 for base, 1 for queries).
     pub fn sample(&self, rows: usize, stream: u64) -> Dataset {
         let centres = self.centres();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ (stream + 1) * 0x9e37_79b9);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ ((stream + 1) * 0x9e37_79b9));
         let n = Normal::new(0.0f32, self.point_spread).expect("valid spread");
         let mut vectors = Vec::with_capacity(rows * self.dim);
         for _ in 0..rows {

@@ -122,7 +122,17 @@ fn load(cfg: &DemoConfig) -> Result<(Dataset, Dataset, String)> {
                 )));
             }
             let name = format!("{} + {}", b.display(), q.display());
-            Ok((Dataset { vectors: bv, dim: bd }, Dataset { vectors: qv, dim: qd }, name))
+            Ok((
+                Dataset {
+                    vectors: bv,
+                    dim: bd,
+                },
+                Dataset {
+                    vectors: qv,
+                    dim: qd,
+                },
+                name,
+            ))
         }
         (None, None) => {
             let gen = Clustered::new(cfg.dim, cfg.clusters, cfg.seed);
@@ -165,7 +175,14 @@ pub fn run(db: &Database, name: &str, cfg: &DemoConfig, progress: Progress) -> R
 
     let ids: Vec<u64> = (0..rows as u64).collect();
     progress("ground truth", 0, 1);
-    let truth = exact_knn(cfg.metric, &base.vectors, &ids, &queries.vectors, dim, cfg.k);
+    let truth = exact_knn(
+        cfg.metric,
+        &base.vectors,
+        &ids,
+        &queries.vectors,
+        dim,
+        cfg.k,
+    );
     progress("ground truth", 1, 1);
     let prepared = prepare(cfg.metric, &base.vectors, dim);
     let prepared_q = prepare(cfg.metric, &queries.vectors, dim);
@@ -183,7 +200,8 @@ pub fn run(db: &Database, name: &str, cfg: &DemoConfig, progress: Progress) -> R
         params.target_confidence = c;
     }
     let measure = |phase: &str| -> Result<(f64, Histogram<u64>, f64)> {
-        let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| LabError::Invalid(e.to_string()))?;
+        let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+            .map_err(|e| LabError::Invalid(e.to_string()))?;
         let mut recall = 0.0;
         let nq = queries.len();
         // Small query sets are timed over several passes (recall is taken from the first).

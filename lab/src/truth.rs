@@ -99,13 +99,20 @@ mod tests {
         let d = |id: u64| Some([0.0, 1.0, 1.0, 5.0][id as usize]);
         assert_eq!(recall_with_ties(&truth, &[0, 2], 2, d), 1.0);
         assert_eq!(recall_with_ties(&truth, &[0, 3], 2, d), 0.5);
-        assert_eq!(recall_with_ties(&truth, &[0, 0], 2, d), 0.5, "duplicates count once");
+        assert_eq!(
+            recall_with_ties(&truth, &[0, 0], 2, d),
+            0.5,
+            "duplicates count once"
+        );
     }
 
     #[test]
     fn brute_force_is_exact() {
         let base = vec![0.0, 0.0, 1.0, 1.0, 5.0, 5.0];
         let gt = exact_knn(Metric::L2, &base, &[10, 11, 12], &[0.9, 0.9], 2, 2);
-        assert_eq!(gt.neighbours[0].iter().map(|x| x.0).collect::<Vec<_>>(), vec![11, 10]);
+        assert_eq!(
+            gt.neighbours[0].iter().map(|x| x.0).collect::<Vec<_>>(),
+            vec![11, 10]
+        );
     }
 }

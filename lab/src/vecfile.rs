@@ -116,7 +116,11 @@ impl VecReader {
 
     /// Total file size in bytes (for progress bars).
     pub fn file_len(&self) -> u64 {
-        self.input.get_ref().metadata().map(|m| m.len()).unwrap_or(0)
+        self.input
+            .get_ref()
+            .metadata()
+            .map(|m| m.len())
+            .unwrap_or(0)
     }
 
     /// Bytes consumed so far.
@@ -129,7 +133,10 @@ impl VecReader {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 LabError::format(
                     &self.path,
-                    format!("file ends inside row {} ({what}) at byte {}", self.row, self.offset),
+                    format!(
+                        "file ends inside row {} ({what}) at byte {}",
+                        self.row, self.offset
+                    ),
                 )
             } else {
                 LabError::io(&self.path, e)
@@ -185,7 +192,10 @@ impl VecReader {
                     Some(x) if x != dim as usize => {
                         return Err(LabError::format(
                             &self.path,
-                            format!("row {} has dimension {dim}, earlier rows have {x}", self.row),
+                            format!(
+                                "row {} has dimension {dim}, earlier rows have {x}",
+                                self.row
+                            ),
                         ))
                     }
                     _ => {}
@@ -230,9 +240,8 @@ impl VecReader {
             if self.line.trim().is_empty() {
                 continue;
             }
-            let row: JsonRow = serde_json::from_str(&self.line).map_err(|e| {
-                LabError::format(&self.path, format!("line {}: {e}", self.row))
-            })?;
+            let row: JsonRow = serde_json::from_str(&self.line)
+                .map_err(|e| LabError::format(&self.path, format!("line {}: {e}", self.row)))?;
             let payload = match row.payload {
                 None | Some(serde_json::Value::Null) => None,
                 Some(v @ serde_json::Value::Object(_)) => Some(v.to_string()),
@@ -336,7 +345,10 @@ mod tests {
         .unwrap();
         let mut r = VecReader::open(&j, 0).unwrap();
         let err = r.next_batch(10).unwrap_err().to_string();
-        assert!(err.contains("line 4") && err.contains("dimension 1"), "{err}");
+        assert!(
+            err.contains("line 4") && err.contains("dimension 1"),
+            "{err}"
+        );
         let mut r = VecReader::open(&j, 0).unwrap();
         let first = r.next_batch(2).unwrap().unwrap();
         assert_eq!(first[0].payload.as_deref(), Some("{\"k\":1}"));
@@ -345,7 +357,9 @@ mod tests {
 
     #[test]
     fn unknown_extension_is_named() {
-        let err = Format::from_path(Path::new("x.csv")).unwrap_err().to_string();
+        let err = Format::from_path(Path::new("x.csv"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("x.csv") && err.contains("unknown file type"));
     }
 }

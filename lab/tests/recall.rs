@@ -34,18 +34,32 @@ fn recall_at_default_settings_and_with_rerank() {
     );
     assert!(default.recall >= 0.95, "default recall {}", default.recall);
     assert!(default.recall_l0 >= 0.95, "L0 recall {}", default.recall_l0);
-    assert!(wide_rerank.recall >= 0.99, "re-rank recall {}", wide_rerank.recall);
+    assert!(
+        wide_rerank.recall >= 0.99,
+        "re-rank recall {}",
+        wide_rerank.recall
+    );
     // Without re-ranking, SQ8 alone must still be a usable index.
-    assert!(sq8_only.recall >= 0.85, "SQ8-only recall {}", sq8_only.recall);
+    assert!(
+        sq8_only.recall >= 0.85,
+        "SQ8-only recall {}",
+        sq8_only.recall
+    );
     assert!(default.buckets >= 100, "{} buckets", default.buckets);
 }
 
 #[test]
 fn recall_on_real_sift_when_present() {
     let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
-    let (base, queries) = (data.join("sift5k_base.fvecs"), data.join("siftsmall_query.fvecs"));
+    let (base, queries) = (
+        data.join("sift5k_base.fvecs"),
+        data.join("siftsmall_query.fvecs"),
+    );
     if !base.exists() {
-        eprintln!("skipped: {} not found (shared data sets are not in a user's clone)", base.display());
+        eprintln!(
+            "skipped: {} not found (shared data sets are not in a user's clone)",
+            base.display()
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -56,6 +70,9 @@ fn recall_on_real_sift_when_present() {
         ..Default::default()
     };
     let r = run(&db, "sift", &cfg, &|_, _, _| {}).unwrap();
-    println!("sift5k: recall@10 {:.4}, {:.0} qps, {:.2} buckets/query", r.recall, r.qps, r.mean_buckets_probed);
+    println!(
+        "sift5k: recall@10 {:.4}, {:.0} qps, {:.2} buckets/query",
+        r.recall, r.qps, r.mean_buckets_probed
+    );
     assert!(r.recall >= 0.95, "SIFT recall {}", r.recall);
 }

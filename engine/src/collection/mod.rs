@@ -89,7 +89,11 @@ impl Collection {
         let cfg_path = dir.join(CONFIG_FILE);
         let raw = std::fs::read(&cfg_path).at(&cfg_path)?;
         let config: CollectionConfig = serde_json::from_slice(&raw).map_err(|e| {
-            Error::corrupt(&cfg_path, e.column() as u64, format!("bad configuration: {e}"))
+            Error::corrupt(
+                &cfg_path,
+                e.column() as u64,
+                format!("bad configuration: {e}"),
+            )
         })?;
         config.validate()?;
         let idmap = IdMap::default();
@@ -126,7 +130,12 @@ impl Collection {
         coll.apply(replayed.ops);
         coll.applied_seq.store(replayed.last_seq, Ordering::Release);
         coll.worker.start(Arc::downgrade(&coll));
-        tracing::debug!(collection = name, checkpoint_seq = ck_seq, replayed_ops, "opened");
+        tracing::debug!(
+            collection = name,
+            checkpoint_seq = ck_seq,
+            replayed_ops,
+            "opened"
+        );
         Ok(coll)
     }
 
@@ -173,9 +182,9 @@ impl Collection {
                 // A flush froze this memtable after we loaded the version: use the new one.
                 continue;
             }
-            while let Some((seq, op)) = ops.next_if(|(_, op)| {
-                !(matches!(op, WalOp::Upsert { .. }) && buf.len() >= cap)
-            }) {
+            while let Some((seq, op)) =
+                ops.next_if(|(_, op)| !(matches!(op, WalOp::Upsert { .. }) && buf.len() >= cap))
+            {
                 last = Some(seq);
                 let replaced = match op {
                     WalOp::Upsert {

@@ -102,7 +102,15 @@ impl Collection {
         v.active
             .search(dist, &q, k, params.ef_search, &visible, 0, &mut l0);
         for (i, m) in v.frozen.iter().enumerate() {
-            m.search(dist, &q, k, params.ef_search, &visible, i as u32 + 1, &mut l0);
+            m.search(
+                dist,
+                &q,
+                k,
+                params.ef_search,
+                &visible,
+                i as u32 + 1,
+                &mut l0,
+            );
         }
         for s in l0.into_sorted() {
             top.push(s.dist, Source::L0(s.item.0, s.item.1));

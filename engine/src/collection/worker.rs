@@ -41,10 +41,7 @@ impl Worker {
             let _ = tx.send(t);
         }
         *self.tx.lock() = Some(tx);
-        let name = coll
-            .upgrade()
-            .map(|c| c.name.clone())
-            .unwrap_or_default();
+        let name = coll.upgrade().map(|c| c.name.clone()).unwrap_or_default();
         let handle = std::thread::Builder::new()
             .name(format!("drift-bg-{name}"))
             .spawn(move || {

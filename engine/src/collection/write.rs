@@ -174,7 +174,7 @@ impl Collection {
     pub fn train(&self, sample: &[f32]) -> Result<TrainReport> {
         self.check_open()?;
         let dim = self.config.dim;
-        if sample.is_empty() || sample.len() % dim != 0 {
+        if sample.is_empty() || !sample.len().is_multiple_of(dim) {
             return Err(Error::InvalidArgument(format!(
                 "training sample must hold whole vectors of dimension {dim} ({} values given)",
                 sample.len()
@@ -207,7 +207,8 @@ impl Collection {
     }
 
     fn bucket_count(&self, rows: usize) -> usize {
-        rows.div_ceil(self.config.settings.target_bucket_size).max(1)
+        rows.div_ceil(self.config.settings.target_bucket_size)
+            .max(1)
     }
 
     /// The first layer, trained on (a sample of) the rows being flushed.
@@ -288,7 +289,12 @@ impl Collection {
             for i in 0..buf.len() {
                 max_seq = max_seq.max(buf.seqs[i]);
                 if self.idmap.is_current(buf.ids[i], buf.seqs[i]) {
-                    rows.push(buf.ids[i], buf.seqs[i], buf.vector(i, dim), buf.payloads[i].clone());
+                    rows.push(
+                        buf.ids[i],
+                        buf.seqs[i],
+                        buf.vector(i, dim),
+                        buf.payloads[i].clone(),
+                    );
                 }
             }
         }
@@ -323,7 +329,10 @@ impl Collection {
             let old = &layer.buckets()[pos];
             let needs_refit =
                 old.rows() == 0 || old.quant.clipped_fraction(&g.vectors) > REFIT_CLIPPED;
-            placed.push((old.id, g.ids.iter().copied().zip(g.seqs.iter().copied()).collect()));
+            placed.push((
+                old.id,
+                g.ids.iter().copied().zip(g.seqs.iter().copied()).collect(),
+            ));
             let bucket = if needs_refit {
                 refits += 1;
                 let mut all = MemBuffer::default();
@@ -347,7 +356,9 @@ impl Collection {
                     live: Arc::new(old.live.carry_heat()),
                 }
             } else {
-                old.with_chunk(Chunk::build(&old.quant, g.ids, g.seqs, g.vectors, g.payloads))
+                old.with_chunk(Chunk::build(
+                    &old.quant, g.ids, g.seqs, g.vectors, g.payloads,
+                ))
             };
             changed.push(Arc::new(bucket));
         }

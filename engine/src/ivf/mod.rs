@@ -57,7 +57,12 @@ impl L1 {
             centroids.extend_from_slice(&b.centroid);
             by_id.insert(b.id, i);
         }
-        let next_id = buckets.iter().map(|b| b.id + 1).max().unwrap_or(0).max(next_id);
+        let next_id = buckets
+            .iter()
+            .map(|b| b.id + 1)
+            .max()
+            .unwrap_or(0)
+            .max(next_id);
         L1 {
             dim,
             metric,

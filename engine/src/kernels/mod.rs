@@ -77,9 +77,16 @@ pub fn adc_scan(lut: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
 
 /// [`adc_scan`] with an explicit kernel (benchmarks and tests compare them).
 pub fn adc_scan_with(kind: KernelKind, lut: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
-    assert!(stride % 8 == 0, "ADC stride must be a multiple of 8");
+    assert!(
+        stride.is_multiple_of(8),
+        "ADC stride must be a multiple of 8"
+    );
     assert_eq!(lut.len(), stride * 256, "ADC table has the wrong size");
-    assert_eq!(codes.len(), out.len() * stride, "ADC codes and output disagree");
+    assert_eq!(
+        codes.len(),
+        out.len() * stride,
+        "ADC codes and output disagree"
+    );
     match kind {
         KernelKind::Avx2 if cpu() == KernelKind::Avx2 => avx2::adc_scan(lut, codes, stride, out),
         _ => scalar::adc_scan(lut, codes, stride, out),
@@ -95,8 +102,17 @@ pub fn sq8_dot_scan(w: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
 }
 
 /// [`sq8_dot_scan`] with an explicit kernel.
-pub fn sq8_dot_scan_with(kind: KernelKind, w: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
-    assert!(stride % 8 == 0, "SQ8 stride must be a multiple of 8");
+pub fn sq8_dot_scan_with(
+    kind: KernelKind,
+    w: &[f32],
+    codes: &[u8],
+    stride: usize,
+    out: &mut [f32],
+) {
+    assert!(
+        stride.is_multiple_of(8),
+        "SQ8 stride must be a multiple of 8"
+    );
     assert_eq!(w.len(), stride, "weight vector has the wrong size");
     assert_eq!(codes.len(), out.len() * stride, "codes and output disagree");
     match kind {

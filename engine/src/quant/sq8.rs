@@ -146,7 +146,13 @@ impl Sq8 {
             lut.clear();
             lut.resize(size, 0.0);
         }
-        kernels::sq8_lut(query, &self.lo, &self.step, metric.uses_l2_internally(), lut);
+        kernels::sq8_lut(
+            query,
+            &self.lo,
+            &self.step,
+            metric.uses_l2_internally(),
+            lut,
+        );
     }
 }
 

@@ -65,7 +65,10 @@ pub fn read(path: &Path, dim: usize, metric: Metric, idmap: &IdMap) -> Result<(L
     let data = std::fs::read(path).at(path)?;
     let bad = |off: usize, why: String| Error::corrupt(path, off as u64, why);
     if data.len() < HEADER {
-        return Err(bad(0, format!("file is {} bytes, shorter than its header", data.len())));
+        return Err(bad(
+            0,
+            format!("file is {} bytes, shorter than its header", data.len()),
+        ));
     }
     if &data[..8] != MAGIC {
         return Err(bad(0, "not a Drift checkpoint (bad magic)".into()));
@@ -80,7 +83,10 @@ pub fn read(path: &Path, dim: usize, metric: Metric, idmap: &IdMap) -> Result<(L
     if data.len() - HEADER != len {
         return Err(bad(
             12,
-            format!("body length {len} but {} bytes follow the header", data.len() - HEADER),
+            format!(
+                "body length {len} but {} bytes follow the header",
+                data.len() - HEADER
+            ),
         ));
     }
     let body = &data[HEADER..];
@@ -92,7 +98,10 @@ pub fn read(path: &Path, dim: usize, metric: Metric, idmap: &IdMap) -> Result<(L
     let seq = r.u64().map_err(|e| at(&r, e))?;
     let file_dim = r.u32().map_err(|e| at(&r, e))? as usize;
     if file_dim != dim {
-        return Err(bad(HEADER + 8, format!("dimension {file_dim}, collection has {dim}")));
+        return Err(bad(
+            HEADER + 8,
+            format!("dimension {file_dim}, collection has {dim}"),
+        ));
     }
     let next_id = r.u32().map_err(|e| at(&r, e))?;
     let n = r.u32().map_err(|e| at(&r, e))?;
@@ -128,7 +137,10 @@ pub fn read(path: &Path, dim: usize, metric: Metric, idmap: &IdMap) -> Result<(L
         }));
     }
     if r.remaining() != 0 {
-        return Err(at(&r, format!("{} unexpected bytes after the last bucket", r.remaining())));
+        return Err(at(
+            &r,
+            format!("{} unexpected bytes after the last bucket", r.remaining()),
+        ));
     }
     Ok((L1::from_buckets(dim, metric, buckets, next_id), seq))
 }

@@ -102,7 +102,9 @@ impl Wal {
     pub fn commit(&self, ops: Vec<WalOp>, apply: &dyn Fn(Vec<Sequenced>)) -> Result<u64> {
         let mut st = self.state.lock();
         if let Some(why) = &st.failed {
-            return Err(Error::Internal(format!("write-ahead log failed earlier: {why}")));
+            return Err(Error::Internal(format!(
+                "write-ahead log failed earlier: {why}"
+            )));
         }
         if ops.is_empty() {
             return Ok(st.next_seq - 1);
@@ -166,7 +168,10 @@ impl Wal {
             f.current_len = 0;
         }
         let path = f.files.last().map(|x| x.1.clone()).unwrap_or_default();
-        let file = f.current.as_mut().expect("current WAL file was just opened");
+        let file = f
+            .current
+            .as_mut()
+            .expect("current WAL file was just opened");
         file.write_all(bytes).at(&path)?;
         file.sync_data().at(&path)?;
         f.current_len += bytes.len() as u64;

@@ -55,7 +55,10 @@ pub fn replay(dir: &Path, checkpoint_seq: u64) -> Result<Replayed> {
             out.torn_bytes = (data.len() - valid) as u64;
             tracing::warn!(file = %path.display(), offset = valid, cut = out.torn_bytes,
                 "write-ahead log ends in a torn record; cutting it off");
-            let f = std::fs::OpenOptions::new().write(true).open(&path).at(&path)?;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .at(&path)?;
             f.set_len(valid as u64).at(&path)?;
             f.sync_all().at(&path)?;
         }
@@ -83,7 +86,9 @@ fn read_file(
             }
         };
         if rest < FRAME_HEADER {
-            return torn_or(format!("{rest} stray bytes where a record header should be"));
+            return torn_or(format!(
+                "{rest} stray bytes where a record header should be"
+            ));
         }
         let len = u32::from_le_bytes(data[pos..pos + 4].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(data[pos + 4..pos + 8].try_into().expect("4 bytes"));
@@ -99,7 +104,9 @@ fn read_file(
         }
         let end = pos + FRAME_HEADER + len;
         if end > data.len() {
-            return torn_or(format!("record of {len} bytes runs past the end of the file"));
+            return torn_or(format!(
+                "record of {len} bytes runs past the end of the file"
+            ));
         }
         let body = &data[pos + FRAME_HEADER..end];
         if crc32c::crc32c(body) != crc {
@@ -170,7 +177,10 @@ mod tests {
         data[30] ^= 0xff;
         std::fs::write(&p, &data).unwrap();
         let err = replay(dir.path(), 0).unwrap_err().to_string();
-        assert!(err.contains("corrupt file") && err.contains("offset 0"), "{err}");
+        assert!(
+            err.contains("corrupt file") && err.contains("offset 0"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -188,7 +198,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_log(dir.path(), 1, 10);
         let r = replay(dir.path(), 7).unwrap();
-        assert_eq!(r.ops.iter().map(|o| o.0).collect::<Vec<_>>(), vec![8, 9, 10]);
+        assert_eq!(
+            r.ops.iter().map(|o| o.0).collect::<Vec<_>>(),
+            vec![8, 9, 10]
+        );
         assert_eq!(r.last_seq, 10);
     }
 }

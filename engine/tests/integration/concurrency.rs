@@ -20,9 +20,13 @@ fn concurrent_readers_and_writers_lose_nothing() {
             s.spawn(move || {
                 let base = w * 1_000_000;
                 for start in (0..per_writer).step_by(50) {
-                    c.upsert(records(base + start, 50, 16, base + start)).unwrap();
+                    c.upsert(records(base + start, 50, 16, base + start))
+                        .unwrap();
                     // Every writer deletes its own every 10th id right after writing it.
-                    let dels: Vec<u64> = (start..start + 50).filter(|i| i % 10 == 0).map(|i| base + i).collect();
+                    let dels: Vec<u64> = (start..start + 50)
+                        .filter(|i| i % 10 == 0)
+                        .map(|i| base + i)
+                        .collect();
                     c.delete(&dels).unwrap();
                 }
             });
@@ -65,7 +69,10 @@ fn concurrent_readers_and_writers_lose_nothing() {
     });
     assert!(searches.load(Ordering::Relaxed) > 0);
     let check = |c: &drift_engine::Collection| {
-        assert_eq!(c.stats().live_vectors, (writers * per_writer * 9 / 10) as usize);
+        assert_eq!(
+            c.stats().live_vectors,
+            (writers * per_writer * 9 / 10) as usize
+        );
         for w in 0..writers {
             let base = w * 1_000_000;
             for i in (0..per_writer).step_by(7) {
@@ -105,7 +112,10 @@ async fn async_api_runs_off_the_runtime_threads() {
     assert_eq!(report.rows, 2000);
     // Writer 2 wrote ids 2000..2500 with seed 2.
     let probe = records(2000, 500, 8, 2)[17].clone();
-    let hits = c.search_async(probe.vector.clone(), c.search_params(1)).await.unwrap();
+    let hits = c
+        .search_async(probe.vector.clone(), c.search_params(1))
+        .await
+        .unwrap();
     assert_eq!(hits[0].id, probe.id);
     assert_eq!(c.delete_async(vec![probe.id]).await.unwrap(), 1);
 }

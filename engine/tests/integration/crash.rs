@@ -44,7 +44,13 @@ fn sigkill_loses_no_acknowledged_upsert() {
     let mut deleted = std::collections::HashSet::new();
     for round in 0..3 {
         let mut child = Command::new(&exe)
-            .args(["crash::crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "crash::crash_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -79,9 +85,14 @@ fn sigkill_loses_no_acknowledged_upsert() {
                 }
                 let got = c.get(r.id).unwrap();
                 if deleted.contains(&r.id) {
-                    assert!(got.is_none(), "round {round}: deleted id {} came back", r.id);
+                    assert!(
+                        got.is_none(),
+                        "round {round}: deleted id {} came back",
+                        r.id
+                    );
                 } else {
-                    let got = got.unwrap_or_else(|| panic!("round {round}: acked id {} lost", r.id));
+                    let got =
+                        got.unwrap_or_else(|| panic!("round {round}: acked id {} lost", r.id));
                     assert_eq!(got.vector, r.vector);
                 }
             }
@@ -167,6 +178,12 @@ fn damaged_checkpoint_is_a_clear_error() {
     let mid = data.len() / 2;
     data[mid] ^= 1;
     std::fs::write(&ck, &data).unwrap();
-    let err = Database::open(dir.path()).err().expect("must fail").to_string();
-    assert!(err.contains("checkpoint.bin") && err.contains("checksum"), "{err}");
+    let err = Database::open(dir.path())
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(
+        err.contains("checkpoint.bin") && err.contains("checksum"),
+        "{err}"
+    );
 }

@@ -28,7 +28,11 @@ fn upsert_replaces_and_delete_hides_across_reopen() {
             }])
             .unwrap();
             assert_eq!(c.delete(&(7..17).collect::<Vec<_>>()).unwrap(), 10);
-            assert_eq!(c.delete(&[7, 999_999]).unwrap(), 0, "already deleted / unknown");
+            assert_eq!(
+                c.delete(&[7, 999_999]).unwrap(),
+                0,
+                "already deleted / unknown"
+            );
             if flush_before_reopen {
                 c.flush().unwrap();
             }
@@ -85,8 +89,18 @@ fn bad_input_is_rejected_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (db, c) = open_with(dir.path(), "c", 4);
     c.upsert(records(0, 10, 4, 3)).unwrap();
-    let err = c.upsert(vec![Record::new(100, vec![1.0; 4]), Record::new(101, vec![1.0; 3])]);
-    assert!(matches!(err, Err(Error::DimensionMismatch { got: 3, expected: 4, .. })));
+    let err = c.upsert(vec![
+        Record::new(100, vec![1.0; 4]),
+        Record::new(101, vec![1.0; 3]),
+    ]);
+    assert!(matches!(
+        err,
+        Err(Error::DimensionMismatch {
+            got: 3,
+            expected: 4,
+            ..
+        })
+    ));
     let err = c.upsert(vec![Record::new(102, vec![1.0, f32::NAN, 0.0, 0.0])]);
     assert!(matches!(err, Err(Error::NonFinite { position: 1, .. })));
     let err = c.upsert(vec![Record {
@@ -95,14 +109,29 @@ fn bad_input_is_rejected_and_loses_nothing() {
         payload: Some("[1,2]".into()),
     }]);
     assert!(matches!(err, Err(Error::InvalidPayload { .. })));
-    assert!(c.get(100).unwrap().is_none(), "a rejected batch writes nothing");
-    assert!(matches!(c.search(&[1.0; 5], &c.search_params(3)), Err(Error::DimensionMismatch { .. })));
+    assert!(
+        c.get(100).unwrap().is_none(),
+        "a rejected batch writes nothing"
+    );
+    assert!(matches!(
+        c.search(&[1.0; 5], &c.search_params(3)),
+        Err(Error::DimensionMismatch { .. })
+    ));
     let mut p = c.search_params(0);
-    assert!(matches!(c.search(&[1.0; 4], &p), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        c.search(&[1.0; 4], &p),
+        Err(Error::InvalidArgument(_))
+    ));
     p.k = 3;
     p.nprobe = Some(0);
-    assert!(matches!(c.search(&[1.0; 4], &p), Err(Error::InvalidArgument(_))));
-    assert!(matches!(db.collection("nope"), Err(Error::CollectionNotFound(_))));
+    assert!(matches!(
+        c.search(&[1.0; 4], &p),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        db.collection("nope"),
+        Err(Error::CollectionNotFound(_))
+    ));
     assert!(matches!(
         db.create_collection("../x", drift_engine::CollectionConfig::new(4, Metric::L2)),
         Err(Error::InvalidName { .. })
@@ -116,7 +145,10 @@ fn cosine_and_inner_product_rank_correctly() {
     let db = Database::open(dir.path()).unwrap();
     for metric in [Metric::Cosine, Metric::InnerProduct] {
         let c = db
-            .create_collection(metric.name(), drift_engine::CollectionConfig::new(3, metric))
+            .create_collection(
+                metric.name(),
+                drift_engine::CollectionConfig::new(3, metric),
+            )
             .unwrap();
         c.upsert(vec![
             Record::new(1, vec![1.0, 0.0, 0.0]),
@@ -140,7 +172,10 @@ fn cosine_and_inner_product_rank_correctly() {
         }
     }
     let c = db.collection("cosine").unwrap();
-    assert!(matches!(c.upsert(vec![Record::new(9, vec![0.0; 3])]), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        c.upsert(vec![Record::new(9, vec![0.0; 3])]),
+        Err(Error::InvalidArgument(_))
+    ));
 }
 
 #[test]
@@ -149,7 +184,10 @@ fn dropped_collection_is_gone_and_its_handles_fail() {
     let (db, c) = open_with(dir.path(), "gone", 4);
     c.upsert(records(0, 5, 4, 1)).unwrap();
     db.drop_collection("gone").unwrap();
-    assert!(matches!(c.upsert(records(5, 1, 4, 1)), Err(Error::Closed(_))));
+    assert!(matches!(
+        c.upsert(records(5, 1, 4, 1)),
+        Err(Error::Closed(_))
+    ));
     drop(db);
     let db = Database::open(dir.path()).unwrap();
     assert!(db.list().is_empty());

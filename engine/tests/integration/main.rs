@@ -34,7 +34,11 @@ pub fn small_config(dim: usize) -> CollectionConfig {
 }
 
 /// Opens a database in `dir` and returns it with collection `name` (created if missing).
-pub fn open_with(dir: &std::path::Path, name: &str, dim: usize) -> (Database, std::sync::Arc<drift_engine::Collection>) {
+pub fn open_with(
+    dir: &std::path::Path,
+    name: &str,
+    dim: usize,
+) -> (Database, std::sync::Arc<drift_engine::Collection>) {
     let db = Database::open(dir).unwrap();
     let c = match db.collection(name) {
         Ok(c) => c,

@@ -1,0 +1,256 @@
+//! The `drift` binary as a user runs it: collection lifecycle, upsert from files, search
+//! output, deletes, error messages, and recall on real SIFT data when the shared data sets are
+//! present.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use drift_lab::truth::{exact_knn, recall_with_ties};
+use drift_lab::vecfile::{read_all, write_fvecs};
+
+fn drift(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_drift"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run drift")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = drift(dir, args);
+    assert!(
+        out.status.success(),
+        "drift {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(dir: &Path, args: &[&str], needle: &str) {
+    let out = drift(dir, args);
+    assert!(!out.status.success(), "drift {args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected, got: {err}"
+    );
+    assert!(err.contains(needle), "stderr {err:?} lacks {needle:?}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn parse_csv(csv: &str) -> Vec<Vec<u64>> {
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("query,rank,id,distance"));
+    let mut out: Vec<Vec<u64>> = Vec::new();
+    for l in lines {
+        let f: Vec<&str> = l.split(',').collect();
+        let q: usize = f[0].parse().unwrap();
+        if out.len() <= q {
+            out.resize(q + 1, Vec::new());
+        }
+        out[q].push(f[2].parse().unwrap());
+    }
+    out
+}
+
+#[test]
+fn collection_lifecycle_upsert_search_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["collection", "create", "docs", "--dim", "4"]);
+    fails(
+        d,
+        &["collection", "create", "docs", "--dim", "4"],
+        "already exists",
+    );
+    fails(
+        d,
+        &["collection", "create", "a/b", "--dim", "4"],
+        "invalid collection name",
+    );
+    fails(
+        d,
+        &[
+            "collection",
+            "create",
+            "x",
+            "--dim",
+            "4",
+            "--metric",
+            "hamming",
+        ],
+        "unknown metric",
+    );
+
+    let data: Vec<f32> = (0..400)
+        .map(|i| (i / 4) as f32 + (i % 4) as f32 * 0.01)
+        .collect();
+    let file = d.join("v.fvecs");
+    write_fvecs(&file, &data, 4).unwrap();
+    ok(
+        d,
+        &[
+            "upsert",
+            "docs",
+            "--input",
+            file.to_str().unwrap(),
+            "--id-offset",
+            "1000",
+        ],
+    );
+    let jsonl = d.join("p.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"id\": 5, \"vector\": [500, 500, 500, 500], \"payload\": {\"title\": \"far\"}}\n",
+    )
+    .unwrap();
+    ok(d, &["upsert", "docs", "--input", jsonl.to_str().unwrap()]);
+    assert!(ok(d, &["collection", "list"]).contains("docs\tdim=4\tmetric=l2\tvectors=101"));
+
+    let q = d.join("q.fvecs");
+    write_fvecs(
+        &q,
+        &[10.0, 10.01, 10.02, 10.03, 499.0, 499.0, 499.0, 499.0],
+        4,
+    )
+    .unwrap();
+    let csv = ok(
+        d,
+        &["search", "docs", "--query", q.to_str().unwrap(), "-k", "3"],
+    );
+    let res = parse_csv(&csv);
+    assert_eq!(res[0][0], 1010);
+    assert_eq!(res[1][0], 5);
+    let json = ok(
+        d,
+        &[
+            "search",
+            "docs",
+            "--query",
+            q.to_str().unwrap(),
+            "-k",
+            "1",
+            "--output",
+            "json",
+            "--with-payload",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v[1]["id"], 5);
+    assert_eq!(v[1]["payload"]["title"], "far");
+
+    assert!(ok(d, &["delete", "docs", "--id-range", "1010..1020"]).contains("deleted 10 of 10"));
+    assert!(ok(d, &["delete", "docs", "--ids", "5,77"]).contains("deleted 1 of 2"));
+    let res = parse_csv(&ok(
+        d,
+        &["search", "docs", "--query", q.to_str().unwrap(), "-k", "1"],
+    ));
+    assert!(!(1010..1020).contains(&res[0][0]));
+    fails(d, &["get", "docs", "5"], "id 5 is not in collection 'docs'");
+    assert!(ok(d, &["get", "docs", "1020"]).contains("\"id\":1020"));
+
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(d, &["collection", "stats", "docs", "--json"])).unwrap();
+    assert_eq!(stats["live_vectors"], 89);
+    ok(d, &["flush", "docs"]);
+
+    fails(
+        d,
+        &["search", "nope", "--query", q.to_str().unwrap()],
+        "collection 'nope' does not exist",
+    );
+    let q3 = d.join("q3.fvecs");
+    write_fvecs(&q3, &[1.0, 2.0, 3.0], 3).unwrap();
+    fails(
+        d,
+        &["search", "docs", "--query", q3.to_str().unwrap()],
+        "dimension 3",
+    );
+    fails(
+        d,
+        &["search", "docs", "--query", q.to_str().unwrap(), "-k", "0"],
+        "k must be in",
+    );
+    fails(
+        d,
+        &["delete", "docs", "--id-range", "9..3"],
+        "ends before it starts",
+    );
+    let bad = d.join("bad.fvecs");
+    std::fs::write(&bad, [4u8, 0, 0, 0, 1, 2]).unwrap();
+    fails(
+        d,
+        &["upsert", "docs", "--input", bad.to_str().unwrap()],
+        "file ends inside row 0",
+    );
+    let nan = d.join("nan.jsonl");
+    std::fs::write(&nan, "{\"id\": 1, \"vector\": [1, 2, 3, 1e999]}\n").unwrap();
+    let out = drift(d, &["upsert", "docs", "--input", nan.to_str().unwrap()]);
+    assert!(!out.status.success());
+    ok(d, &["collection", "drop", "docs"]);
+    assert_eq!(ok(d, &["collection", "list"]), "");
+}
+
+#[test]
+fn second_process_is_refused_while_the_directory_is_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = drift_engine::Database::open(dir.path()).unwrap();
+    fails(
+        dir.path(),
+        &["collection", "list"],
+        "locked by another process",
+    );
+}
+
+#[test]
+fn sift_recall_through_the_cli() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    let (base, queries) = (
+        data.join("sift5k_base.fvecs"),
+        data.join("siftsmall_query.fvecs"),
+    );
+    if !base.exists() {
+        eprintln!(
+            "skipped: {} not found (the shared data sets are not part of a clone)",
+            base.display()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["collection", "create", "sift", "--dim", "128"]);
+    ok(d, &["upsert", "sift", "--input", base.to_str().unwrap()]);
+    let csv = ok(
+        d,
+        &[
+            "search",
+            "sift",
+            "--query",
+            queries.to_str().unwrap(),
+            "-k",
+            "10",
+        ],
+    );
+    let got = parse_csv(&csv);
+    let (bv, dim) = read_all(&base).unwrap();
+    let (qv, _) = read_all(&queries).unwrap();
+    let ids: Vec<u64> = (0..(bv.len() / dim) as u64).collect();
+    let truth = exact_knn(drift_engine::Metric::L2, &bv, &ids, &qv, dim, 10);
+    let mut recall = 0.0;
+    for (qi, res) in got.iter().enumerate() {
+        let q = &qv[qi * dim..(qi + 1) * dim];
+        recall += recall_with_ties(&truth.neighbours[qi], res, 10, |id| {
+            let r = id as usize;
+            Some(drift_engine::kernels::l2sq(q, &bv[r * dim..(r + 1) * dim]))
+        });
+    }
+    recall /= got.len() as f64;
+    println!(
+        "SIFT 5k via CLI, default settings: recall@10 = {recall:.4} over {} queries",
+        got.len()
+    );
+    assert_eq!(got.len(), 100);
+    assert!(recall >= 0.95, "recall {recall}");
+}
