@@ -153,7 +153,7 @@ fn collection_lifecycle_upsert_search_delete() {
 
     let stats: serde_json::Value =
         serde_json::from_str(&ok(d, &["collection", "stats", "docs", "--json"])).unwrap();
-    assert_eq!(stats["live_vectors"], 89);
+    assert_eq!(stats["live_vectors"], 90);
     ok(d, &["flush", "docs"]);
 
     fails(
