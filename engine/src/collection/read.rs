@@ -269,6 +269,39 @@ impl Collection {
     }
 }
 
+/// Column views of stored rows (a bucket chunk or a memtable).
+struct Rows<'a> {
+    ids: &'a [u64],
+    seqs: &'a [u64],
+    vectors: &'a [f32],
+    payloads: &'a [Option<Arc<str>>],
+}
+
+impl Rows<'_> {
+    /// Appends visible rows from `start` on until `out` holds `want`; returns the next row.
+    fn collect_visible(
+        &self,
+        start: usize,
+        dim: usize,
+        visible: &dyn Fn(u64, u64) -> bool,
+        out: &mut Vec<Record>,
+        want: usize,
+    ) -> usize {
+        let mut r = start;
+        while r < self.ids.len() && out.len() < want {
+            if visible(self.ids[r], self.seqs[r]) {
+                out.push(Record {
+                    id: self.ids[r],
+                    vector: self.vectors[r * dim..(r + 1) * dim].to_vec(),
+                    payload: self.payloads[r].as_ref().map(|p| p.to_string()),
+                });
+            }
+            r += 1;
+        }
+        r
+    }
+}
+
 /// Batches of live records from one snapshot: L1 chunks, then frozen memtables, then the
 /// active memtable.
 pub struct ScanIter {
@@ -289,18 +322,13 @@ impl ScanIter {
         for b in self.version.l1.buckets() {
             if idx < b.chunks.len() {
                 let c = &b.chunks[idx];
-                let mut r = self.row;
-                while r < c.len() && out.len() < want {
-                    if visible(c.ids[r], c.seqs[r]) {
-                        out.push(Record {
-                            id: c.ids[r],
-                            vector: c.vector(r, dim).to_vec(),
-                            payload: c.payloads[r].as_ref().map(|p| p.to_string()),
-                        });
-                    }
-                    r += 1;
-                }
-                return Some(r);
+                let rows = Rows {
+                    ids: &c.ids,
+                    seqs: &c.seqs,
+                    vectors: &c.vectors,
+                    payloads: &c.payloads,
+                };
+                return Some(rows.collect_visible(self.row, dim, &visible, out, want));
             }
             idx -= b.chunks.len();
         }
@@ -312,18 +340,13 @@ impl ScanIter {
             .collect();
         let m = mems.get(idx)?;
         let buf = m.buf.read();
-        let mut r = self.row;
-        while r < buf.len() && out.len() < want {
-            if visible(buf.ids[r], buf.seqs[r]) {
-                out.push(Record {
-                    id: buf.ids[r],
-                    vector: buf.vector(r, dim).to_vec(),
-                    payload: buf.payloads[r].as_ref().map(|p| p.to_string()),
-                });
-            }
-            r += 1;
-        }
-        Some(r)
+        let rows = Rows {
+            ids: &buf.ids,
+            seqs: &buf.seqs,
+            vectors: &buf.vectors,
+            payloads: &buf.payloads,
+        };
+        Some(rows.collect_visible(self.row, dim, &visible, out, want))
     }
 
     fn part_len(&self, part: usize) -> usize {

@@ -103,6 +103,14 @@ fn sigkill_loses_no_acknowledged_upsert() {
     assert!(acked >= 1500);
 }
 
+/// Upserts ids 0..20 one durable record at a time, then closes the database.
+fn write_twenty_singles(dir: &std::path::Path) {
+    let (_db, c) = open_with(dir, "w", 8);
+    for i in 0..20 {
+        c.upsert(records(i, 1, 8, i)).unwrap();
+    }
+}
+
 fn wal_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let wal = dir.join("collections").join("w").join("wal");
     let mut v: Vec<_> = std::fs::read_dir(wal)
@@ -117,12 +125,7 @@ fn wal_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn truncated_wal_reopens_to_last_whole_record() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let (_db, c) = open_with(dir.path(), "w", 8);
-        for i in 0..20 {
-            c.upsert(records(i, 1, 8, i)).unwrap();
-        }
-    }
+    write_twenty_singles(dir.path());
     let files = wal_files(dir.path());
     let last = files.last().unwrap();
     let len = std::fs::metadata(last).unwrap().len();
@@ -144,12 +147,7 @@ fn truncated_wal_reopens_to_last_whole_record() {
 #[test]
 fn damaged_wal_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let (_db, c) = open_with(dir.path(), "w", 8);
-        for i in 0..20 {
-            c.upsert(records(i, 1, 8, i)).unwrap();
-        }
-    }
+    write_twenty_singles(dir.path());
     let files = wal_files(dir.path());
     let last = files.last().unwrap();
     let mut data = std::fs::read(last).unwrap();
