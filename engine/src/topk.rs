@@ -61,9 +61,11 @@ impl<T> TopK<T> {
         if self.k == 0 || dist >= self.threshold() {
             return false;
         }
-        self.heap.push(Scored { dist, item });
-        if self.heap.len() > self.k {
-            self.heap.pop();
+        if self.heap.len() < self.k {
+            self.heap.push(Scored { dist, item });
+        } else if let Some(mut top) = self.heap.peek_mut() {
+            // One sift-down instead of a push and a pop.
+            *top = Scored { dist, item };
         }
         true
     }

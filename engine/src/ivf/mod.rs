@@ -34,6 +34,14 @@ pub struct L1 {
     next_id: u32,
 }
 
+/// Buffers reused across the bucket scans of one search.
+#[derive(Default)]
+struct Scratch {
+    table: Vec<f32>,
+    dists: Vec<f32>,
+    codes: usize,
+}
+
 /// What one L1 search looked at.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ScanCounts {
@@ -126,6 +134,10 @@ impl L1 {
     /// Approximate search: probes buckets, scans their codes, and (if `params.rerank > 0`)
     /// re-scores the best `k * rerank` candidates with exact vectors. Only rows for which
     /// `visible(id, seq)` holds are returned. `tick` ages bucket temperatures.
+    ///
+    /// Visibility is checked lazily in buckets that hold no stale rows: their candidates are
+    /// filtered once at the end, and the scan is repeated with eager checks in the rare case
+    /// that filtering left the candidate pool short.
     pub fn search(
         &self,
         query: &[f32],
@@ -139,54 +151,44 @@ impl L1 {
             return (Vec::new(), counts);
         }
         let probe = select_buckets(self, query, params, opts);
+        for &bpos in &probe {
+            self.buckets[bpos].live.touch(tick);
+        }
         let pool = if params.rerank > 0 {
             params.k.saturating_mul(params.rerank)
         } else {
             params.k
         };
-        let mut top: TopK<RowRef> = TopK::new(pool);
-        let mut table = Vec::new();
-        let mut dists = Vec::new();
-        let l2 = self.metric.uses_l2_internally();
-        for &bpos in &probe {
-            let bucket = &self.buckets[bpos];
-            bucket.live.touch(tick);
-            counts.buckets += 1;
-            let stride = bucket.quant.stride();
-            let base = match params.adc {
-                AdcKernel::Factored => bucket.quant.query_weights(query, self.metric, &mut table),
-                AdcKernel::Lut => {
-                    bucket.quant.build_lut(query, self.metric, &mut table);
-                    0.0
-                }
-            };
-            for (ci, chunk) in bucket.chunks.iter().enumerate() {
-                dists.clear();
-                dists.resize(chunk.len(), 0f32);
-                let codes = chunk.codes.as_slice();
-                match params.adc {
-                    AdcKernel::Factored => {
-                        kernels::sq8_dot_scan(&table, codes, stride, &mut dists);
-                        for (d, n) in dists.iter_mut().zip(&chunk.norms) {
-                            *d = if l2 { base + n - *d } else { base - *d };
-                        }
-                    }
-                    AdcKernel::Lut => kernels::adc_scan(&table, codes, stride, &mut dists),
-                }
-                counts.codes += chunk.len();
-                for (r, &d) in dists.iter().enumerate() {
-                    if d < top.threshold() && visible(chunk.ids[r], chunk.seqs[r]) {
-                        top.push(d, (bpos as u32, ci as u32, r as u32));
-                    }
-                }
-            }
+        let mut scratch = Scratch::default();
+        let cands = self.scan(
+            query,
+            params.adc,
+            &probe,
+            pool,
+            visible,
+            false,
+            &mut scratch,
+        );
+        counts.buckets = probe.len();
+        counts.codes = scratch.codes;
+        let held = cands.len();
+        let mut cands: Vec<_> = cands
+            .into_iter()
+            .filter(|c| {
+                let chunk = self.chunk(c.item);
+                let r = c.item.2 as usize;
+                visible(chunk.ids[r], chunk.seqs[r])
+            })
+            .collect();
+        if cands.len() < held && held == pool {
+            cands = self.scan(query, params.adc, &probe, pool, visible, true, &mut scratch);
         }
         if params.rerank == 0 {
-            return (top.into_sorted(), counts);
+            return (cands, counts);
         }
         let dist = Distance::for_metric(self.metric);
         let mut exact: TopK<RowRef> = TopK::new(params.k);
-        for cand in top.into_sorted() {
+        for cand in cands {
             let (b, c, r) = cand.item;
             let v = self.buckets[b as usize].chunks[c as usize].vector(r as usize, self.dim);
             exact.push(dist.eval(query, v), cand.item);
@@ -194,8 +196,117 @@ impl L1 {
         (exact.into_sorted(), counts)
     }
 
+    /// Scans the codes of the `probe` buckets and keeps the `pool` nearest by approximate
+    /// distance. Visibility is checked during the scan in buckets with stale rows, or
+    /// everywhere when `eager`.
+    #[allow(clippy::too_many_arguments)]
+    fn scan(
+        &self,
+        query: &[f32],
+        adc: AdcKernel,
+        probe: &[usize],
+        pool: usize,
+        visible: &dyn Fn(u64, u64) -> bool,
+        eager: bool,
+        s: &mut Scratch,
+    ) -> Vec<Scored<RowRef>> {
+        let mut top: TopK<RowRef> = TopK::new(pool);
+        let l2 = self.metric.uses_l2_internally();
+        s.codes = 0;
+        for &bpos in probe {
+            let bucket = &self.buckets[bpos];
+            let check = eager || bucket.live.dead() > 0;
+            let stride = bucket.quant.stride();
+            let base = match adc {
+                AdcKernel::Factored => bucket.quant.query_weights(query, self.metric, &mut s.table),
+                AdcKernel::Lut => {
+                    bucket.quant.build_lut(query, self.metric, &mut s.table);
+                    0.0
+                }
+            };
+            for (ci, chunk) in bucket.chunks.iter().enumerate() {
+                s.dists.clear();
+                s.dists.resize(chunk.len(), 0f32);
+                let codes = chunk.codes.as_slice();
+                // The factored kernel returns q·c; d = base + |c|² - q·c for L2 and
+                // base - q·c for inner product. The LUT kernel returns d itself.
+                let norms = match adc {
+                    AdcKernel::Factored => {
+                        kernels::sq8_dot_scan(&s.table, codes, stride, &mut s.dists);
+                        l2.then_some(chunk.norms.as_slice())
+                    }
+                    AdcKernel::Lut => {
+                        kernels::adc_scan(&s.table, codes, stride, &mut s.dists);
+                        None
+                    }
+                };
+                let sign = if adc == AdcKernel::Factored {
+                    -1.0
+                } else {
+                    1.0
+                };
+                let mut limit = top.threshold();
+                for (r, &x) in s.dists.iter().enumerate() {
+                    let d = base + norms.map_or(0.0, |n| n[r]) + sign * x;
+                    if d < limit && (!check || visible(chunk.ids[r], chunk.seqs[r])) {
+                        top.push(d, (bpos as u32, ci as u32, r as u32));
+                        limit = top.threshold();
+                    }
+                }
+                s.codes += chunk.len();
+            }
+        }
+        top.into_sorted()
+    }
+
     /// The chunk a [`RowRef`] points into.
     pub fn chunk(&self, r: RowRef) -> &Chunk {
         &self.buckets[r.0 as usize].chunks[r.1 as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SearchDefaults;
+    use crate::quant::Sq8;
+    use rand::{Rng, SeedableRng};
+
+    fn layer(n: usize, dim: usize) -> L1 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let vectors: Vec<f32> = (0..n * dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let quant = Sq8::fit(&vectors, dim);
+        let ids: Vec<u64> = (0..n as u64).collect();
+        let chunk = Chunk::build(&quant, ids.clone(), ids, vectors, vec![None; n]);
+        let bucket = Bucket {
+            id: 0,
+            centroid: vec![0.0; dim],
+            quant: Arc::new(quant),
+            chunks: vec![Arc::new(chunk)],
+            live: Arc::new(BucketLive::default()),
+        };
+        L1::from_buckets(dim, Metric::L2, vec![Arc::new(bucket)], 1)
+    }
+
+    #[test]
+    fn hidden_rows_never_come_back_even_when_the_dead_count_lags() {
+        // The bucket's dead counter says 0 but most rows are invisible: the lazy scan must
+        // filter them and re-scan so that the pool is still filled with visible rows.
+        let dim = 16;
+        let l1 = layer(500, dim);
+        let opts = ProbeOptions { default_tau: 1.0 };
+        for rerank in [0, 4] {
+            let mut params = SearchDefaults::default().to_params(10);
+            params.rerank = rerank;
+            let visible = |id: u64, _seq: u64| id % 7 == 0;
+            let (hits, _) = l1.search(&vec![0.1; dim], &params, &opts, &visible, 0);
+            assert_eq!(hits.len(), 10, "rerank {rerank}");
+            assert!(hits
+                .iter()
+                .all(|h| l1.chunk(h.item).ids[h.item.2 as usize] % 7 == 0));
+            let all = |_: u64, _: u64| true;
+            let (unfiltered, _) = l1.search(&vec![0.1; dim], &params, &opts, &all, 0);
+            assert_eq!(unfiltered.len(), 10);
+        }
     }
 }
