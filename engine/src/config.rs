@@ -78,6 +78,8 @@ pub struct IndexSettings {
     pub hnsw_ef_construction: usize,
     /// Default search options of the collection.
     pub search: SearchDefaults,
+    /// When and how much the index reshapes itself.
+    pub maintenance: MaintenanceSettings,
 }
 
 impl Default for IndexSettings {
@@ -91,7 +93,116 @@ impl Default for IndexSettings {
             hnsw_m: 16,
             hnsw_ef_construction: 100,
             search: SearchDefaults::default(),
+            maintenance: MaintenanceSettings::default(),
         }
+    }
+}
+
+/// Which maintenance policy decides what to reshape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyKind {
+    /// Split oversized or drifted buckets, scatter-merge urgent ones, compact stale ones.
+    #[default]
+    Drift,
+    /// Only split oversized buckets and compact stale ones (no drift splits, no merges).
+    Size,
+    /// Never reshape: a static IVF index (the baseline maintenance is measured against).
+    Off,
+}
+
+/// Maintenance settings: the thresholds of the policy and the budget of each pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MaintenanceSettings {
+    /// Policy in charge.
+    pub policy: PolicyKind,
+    /// Run maintenance passes in the background thread (off for step-by-step runs).
+    pub background: bool,
+    /// A bucket whose live rows exceed `split_factor * target_bucket_size` is split.
+    pub split_factor: f32,
+    /// A bucket whose running-mean centroid moved more than `drift_split` radii from where it
+    /// was built is split (0 = never split for drift).
+    pub drift_split: f32,
+    /// Buckets with fewer live rows than `merge_below * target_bucket_size` may be merged.
+    pub merge_below: f32,
+    /// Scatter-merge once `emptiness / (temperature + eps) + beta * zombie_ratio` exceeds this.
+    pub merge_urgency: f32,
+    /// Weight of the zombie (stale row) ratio in the urgency.
+    pub beta: f32,
+    /// Keeps the urgency finite for buckets nobody probes.
+    pub eps: f32,
+    /// Compact a bucket once this share of its stored rows is stale.
+    pub compact_ratio: f32,
+    /// Neighbouring buckets checked for defectors after a split.
+    pub reassign_neighbours: usize,
+    /// Vectors one pass may write (moved, split or compacted); at least one action runs.
+    pub budget: usize,
+}
+
+impl Default for MaintenanceSettings {
+    fn default() -> Self {
+        MaintenanceSettings {
+            policy: PolicyKind::Drift,
+            background: true,
+            split_factor: 2.0,
+            drift_split: 1.0,
+            merge_below: 0.25,
+            merge_urgency: 0.5,
+            beta: 1.0,
+            eps: 1.0,
+            compact_ratio: 0.25,
+            reassign_neighbours: 8,
+            budget: 16_384,
+        }
+    }
+}
+
+impl MaintenanceSettings {
+    /// Checks every field's range.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        let finite = [
+            ("split_factor", self.split_factor),
+            ("drift_split", self.drift_split),
+            ("merge_below", self.merge_below),
+            ("merge_urgency", self.merge_urgency),
+            ("beta", self.beta),
+            ("eps", self.eps),
+            ("compact_ratio", self.compact_ratio),
+        ];
+        for (name, v) in finite {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(format!(
+                    "maintenance.{name} must be finite and >= 0, got {v}"
+                ));
+            }
+        }
+        if self.split_factor < 1.5 {
+            return bad(format!(
+                "maintenance.split_factor must be at least 1.5 (children must not be merge candidates), got {}",
+                self.split_factor
+            ));
+        }
+        if self.merge_below >= 0.5 {
+            return bad(format!(
+                "maintenance.merge_below must be below 0.5, got {}",
+                self.merge_below
+            ));
+        }
+        if self.eps <= 0.0 {
+            return bad("maintenance.eps must be above 0".into());
+        }
+        if self.compact_ratio <= 0.0 || self.compact_ratio > 1.0 {
+            return bad(format!(
+                "maintenance.compact_ratio must be in (0, 1], got {}",
+                self.compact_ratio
+            ));
+        }
+        if self.budget == 0 {
+            return bad("maintenance.budget must be at least 1".into());
+        }
+        Ok(())
     }
 }
 
@@ -156,6 +267,7 @@ impl IndexSettings {
         if self.train_sample == 0 {
             return bad("train_sample must be at least 1");
         }
+        self.maintenance.validate()?;
         self.search.to_params(10).validate()
     }
 }
@@ -175,6 +287,8 @@ impl SearchDefaults {
             rerank: self.rerank,
             ef_search: self.ef_search,
             adc: self.adc,
+            recall_target: None,
+            max_codes: None,
             with_payload: false,
             with_vector: false,
         }
@@ -210,6 +324,11 @@ pub struct SearchParams {
     pub ef_search: usize,
     /// See [`SearchDefaults::adc`].
     pub adc: AdcKernel,
+    /// Scan as many buckets as the estimated recall@k needs to reach this target (0..1];
+    /// overrides `target_confidence` (but not `nprobe`).
+    pub recall_target: Option<f32>,
+    /// Stop scanning L1 after this many codes (a hard per-query cost budget).
+    pub max_codes: Option<usize>,
     /// Return each hit's payload.
     pub with_payload: bool,
     /// Return each hit's stored vector.
@@ -225,6 +344,14 @@ impl SearchParams {
         }
         if self.nprobe == Some(0) {
             return bad("nprobe must be at least 1".into());
+        }
+        if let Some(r) = self.recall_target {
+            if !(r > 0.0 && r <= 1.0) {
+                return bad(format!("recall target must be in (0, 1], got {r}"));
+            }
+        }
+        if self.max_codes == Some(0) {
+            return bad("max_codes must be at least 1".into());
         }
         if !(self.lambda.is_finite() && self.lambda >= 0.0) {
             return bad(format!(

@@ -27,6 +27,7 @@ pub mod idmap;
 pub mod ivf;
 pub mod kernels;
 pub mod kmeans;
+pub mod maintain;
 pub mod memtable;
 pub mod quant;
 pub mod storage;
@@ -36,7 +37,9 @@ pub mod wal;
 pub use api::{Hit, Record, VectorRead, VectorWrite};
 pub use collection::{Collection, CollectionStats, FlushReport, TrainReport};
 pub use config::{
-    AdcKernel, CollectionConfig, IndexSettings, Metric, SearchDefaults, SearchParams,
+    AdcKernel, CollectionConfig, IndexSettings, MaintenanceSettings, Metric, PolicyKind,
+    SearchDefaults, SearchParams,
 };
 pub use db::Database;
 pub use error::{Error, Result};
+pub use maintain::{MaintainReport, Policy};

@@ -7,10 +7,12 @@
 //! flush: frozen ─▶ route to nearest centroid ─▶ append SQ8 chunk to bucket ─▶ publish version ─▶ checkpoint ─▶ retire WAL
 //! ```
 
+mod maintain;
 mod read;
 mod worker;
 mod write;
 
+pub use maintain::Audit;
 pub use read::{CollectionStats, ScanIter};
 pub use write::{FlushReport, TrainReport};
 
@@ -44,6 +46,15 @@ pub(crate) struct Counters {
     pub(crate) searches: AtomicU64,
     pub(crate) trainings: AtomicU64,
     pub(crate) buckets_scanned: AtomicU64,
+    pub(crate) codes_scanned: AtomicU64,
+    pub(crate) passes: AtomicU64,
+    pub(crate) splits: AtomicU64,
+    pub(crate) merges: AtomicU64,
+    pub(crate) compactions: AtomicU64,
+    pub(crate) moved: AtomicU64,
+    pub(crate) written: AtomicU64,
+    pub(crate) compacted_tombstones: AtomicU64,
+    pub(crate) maintenance_micros: AtomicU64,
 }
 
 /// A named set of vectors with a fixed dimension and metric.
@@ -59,7 +70,7 @@ pub struct Collection {
     checkpoint_seq: AtomicU64,
     /// Guards read-modify-write of `version`.
     structure: Mutex<()>,
-    /// Serializes flush and training.
+    /// Serializes flush, training and maintenance passes.
     maintenance: Mutex<()>,
     /// Query counter; the clock of bucket temperatures.
     tick: AtomicU64,

@@ -71,6 +71,26 @@ pub struct CollectionStats {
     pub searches: u64,
     /// Mean buckets probed per search since open.
     pub mean_buckets_probed: f64,
+    /// Mean SQ8 codes scanned per search since open.
+    pub mean_codes_scanned: f64,
+    /// Maintenance policy in charge.
+    pub policy: String,
+    /// Maintenance passes since open.
+    pub maintenance_passes: u64,
+    /// Bucket splits since open.
+    pub splits: u64,
+    /// Scatter merges since open.
+    pub merges: u64,
+    /// Compactions since open.
+    pub compactions: u64,
+    /// Rows reassigned to another bucket (split defectors, scattered rows) since open.
+    pub reassigned: u64,
+    /// Rows rewritten by maintenance since open.
+    pub maintenance_written: u64,
+    /// Stale rows dropped by maintenance since open.
+    pub compacted_tombstones: u64,
+    /// Time spent in maintenance since open, milliseconds.
+    pub maintenance_ms: f64,
     /// SIMD kernel family in use.
     pub kernel: String,
 }
@@ -81,7 +101,7 @@ impl Collection {
         self.config.settings.search.to_params(k)
     }
 
-    fn snapshot(&self) -> (u64, Arc<Version>) {
+    pub(super) fn snapshot(&self) -> (u64, Arc<Version>) {
         // Read the sequence first: every row at or below it is in this version or a newer one.
         let seq = self.applied_seq.load(Ordering::Acquire);
         (seq, self.version.load_full())
@@ -127,6 +147,9 @@ impl Collection {
         self.counters
             .buckets_scanned
             .fetch_add(counts.buckets as u64, Ordering::Relaxed);
+        self.counters
+            .codes_scanned
+            .fetch_add(counts.codes as u64, Ordering::Relaxed);
 
         let mut seen = HashSet::with_capacity(k);
         let mut hits = Vec::with_capacity(k);
@@ -233,6 +256,7 @@ impl Collection {
         let frozen_rows: usize = v.frozen.iter().map(|m| m.buf.read().len()).sum();
         let sizes: Vec<usize> = v.l1.buckets().iter().map(|b| b.live_rows()).collect();
         let searches = self.counters.searches.load(Ordering::Relaxed);
+        let c = &self.counters;
         CollectionStats {
             name: self.name.clone(),
             dim: self.config.dim,
@@ -264,6 +288,20 @@ impl Collection {
             } else {
                 self.counters.buckets_scanned.load(Ordering::Relaxed) as f64 / searches as f64
             },
+            mean_codes_scanned: if searches == 0 {
+                0.0
+            } else {
+                self.counters.codes_scanned.load(Ordering::Relaxed) as f64 / searches as f64
+            },
+            policy: format!("{:?}", self.config.settings.maintenance.policy).to_lowercase(),
+            maintenance_passes: c.passes.load(Ordering::Relaxed),
+            splits: c.splits.load(Ordering::Relaxed),
+            merges: c.merges.load(Ordering::Relaxed),
+            compactions: c.compactions.load(Ordering::Relaxed),
+            reassigned: c.moved.load(Ordering::Relaxed),
+            maintenance_written: c.written.load(Ordering::Relaxed),
+            compacted_tombstones: c.compacted_tombstones.load(Ordering::Relaxed),
+            maintenance_ms: c.maintenance_micros.load(Ordering::Relaxed) as f64 / 1e3,
             kernel: format!("{:?}", crate::kernels::cpu()),
         }
     }

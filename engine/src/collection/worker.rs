@@ -1,15 +1,36 @@
-//! The collection's background thread: builds HNSW graphs over frozen memtables and runs
-//! automatic flushes (and with them, automatic training).
+//! The collection's background thread, the janitor: builds HNSW graphs over frozen
+//! memtables, runs automatic flushes (and with them, automatic training), and, when the
+//! settings allow, maintenance passes after each flush and whenever it has been idle for a
+//! moment.
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
 use super::Collection;
 use crate::memtable::Memtable;
+
+/// How long the janitor waits for work before it looks for maintenance to do.
+const JANITOR_IDLE: Duration = Duration::from_millis(250);
+/// Most maintenance passes the janitor runs in one go (it yields to queued tasks after).
+const JANITOR_PASSES: usize = 4;
+
+impl Collection {
+    /// A few maintenance passes with the configured policy, if background maintenance is on.
+    fn background_maintenance(&self) {
+        let m = &self.config.settings.maintenance;
+        if !m.background || m.policy == crate::config::PolicyKind::Off {
+            return;
+        }
+        if let Err(e) = self.maintain(JANITOR_PASSES) {
+            tracing::error!(collection = %self.name, error = %e, "background maintenance failed");
+        }
+    }
+}
 
 pub(crate) enum Task {
     Index(Arc<Memtable>),
@@ -45,11 +66,20 @@ impl Worker {
         let handle = std::thread::Builder::new()
             .name(format!("drift-bg-{name}"))
             .spawn(move || {
-                while let Ok(task) = rx.recv() {
+                loop {
+                    let task = match rx.recv_timeout(JANITOR_IDLE) {
+                        Ok(t) => Some(t),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    };
                     let Some(c) = coll.upgrade() else { break };
                     if c.closed.load(Ordering::Acquire) {
                         break;
                     }
+                    let Some(task) = task else {
+                        c.background_maintenance();
+                        continue;
+                    };
                     match task {
                         Task::Stop => break,
                         Task::Index(m) => {
@@ -74,6 +104,7 @@ impl Worker {
                             if let Err(e) = c.flush() {
                                 tracing::error!(collection = %c.name, error = %e, "background flush failed");
                             }
+                            c.background_maintenance();
                         }
                     }
                 }

@@ -10,17 +10,14 @@ use crate::config::Metric;
 use crate::distance::normalize;
 use crate::error::{Error, Result};
 use crate::idmap::Loc;
-use crate::ivf::{Bucket, BucketLive, Chunk, L1};
+use crate::ivf::{Bucket, Placed, Reshape, L1};
 use crate::kmeans::kmeans;
 use crate::memtable::{MemBuffer, Memtable};
-use crate::quant::Sq8;
 use crate::storage::{atomic_write, checkpoint};
 use crate::wal::WalOp;
 
 /// Largest payload accepted, in bytes of JSON text.
 pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
-/// Share of clipped components in new rows that makes a bucket re-fit its quantizer.
-const REFIT_CLIPPED: f64 = 0.05;
 /// Lloyd iterations when training.
 const KMEANS_ITERS: usize = 20;
 
@@ -240,13 +237,10 @@ impl Collection {
         let k = km.centroids.len() / dim;
         let buckets = (0..k)
             .map(|c| {
-                Arc::new(Bucket {
-                    id: c as u32,
-                    centroid: km.centroids[c * dim..(c + 1) * dim].to_vec(),
-                    quant: Arc::new(Sq8::fit(&[], dim)),
-                    chunks: Vec::new(),
-                    live: Arc::new(BucketLive::default()),
-                })
+                Arc::new(Bucket::empty(
+                    c as u32,
+                    km.centroids[c * dim..(c + 1) * dim].to_vec(),
+                ))
             })
             .collect();
         let base = self.version.load().l1.next_id();
@@ -301,69 +295,31 @@ impl Collection {
         (rows, max_seq)
     }
 
-    /// Routes rows to their nearest centroid and builds the changed buckets. A bucket whose
-    /// quantizer no longer covers its new rows (or that has none yet) is rewritten with a
-    /// re-fitted quantizer. Returns the new layer, the placement of every row, and
+    /// Routes rows to their nearest centroid and appends them to those buckets (see
+    /// [`Reshape::append`]). Returns the new layer, the placement of every row, and
     /// (buckets touched, quantizers re-fitted).
-    #[allow(clippy::type_complexity)]
-    fn place(
-        &self,
-        layer: &L1,
-        rows: MemBuffer,
-    ) -> (L1, Vec<(u32, Vec<(u64, u64)>)>, (usize, usize)) {
+    fn place(&self, layer: &L1, rows: MemBuffer) -> (L1, Placed, (usize, usize)) {
         let dim = self.config.dim;
-        let mut groups: HashMap<usize, MemBuffer> = HashMap::new();
+        let mut groups: HashMap<u32, MemBuffer> = HashMap::new();
         for i in 0..rows.len() {
             let v = rows.vector(i, dim);
-            groups.entry(layer.route(v)).or_default().push(
+            let id = layer.buckets()[layer.route(v)].id;
+            groups.entry(id).or_default().push(
                 rows.ids[i],
                 rows.seqs[i],
                 v,
                 rows.payloads[i].clone(),
             );
         }
-        let mut changed = Vec::with_capacity(groups.len());
-        let mut placed = Vec::with_capacity(groups.len());
-        let mut refits = 0;
-        for (pos, g) in groups {
-            let old = &layer.buckets()[pos];
-            let needs_refit =
-                old.rows() == 0 || old.quant.clipped_fraction(&g.vectors) > REFIT_CLIPPED;
-            placed.push((
-                old.id,
-                g.ids.iter().copied().zip(g.seqs.iter().copied()).collect(),
-            ));
-            let bucket = if needs_refit {
-                refits += 1;
-                let mut all = MemBuffer::default();
-                for c in &old.chunks {
-                    for r in 0..c.len() {
-                        if self.idmap.is_current(c.ids[r], c.seqs[r]) {
-                            all.push(c.ids[r], c.seqs[r], c.vector(r, dim), c.payloads[r].clone());
-                        }
-                    }
-                }
-                for i in 0..g.len() {
-                    all.push(g.ids[i], g.seqs[i], g.vector(i, dim), g.payloads[i].clone());
-                }
-                let quant = Sq8::fit(&all.vectors, dim);
-                let chunk = Chunk::build(&quant, all.ids, all.seqs, all.vectors, all.payloads);
-                Bucket {
-                    id: old.id,
-                    centroid: old.centroid.clone(),
-                    quant: Arc::new(quant),
-                    chunks: vec![Arc::new(chunk)],
-                    live: Arc::new(old.live.carry_heat()),
-                }
-            } else {
-                old.with_chunk(Chunk::build(
-                    &old.quant, g.ids, g.seqs, g.vectors, g.payloads,
-                ))
-            };
-            changed.push(Arc::new(bucket));
+        let touched = groups.len();
+        let mut shape = Reshape::new(layer.clone());
+        let is_current = |id: u64, seq: u64| self.idmap.is_current(id, seq);
+        for (id, g) in groups {
+            shape.append(id, g, &is_current);
         }
-        let touched = changed.len();
-        (layer.with_buckets(changed), placed, (touched, refits))
+        let refits = shape.refits;
+        let (layer, placed) = shape.finish();
+        (layer, placed, (touched, refits))
     }
 
     /// Swaps in `layer` (dropping the `flushed` memtables), points the id map at the new
@@ -372,9 +328,21 @@ impl Collection {
         &self,
         layer: L1,
         flushed: &[Arc<Memtable>],
-        placed: Vec<(u32, Vec<(u64, u64)>)>,
+        placed: Placed,
         seq: u64,
     ) -> Result<()> {
+        let layer = self.install(layer, flushed, placed);
+        let bytes = checkpoint::encode(&layer, &self.idmap, seq, self.config.dim);
+        atomic_write(&self.dir.join(CHECKPOINT_FILE), &bytes)?;
+        self.checkpoint_seq.fetch_max(seq, Ordering::AcqRel);
+        self.wal.retire_through(seq)?;
+        Ok(())
+    }
+
+    /// Swaps in `layer` (dropping the `flushed` memtables) and points the id map at the new
+    /// homes of `placed` rows; a row that stopped being current meanwhile is counted as stale
+    /// in the bucket that holds it. Not durable by itself: the next checkpoint is.
+    pub(super) fn install(&self, layer: L1, flushed: &[Arc<Memtable>], placed: Placed) -> Arc<L1> {
         let layer = Arc::new(layer);
         {
             let _s = self.structure.lock();
@@ -404,10 +372,6 @@ impl Collection {
                 }
             }
         }
-        let bytes = checkpoint::encode(&layer, &self.idmap, seq, self.config.dim);
-        atomic_write(&self.dir.join(CHECKPOINT_FILE), &bytes)?;
-        self.checkpoint_seq.fetch_max(seq, Ordering::AcqRel);
-        self.wal.retire_through(seq)?;
-        Ok(())
+        layer
     }
 }

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::kernels;
+use crate::memtable::MemBuffer;
 use crate::quant::{AlignedCodes, Sq8};
 
 /// Queries after which a bucket's temperature halves.
@@ -103,12 +105,13 @@ impl BucketLive {
         h.0 * decay(now.saturating_sub(h.1))
     }
 
-    /// Fresh counters that keep this bucket's temperature (used when it is rewritten).
-    pub fn carry_heat(&self) -> BucketLive {
+    /// Fresh counters that keep `share` of this bucket's temperature (used when it is
+    /// rewritten, or split in two).
+    pub fn carry_heat(&self, share: f64) -> BucketLive {
         let h = *self.heat.lock();
         BucketLive {
             dead: AtomicUsize::new(0),
-            heat: Mutex::new(h),
+            heat: Mutex::new((h.0 * share, h.1)),
         }
     }
 }
@@ -118,12 +121,23 @@ fn decay(ticks: u64) -> f64 {
 }
 
 /// A bucket. Cloning is cheap (chunks and counters are shared).
+///
+/// The routing centroid is the running mean of every row appended since the bucket was last
+/// (re)built, so routing follows the data; `anchor` and `radius` remember where the bucket
+/// started, and [`Bucket::drift`] says how far it has wandered since.
 #[derive(Debug, Clone)]
 pub struct Bucket {
-    /// Stable id (the id map refers to it).
+    /// Stable id (the id map refers to it). A rebuilt bucket gets a fresh id.
     pub id: u32,
-    /// Routing centroid.
+    /// Routing centroid (running mean of the rows appended).
     pub centroid: Vec<f32>,
+    /// Centroid when the bucket was built.
+    pub anchor: Vec<f32>,
+    /// Mean distance of the rows to `anchor` when the bucket was built (0 if it had none).
+    pub radius: f32,
+    /// Running sum of the rows appended, and how many.
+    sum: Vec<f64>,
+    count: u64,
     /// This bucket's quantizer.
     pub quant: Arc<Sq8>,
     /// Row blocks, oldest first.
@@ -133,6 +147,112 @@ pub struct Bucket {
 }
 
 impl Bucket {
+    /// An empty bucket routed by `centroid` (fresh from training).
+    pub fn empty(id: u32, centroid: Vec<f32>) -> Bucket {
+        let dim = centroid.len();
+        Bucket {
+            id,
+            anchor: centroid.clone(),
+            centroid,
+            radius: 0.0,
+            sum: vec![0.0; dim],
+            count: 0,
+            quant: Arc::new(Sq8::fit(&[], dim)),
+            chunks: Vec::new(),
+            live: Arc::new(BucketLive::default()),
+        }
+    }
+
+    /// A bucket holding exactly `rows` in one chunk, with a quantizer fitted to them. Its
+    /// centroid is their mean (`fallback` when there are none).
+    pub fn build(id: u32, rows: MemBuffer, fallback: &[f32], live: BucketLive) -> Bucket {
+        let dim = fallback.len();
+        let mut b = Bucket::empty(id, fallback.to_vec());
+        b.live = Arc::new(live);
+        if rows.is_empty() {
+            return b;
+        }
+        for v in rows.vectors.chunks_exact(dim) {
+            b.accumulate(v);
+        }
+        b.recenter();
+        b.anchor = b.centroid.clone();
+        let n = rows.len() as f32;
+        b.radius = rows
+            .vectors
+            .chunks_exact(dim)
+            .map(|v| kernels::l2sq(v, &b.anchor).sqrt())
+            .sum::<f32>()
+            / n;
+        let quant = Sq8::fit(&rows.vectors, dim);
+        let chunk = Chunk::build(&quant, rows.ids, rows.seqs, rows.vectors, rows.payloads);
+        b.quant = Arc::new(quant);
+        b.chunks = vec![Arc::new(chunk)];
+        b
+    }
+
+    /// This bucket rebuilt under a fresh id from `rows` (its current rows, possibly with
+    /// more): a quantizer fitted anew, stale rows gone; the anchor, radius and temperature
+    /// are kept, so drift keeps being measured from where the bucket started.
+    pub fn rebuilt(&self, id: u32, rows: MemBuffer) -> Bucket {
+        let mut b = Bucket::build(id, rows, &self.centroid, self.live.carry_heat(1.0));
+        if self.radius > 0.0 {
+            b.anchor = self.anchor.clone();
+            b.radius = self.radius;
+        }
+        b
+    }
+
+    /// The current rows of this bucket (`is_current(id, seq)` decides).
+    pub fn current_rows(&self, is_current: &dyn Fn(u64, u64) -> bool) -> MemBuffer {
+        let dim = self.centroid.len();
+        let mut out = MemBuffer::default();
+        for c in &self.chunks {
+            for r in 0..c.len() {
+                if is_current(c.ids[r], c.seqs[r]) {
+                    out.push(c.ids[r], c.seqs[r], c.vector(r, dim), c.payloads[r].clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Restores a bucket read from storage: its rows, routing centroid, anchor and radius.
+    pub fn restore(
+        id: u32,
+        centroid: Vec<f32>,
+        anchor: Vec<f32>,
+        radius: f32,
+        quant: Sq8,
+        rows: MemBuffer,
+    ) -> Bucket {
+        let dim = centroid.len();
+        let mut b = Bucket::empty(id, centroid);
+        b.anchor = anchor;
+        b.radius = radius;
+        for v in rows.vectors.chunks_exact(dim) {
+            b.accumulate(v);
+        }
+        let chunk = Chunk::build(&quant, rows.ids, rows.seqs, rows.vectors, rows.payloads);
+        b.quant = Arc::new(quant);
+        b.chunks = vec![Arc::new(chunk)];
+        b
+    }
+
+    fn accumulate(&mut self, v: &[f32]) {
+        for (s, x) in self.sum.iter_mut().zip(v) {
+            *s += *x as f64;
+        }
+        self.count += 1;
+    }
+
+    fn recenter(&mut self) {
+        if self.count > 0 {
+            let n = self.count as f64;
+            self.centroid = self.sum.iter().map(|s| (s / n) as f32).collect();
+        }
+    }
+
     /// Rows stored, stale ones included.
     pub fn rows(&self) -> usize {
         self.chunks.iter().map(|c| c.len()).sum()
@@ -143,9 +263,44 @@ impl Bucket {
         self.rows().saturating_sub(self.live.dead())
     }
 
-    /// A copy with one more chunk.
+    /// Share of stored rows that are stale (deleted or replaced).
+    pub fn stale_ratio(&self) -> f64 {
+        let rows = self.rows();
+        if rows == 0 {
+            0.0
+        } else {
+            self.live.dead().min(rows) as f64 / rows as f64
+        }
+    }
+
+    /// How far the routing centroid has moved from the anchor, in units of the radius
+    /// (0 while the radius is unknown).
+    pub fn drift(&self) -> f32 {
+        if self.radius <= 0.0 {
+            return 0.0;
+        }
+        kernels::l2sq(&self.centroid, &self.anchor).sqrt() / self.radius
+    }
+
+    /// A copy with one more chunk (the running mean moves with it). A bucket that had no
+    /// rows yet takes its anchor and radius from the first chunk.
     pub fn with_chunk(&self, chunk: Chunk) -> Bucket {
         let mut b = self.clone();
+        let dim = b.centroid.len();
+        let first = b.count == 0;
+        for v in chunk.vectors.chunks_exact(dim) {
+            b.accumulate(v);
+        }
+        b.recenter();
+        if first && !chunk.is_empty() {
+            b.anchor = b.centroid.clone();
+            b.radius = chunk
+                .vectors
+                .chunks_exact(dim)
+                .map(|v| kernels::l2sq(v, &b.anchor).sqrt())
+                .sum::<f32>()
+                / chunk.len() as f32;
+        }
         b.chunks.push(Arc::new(chunk));
         b
     }

@@ -8,9 +8,13 @@
 
 mod bucket;
 mod probe;
+mod recall;
+mod reshape;
 
 pub use bucket::{Bucket, BucketLive, Chunk};
 pub use probe::{select_buckets, ProbeOptions};
+pub use recall::{CapTable, RecallPlan};
+pub use reshape::{Placed, Reshape, REFIT_CLIPPED};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,12 +38,20 @@ pub struct L1 {
     next_id: u32,
 }
 
-/// Buffers reused across the bucket scans of one search.
+/// Buffers reused across the bucket scans of one search, and what the scan covered.
 #[derive(Default)]
 struct Scratch {
     table: Vec<f32>,
     dists: Vec<f32>,
     codes: usize,
+    buckets: usize,
+}
+
+/// When a scan stops: a budget of codes, and optionally a recall target
+/// (plan, target, k, fewest buckets).
+struct Stop<'a> {
+    max_codes: usize,
+    recall: Option<(&'a RecallPlan, f32, usize, usize)>,
 }
 
 /// What one L1 search looked at.
@@ -121,14 +133,40 @@ impl L1 {
 
     /// A copy of this layer with some buckets replaced (matched by id) or added.
     pub fn with_buckets(&self, changed: Vec<Arc<Bucket>>) -> L1 {
-        let mut buckets = self.buckets.clone();
+        self.reshaped(&[], changed)
+    }
+
+    /// A copy of this layer without the buckets whose ids are in `removed`, and with
+    /// `changed` buckets replacing their namesakes or added at the end.
+    pub fn reshaped(&self, removed: &[u32], changed: Vec<Arc<Bucket>>) -> L1 {
+        let mut buckets: Vec<Arc<Bucket>> = self
+            .buckets
+            .iter()
+            .filter(|b| !removed.contains(&b.id))
+            .cloned()
+            .collect();
+        let mut pos: HashMap<u32, usize> =
+            buckets.iter().enumerate().map(|(i, b)| (b.id, i)).collect();
         for b in changed {
-            match self.by_id.get(&b.id) {
+            match pos.get(&b.id) {
                 Some(&i) => buckets[i] = b,
-                None => buckets.push(b),
+                None => {
+                    pos.insert(b.id, buckets.len());
+                    buckets.push(b);
+                }
             }
         }
         L1::from_buckets(self.dim, self.metric, buckets, self.next_id)
+    }
+
+    /// The metric buckets are routed by.
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
     }
 
     /// Approximate search: probes buckets, scans their codes, and (if `params.rerank > 0`)
@@ -150,14 +188,32 @@ impl L1 {
         if self.buckets.is_empty() {
             return (Vec::new(), counts);
         }
-        let probe = select_buckets(self, query, params, opts);
-        for &bpos in &probe {
-            self.buckets[bpos].live.touch(tick);
-        }
         let pool = if params.rerank > 0 {
             params.k.saturating_mul(params.rerank)
         } else {
             params.k
+        };
+        let adaptive = params.nprobe.is_none()
+            && params.recall_target.is_some()
+            && self.metric.uses_l2_internally();
+        let plan = adaptive.then(|| RecallPlan::new(self, query, params.max_probes));
+        let probe = match &plan {
+            Some(p) => p.order.clone(),
+            None => {
+                let mut p = params.clone();
+                if let Some(r) = params.recall_target {
+                    // Inner product has no bisector geometry: cover the same share of bucket scores.
+                    p.target_confidence = r;
+                }
+                select_buckets(self, query, &p, opts)
+            }
+        };
+        let stop = Stop {
+            max_codes: params.max_codes.unwrap_or(usize::MAX),
+            recall: plan
+                .as_ref()
+                .zip(params.recall_target)
+                .map(|(p, t)| (p, t, params.k, params.min_probes)),
         };
         let mut scratch = Scratch::default();
         let cands = self.scan(
@@ -167,9 +223,14 @@ impl L1 {
             pool,
             visible,
             false,
+            &stop,
             &mut scratch,
         );
-        counts.buckets = probe.len();
+        let scanned = scratch.buckets;
+        for &bpos in &probe[..scanned] {
+            self.buckets[bpos].live.touch(tick);
+        }
+        counts.buckets = scanned;
         counts.codes = scratch.codes;
         let held = cands.len();
         let mut cands: Vec<_> = cands
@@ -181,7 +242,20 @@ impl L1 {
             })
             .collect();
         if cands.len() < held && held == pool {
-            cands = self.scan(query, params.adc, &probe, pool, visible, true, &mut scratch);
+            let again = Stop {
+                max_codes: stop.max_codes,
+                recall: None,
+            };
+            cands = self.scan(
+                query,
+                params.adc,
+                &probe[..scanned],
+                pool,
+                visible,
+                true,
+                &again,
+                &mut scratch,
+            );
         }
         if params.rerank == 0 {
             return (cands, counts);
@@ -196,9 +270,9 @@ impl L1 {
         (exact.into_sorted(), counts)
     }
 
-    /// Scans the codes of the `probe` buckets and keeps the `pool` nearest by approximate
-    /// distance. Visibility is checked during the scan in buckets with stale rows, or
-    /// everywhere when `eager`.
+    /// Scans the codes of the `probe` buckets in order and keeps the `pool` nearest by
+    /// approximate distance, until `stop` says enough. Visibility is checked during the scan
+    /// in buckets with stale rows, or everywhere when `eager`.
     #[allow(clippy::too_many_arguments)]
     fn scan(
         &self,
@@ -208,12 +282,27 @@ impl L1 {
         pool: usize,
         visible: &dyn Fn(u64, u64) -> bool,
         eager: bool,
+        stop: &Stop,
         s: &mut Scratch,
     ) -> Vec<Scored<RowRef>> {
         let mut top: TopK<RowRef> = TopK::new(pool);
+        // The k-th best distance so far, for the recall estimate.
+        let mut kth: TopK<()> = TopK::new(stop.recall.map_or(0, |r| r.2));
         let l2 = self.metric.uses_l2_internally();
         s.codes = 0;
+        s.buckets = 0;
         for &bpos in probe {
+            if s.codes >= stop.max_codes {
+                break;
+            }
+            if let Some((plan, target, _, min_probes)) = stop.recall {
+                if s.buckets >= min_probes.min(probe.len())
+                    && plan.estimate(s.buckets, kth.threshold().max(0.0).sqrt()) >= target
+                {
+                    break;
+                }
+            }
+            s.buckets += 1;
             let bucket = &self.buckets[bpos];
             let check = eager || bucket.live.dead() > 0;
             let stride = bucket.quant.stride();
@@ -225,9 +314,13 @@ impl L1 {
                 }
             };
             for (ci, chunk) in bucket.chunks.iter().enumerate() {
+                let rows = chunk.len().min(stop.max_codes.saturating_sub(s.codes));
+                if rows == 0 {
+                    break;
+                }
                 s.dists.clear();
-                s.dists.resize(chunk.len(), 0f32);
-                let codes = chunk.codes.as_slice();
+                s.dists.resize(rows, 0f32);
+                let codes = &chunk.codes.as_slice()[..rows * stride];
                 // The factored kernel returns q·c; d = base + |c|² - q·c for L2 and
                 // base - q·c for inner product. The LUT kernel returns d itself.
                 let norms = match adc {
@@ -251,9 +344,10 @@ impl L1 {
                     if d < limit && (!check || visible(chunk.ids[r], chunk.seqs[r])) {
                         top.push(d, (bpos as u32, ci as u32, r as u32));
                         limit = top.threshold();
+                        kth.push(d, ());
                     }
                 }
-                s.codes += chunk.len();
+                s.codes += rows;
             }
         }
         top.into_sorted()
@@ -278,13 +372,7 @@ mod tests {
         let quant = Sq8::fit(&vectors, dim);
         let ids: Vec<u64> = (0..n as u64).collect();
         let chunk = Chunk::build(&quant, ids.clone(), ids, vectors, vec![None; n]);
-        let bucket = Bucket {
-            id: 0,
-            centroid: vec![0.0; dim],
-            quant: Arc::new(quant),
-            chunks: vec![Arc::new(chunk)],
-            live: Arc::new(BucketLive::default()),
-        };
+        let bucket = Bucket::empty(0, vec![0.0; dim]).with_chunk(chunk);
         L1::from_buckets(dim, Metric::L2, vec![Arc::new(bucket)], 1)
     }
 

@@ -4,7 +4,7 @@
 //!
 //! Layout (little endian): `"DRIFTCK1"`, format version u32, body length u64, crc32c(body)
 //! u32, body = checkpoint seq u64, dim u32, next bucket id u32, bucket count u32, then per
-//! bucket: id u32, centroid, quantizer (lo and step per dimension), row count u32, rows of
+//! bucket: id u32, centroid, anchor, radius f32, quantizer (lo and step per dimension), row count u32, rows of
 //! (id u64, seq u64, vector, payload).
 
 use std::path::Path;
@@ -14,11 +14,12 @@ use crate::codec::{put_f32s, put_opt_str, ByteReader};
 use crate::config::Metric;
 use crate::error::{Error, IoContext, Result};
 use crate::idmap::{IdMap, Loc};
-use crate::ivf::{Bucket, BucketLive, Chunk, L1};
+use crate::ivf::{Bucket, L1};
+use crate::memtable::MemBuffer;
 use crate::quant::Sq8;
 
 const MAGIC: &[u8; 8] = b"DRIFTCK1";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const HEADER: usize = 8 + 4 + 8 + 4;
 
 /// Serializes the current rows of `l1` (rows `idmap` says are stale are left out).
@@ -31,6 +32,8 @@ pub fn encode(l1: &L1, idmap: &IdMap, seq: u64, dim: usize) -> Vec<u8> {
     for b in l1.buckets() {
         body.extend_from_slice(&b.id.to_le_bytes());
         put_f32s(&mut body, &b.centroid);
+        put_f32s(&mut body, &b.anchor);
+        body.extend_from_slice(&b.radius.to_le_bytes());
         let (lo, step) = b.quant.parts();
         put_f32s(&mut body, lo);
         put_f32s(&mut body, step);
@@ -109,32 +112,25 @@ pub fn read(path: &Path, dim: usize, metric: Metric, idmap: &IdMap) -> Result<(L
     for _ in 0..n {
         let id = r.u32().map_err(|e| at(&r, e))?;
         let centroid = r.f32s(dim).map_err(|e| at(&r, e))?;
+        let anchor = r.f32s(dim).map_err(|e| at(&r, e))?;
+        let radius = r.f32s(1).map_err(|e| at(&r, e))?[0];
         let lo = r.f32s(dim).map_err(|e| at(&r, e))?;
         let step = r.f32s(dim).map_err(|e| at(&r, e))?;
         let quant = Sq8::from_parts(lo, step);
         let rows = r.u32().map_err(|e| at(&r, e))? as usize;
-        let (mut ids, mut seqs, mut vectors, mut payloads) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut rows_in = MemBuffer::default();
         for _ in 0..rows {
             let rid = r.u64().map_err(|e| at(&r, e))?;
             let rseq = r.u64().map_err(|e| at(&r, e))?;
             let v = r.f32s(dim).map_err(|e| at(&r, e))?;
             let p = r.opt_str().map_err(|e| at(&r, e))?;
             if idmap.load(rid, rseq, Loc::Bucket(id)) {
-                ids.push(rid);
-                seqs.push(rseq);
-                vectors.extend_from_slice(&v);
-                payloads.push(p.map(Arc::from));
+                rows_in.push(rid, rseq, &v, p.map(Arc::from));
             }
         }
-        let chunk = Chunk::build(&quant, ids, seqs, vectors, payloads);
-        buckets.push(Arc::new(Bucket {
-            id,
-            centroid,
-            quant: Arc::new(quant),
-            chunks: vec![Arc::new(chunk)],
-            live: Arc::new(BucketLive::default()),
-        }));
+        buckets.push(Arc::new(Bucket::restore(
+            id, centroid, anchor, radius, quant, rows_in,
+        )));
     }
     if r.remaining() != 0 {
         return Err(at(

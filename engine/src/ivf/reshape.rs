@@ -1,0 +1,169 @@
+//! Building the next L1 from the current one. Flushes append rows to buckets; maintenance
+//! removes, rebuilds and adds buckets. Every bucket that is rebuilt gets a fresh id, and every
+//! row written anywhere is recorded in `placed`, so the id map can be pointed at the row's new
+//! home once the layer is published (a row deleted meanwhile is then counted as stale in the
+//! bucket that holds it, exactly once).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{Bucket, Chunk, L1};
+use crate::memtable::MemBuffer;
+
+/// Share of clipped components in new rows that makes a bucket re-fit its quantizer.
+pub const REFIT_CLIPPED: f64 = 0.05;
+
+/// Rows written to a bucket: (bucket id, [(id, seq)]).
+pub type Placed = Vec<(u32, Vec<(u64, u64)>)>;
+
+/// A layer under construction.
+#[derive(Debug)]
+pub struct Reshape {
+    /// The layer as of the last materialization.
+    layer: L1,
+    /// Buckets by position; `None` once removed.
+    buckets: Vec<Option<Arc<Bucket>>>,
+    pos: HashMap<u32, usize>,
+    dirty: bool,
+    next_id: u32,
+    placed: Placed,
+    /// Buckets that received appended rows.
+    pub appended_buckets: usize,
+    /// Buckets rebuilt because their quantizer no longer covered new rows.
+    pub refits: usize,
+    /// Rows written into rebuilt or new buckets (the physical cost of reshaping).
+    pub rows_rewritten: usize,
+}
+
+impl Reshape {
+    /// Starts from `layer`.
+    pub fn new(layer: L1) -> Reshape {
+        Reshape {
+            next_id: layer.next_id(),
+            buckets: layer.buckets().iter().cloned().map(Some).collect(),
+            pos: layer
+                .buckets()
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (b.id, i))
+                .collect(),
+            dirty: false,
+            layer,
+            placed: Vec::new(),
+            appended_buckets: 0,
+            refits: 0,
+            rows_rewritten: 0,
+        }
+    }
+
+    /// The layer as reshaped so far.
+    pub fn layer(&mut self) -> &L1 {
+        if self.dirty {
+            self.layer = L1::from_buckets(
+                self.layer.dim(),
+                self.layer.metric(),
+                self.buckets.iter().flatten().cloned().collect(),
+                self.next_id,
+            );
+            self.dirty = false;
+        }
+        &self.layer
+    }
+
+    /// The bucket with this id, as reshaped so far.
+    pub fn bucket(&self, id: u32) -> Option<&Arc<Bucket>> {
+        self.pos.get(&id).and_then(|&i| self.buckets[i].as_ref())
+    }
+
+    fn put(&mut self, b: Arc<Bucket>) {
+        match self.pos.get(&b.id) {
+            Some(&i) => self.buckets[i] = Some(b),
+            None => {
+                self.pos.insert(b.id, self.buckets.len());
+                self.buckets.push(Some(b));
+            }
+        }
+        self.dirty = true;
+    }
+
+    /// An id no bucket has had.
+    pub fn fresh_id(&mut self) -> u32 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Appends `rows` to bucket `id` as a new chunk, or rebuilds the bucket (fresh id, fitted
+    /// quantizer, stale rows dropped) when it has no rows yet or the new rows fall outside its
+    /// quantizer's ranges. Returns the id that now holds the rows.
+    pub fn append(
+        &mut self,
+        id: u32,
+        rows: MemBuffer,
+        is_current: &dyn Fn(u64, u64) -> bool,
+    ) -> u32 {
+        let Some(old) = self.bucket(id).cloned() else {
+            return id;
+        };
+        if rows.is_empty() {
+            return id;
+        }
+        let dim = self.layer.dim();
+        if old.rows() == 0 || old.quant.clipped_fraction(&rows.vectors) > REFIT_CLIPPED {
+            self.refits += 1;
+            let mut all = old.current_rows(is_current);
+            for i in 0..rows.len() {
+                all.push(
+                    rows.ids[i],
+                    rows.seqs[i],
+                    rows.vector(i, dim),
+                    rows.payloads[i].clone(),
+                );
+            }
+            let nid = self.fresh_id();
+            let b = old.rebuilt(nid, all);
+            self.replace(&[id], vec![b]);
+            return nid;
+        }
+        self.appended_buckets += 1;
+        self.placed.push((
+            id,
+            rows.ids
+                .iter()
+                .copied()
+                .zip(rows.seqs.iter().copied())
+                .collect(),
+        ));
+        let chunk = Chunk::build(&old.quant, rows.ids, rows.seqs, rows.vectors, rows.payloads);
+        self.put(Arc::new(old.with_chunk(chunk)));
+        id
+    }
+
+    /// Removes the buckets `removed` and adds `added` (built with fresh ids); every row of
+    /// the added buckets counts as placed.
+    pub fn replace(&mut self, removed: &[u32], added: Vec<Bucket>) {
+        for id in removed {
+            if let Some(i) = self.pos.remove(id) {
+                self.buckets[i] = None;
+                self.dirty = true;
+            }
+        }
+        for b in added {
+            let mut rows = Vec::with_capacity(b.rows());
+            for c in &b.chunks {
+                rows.extend(c.ids.iter().copied().zip(c.seqs.iter().copied()));
+            }
+            self.rows_rewritten += rows.len();
+            self.placed.push((b.id, rows));
+            self.next_id = self.next_id.max(b.id + 1);
+            self.put(Arc::new(b));
+        }
+    }
+
+    /// The finished layer and where every written row went (in write order).
+    pub fn finish(mut self) -> (L1, Placed) {
+        self.dirty = true;
+        self.layer();
+        (self.layer, self.placed)
+    }
+}

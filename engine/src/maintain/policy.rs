@@ -1,0 +1,274 @@
+//! Maintenance policy: which buckets to reshape, and how urgently. A policy only reads a
+//! [`LayerView`] and returns [`Action`]s; the operations in `ops` carry them out, so policies
+//! can be swapped and compared without touching the mechanism.
+
+use crate::config::{MaintenanceSettings, PolicyKind};
+
+/// What a policy sees of one bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketView {
+    /// Bucket id.
+    pub id: u32,
+    /// Current rows.
+    pub live: usize,
+    /// Stored rows, stale ones included.
+    pub rows: usize,
+    /// Stale rows (deleted or replaced since they were written).
+    pub stale: usize,
+    /// Decayed probe count.
+    pub temperature: f64,
+    /// How far the running-mean centroid moved from where the bucket was built, in radii.
+    pub drift: f32,
+}
+
+/// What a policy sees of the whole layer.
+#[derive(Debug, Clone)]
+pub struct LayerView<'a> {
+    /// Every bucket.
+    pub buckets: Vec<BucketView>,
+    /// The collection's target bucket size.
+    pub target: usize,
+    /// Thresholds and budget.
+    pub settings: &'a MaintenanceSettings,
+}
+
+impl LayerView<'_> {
+    /// Mean temperature over all buckets (0 before any search).
+    pub fn mean_temperature(&self) -> f64 {
+        if self.buckets.is_empty() {
+            return 0.0;
+        }
+        self.buckets.iter().map(|b| b.temperature).sum::<f64>() / self.buckets.len() as f64
+    }
+
+    /// Merge urgency of `b` (design paper, eq. 5): `emptiness / (temperature + eps) + beta *
+    /// zombie_ratio`, with the temperature relative to the layer's mean so that the threshold
+    /// does not depend on the query rate.
+    pub fn urgency(&self, b: &BucketView) -> f64 {
+        let s = self.settings;
+        let emptiness = (1.0 - b.live as f64 / self.target.max(1) as f64).max(0.0);
+        let mean = self.mean_temperature();
+        let temp = if mean > 0.0 {
+            b.temperature / mean
+        } else {
+            0.0
+        };
+        let zombie = if b.rows == 0 {
+            0.0
+        } else {
+            b.stale.min(b.rows) as f64 / b.rows as f64
+        };
+        emptiness / (temp + s.eps as f64) + s.beta as f64 * zombie
+    }
+
+    /// Live rows above which a bucket is split for size.
+    pub fn split_above(&self) -> usize {
+        (self.settings.split_factor as f64 * self.target as f64) as usize
+    }
+
+    /// Live rows below which a bucket may be merged.
+    pub fn merge_below(&self) -> usize {
+        (self.settings.merge_below as f64 * self.target as f64).ceil() as usize
+    }
+}
+
+/// One reshaping step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Split the bucket in two by local 2-means and reassign defectors.
+    Split(u32),
+    /// Dissolve the bucket into its nearest neighbours.
+    Merge(u32),
+    /// Rewrite the bucket without its stale rows.
+    Compact(u32),
+}
+
+impl Action {
+    /// The bucket the action is about.
+    pub fn bucket(self) -> u32 {
+        match self {
+            Action::Split(b) | Action::Merge(b) | Action::Compact(b) => b,
+        }
+    }
+}
+
+/// Decides what maintenance does next.
+pub trait Policy: Send + Sync {
+    /// Short name for reports.
+    fn name(&self) -> &'static str;
+    /// Actions in the order they should run; a pass carries out a prefix within its budget.
+    fn plan(&self, view: &LayerView) -> Vec<Action>;
+}
+
+/// The default policy: split oversized and far-drifted buckets, scatter-merge urgent ones,
+/// compact the rest when stale rows pile up.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DriftPolicy;
+
+/// Size-only policy: split oversized buckets and compact stale ones; no drift splits, no
+/// merges.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SizePolicy;
+
+/// Never reshapes anything (static IVF).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoMaintenance;
+
+/// The policy a setting names.
+pub fn policy_for(kind: PolicyKind) -> Box<dyn Policy> {
+    match kind {
+        PolicyKind::Drift => Box::new(DriftPolicy),
+        PolicyKind::Size => Box::new(SizePolicy),
+        PolicyKind::Off => Box::new(NoMaintenance),
+    }
+}
+
+impl Policy for DriftPolicy {
+    fn name(&self) -> &'static str {
+        "drift"
+    }
+
+    fn plan(&self, view: &LayerView) -> Vec<Action> {
+        let s = view.settings;
+        let mut actions = size_splits(view);
+        // Drifted buckets big enough that both halves stay above the merge threshold.
+        let min_drift_split = 2 * view.merge_below() + 2;
+        let mut drifted: Vec<&BucketView> = view
+            .buckets
+            .iter()
+            .filter(|b| {
+                s.drift_split > 0.0
+                    && b.drift > s.drift_split
+                    && b.live >= min_drift_split
+                    && b.live <= view.split_above()
+            })
+            .collect();
+        drifted.sort_by(|a, b| b.drift.total_cmp(&a.drift));
+        actions.extend(drifted.iter().map(|b| Action::Split(b.id)));
+
+        // Never merge the last bucket away.
+        let mut merges: Vec<(f64, u32)> = view
+            .buckets
+            .iter()
+            .filter(|b| b.live < view.merge_below())
+            .map(|b| (view.urgency(b), b.id))
+            .filter(|(u, _)| *u > s.merge_urgency as f64)
+            .collect();
+        merges.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let keep = view.buckets.len().saturating_sub(1);
+        actions.extend(merges.iter().take(keep).map(|m| Action::Merge(m.1)));
+
+        actions.extend(compactions(view, &actions));
+        actions
+    }
+}
+
+impl Policy for SizePolicy {
+    fn name(&self) -> &'static str {
+        "size"
+    }
+
+    fn plan(&self, view: &LayerView) -> Vec<Action> {
+        let mut actions = size_splits(view);
+        actions.extend(compactions(view, &actions));
+        actions
+    }
+}
+
+impl Policy for NoMaintenance {
+    fn name(&self) -> &'static str {
+        "off"
+    }
+
+    fn plan(&self, _view: &LayerView) -> Vec<Action> {
+        Vec::new()
+    }
+}
+
+/// Oversized buckets, largest first.
+fn size_splits(view: &LayerView) -> Vec<Action> {
+    let mut big: Vec<&BucketView> = view
+        .buckets
+        .iter()
+        .filter(|b| b.live > view.split_above())
+        .collect();
+    big.sort_by(|a, b| b.live.cmp(&a.live));
+    big.iter().map(|b| Action::Split(b.id)).collect()
+}
+
+/// Buckets whose stale share passed the threshold and that no earlier action rewrites,
+/// stalest first.
+fn compactions(view: &LayerView, planned: &[Action]) -> Vec<Action> {
+    let ratio = view.settings.compact_ratio as f64;
+    let mut stale: Vec<(f64, u32)> = view
+        .buckets
+        .iter()
+        .filter(|b| b.rows > 0 && !planned.iter().any(|a| a.bucket() == b.id))
+        .map(|b| (b.stale.min(b.rows) as f64 / b.rows as f64, b.id))
+        .filter(|(r, _)| *r >= ratio)
+        .collect();
+    stale.sort_by(|a, b| b.0.total_cmp(&a.0));
+    stale.iter().map(|s| Action::Compact(s.1)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bucket(id: u32, live: usize, stale: usize, temperature: f64, drift: f32) -> BucketView {
+        BucketView {
+            id,
+            live,
+            rows: live + stale,
+            stale,
+            temperature,
+            drift,
+        }
+    }
+
+    #[test]
+    fn drift_policy_orders_splits_merges_then_compactions() {
+        let settings = MaintenanceSettings::default();
+        let view = LayerView {
+            buckets: vec![
+                bucket(1, 600, 0, 1.0, 0.0),   // oversized
+                bucket(2, 200, 0, 1.0, 3.0),   // drifted
+                bucket(3, 10, 0, 0.0, 0.0),    // cold and nearly empty
+                bucket(4, 10, 0, 50.0, 0.0),   // nearly empty but hot: keep
+                bucket(5, 150, 100, 1.0, 0.0), // many stale rows
+                bucket(6, 250, 0, 1.0, 0.2),   // healthy
+            ],
+            target: 256,
+            settings: &settings,
+        };
+        let plan = DriftPolicy.plan(&view);
+        assert_eq!(
+            plan,
+            vec![
+                Action::Split(1),
+                Action::Split(2),
+                Action::Merge(3),
+                Action::Compact(5)
+            ]
+        );
+        assert_eq!(
+            SizePolicy.plan(&view),
+            vec![Action::Split(1), Action::Compact(5)]
+        );
+        assert!(NoMaintenance.plan(&view).is_empty());
+    }
+
+    #[test]
+    fn urgency_rises_with_emptiness_and_zombies_and_falls_with_heat() {
+        let settings = MaintenanceSettings::default();
+        let view = LayerView {
+            buckets: vec![bucket(1, 100, 0, 1.0, 0.0), bucket(2, 100, 0, 1.0, 0.0)],
+            target: 200,
+            settings: &settings,
+        };
+        let base = view.urgency(&bucket(9, 50, 0, 1.0, 0.0));
+        assert!(view.urgency(&bucket(9, 10, 0, 1.0, 0.0)) > base);
+        assert!(view.urgency(&bucket(9, 50, 50, 1.0, 0.0)) > base);
+        assert!(view.urgency(&bucket(9, 50, 0, 5.0, 0.0)) < base);
+    }
+}
