@@ -57,6 +57,17 @@ pub enum Command {
         /// Collection name.
         name: String,
     },
+    /// Run maintenance passes (split, merge, compact) now, with the collection's policy.
+    Maintain {
+        /// Collection name.
+        name: String,
+        /// Most passes to run (stops early once there is nothing to do).
+        #[arg(long, default_value_t = 1)]
+        passes: usize,
+        /// Flush memtables into buckets first.
+        #[arg(long)]
+        flush: bool,
+    },
     /// End-to-end demo: upsert generated (or given) vectors, search, report recall and latency.
     Demo(DemoArgs),
 }
@@ -147,8 +158,11 @@ pub struct SearchArgs {
     #[arg(short, long, default_value_t = 10)]
     pub k: usize,
     /// Probe exactly this many buckets.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "recall_target")]
     pub nprobe: Option<usize>,
+    /// Scan as many buckets as needed for this estimated recall@k (0..1].
+    #[arg(long)]
+    pub recall_target: Option<f32>,
     /// Bucket-score mass to cover (0..1], instead of the collection default.
     #[arg(long)]
     pub target_confidence: Option<f32>,
@@ -261,6 +275,36 @@ pub fn run(cli: Cli) -> Result<()> {
                     " (trained centroids first)"
                 } else {
                     ""
+                }
+            );
+            Ok(())
+        }
+        Command::Maintain {
+            name,
+            passes,
+            flush,
+        } => {
+            let db = open(&cli.data_dir)?;
+            let coll = db.collection(&name)?;
+            if flush {
+                coll.flush()?;
+            }
+            let r = coll.maintain(passes)?;
+            println!(
+                "{} passes ({} policy): {} splits, {} merges, {} compactions; {} vectors reassigned, {} rewritten, {} stale rows dropped; {:.1} ms{}",
+                r.passes,
+                r.policy,
+                r.splits,
+                r.merges,
+                r.compactions,
+                r.moved,
+                r.written,
+                r.compacted_tombstones,
+                r.millis,
+                if r.pending > 0 {
+                    format!(" ({} actions left for the next pass)", r.pending)
+                } else {
+                    String::new()
                 }
             );
             Ok(())
@@ -382,6 +426,7 @@ fn search(dir: &PathBuf, a: SearchArgs) -> Result<()> {
     let coll = db.collection(&a.name)?;
     let mut params = coll.search_params(a.k);
     params.nprobe = a.nprobe;
+    params.recall_target = a.recall_target;
     if let Some(c) = a.target_confidence {
         params.target_confidence = c;
     }

@@ -1,9 +1,11 @@
 //! Integration tests of drift-engine through its public API: durability across re-open,
-//! crash safety (a child process killed with SIGKILL), torn WAL tails, and concurrency.
+//! crash safety (a child process killed with SIGKILL), torn WAL tails, concurrency, and
+//! maintenance (property tests and races).
 
 mod concurrency;
 mod crash;
 mod durability;
+mod maintenance;
 
 use drift_engine::{CollectionConfig, Database, Metric, Record};
 use rand::{Rng, SeedableRng};
