@@ -212,6 +212,9 @@ pub struct DemoArgs {
     /// Geometric sharpness of bucket scores.
     #[arg(long)]
     pub lambda: Option<f32>,
+    /// Search by this recall target instead of target confidence.
+    #[arg(long)]
+    pub recall_target: Option<f32>,
     /// Bucket-score mass to cover (0..1].
     #[arg(long)]
     pub target_confidence: Option<f32>,
@@ -465,6 +468,7 @@ fn demo(dir: &PathBuf, a: DemoArgs) -> Result<()> {
         rerank: a.rerank,
         lambda: a.lambda,
         target_confidence: a.target_confidence,
+        recall_target: a.recall_target,
         settings: a
             .settings
             .as_deref()

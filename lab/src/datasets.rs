@@ -84,3 +84,57 @@ impl Clustered {
         }
     }
 }
+
+/// Gaussian clusters whose centres move along fixed random directions as time passes: the
+/// data an index trained at time 0 goes stale on.
+#[derive(Debug, Clone)]
+pub struct Drifting {
+    /// The mixture at time 0.
+    pub base: Clustered,
+    /// Distance each centre travels per unit of time.
+    pub speed: f32,
+}
+
+impl Drifting {
+    /// `clusters` clusters in `dim` dimensions moving `speed` per unit of time.
+    pub fn new(dim: usize, clusters: usize, speed: f32, seed: u64) -> Self {
+        Drifting {
+            base: Clustered::new(dim, clusters, seed),
+            speed,
+        }
+    }
+
+    /// Cluster centres at time `t`, row-major.
+    pub fn centres_at(&self, t: f32) -> Vec<f32> {
+        let dim = self.base.dim;
+        let mut centres = self.base.centres();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(self.base.seed ^ 0xd21f_7000);
+        let n = Normal::new(0.0f32, 1.0).expect("valid spread");
+        for c in centres.chunks_exact_mut(dim) {
+            let dir: Vec<f32> = (0..dim).map(|_| n.sample(&mut rng)).collect();
+            let norm = dir.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            for (x, d) in c.iter_mut().zip(&dir) {
+                *x += t * self.speed * d / norm;
+            }
+        }
+        centres
+    }
+
+    /// `rows` points drawn around the centres at time `t`; `stream` picks an independent
+    /// random stream.
+    pub fn sample_at(&self, t: f32, rows: usize, stream: u64) -> Dataset {
+        let dim = self.base.dim;
+        let centres = self.centres_at(t);
+        let seed = self.base.seed ^ ((stream + 1) * 0x9e37_79b9) ^ (t.to_bits() as u64) << 17;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let n = Normal::new(0.0f32, self.base.point_spread).expect("valid spread");
+        let mut vectors = Vec::with_capacity(rows * dim);
+        for _ in 0..rows {
+            let c = rng.gen_range(0..self.base.clusters);
+            for d in 0..dim {
+                vectors.push(centres[c * dim + d] + n.sample(&mut rng));
+            }
+        }
+        Dataset { vectors, dim }
+    }
+}

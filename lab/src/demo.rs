@@ -45,6 +45,8 @@ pub struct DemoConfig {
     pub lambda: Option<f32>,
     /// Target confidence override.
     pub target_confidence: Option<f32>,
+    /// Search by recall target instead of target confidence.
+    pub recall_target: Option<f32>,
     /// Settings of the created collection (defaults if `None`).
     pub settings: Option<drift_engine::IndexSettings>,
 }
@@ -66,6 +68,7 @@ impl Default for DemoConfig {
             rerank: None,
             lambda: None,
             target_confidence: None,
+            recall_target: None,
             settings: None,
         }
     }
@@ -199,6 +202,7 @@ pub fn run(db: &Database, name: &str, cfg: &DemoConfig, progress: Progress) -> R
     if let Some(c) = cfg.target_confidence {
         params.target_confidence = c;
     }
+    params.recall_target = cfg.recall_target;
     let measure = |phase: &str| -> Result<(f64, Histogram<u64>, f64)> {
         let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
             .map_err(|e| LabError::Invalid(e.to_string()))?;

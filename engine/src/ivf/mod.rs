@@ -213,7 +213,7 @@ impl L1 {
             recall: plan
                 .as_ref()
                 .zip(params.recall_target)
-                .map(|(p, t)| (p, t, params.k, params.min_probes)),
+                .map(|(p, t)| (p, t, params.k, 1)),
         };
         let mut scratch = Scratch::default();
         let cands = self.scan(
@@ -296,7 +296,7 @@ impl L1 {
                 break;
             }
             if let Some((plan, target, _, min_probes)) = stop.recall {
-                if s.buckets >= min_probes.min(probe.len())
+                if s.buckets >= min_probes.min(probe.len()).max(1)
                     && plan.estimate(s.buckets, kth.threshold().max(0.0).sqrt()) >= target
                 {
                     break;

@@ -19,6 +19,7 @@ use crate::memtable::MemBuffer;
 use crate::quant::Sq8;
 
 const MAGIC: &[u8; 8] = b"DRIFTCK1";
+/// Version written; version 1 (before anchors) is still read.
 const VERSION: u32 = 2;
 const HEADER: usize = 8 + 4 + 8 + 4;
 
@@ -78,7 +79,7 @@ pub fn read(path: &Path, dim: usize, metric: Metric, idmap: &IdMap) -> Result<(L
     }
     let mut h = ByteReader::new(&data[8..HEADER]);
     let version = h.u32().map_err(|e| bad(8, e))?;
-    if version != VERSION {
+    if version != VERSION && version != 1 {
         return Err(bad(8, format!("unsupported checkpoint version {version}")));
     }
     let len = h.u64().map_err(|e| bad(12, e))? as usize;
@@ -112,8 +113,13 @@ pub fn read(path: &Path, dim: usize, metric: Metric, idmap: &IdMap) -> Result<(L
     for _ in 0..n {
         let id = r.u32().map_err(|e| at(&r, e))?;
         let centroid = r.f32s(dim).map_err(|e| at(&r, e))?;
-        let anchor = r.f32s(dim).map_err(|e| at(&r, e))?;
-        let radius = r.f32s(1).map_err(|e| at(&r, e))?[0];
+        // Version 1 had no anchor and radius: drift is measured from the stored centroid on.
+        let (anchor, radius) = if version >= 2 {
+            let anchor = r.f32s(dim).map_err(|e| at(&r, e))?;
+            (anchor, r.f32s(1).map_err(|e| at(&r, e))?[0])
+        } else {
+            (centroid.clone(), 0.0)
+        };
         let lo = r.f32s(dim).map_err(|e| at(&r, e))?;
         let step = r.f32s(dim).map_err(|e| at(&r, e))?;
         let quant = Sq8::from_parts(lo, step);
