@@ -192,7 +192,7 @@ fn size_splits(view: &LayerView) -> Vec<Action> {
         .iter()
         .filter(|b| b.live > view.split_above())
         .collect();
-    big.sort_by(|a, b| b.live.cmp(&a.live));
+    big.sort_by_key(|b| std::cmp::Reverse(b.live));
     big.iter().map(|b| Action::Split(b.id)).collect()
 }
 

@@ -1,4 +1,5 @@
-//! Crash safety: a child process streams acknowledged upserts and is killed with SIGKILL;
+//! Crash safety: a child process streams acknowledged upserts (with flushes and maintenance
+//! passes in between) and is killed with SIGKILL;
 //! after re-open every acknowledged record is there. Also: a truncated WAL re-opens to its
 //! last whole record, and damage inside the WAL is a clear error.
 
@@ -27,6 +28,11 @@ fn crash_child() {
         let n = 1 + (next % 37) as usize;
         c.upsert(records(next, n, 8, next)).unwrap();
         next += n as u64;
+        if next % 97 < n as u64 {
+            // Maintenance passes between writes too (the janitor also runs them after
+            // every background flush), so the kill can land in the middle of one.
+            c.maintain(2).unwrap();
+        }
         if next % 5 == 0 {
             c.delete(&[next - 1]).unwrap();
             writeln!(out, "deleted {}", next - 1).unwrap();
@@ -42,7 +48,7 @@ fn sigkill_loses_no_acknowledged_upsert() {
     let exe = std::env::current_exe().unwrap();
     let mut acked = 0u64;
     let mut deleted = std::collections::HashSet::new();
-    for round in 0..3 {
+    for round in 0..5 {
         let mut child = Command::new(&exe)
             .args([
                 "crash::crash_child",
@@ -60,7 +66,7 @@ fn sigkill_loses_no_acknowledged_upsert() {
         let mut lines = BufReader::new(stdout).lines();
         let start = Instant::now();
         // Let it run past a few freezes and background flushes, then kill it mid-stream.
-        let target = 1500 + round * 700;
+        let target = 3000 + round * 1500;
         while let Some(Ok(line)) = lines.next() {
             if let Some(id) = line.strip_prefix("acked ") {
                 acked = acked.max(id.parse().unwrap());
