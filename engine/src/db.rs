@@ -23,6 +23,12 @@ pub struct Database {
     collections: RwLock<BTreeMap<String, Arc<Collection>>>,
 }
 
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").field("root", &self.root).finish()
+    }
+}
+
 /// Checks a collection name: 1 to 128 characters from `A-Z a-z 0-9 _ - .`, not starting
 /// with a dot (so no `.`/`..` and no hidden directories), no path separators.
 pub fn validate_name(name: &str) -> Result<()> {

@@ -1,0 +1,293 @@
+//! `DriftExec`: the one physical plan node that reads the engine. It scans a collection in
+//! batches (never materializing it), looks up ids, or runs a vector search (applying any
+//! filters to the results, over-fetching until `k` rows pass).
+
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{BooleanArray, RecordBatch};
+use datafusion::arrow::compute::{and, filter_record_batch};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::cast::as_boolean_array;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    SendableRecordBatchStream,
+};
+use drift_engine::config::MAX_K;
+use drift_engine::{Record, SearchParams, VectorRead};
+use futures::stream;
+
+use super::engine_err;
+use super::table::{search_schema, Rows};
+
+/// Records per batch when scanning a collection.
+pub const SCAN_BATCH: usize = 8192;
+
+/// What a [`DriftExec`] reads.
+pub enum Mode {
+    /// Every live record, in batches, up to `limit`.
+    Scan {
+        /// The collection.
+        coll: Arc<dyn VectorRead>,
+        /// Stop after this many rows.
+        limit: Option<usize>,
+    },
+    /// The records with these ids (missing ones skipped), up to `limit`.
+    Lookup {
+        /// The collection.
+        coll: Arc<dyn VectorRead>,
+        /// Sorted, distinct ids.
+        ids: Vec<u64>,
+        /// Stop after this many rows.
+        limit: Option<usize>,
+    },
+    /// The `k` nearest records to `query` that pass every filter, nearest first.
+    Search {
+        /// The collection.
+        coll: Arc<dyn VectorRead>,
+        /// Query vector.
+        query: Vec<f32>,
+        /// Rows wanted.
+        k: usize,
+        /// Engine search options.
+        params: SearchParams,
+        /// Predicates over [`search_schema`] columns.
+        filters: Vec<Arc<dyn PhysicalExpr>>,
+        /// First over-fetch factor when there are filters.
+        overfetch: usize,
+    },
+}
+
+/// The plan node; see the module docs.
+pub struct DriftExec {
+    table: String,
+    dim: usize,
+    schema: SchemaRef,
+    mode: Arc<Mode>,
+    props: Arc<PlanProperties>,
+}
+
+impl DriftExec {
+    /// A node reading `table` (dimension `dim`), producing `schema` (a projection of the
+    /// table's columns, plus `_distance` for searches).
+    pub fn new(table: &str, dim: usize, schema: SchemaRef, mode: Mode) -> Self {
+        let props = PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        DriftExec {
+            table: table.to_string(),
+            dim,
+            schema,
+            mode: Arc::new(mode),
+            props: Arc::new(props),
+        }
+    }
+
+    /// True for an index search node.
+    pub fn is_search(&self) -> bool {
+        matches!(*self.mode, Mode::Search { .. })
+    }
+}
+
+impl fmt::Debug for DriftExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DriftExec({})", self.table)
+    }
+}
+
+impl DisplayAs for DriftExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let cols: Vec<&str> = self.schema.fields().iter().map(|f| f.name().as_str()).collect();
+        match self.mode.as_ref() {
+            Mode::Scan { limit, .. } => write!(
+                f,
+                "DriftScanExec: collection={}, columns=[{}], limit={limit:?}",
+                self.table,
+                cols.join(", ")
+            ),
+            Mode::Lookup { ids, limit, .. } => write!(
+                f,
+                "DriftLookupExec: collection={}, ids={}, limit={limit:?}",
+                self.table,
+                ids.len()
+            ),
+            Mode::Search {
+                k, params, filters, ..
+            } => write!(
+                f,
+                "DriftIndexSearchExec: collection={}, k={k}, nprobe={}, recall_target={}, filters={}",
+                self.table,
+                params.nprobe.map_or("adaptive".into(), |n| n.to_string()),
+                params.recall_target.map_or("off".into(), |r| r.to_string()),
+                filters.len()
+            ),
+        }
+    }
+}
+
+impl ExecutionPlan for DriftExec {
+    fn name(&self) -> &str {
+        if self.is_search() {
+            "DriftIndexSearchExec"
+        } else {
+            "DriftScanExec"
+        }
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.props
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn with_new_children(self: Arc<Self>, _: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(&self, partition: usize, _ctx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        if partition != 0 {
+            return Err(DataFusionError::Internal(format!(
+                "DriftExec has one partition, asked for {partition}"
+            )));
+        }
+        let (schema, dim) = (self.schema.clone(), self.dim);
+        let wants_vector = schema.fields().iter().any(|f| f.name() == "vector");
+        let out = schema.clone();
+        match self.mode.as_ref() {
+            Mode::Scan { coll, limit } => {
+                let mut left = limit.unwrap_or(usize::MAX);
+                let mut iter = coll.clone().scan(SCAN_BATCH.min(left.max(1)));
+                let batches = std::iter::from_fn(move || {
+                    if left == 0 {
+                        return None;
+                    }
+                    let mut recs = iter.next()?;
+                    recs.truncate(left);
+                    left -= recs.len();
+                    Some(records_to_rows(recs, wants_vector).to_batch(&out, dim))
+                });
+                Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream::iter(batches))))
+            }
+            Mode::Lookup { coll, ids, limit } => {
+                let mut recs = Vec::new();
+                for id in ids {
+                    if recs.len() >= limit.unwrap_or(usize::MAX) {
+                        break;
+                    }
+                    if let Some(r) = coll.get(*id).map_err(engine_err)? {
+                        recs.push(r);
+                    }
+                }
+                let batch = records_to_rows(recs, wants_vector).to_batch(&out, dim);
+                Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream::iter([batch]))))
+            }
+            Mode::Search { .. } => {
+                let mode = self.mode.clone();
+                let fut = async move {
+                    let Mode::Search {
+                        coll,
+                        query,
+                        k,
+                        params,
+                        filters,
+                        overfetch,
+                    } = mode.as_ref()
+                    else {
+                        unreachable!("checked above")
+                    };
+                    let full = search_schema(dim);
+                    let batch = search(coll.as_ref(), query, *k, params, filters, *overfetch, &full, dim)?;
+                    let idx: Vec<usize> = out
+                        .fields()
+                        .iter()
+                        .map(|f| full.index_of(f.name()))
+                        .collect::<std::result::Result<_, _>>()?;
+                    Ok(batch.project(&idx)?)
+                };
+                Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream::once(fut))))
+            }
+        }
+    }
+}
+
+fn records_to_rows(recs: Vec<Record>, wants_vector: bool) -> Rows {
+    let mut rows = Rows::default();
+    for r in recs {
+        rows.ids.push(r.id);
+        if wants_vector {
+            rows.vectors.extend_from_slice(&r.vector);
+        }
+        rows.payloads.push(r.payload);
+    }
+    rows
+}
+
+/// Runs the search, over-fetching until `k` rows pass the filters (or the collection has no
+/// more rows). The first round uses the caller's options; later rounds probe every bucket.
+#[allow(clippy::too_many_arguments)]
+fn search(
+    coll: &dyn VectorRead,
+    query: &[f32],
+    k: usize,
+    params: &SearchParams,
+    filters: &[Arc<dyn PhysicalExpr>],
+    overfetch: usize,
+    full: &SchemaRef,
+    dim: usize,
+) -> Result<RecordBatch> {
+    let mut p = params.clone();
+    p.with_payload = true;
+    p.with_vector = true;
+    let mut fetch = if filters.is_empty() { k } else { k.saturating_mul(overfetch.max(1)) };
+    loop {
+        p.k = fetch.clamp(1, MAX_K);
+        let hits = coll.search(query, &p).map_err(engine_err)?;
+        let exhausted = hits.len() < p.k;
+        let mut rows = Rows::default();
+        for h in hits {
+            rows.ids.push(h.id);
+            rows.vectors.extend(h.vector.unwrap_or_else(|| vec![0.0; dim]));
+            rows.payloads.push(h.payload);
+            rows.distances.push(h.distance);
+        }
+        let batch = rows.to_batch(full, dim)?;
+        let batch = apply_filters(batch, filters)?;
+        let done = batch.num_rows() >= k || p.k == MAX_K || (exhausted && p.nprobe == Some(usize::MAX));
+        if done || filters.is_empty() {
+            return Ok(batch.slice(0, batch.num_rows().min(k)));
+        }
+        // Not enough rows passed: widen to every bucket and fetch more.
+        p.nprobe = Some(usize::MAX);
+        p.recall_target = None;
+        fetch = if exhausted { p.k } else { fetch.saturating_mul(4) };
+    }
+}
+
+fn apply_filters(batch: RecordBatch, filters: &[Arc<dyn PhysicalExpr>]) -> Result<RecordBatch> {
+    if filters.is_empty() || batch.num_rows() == 0 {
+        return Ok(batch);
+    }
+    let mut mask: Option<BooleanArray> = None;
+    for f in filters {
+        let v = f.evaluate(&batch)?.into_array(batch.num_rows())?;
+        let b = as_boolean_array(&v)?.clone();
+        mask = Some(match mask {
+            None => b,
+            Some(m) => and(&m, &b)?,
+        });
+    }
+    match mask {
+        Some(m) => Ok(filter_record_batch(&batch, &m)?),
+        None => Ok(batch),
+    }
+}

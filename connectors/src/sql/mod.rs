@@ -1,0 +1,124 @@
+//! SQL over Drift collections with Apache DataFusion.
+//!
+//! ```text
+//! SessionContext ─ register(ctx, db)
+//!   ├─ table per collection  (table.rs: id UInt64, vector FixedSizeList<Float32, dim>, payload Utf8)
+//!   ├─ vector_search(...)    (search.rs: table function, rows + _distance, nearest first)
+//!   ├─ l2_distance / cosine_distance / inner_product   (functions.rs)
+//!   ├─ SET drift.nprobe = 16 ...                       (DriftOptions, a config extension)
+//!   └─ rewrite rule: Sort(distance(vector, [..]), fetch k) over a collection scan
+//!                    ─▶ the same Sort over an index search of k rows   (rewrite.rs)
+//! ```
+//! Every plan node that touches the engine is a [`exec::DriftExec`], which streams record
+//! batches (a collection is never materialized at once).
+
+pub mod exec;
+pub mod functions;
+pub mod rewrite;
+pub mod search;
+pub mod table;
+
+use std::sync::Arc;
+
+use datafusion::common::config::ConfigExtension;
+use datafusion::common::extensions_options;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use drift_engine::{Database, SearchParams};
+
+pub use exec::DriftExec;
+pub use search::{SearchTable, VectorSearchFunction};
+pub use table::CollectionTable;
+
+extensions_options! {
+    /// Search knobs settable per session: `SET drift.nprobe = 16`.
+    pub struct DriftOptions {
+        /// Probe exactly this many buckets (0 = the collection's adaptive selection).
+        pub nprobe: usize, default = 0
+        /// Scan buckets until this estimated recall (0 = off).
+        pub recall_target: f64, default = 0.0
+        /// Bucket-score mass to cover (0 = the collection's default).
+        pub target_confidence: f64, default = 0.0
+        /// Re-rank factor (unset = the collection's default).
+        pub rerank: Option<usize>, default = None
+        /// First over-fetch factor when filters must be applied to search results.
+        pub overfetch: usize, default = 4
+    }
+}
+
+impl ConfigExtension for DriftOptions {
+    const PREFIX: &'static str = "drift";
+}
+
+impl DriftOptions {
+    /// Applies these options to `params`.
+    pub fn apply(&self, params: &mut SearchParams) {
+        if self.nprobe > 0 {
+            params.nprobe = Some(self.nprobe);
+        }
+        if self.recall_target > 0.0 {
+            params.recall_target = Some(self.recall_target as f32);
+        }
+        if self.target_confidence > 0.0 {
+            params.target_confidence = self.target_confidence as f32;
+        }
+        if let Some(r) = self.rerank {
+            params.rerank = r;
+        }
+    }
+
+    /// Sets one option from `key=value` text (the `vector_search` options string).
+    pub fn set_pair(&mut self, key: &str, value: &str) -> Result<()> {
+        use datafusion::common::config::ExtensionOptions;
+        let known = ["nprobe", "recall_target", "target_confidence", "rerank", "overfetch"];
+        if !known.contains(&key) {
+            return Err(DataFusionError::Plan(format!(
+                "unknown search option '{key}' (known: {})",
+                known.join(", ")
+            )));
+        }
+        self.set(key, value)
+    }
+}
+
+/// Turns an engine error into a DataFusion error that keeps its message.
+pub fn engine_err(e: drift_engine::Error) -> DataFusionError {
+    if e.is_user_error() {
+        DataFusionError::Plan(e.to_string())
+    } else {
+        DataFusionError::External(Box::new(e))
+    }
+}
+
+/// A session configuration with the `drift.*` options registered.
+pub fn session_config() -> SessionConfig {
+    SessionConfig::new().with_option_extension(DriftOptions::default())
+}
+
+/// A `SessionContext` with every collection of `db` registered (see [`register`]).
+pub fn context(db: Arc<Database>) -> Result<SessionContext> {
+    let state = SessionStateBuilder::new()
+        .with_config(session_config())
+        .with_default_features()
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    register(&ctx, db)?;
+    Ok(ctx)
+}
+
+/// Registers `db`'s collections as tables, the `vector_search` table function, the distance
+/// functions and the index-search rewrite in `ctx`. For the `SET drift.*` options, build
+/// `ctx` from [`session_config`] (or use [`context`]).
+pub fn register(ctx: &SessionContext, db: Arc<Database>) -> Result<()> {
+    for (name, _) in db.list() {
+        let coll = db.collection(&name).map_err(engine_err)?;
+        ctx.register_table(name.as_str(), Arc::new(CollectionTable::new(&name, coll)))?;
+    }
+    ctx.register_udtf("vector_search", Arc::new(VectorSearchFunction::new(db)));
+    for f in functions::all() {
+        ctx.register_udf(f);
+    }
+    ctx.add_optimizer_rule(Arc::new(rewrite::IndexSearchRule));
+    Ok(())
+}

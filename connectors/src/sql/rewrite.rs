@@ -1,0 +1,178 @@
+//! The optimizer rule that answers nearest-neighbour `ORDER BY ... LIMIT k` queries with an
+//! index search:
+//!
+//! ```text
+//! Sort: l2_distance(t.vector, [..]) ASC, fetch=k          Sort: l2_distance(t.vector, [..]) ASC, fetch=k
+//!   Projection: ...                               ─▶        Projection: ...
+//!     Filter: <predicate>                                      TableScan: t (index search of k rows,
+//!       TableScan: t (a collection)                                         predicate applied with over-fetch)
+//! ```
+//! The sort stays (it now orders k rows); the scan becomes a [`SearchTable`] whose physical
+//! node is `DriftIndexSearchExec`. The distance must match the collection's metric:
+//! `l2_distance` ASC for L2 (and cosine, whose stored vectors are unit length),
+//! `cosine_distance` ASC for cosine, `inner_product` DESC for inner product. Anything else is
+//! left to DataFusion's own sort.
+
+use std::sync::Arc;
+
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{Column, DFSchema};
+use datafusion::datasource::{provider_as_source, source_as_provider};
+use datafusion::error::Result;
+use datafusion::execution::context::ExecutionProps;
+use datafusion::logical_expr::{Expr, LogicalPlan, SortExpr, TableScan};
+use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
+use datafusion::physical_expr::create_physical_expr;
+use drift_engine::Metric;
+
+use super::functions::Kind;
+use super::search::{vector_value, SearchTable};
+use super::table::CollectionTable;
+use super::DriftOptions;
+
+/// See the module docs.
+#[derive(Debug, Default)]
+pub struct IndexSearchRule;
+
+impl OptimizerRule for IndexSearchRule {
+    fn name(&self) -> &str {
+        "drift_index_search"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::TopDown)
+    }
+
+    fn rewrite(&self, plan: LogicalPlan, config: &dyn OptimizerConfig) -> Result<Transformed<LogicalPlan>> {
+        let (sort_expr, k, input) = match &plan {
+            LogicalPlan::Sort(s) if s.expr.len() == 1 && s.fetch.is_some() => {
+                (s.expr[0].clone(), s.fetch.unwrap_or(0), s.input.clone())
+            }
+            _ => return Ok(Transformed::no(plan)),
+        };
+        let options = config
+            .options()
+            .extensions
+            .get::<DriftOptions>()
+            .cloned()
+            .unwrap_or_default();
+        match search_input(&sort_expr, k, &input, &options)? {
+            Some(new_input) => Ok(Transformed::yes(plan.with_new_exprs(plan.expressions(), vec![new_input])?)),
+            None => Ok(Transformed::no(plan)),
+        }
+    }
+}
+
+/// The input of the sort rebuilt over an index search, if the pattern matches.
+fn search_input(sort: &SortExpr, k: usize, input: &LogicalPlan, options: &DriftOptions) -> Result<Option<LogicalPlan>> {
+    if k == 0 {
+        return Ok(None);
+    }
+    // Walk down: projections (resolving aliases in the sort key) and filters, to the scan.
+    let mut key = sort.expr.clone();
+    let mut chain: Vec<&LogicalPlan> = Vec::new();
+    let mut filters: Vec<Expr> = Vec::new();
+    let mut node = input;
+    let scan = loop {
+        match node {
+            LogicalPlan::Projection(p) => {
+                if let Expr::Column(c) = &key {
+                    let pos = p.schema.columns().iter().position(|col| col.name == c.name);
+                    if let Some(i) = pos {
+                        key = p.expr[i].clone().unalias();
+                    }
+                }
+                chain.push(node);
+                node = p.input.as_ref();
+            }
+            LogicalPlan::Filter(f) => {
+                filters.push(f.predicate.clone());
+                node = f.input.as_ref();
+            }
+            LogicalPlan::TableScan(s) => break s,
+            _ => return Ok(None),
+        }
+    };
+    let Ok(provider) = source_as_provider(&scan.source) else {
+        return Ok(None);
+    };
+    let Some(table) = provider.as_ref().downcast_ref::<CollectionTable>() else {
+        return Ok(None);
+    };
+    let Expr::ScalarFunction(f) = &key else {
+        return Ok(None);
+    };
+    let Some(kind) = Kind::from_name(f.func.name()) else {
+        return Ok(None);
+    };
+    let metric = table.collection().config().metric;
+    let fits = match (kind, metric, sort.asc) {
+        (Kind::L2, Metric::L2 | Metric::Cosine, true) => true,
+        (Kind::Cosine, Metric::Cosine, true) => true,
+        (Kind::InnerProduct, Metric::InnerProduct, false) => true,
+        _ => false,
+    };
+    if !fits || f.args.len() != 2 {
+        return Ok(None);
+    }
+    let is_vector = |e: &Expr| matches!(e, Expr::Column(c) if c.name == "vector");
+    let constant = if is_vector(&f.args[0]) {
+        &f.args[1]
+    } else if is_vector(&f.args[1]) {
+        &f.args[0]
+    } else {
+        return Ok(None);
+    };
+    if !constant.column_refs().is_empty() {
+        return Ok(None);
+    }
+    let Some(query) = evaluate_vector(constant)? else {
+        return Ok(None);
+    };
+    // Filters must only read the table's own columns.
+    filters.extend(scan.filters.iter().cloned());
+    let own = ["id", "vector", "payload"];
+    if filters
+        .iter()
+        .any(|e| e.column_refs().iter().any(|c: &&Column| !own.contains(&c.name.as_str())))
+    {
+        return Ok(None);
+    }
+    let search = match SearchTable::new(table.name(), table.collection().clone(), query, k, options, false) {
+        Ok(s) => s,
+        // A query vector of the wrong dimension: leave the plan alone, the sort reports it.
+        Err(_) => return Ok(None),
+    };
+    let new_scan = LogicalPlan::TableScan(TableScan::try_new(
+        scan.table_name.clone(),
+        provider_as_source(Arc::new(search)),
+        scan.projection.clone(),
+        filters,
+        None,
+    )?);
+    // Rebuild the projections on top (filters are now inside the search).
+    let mut plan = new_scan;
+    for p in chain.into_iter().rev() {
+        plan = p.with_new_exprs(p.expressions(), vec![plan])?;
+    }
+    Ok(Some(plan))
+}
+
+/// The value of a constant vector expression, if it is one.
+fn evaluate_vector(e: &Expr) -> Result<Option<Vec<f32>>> {
+    let empty = DFSchema::empty();
+    let Ok(phys) = create_physical_expr(e, &empty, &ExecutionProps::new()) else {
+        return Ok(None);
+    };
+    let batch = datafusion::arrow::array::RecordBatch::try_new_with_options(
+        Arc::new(datafusion::arrow::datatypes::Schema::empty()),
+        vec![],
+        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
+    )?;
+    let Ok(v) = phys.evaluate(&batch) else {
+        return Ok(None);
+    };
+    let arr = v.into_array(1)?;
+    let scalar = datafusion::common::ScalarValue::try_from_array(&arr, 0)?;
+    Ok(vector_value(&scalar).ok())
+}

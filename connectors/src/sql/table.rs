@@ -1,0 +1,225 @@
+//! A collection as a DataFusion table: `id UInt64, vector FixedSizeList<Float32, dim>,
+//! payload Utf8`. Scans push down the projection (vectors are only built when asked for),
+//! `id = ...` / `id IN (...)` filters (answered by point lookups) and the limit.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, StringArray, UInt64Array,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::TableType;
+use datafusion::error::Result;
+use datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use drift_engine::{Collection, VectorRead};
+
+use super::exec::{DriftExec, Mode};
+
+/// Name of the distance column added by searches (as in Lance).
+pub const DISTANCE: &str = "_distance";
+
+/// The table schema of a collection of dimension `dim`.
+pub fn collection_schema(dim: usize) -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::UInt64, false),
+        Field::new(
+            "vector",
+            DataType::FixedSizeList(Arc::new(Field::new_list_field(DataType::Float32, true)), dim as i32),
+            false,
+        ),
+        Field::new("payload", DataType::Utf8, true),
+    ]))
+}
+
+/// The collection schema plus `_distance Float32`.
+pub fn search_schema(dim: usize) -> SchemaRef {
+    let base = collection_schema(dim);
+    let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(DISTANCE, DataType::Float32, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// Rows to put in a batch: ids, row-major vectors (may be empty if not projected), payloads,
+/// and distances for searches.
+#[derive(Debug, Default)]
+pub struct Rows {
+    /// Record ids.
+    pub ids: Vec<u64>,
+    /// Row-major vectors (`ids.len() * dim` values, or none when not needed).
+    pub vectors: Vec<f32>,
+    /// Payload JSON text.
+    pub payloads: Vec<Option<String>>,
+    /// Distances (searches only).
+    pub distances: Vec<f32>,
+}
+
+impl Rows {
+    /// Builds a batch of `schema` (a projection of [`search_schema`]) from these rows.
+    pub fn to_batch(&self, schema: &SchemaRef, dim: usize) -> Result<RecordBatch> {
+        let n = self.ids.len();
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+        for f in schema.fields() {
+            let col: ArrayRef = match f.name().as_str() {
+                "id" => Arc::new(UInt64Array::from(self.ids.clone())),
+                "vector" => {
+                    let values = if self.vectors.len() == n * dim {
+                        self.vectors.clone()
+                    } else {
+                        vec![0.0; n * dim]
+                    };
+                    let item = Arc::new(Field::new_list_field(DataType::Float32, true));
+                    Arc::new(FixedSizeListArray::try_new(
+                        item,
+                        dim as i32,
+                        Arc::new(Float32Array::from(values)),
+                        None,
+                    )?)
+                }
+                "payload" => Arc::new(StringArray::from(self.payloads.clone())),
+                DISTANCE => Arc::new(Float32Array::from(self.distances.clone())),
+                other => {
+                    return Err(datafusion::error::DataFusionError::Internal(format!(
+                        "unknown column {other}"
+                    )))
+                }
+            };
+            cols.push(col);
+        }
+        if cols.is_empty() {
+            let opts = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(n));
+            return Ok(RecordBatch::try_new_with_options(schema.clone(), cols, &opts)?);
+        }
+        Ok(RecordBatch::try_new(schema.clone(), cols)?)
+    }
+}
+
+/// A collection registered as a table.
+#[derive(Debug, Clone)]
+pub struct CollectionTable {
+    name: String,
+    coll: Arc<Collection>,
+    schema: SchemaRef,
+}
+
+impl CollectionTable {
+    /// Wraps `coll`, known to SQL as `name`.
+    pub fn new(name: &str, coll: Arc<Collection>) -> Self {
+        let schema = collection_schema(coll.config().dim);
+        CollectionTable {
+            name: name.to_string(),
+            coll,
+            schema,
+        }
+    }
+
+    /// The collection's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The collection behind the table.
+    pub fn collection(&self) -> &Arc<Collection> {
+        &self.coll
+    }
+}
+
+/// The ids an `id = v` or `id IN (...)` filter allows, if `e` is one.
+pub fn id_filter(e: &Expr) -> Option<Vec<u64>> {
+    let as_id = |e: &Expr| match e {
+        Expr::Literal(v, _) => scalar_u64(v),
+        Expr::Cast(c) => match c.expr.as_ref() {
+            Expr::Literal(v, _) => scalar_u64(v),
+            _ => None,
+        },
+        _ => None,
+    };
+    let is_id = |e: &Expr| match e {
+        Expr::Column(c) => c.name == "id",
+        Expr::Cast(c) => matches!(c.expr.as_ref(), Expr::Column(col) if col.name == "id"),
+        _ => false,
+    };
+    match e {
+        Expr::BinaryExpr(b) if b.op == Operator::Eq => {
+            if is_id(&b.left) {
+                as_id(&b.right).map(|v| vec![v])
+            } else if is_id(&b.right) {
+                as_id(&b.left).map(|v| vec![v])
+            } else {
+                None
+            }
+        }
+        Expr::InList(l) if !l.negated && is_id(&l.expr) => l.list.iter().map(as_id).collect(),
+        _ => None,
+    }
+}
+
+fn scalar_u64(v: &ScalarValue) -> Option<u64> {
+    match v {
+        ScalarValue::UInt64(Some(x)) => Some(*x),
+        ScalarValue::UInt32(Some(x)) => Some(*x as u64),
+        ScalarValue::Int64(Some(x)) if *x >= 0 => Some(*x as u64),
+        ScalarValue::Int32(Some(x)) if *x >= 0 => Some(*x as u64),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl TableProvider for CollectionTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if id_filter(f).is_some() {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let schema = match projection {
+            Some(p) => Arc::new(self.schema.project(p)?),
+            None => self.schema.clone(),
+        };
+        // Intersect every id filter: the rows are looked up one by one.
+        let mut ids: Option<Vec<u64>> = None;
+        for f in filters {
+            if let Some(allowed) = id_filter(f) {
+                ids = Some(match ids {
+                    None => allowed,
+                    Some(prev) => prev.into_iter().filter(|i| allowed.contains(i)).collect(),
+                });
+            }
+        }
+        let coll: Arc<dyn VectorRead> = self.coll.clone();
+        let mode = match ids {
+            Some(mut ids) => {
+                ids.sort_unstable();
+                ids.dedup();
+                Mode::Lookup { coll, ids, limit }
+            }
+            None => Mode::Scan { coll, limit },
+        };
+        Ok(Arc::new(DriftExec::new(&self.name, self.coll.config().dim, schema, mode)))
+    }
+}
