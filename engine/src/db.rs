@@ -25,7 +25,9 @@ pub struct Database {
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database").field("root", &self.root).finish()
+        f.debug_struct("Database")
+            .field("root", &self.root)
+            .finish()
     }
 }
 

@@ -105,7 +105,12 @@ impl fmt::Debug for DriftExec {
 
 impl DisplayAs for DriftExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let cols: Vec<&str> = self.schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let cols: Vec<&str> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
         match self.mode.as_ref() {
             Mode::Scan { limit, .. } => write!(
                 f,
@@ -150,11 +155,18 @@ impl ExecutionPlan for DriftExec {
         Vec::new()
     }
 
-    fn with_new_children(self: Arc<Self>, _: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(
+        self: Arc<Self>,
+        _: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         Ok(self)
     }
 
-    fn execute(&self, partition: usize, _ctx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        partition: usize,
+        _ctx: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
         if partition != 0 {
             return Err(DataFusionError::Internal(format!(
                 "DriftExec has one partition, asked for {partition}"
@@ -176,7 +188,10 @@ impl ExecutionPlan for DriftExec {
                     left -= recs.len();
                     Some(records_to_rows(recs, wants_vector).to_batch(&out, dim))
                 });
-                Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream::iter(batches))))
+                Ok(Box::pin(RecordBatchStreamAdapter::new(
+                    schema,
+                    stream::iter(batches),
+                )))
             }
             Mode::Lookup { coll, ids, limit } => {
                 let mut recs = Vec::new();
@@ -189,7 +204,10 @@ impl ExecutionPlan for DriftExec {
                     }
                 }
                 let batch = records_to_rows(recs, wants_vector).to_batch(&out, dim);
-                Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream::iter([batch]))))
+                Ok(Box::pin(RecordBatchStreamAdapter::new(
+                    schema,
+                    stream::iter([batch]),
+                )))
             }
             Mode::Search { .. } => {
                 let mode = self.mode.clone();
@@ -206,7 +224,16 @@ impl ExecutionPlan for DriftExec {
                         unreachable!("checked above")
                     };
                     let full = search_schema(dim);
-                    let batch = search(coll.as_ref(), query, *k, params, filters, *overfetch, &full, dim)?;
+                    let batch = search(
+                        coll.as_ref(),
+                        query,
+                        *k,
+                        params,
+                        filters,
+                        *overfetch,
+                        &full,
+                        dim,
+                    )?;
                     let idx: Vec<usize> = out
                         .fields()
                         .iter()
@@ -214,7 +241,10 @@ impl ExecutionPlan for DriftExec {
                         .collect::<std::result::Result<_, _>>()?;
                     Ok(batch.project(&idx)?)
                 };
-                Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream::once(fut))))
+                Ok(Box::pin(RecordBatchStreamAdapter::new(
+                    schema,
+                    stream::once(fut),
+                )))
             }
         }
     }
@@ -248,7 +278,11 @@ fn search(
     let mut p = params.clone();
     p.with_payload = true;
     p.with_vector = true;
-    let mut fetch = if filters.is_empty() { k } else { k.saturating_mul(overfetch.max(1)) };
+    let mut fetch = if filters.is_empty() {
+        k
+    } else {
+        k.saturating_mul(overfetch.max(1))
+    };
     loop {
         p.k = fetch.clamp(1, MAX_K);
         let hits = coll.search(query, &p).map_err(engine_err)?;
@@ -256,20 +290,26 @@ fn search(
         let mut rows = Rows::default();
         for h in hits {
             rows.ids.push(h.id);
-            rows.vectors.extend(h.vector.unwrap_or_else(|| vec![0.0; dim]));
+            rows.vectors
+                .extend(h.vector.unwrap_or_else(|| vec![0.0; dim]));
             rows.payloads.push(h.payload);
             rows.distances.push(h.distance);
         }
         let batch = rows.to_batch(full, dim)?;
         let batch = apply_filters(batch, filters)?;
-        let done = batch.num_rows() >= k || p.k == MAX_K || (exhausted && p.nprobe == Some(usize::MAX));
+        let done =
+            batch.num_rows() >= k || p.k == MAX_K || (exhausted && p.nprobe == Some(usize::MAX));
         if done || filters.is_empty() {
             return Ok(batch.slice(0, batch.num_rows().min(k)));
         }
         // Not enough rows passed: widen to every bucket and fetch more.
         p.nprobe = Some(usize::MAX);
         p.recall_target = None;
-        fetch = if exhausted { p.k } else { fetch.saturating_mul(4) };
+        fetch = if exhausted {
+            p.k
+        } else {
+            fetch.saturating_mul(4)
+        };
     }
 }
 

@@ -183,7 +183,9 @@ impl ScalarUDFImpl for VectorDistance {
         }
         let arr: ArrayRef = Arc::new(out.finish());
         if matches!((a, b), (ColumnarValue::Scalar(_), ColumnarValue::Scalar(_))) {
-            return Ok(ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&arr, 0)?));
+            return Ok(ColumnarValue::Scalar(
+                datafusion::common::ScalarValue::try_from_array(&arr, 0)?,
+            ));
         }
         Ok(ColumnarValue::Array(arr))
     }

@@ -71,7 +71,13 @@ impl DriftOptions {
     /// Sets one option from `key=value` text (the `vector_search` options string).
     pub fn set_pair(&mut self, key: &str, value: &str) -> Result<()> {
         use datafusion::common::config::ExtensionOptions;
-        let known = ["nprobe", "recall_target", "target_confidence", "rerank", "overfetch"];
+        let known = [
+            "nprobe",
+            "recall_target",
+            "target_confidence",
+            "rerank",
+            "overfetch",
+        ];
         if !known.contains(&key) {
             return Err(DataFusionError::Plan(format!(
                 "unknown search option '{key}' (known: {})",

@@ -43,7 +43,11 @@ impl OptimizerRule for IndexSearchRule {
         Some(ApplyOrder::TopDown)
     }
 
-    fn rewrite(&self, plan: LogicalPlan, config: &dyn OptimizerConfig) -> Result<Transformed<LogicalPlan>> {
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
         let (sort_expr, k, input) = match &plan {
             LogicalPlan::Sort(s) if s.expr.len() == 1 && s.fetch.is_some() => {
                 (s.expr[0].clone(), s.fetch.unwrap_or(0), s.input.clone())
@@ -57,14 +61,21 @@ impl OptimizerRule for IndexSearchRule {
             .cloned()
             .unwrap_or_default();
         match search_input(&sort_expr, k, &input, &options)? {
-            Some(new_input) => Ok(Transformed::yes(plan.with_new_exprs(plan.expressions(), vec![new_input])?)),
+            Some(new_input) => Ok(Transformed::yes(
+                plan.with_new_exprs(plan.expressions(), vec![new_input])?,
+            )),
             None => Ok(Transformed::no(plan)),
         }
     }
 }
 
 /// The input of the sort rebuilt over an index search, if the pattern matches.
-fn search_input(sort: &SortExpr, k: usize, input: &LogicalPlan, options: &DriftOptions) -> Result<Option<LogicalPlan>> {
+fn search_input(
+    sort: &SortExpr,
+    k: usize,
+    input: &LogicalPlan,
+    options: &DriftOptions,
+) -> Result<Option<LogicalPlan>> {
     if k == 0 {
         return Ok(None);
     }
@@ -132,13 +143,21 @@ fn search_input(sort: &SortExpr, k: usize, input: &LogicalPlan, options: &DriftO
     // Filters must only read the table's own columns.
     filters.extend(scan.filters.iter().cloned());
     let own = ["id", "vector", "payload"];
-    if filters
-        .iter()
-        .any(|e| e.column_refs().iter().any(|c: &&Column| !own.contains(&c.name.as_str())))
-    {
+    if filters.iter().any(|e| {
+        e.column_refs()
+            .iter()
+            .any(|c: &&Column| !own.contains(&c.name.as_str()))
+    }) {
         return Ok(None);
     }
-    let search = match SearchTable::new(table.name(), table.collection().clone(), query, k, options, false) {
+    let search = match SearchTable::new(
+        table.name(),
+        table.collection().clone(),
+        query,
+        k,
+        options,
+        false,
+    ) {
         Ok(s) => s,
         // A query vector of the wrong dimension: leave the plan alone, the sort reports it.
         Err(_) => return Ok(None),

@@ -97,7 +97,10 @@ impl TableProvider for SearchTable {
         TableType::Temporary
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
         // Every filter is applied to the search results, with over-fetch.
         Ok(vec![TableProviderFilterPushDown::Exact; filters.len()])
     }
@@ -153,17 +156,17 @@ impl VectorSearchFunction {
 /// Evaluates a constant expression (a literal, `[1.0, 2.0]`, `-3`, ...) to one value.
 pub fn constant(session: &dyn Session, e: &Expr, what: &str) -> Result<ScalarValue> {
     let empty = DFSchema::empty();
-    let phys = session.create_physical_expr(e.clone(), &empty).map_err(|err| {
-        DataFusionError::Plan(format!("{what} must be a constant: {err}"))
-    })?;
+    let phys = session
+        .create_physical_expr(e.clone(), &empty)
+        .map_err(|err| DataFusionError::Plan(format!("{what} must be a constant: {err}")))?;
     let batch = RecordBatch::try_new_with_options(
         Arc::new(Schema::empty()),
         vec![],
         &RecordBatchOptions::new().with_row_count(Some(1)),
     )?;
-    let v = phys.evaluate(&batch).map_err(|err| {
-        DataFusionError::Plan(format!("{what} must be a constant: {err}"))
-    })?;
+    let v = phys
+        .evaluate(&batch)
+        .map_err(|err| DataFusionError::Plan(format!("{what} must be a constant: {err}")))?;
     let arr = v.into_array(1)?;
     ScalarValue::try_from_array(&arr, 0)
 }
@@ -210,12 +213,12 @@ impl TableFunctionImpl for VectorSearchFunction {
             )));
         }
         let name = match constant(session, &exprs[0], "collection name")? {
-            ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => s,
-            other => {
-                return Err(DataFusionError::Plan(format!(
-                    "vector_search: the first argument must be a collection name string, got {other}"
-                )))
-            }
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::LargeUtf8(Some(s))
+            | ScalarValue::Utf8View(Some(s)) => s,
+            other => return Err(DataFusionError::Plan(format!(
+                "vector_search: the first argument must be a collection name string, got {other}"
+            ))),
         };
         let coll = self.db.collection(&name).map_err(engine_err)?;
         let query = vector_value(&constant(session, &exprs[1], "query vector")?)?;
@@ -235,7 +238,9 @@ impl TableFunctionImpl for VectorSearchFunction {
             .unwrap_or_default();
         if let Some(e) = exprs.get(3) {
             let text = match constant(session, e, "options")? {
-                ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => s,
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::LargeUtf8(Some(s))
+                | ScalarValue::Utf8View(Some(s)) => s,
                 other => {
                     return Err(DataFusionError::Plan(format!(
                         "vector_search: options must be a string like 'nprobe=16', got {other}"
@@ -249,6 +254,8 @@ impl TableFunctionImpl for VectorSearchFunction {
                 options.set_pair(k.trim(), v.trim())?;
             }
         }
-        Ok(Arc::new(SearchTable::new(&name, coll, query, k, &options, true)?))
+        Ok(Arc::new(SearchTable::new(
+            &name, coll, query, k, &options, true,
+        )?))
     }
 }

@@ -28,7 +28,10 @@ pub fn collection_schema(dim: usize) -> SchemaRef {
         Field::new("id", DataType::UInt64, false),
         Field::new(
             "vector",
-            DataType::FixedSizeList(Arc::new(Field::new_list_field(DataType::Float32, true)), dim as i32),
+            DataType::FixedSizeList(
+                Arc::new(Field::new_list_field(DataType::Float32, true)),
+                dim as i32,
+            ),
             false,
         ),
         Field::new("payload", DataType::Utf8, true),
@@ -91,7 +94,11 @@ impl Rows {
         }
         if cols.is_empty() {
             let opts = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(n));
-            return Ok(RecordBatch::try_new_with_options(schema.clone(), cols, &opts)?);
+            return Ok(RecordBatch::try_new_with_options(
+                schema.clone(),
+                cols,
+                &opts,
+            )?);
         }
         Ok(RecordBatch::try_new(schema.clone(), cols)?)
     }
@@ -177,7 +184,10 @@ impl TableProvider for CollectionTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
         Ok(filters
             .iter()
             .map(|f| {
@@ -220,6 +230,11 @@ impl TableProvider for CollectionTable {
             }
             None => Mode::Scan { coll, limit },
         };
-        Ok(Arc::new(DriftExec::new(&self.name, self.coll.config().dim, schema, mode)))
+        Ok(Arc::new(DriftExec::new(
+            &self.name,
+            self.coll.config().dim,
+            schema,
+            mode,
+        )))
     }
 }

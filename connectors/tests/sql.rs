@@ -1,0 +1,353 @@
+//! SQL over a collection, end to end through a `SessionContext` set up by `register`.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, Float32Array, Float64Array, RecordBatch, StringArray, UInt64Array,
+};
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::prelude::SessionContext;
+use drift_connectors::sql;
+use drift_engine::{CollectionConfig, Database, Metric, Record};
+use rand::{Rng, SeedableRng};
+
+const DIM: usize = 8;
+const ROWS: u64 = 3000;
+
+fn vector(rng: &mut impl Rng) -> Vec<f32> {
+    (0..DIM).map(|_| rng.gen_range(-1.0f32..1.0)).collect()
+}
+
+fn setup() -> (tempfile::TempDir, Arc<Database>, SessionContext) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Database::open(dir.path()).unwrap());
+    let mut cfg = CollectionConfig::new(DIM, Metric::L2);
+    cfg.settings.target_bucket_size = 64;
+    cfg.settings.maintenance.background = false;
+    let c = db.create_collection("items", cfg).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let recs: Vec<Record> = (0..ROWS)
+        .map(|i| Record {
+            id: i,
+            vector: vector(&mut rng),
+            payload: Some(format!("{{\"n\": {i}}}")),
+        })
+        .collect();
+    c.upsert(recs).unwrap();
+    c.flush().unwrap();
+    c.maintain(10).unwrap();
+    let ctx = sql::context(db.clone()).unwrap();
+    (dir, db, ctx)
+}
+
+async fn run(ctx: &SessionContext, q: &str) -> Vec<RecordBatch> {
+    ctx.sql(q)
+        .await
+        .unwrap_or_else(|e| panic!("{q}: {e}"))
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{q}: {e}"))
+}
+
+async fn err(ctx: &SessionContext, q: &str) -> String {
+    match ctx.sql(q).await {
+        Err(e) => e.to_string(),
+        Ok(df) => match df.collect().await {
+            Err(e) => e.to_string(),
+            Ok(b) => panic!(
+                "{q} should fail, got {}",
+                pretty_format_batches(&b).unwrap()
+            ),
+        },
+    }
+}
+
+fn ids(batches: &[RecordBatch], col: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    for b in batches {
+        let a = b
+            .column_by_name(col)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .unwrap();
+        out.extend(a.values().iter().copied());
+    }
+    out
+}
+
+fn literal(v: &[f32]) -> String {
+    format!(
+        "[{}]",
+        v.iter()
+            .map(|x| format!("{x:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+fn plan_text(batches: &[RecordBatch]) -> String {
+    pretty_format_batches(batches).unwrap().to_string()
+}
+
+#[tokio::test]
+async fn vector_search_returns_the_engine_results() {
+    let (_d, db, ctx) = setup();
+    let coll = db.collection("items").unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    for _ in 0..5 {
+        let q = vector(&mut rng);
+        let want: Vec<u64> = coll
+            .search(&q, &coll.search_params(10))
+            .unwrap()
+            .iter()
+            .map(|h| h.id)
+            .collect();
+        let got = run(
+            &ctx,
+            &format!("SELECT * FROM vector_search('items', {}, 10)", literal(&q)),
+        )
+        .await;
+        assert_eq!(ids(&got, "id"), want);
+        // Columns: the collection's plus _distance, nearest first.
+        let b = &got[0];
+        let schema = b.schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["id", "vector", "payload", "_distance"]);
+        let d = b
+            .column_by_name("_distance")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Float32Array>()
+            .unwrap();
+        assert!(d.values().windows(2).all(|w| w[0] <= w[1]));
+        let p = b
+            .column_by_name("payload")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(p.value(0), format!("{{\"n\": {}}}", want[0]));
+    }
+    // Options: explicit nprobe and a recall target, per call and per session.
+    let q = literal(&vector(&mut rng));
+    let wide = run(
+        &ctx,
+        &format!("SELECT id FROM vector_search('items', {q}, 10, 'nprobe=1000')"),
+    )
+    .await;
+    let exact = run(
+        &ctx,
+        &format!("SELECT id FROM items ORDER BY array_distance(vector, {q}) LIMIT 10"),
+    )
+    .await;
+    assert_eq!(ids(&wide, "id"), ids(&exact, "id"));
+    run(&ctx, "SET drift.recall_target = 0.99").await;
+    let targeted = run(
+        &ctx,
+        &format!("SELECT id FROM vector_search('items', {q}, 10)"),
+    )
+    .await;
+    assert_eq!(ids(&targeted, "id").len(), 10);
+}
+
+#[tokio::test]
+async fn order_by_distance_limit_is_an_index_search_and_exact_when_scanning_everything() {
+    let (_d, _db, ctx) = setup();
+    run(&ctx, "SET drift.nprobe = 100000").await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    for _ in 0..5 {
+        let q = literal(&vector(&mut rng));
+        let rewritten =
+            format!("SELECT id, l2_distance(vector, {q}) AS d FROM items ORDER BY d LIMIT 10");
+        let brute = format!("SELECT id FROM items ORDER BY array_distance(vector, {q}) LIMIT 10");
+        assert_eq!(
+            ids(&run(&ctx, &rewritten).await, "id"),
+            ids(&run(&ctx, &brute).await, "id")
+        );
+        let explain = plan_text(&run(&ctx, &format!("EXPLAIN {rewritten}")).await);
+        assert!(explain.contains("DriftIndexSearchExec"), "{explain}");
+        let explain_brute = plan_text(&run(&ctx, &format!("EXPLAIN {brute}")).await);
+        assert!(
+            !explain_brute.contains("DriftIndexSearchExec"),
+            "{explain_brute}"
+        );
+        assert!(explain_brute.contains("DriftScanExec"), "{explain_brute}");
+    }
+    // A filter the search cannot apply itself: applied to its results with over-fetch, so k
+    // rows still come back, equal to brute force with the same filter.
+    let q = literal(&vector(&mut rng));
+    run(&ctx, "SET drift.nprobe = 0").await;
+    let filtered = run(
+        &ctx,
+        &format!(
+            "SELECT id FROM items WHERE id % 7 = 3 ORDER BY l2_distance(vector, {q}) LIMIT 10"
+        ),
+    )
+    .await;
+    let got = ids(&filtered, "id");
+    assert_eq!(got.len(), 10);
+    assert!(got.iter().all(|i| i % 7 == 3));
+    let brute = run(
+        &ctx,
+        &format!(
+            "SELECT id FROM items WHERE id % 7 = 3 ORDER BY array_distance(vector, {q}) LIMIT 10"
+        ),
+    )
+    .await;
+    let want = ids(&brute, "id");
+    let overlap = got.iter().filter(|i| want.contains(i)).count();
+    assert!(
+        overlap >= 9,
+        "filtered search found {overlap}/10 of the true neighbours"
+    );
+}
+
+#[tokio::test]
+async fn distance_functions_agree_with_array_distance_and_by_hand() {
+    let (_d, _db, ctx) = setup();
+    let q = [0.5f32, -0.25, 0.125, 1.0, 0.0, -1.0, 0.75, 0.3];
+    let ql = literal(&q);
+    let b = run(
+        &ctx,
+        &format!(
+            "SELECT max(abs(l2_distance(vector, {ql}) - array_distance(vector, {ql}))) AS diff FROM items"
+        ),
+    )
+    .await;
+    let diff = b[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .unwrap()
+        .value(0);
+    assert!(
+        diff < 1e-6,
+        "l2_distance differs from array_distance by {diff}"
+    );
+    let b = run(
+        &ctx,
+        "SELECT l2_distance([3.0, 4.0], [0.0, 0.0]), cosine_distance([1.0, 0.0], [0.0, 2.0]), \
+         inner_product([1.0, 2.0], [3.0, 4.0]), cosine_distance([0.0, 0.0], [1.0, 1.0])",
+    )
+    .await;
+    let v = |i: usize| {
+        b[0].column(i)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(v(0).value(0), 5.0);
+    assert!((v(1).value(0) - 1.0).abs() < 1e-12);
+    assert_eq!(v(2).value(0), 11.0);
+    assert!(v(3).is_null(0), "cosine distance of a zero vector is NULL");
+    let e = err(&ctx, "SELECT l2_distance([1.0, 2.0], [1.0, 2.0, 3.0])").await;
+    assert!(e.contains("different lengths"), "{e}");
+}
+
+#[tokio::test]
+async fn table_scans_push_down_ids_projection_and_limit() {
+    let (_d, _db, ctx) = setup();
+    let b = run(&ctx, "SELECT count(*) AS n FROM items").await;
+    let n = b[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(n as u64, ROWS);
+    let b = run(
+        &ctx,
+        "SELECT id, payload FROM items WHERE id IN (5, 17, 99999)",
+    )
+    .await;
+    let mut got = ids(&b, "id");
+    got.sort();
+    assert_eq!(got, [5, 17]);
+    let explain = plan_text(&run(&ctx, "EXPLAIN SELECT id FROM items WHERE id = 5").await);
+    assert!(explain.contains("DriftLookupExec"), "{explain}");
+    let explain = plan_text(&run(&ctx, "EXPLAIN SELECT id FROM items LIMIT 3").await);
+    assert!(explain.contains("limit=Some(3)"), "{explain}");
+    let b = run(&ctx, "SELECT id FROM items LIMIT 3").await;
+    assert_eq!(ids(&b, "id").len(), 3);
+}
+
+#[tokio::test]
+async fn search_results_join_an_external_csv_table() {
+    let (dir, _db, ctx) = setup();
+    let csv = dir.path().join("labels.csv");
+    let mut text = String::from("id,label\n");
+    for i in 0..ROWS {
+        text.push_str(&format!("{i},label-{}\n", i % 5));
+    }
+    std::fs::write(&csv, text).unwrap();
+    run(
+        &ctx,
+        &format!(
+            "CREATE EXTERNAL TABLE labels (id BIGINT UNSIGNED, label VARCHAR) STORED AS CSV \
+             LOCATION '{}' OPTIONS ('format.has_header' 'true')",
+            csv.display()
+        ),
+    )
+    .await;
+    let q = literal(&[0.1; DIM]);
+    let b = run(
+        &ctx,
+        &format!(
+            "SELECT s.id, l.label, s._distance FROM vector_search('items', {q}, 5) s \
+             JOIN labels l ON s.id = l.id ORDER BY s._distance"
+        ),
+    )
+    .await;
+    let rows: usize = b.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 5);
+    for batch in &b {
+        let id = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .unwrap();
+        let label = datafusion::arrow::compute::cast(
+            batch.column(1),
+            &datafusion::arrow::datatypes::DataType::Utf8,
+        )
+        .unwrap();
+        let label = label.as_any().downcast_ref::<StringArray>().unwrap();
+        for r in 0..batch.num_rows() {
+            assert_eq!(label.value(r), format!("label-{}", id.value(r) % 5));
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gives_clear_errors() {
+    let (_d, _db, ctx) = setup();
+    let e = err(&ctx, "SELEC id FROM items").await;
+    assert!(e.to_lowercase().contains("sql"), "{e}");
+    let e = err(&ctx, "SELECT * FROM vector_search('nope', [1.0], 3)").await;
+    assert!(e.contains("'nope' does not exist"), "{e}");
+    let e = err(&ctx, "SELECT * FROM vector_search('items', [1.0, 2.0], 3)").await;
+    assert!(e.contains("dimension 8"), "{e}");
+    let e = err(
+        &ctx,
+        "SELECT * FROM vector_search('items', [1.0, 2.0, 3, 4, 5, 6, 7, 8], 0)",
+    )
+    .await;
+    assert!(e.contains("k must be a positive integer"), "{e}");
+    let e = err(
+        &ctx,
+        "SELECT * FROM vector_search('items', [1.0, 2.0, 3, 4, 5, 6, 7, 8], 3, 'bogus=1')",
+    )
+    .await;
+    assert!(e.contains("unknown search option 'bogus'"), "{e}");
+    let e = err(&ctx, "SELECT * FROM missing_table").await;
+    assert!(e.contains("missing_table"), "{e}");
+    // A wrong-dimension query in ORDER BY is not rewritten; the distance function reports it.
+    let e = err(
+        &ctx,
+        "SELECT id FROM items ORDER BY l2_distance(vector, [1.0, 2.0]) LIMIT 3",
+    )
+    .await;
+    assert!(e.contains("different lengths"), "{e}");
+}
