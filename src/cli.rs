@@ -68,8 +68,32 @@ pub enum Command {
         #[arg(long)]
         flush: bool,
     },
+    /// Run SQL over the collections (DataFusion): `-e`, `--file`, standard input, or an
+    /// interactive prompt on a terminal.
+    Sql {
+        /// SQL text to run (several statements separated by ';').
+        #[arg(short = 'e', long = "execute", conflicts_with = "file")]
+        sql: Option<String>,
+        /// File of SQL statements to run.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        output: SqlOutput,
+    },
     /// End-to-end demo: upsert generated (or given) vectors, search, report recall and latency.
     Demo(DemoArgs),
+}
+
+/// How `drift sql` prints results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SqlOutput {
+    /// Aligned table.
+    Table,
+    /// CSV with a header row (vectors as text).
+    Csv,
+    /// One JSON array of row objects per statement.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -311,6 +335,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
             );
             Ok(())
+        }
+        Command::Sql { sql, file, output } => {
+            crate::sql::run(open(&cli.data_dir)?, sql, file, output)
         }
         Command::Demo(a) => demo(&cli.data_dir, a),
     }

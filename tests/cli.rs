@@ -256,3 +256,61 @@ fn sift_recall_through_the_cli() {
     assert!(targeted >= 0.97, "recall target 0.99 gave {targeted}");
     assert!(recall >= 0.95, "recall {recall}");
 }
+
+#[test]
+fn sql_over_a_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["collection", "create", "docs", "--dim", "2"]);
+    let jsonl = d.join("docs.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"id\": 1, \"vector\": [0, 0], \"payload\": {\"t\": \"origin\"}}\n\
+         {\"id\": 2, \"vector\": [1, 0]}\n{\"id\": 3, \"vector\": [5, 5]}\n",
+    )
+    .unwrap();
+    ok(d, &["upsert", "docs", "--input", jsonl.to_str().unwrap()]);
+    let table = ok(
+        d,
+        &[
+            "sql",
+            "-e",
+            "SELECT id, _distance FROM vector_search('docs', [0.9, 0.1], 2)",
+        ],
+    );
+    assert!(table.contains("| id | _distance"), "{table}");
+    assert!(table.lines().nth(3).unwrap().contains("| 2  |"), "{table}");
+    let csv = ok(
+        d,
+        &[
+            "sql",
+            "--output",
+            "csv",
+            "-e",
+            "SELECT id, vector FROM docs ORDER BY l2_distance(vector, [5.0, 4.0]) LIMIT 1",
+        ],
+    );
+    assert_eq!(csv.trim(), "id,vector\n3,\"[5.0, 5.0]\"");
+    let json = ok(
+        d,
+        &[
+            "sql",
+            "--output",
+            "json",
+            "-e",
+            "SELECT id, payload FROM docs WHERE id = 1",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v[0]["payload"], "{\"t\":\"origin\"}");
+    fails(d, &["sql", "-e", "SELEC 1"], "SQL error");
+    fails(
+        d,
+        &[
+            "sql",
+            "-e",
+            "SELECT * FROM vector_search('nope', [1.0, 2.0], 1)",
+        ],
+        "'nope' does not exist",
+    );
+}

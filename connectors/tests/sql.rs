@@ -142,6 +142,13 @@ async fn vector_search_returns_the_engine_results() {
     )
     .await;
     assert_eq!(ids(&wide, "id"), ids(&exact, "id"));
+    // By id: the stored vector of record 42 is its own nearest neighbour.
+    let by_id = run(
+        &ctx,
+        "SELECT id FROM vector_search('items', 42, 3, 'nprobe=1000')",
+    )
+    .await;
+    assert_eq!(ids(&by_id, "id")[0], 42);
     run(&ctx, "SET drift.recall_target = 0.99").await;
     let targeted = run(
         &ctx,
@@ -341,6 +348,8 @@ async fn bad_input_gives_clear_errors() {
     )
     .await;
     assert!(e.contains("unknown search option 'bogus'"), "{e}");
+    let e = err(&ctx, "SELECT * FROM vector_search('items', 987654321, 3)").await;
+    assert!(e.contains("no record with id 987654321"), "{e}");
     let e = err(&ctx, "SELECT * FROM missing_table").await;
     assert!(e.contains("missing_table"), "{e}");
     // A wrong-dimension query in ORDER BY is not rewritten; the distance function reports it.

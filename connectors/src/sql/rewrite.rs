@@ -26,7 +26,7 @@ use datafusion::physical_expr::create_physical_expr;
 use drift_engine::Metric;
 
 use super::functions::Kind;
-use super::search::{vector_value, SearchTable};
+use super::search::{evaluate_constant, vector_value, SearchTable};
 use super::table::CollectionTable;
 use super::DriftOptions;
 
@@ -117,12 +117,12 @@ fn search_input(
         return Ok(None);
     };
     let metric = table.collection().config().metric;
-    let fits = match (kind, metric, sort.asc) {
-        (Kind::L2, Metric::L2 | Metric::Cosine, true) => true,
-        (Kind::Cosine, Metric::Cosine, true) => true,
-        (Kind::InnerProduct, Metric::InnerProduct, false) => true,
-        _ => false,
-    };
+    let fits = matches!(
+        (kind, metric, sort.asc),
+        (Kind::L2, Metric::L2 | Metric::Cosine, true)
+            | (Kind::Cosine, Metric::Cosine, true)
+            | (Kind::InnerProduct, Metric::InnerProduct, false)
+    );
     if !fits || f.args.len() != 2 {
         return Ok(None);
     }
@@ -179,19 +179,10 @@ fn search_input(
 
 /// The value of a constant vector expression, if it is one.
 fn evaluate_vector(e: &Expr) -> Result<Option<Vec<f32>>> {
-    let empty = DFSchema::empty();
-    let Ok(phys) = create_physical_expr(e, &empty, &ExecutionProps::new()) else {
+    let Ok(phys) = create_physical_expr(e, &DFSchema::empty(), &ExecutionProps::new()) else {
         return Ok(None);
     };
-    let batch = datafusion::arrow::array::RecordBatch::try_new_with_options(
-        Arc::new(datafusion::arrow::datatypes::Schema::empty()),
-        vec![],
-        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
-    )?;
-    let Ok(v) = phys.evaluate(&batch) else {
-        return Ok(None);
-    };
-    let arr = v.into_array(1)?;
-    let scalar = datafusion::common::ScalarValue::try_from_array(&arr, 0)?;
-    Ok(vector_value(&scalar).ok())
+    Ok(evaluate_constant(phys.as_ref())
+        .ok()
+        .and_then(|v| vector_value(&v).ok()))
 }

@@ -14,6 +14,7 @@ use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
 use drift_engine::{Collection, Database, SearchParams, VectorRead};
 
@@ -137,8 +138,9 @@ impl TableProvider for SearchTable {
     }
 }
 
-/// `vector_search('collection', [floats], k [, 'options'])`: the collection's columns plus
-/// `_distance`, nearest first. Options are `key=value` pairs separated by commas
+/// `vector_search('collection', [floats] | id, k [, 'options'])`: the collection's columns
+/// plus `_distance`, nearest first. An integer instead of a vector searches with the stored
+/// vector of that record. Options are `key=value` pairs separated by commas
 /// (`nprobe`, `recall_target`, `target_confidence`, `rerank`, `overfetch`), on top of the
 /// session's `drift.*` settings.
 #[derive(Debug)]
@@ -155,19 +157,22 @@ impl VectorSearchFunction {
 
 /// Evaluates a constant expression (a literal, `[1.0, 2.0]`, `-3`, ...) to one value.
 pub fn constant(session: &dyn Session, e: &Expr, what: &str) -> Result<ScalarValue> {
-    let empty = DFSchema::empty();
+    let bad =
+        |err: DataFusionError| DataFusionError::Plan(format!("{what} must be a constant: {err}"));
     let phys = session
-        .create_physical_expr(e.clone(), &empty)
-        .map_err(|err| DataFusionError::Plan(format!("{what} must be a constant: {err}")))?;
+        .create_physical_expr(e.clone(), &DFSchema::empty())
+        .map_err(bad)?;
+    evaluate_constant(phys.as_ref()).map_err(bad)
+}
+
+/// The value of a physical expression that reads no columns.
+pub fn evaluate_constant(phys: &dyn PhysicalExpr) -> Result<ScalarValue> {
     let batch = RecordBatch::try_new_with_options(
         Arc::new(Schema::empty()),
         vec![],
         &RecordBatchOptions::new().with_row_count(Some(1)),
     )?;
-    let v = phys
-        .evaluate(&batch)
-        .map_err(|err| DataFusionError::Plan(format!("{what} must be a constant: {err}")))?;
-    let arr = v.into_array(1)?;
+    let arr = phys.evaluate(&batch)?.into_array(1)?;
     ScalarValue::try_from_array(&arr, 0)
 }
 
@@ -216,12 +221,27 @@ impl TableFunctionImpl for VectorSearchFunction {
             ScalarValue::Utf8(Some(s))
             | ScalarValue::LargeUtf8(Some(s))
             | ScalarValue::Utf8View(Some(s)) => s,
-            other => return Err(DataFusionError::Plan(format!(
+            other => {
+                return Err(DataFusionError::Plan(format!(
                 "vector_search: the first argument must be a collection name string, got {other}"
-            ))),
+            )))
+            }
         };
         let coll = self.db.collection(&name).map_err(engine_err)?;
-        let query = vector_value(&constant(session, &exprs[1], "query vector")?)?;
+        // The query: a vector literal, or the id of a stored record whose vector to use.
+        let query = match constant(session, &exprs[1], "query vector")? {
+            ScalarValue::Int64(Some(id)) if id >= 0 => {
+                coll.get(id as u64)
+                    .map_err(engine_err)?
+                    .ok_or_else(|| {
+                        DataFusionError::Plan(format!(
+                            "vector_search: collection '{name}' has no record with id {id}"
+                        ))
+                    })?
+                    .vector
+            }
+            other => vector_value(&other)?,
+        };
         let k = match constant(session, &exprs[2], "k")? {
             ScalarValue::Int64(Some(k)) if k > 0 => k as usize,
             other => {

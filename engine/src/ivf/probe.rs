@@ -26,20 +26,10 @@ pub fn select_buckets(
     params: &SearchParams,
     opts: &ProbeOptions,
 ) -> Vec<usize> {
-    let dim = query.len();
-    let mut cands: Vec<(f32, usize)> = l1
-        .centroids()
-        .chunks_exact(dim)
-        .enumerate()
-        .filter(|(i, _)| l1.buckets()[*i].live_rows() > 0)
-        .map(|(i, c)| {
-            let d = match l1.metric {
-                Metric::InnerProduct => -kernels::dot(query, c),
-                _ => kernels::l2sq(query, c).sqrt(),
-            };
-            (d, i)
-        })
-        .collect();
+    let mut cands = nonempty_by(l1, query, |q, c| match l1.metric {
+        Metric::InnerProduct => -kernels::dot(q, c),
+        _ => kernels::l2sq(q, c).sqrt(),
+    });
     cands.sort_by(|a, b| a.0.total_cmp(&b.0));
     if let Some(n) = params.nprobe {
         cands.truncate(n);
@@ -81,4 +71,18 @@ pub fn select_buckets(
         mass += p;
     }
     chosen
+}
+
+/// (distance, position) of every bucket with live rows, by `dist(query, centroid)`.
+pub(super) fn nonempty_by(
+    l1: &L1,
+    query: &[f32],
+    dist: impl Fn(&[f32], &[f32]) -> f32,
+) -> Vec<(f32, usize)> {
+    l1.centroids()
+        .chunks_exact(query.len())
+        .enumerate()
+        .filter(|(i, _)| l1.buckets()[*i].live_rows() > 0)
+        .map(|(i, c)| (dist(query, c), i))
+        .collect()
 }

@@ -94,13 +94,7 @@ impl RecallPlan {
     /// The nearest `max` non-empty buckets of `l1` for `query` (L2 geometry).
     pub fn new(l1: &L1, query: &[f32], max: usize) -> RecallPlan {
         let dim = query.len();
-        let mut cands: Vec<(f32, usize)> = l1
-            .centroids()
-            .chunks_exact(dim)
-            .enumerate()
-            .filter(|(i, _)| l1.buckets()[*i].live_rows() > 0)
-            .map(|(i, c)| (kernels::l2sq(query, c), i))
-            .collect();
+        let mut cands = super::probe::nonempty_by(l1, query, kernels::l2sq);
         let max = max.max(1).min(cands.len());
         if max > 0 && max < cands.len() {
             cands.select_nth_unstable_by(max - 1, |a, b| a.0.total_cmp(&b.0));

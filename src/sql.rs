@@ -1,0 +1,159 @@
+//! `drift sql`: SQL over the data directory's collections (DataFusion), from `-e`, a file,
+//! standard input, or an interactive prompt with history.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::DFParser;
+use drift_engine::Database;
+
+use crate::cli::SqlOutput;
+
+/// Runs `drift sql`.
+pub fn run(
+    db: Database,
+    sql: Option<String>,
+    file: Option<PathBuf>,
+    output: SqlOutput,
+) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let ctx = drift_connectors::sql::context(Arc::new(db))?;
+    rt.block_on(async {
+        match (sql, file) {
+            (Some(s), _) => execute(&ctx, &s, output, &mut std::io::stdout()).await,
+            (None, Some(f)) => {
+                let text = std::fs::read_to_string(&f)
+                    .with_context(|| format!("cannot read {}", f.display()))?;
+                execute(&ctx, &text, output, &mut std::io::stdout()).await
+            }
+            (None, None) if std::io::stdin().is_terminal() => interactive(&ctx, output).await,
+            (None, None) => {
+                let mut text = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("cannot read standard input")?;
+                execute(&ctx, &text, output, &mut std::io::stdout()).await
+            }
+        }
+    })
+}
+
+/// Runs every statement in `text`, printing each result.
+pub async fn execute(
+    ctx: &SessionContext,
+    text: &str,
+    output: SqlOutput,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let statements = DFParser::parse_sql(text)?;
+    for stmt in statements {
+        let plan = ctx.state().statement_to_plan(stmt).await?;
+        let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+        print(&batches, output, out)?;
+    }
+    Ok(())
+}
+
+async fn interactive(ctx: &SessionContext, output: SqlOutput) -> Result<()> {
+    let mut rl = rustyline::DefaultEditor::new().context("cannot start the line editor")?;
+    let history = history_file();
+    if let Some(h) = &history {
+        let _ = rl.load_history(h);
+    }
+    println!("Drift SQL. End statements with ';'. Tables: one per collection; vector_search('c', [..], k). Ctrl-D quits.");
+    let mut pending = String::new();
+    loop {
+        let prompt = if pending.is_empty() {
+            "drift> "
+        } else {
+            "   ..> "
+        };
+        let line = match rl.readline(prompt) {
+            Ok(l) => l,
+            Err(rustyline::error::ReadlineError::Interrupted) => {
+                pending.clear();
+                continue;
+            }
+            Err(_) => break,
+        };
+        pending.push_str(&line);
+        pending.push('\n');
+        if !line.trim_end().ends_with(';') {
+            continue;
+        }
+        let _ = rl.add_history_entry(pending.trim());
+        let started = std::time::Instant::now();
+        match execute(ctx, &pending, output, &mut std::io::stdout()).await {
+            Ok(()) => println!("({:.1} ms)", started.elapsed().as_secs_f64() * 1e3),
+            Err(e) => eprintln!("error: {}", format!("{e:#}").replace('\n', " ")),
+        }
+        pending.clear();
+    }
+    if let Some(h) = &history {
+        let _ = rl.save_history(h);
+    }
+    Ok(())
+}
+
+fn history_file() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| Path::new(&h).join(".drift_sql_history"))
+}
+
+/// Writes batches as an aligned table, CSV (header + rows) or JSON (one array of objects).
+pub fn print(batches: &[RecordBatch], output: SqlOutput, out: &mut dyn Write) -> Result<()> {
+    match output {
+        SqlOutput::Table => {
+            // Statements without a result (DDL, SET) print nothing.
+            if batches.iter().all(|b| b.num_columns() == 0) {
+                return Ok(());
+            }
+            writeln!(out, "{}", pretty_format_batches(batches)?)?;
+        }
+        SqlOutput::Csv => {
+            let mut w = arrow_csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut *out);
+            for b in batches {
+                w.write(&flatten(b)?)?;
+            }
+        }
+        SqlOutput::Json => {
+            let mut w = arrow_json::ArrayWriter::new(&mut *out);
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            w.write_batches(&refs)?;
+            w.finish()?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Nested columns (vectors) rendered as text, for CSV.
+fn flatten(b: &RecordBatch) -> Result<RecordBatch> {
+    let mut fields = Vec::new();
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    for (f, c) in b.schema().fields().iter().zip(b.columns()) {
+        if c.data_type().is_nested() {
+            let fmt = ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default())?;
+            let text: StringArray = (0..c.len())
+                .map(|i| (!c.is_null(i)).then(|| fmt.value(i).to_string()))
+                .collect();
+            fields.push(Field::new(f.name(), DataType::Utf8, true));
+            cols.push(Arc::new(text));
+        } else {
+            fields.push(f.as_ref().clone());
+            cols.push(c.clone());
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+}
