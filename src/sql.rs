@@ -95,7 +95,7 @@ async fn interactive(ctx: &SessionContext, output: SqlOutput) -> Result<()> {
         let started = std::time::Instant::now();
         match execute(ctx, &pending, output, &mut std::io::stdout()).await {
             Ok(()) => println!("({:.1} ms)", started.elapsed().as_secs_f64() * 1e3),
-            Err(e) => eprintln!("error: {}", format!("{e:#}").replace('\n', " ")),
+            Err(e) => eprintln!("error: {}", e.to_string().replace('\n', " ")),
         }
         pending.clear();
     }
