@@ -223,23 +223,16 @@ impl ExecutionPlan for DriftExec {
                     else {
                         unreachable!("checked above")
                     };
-                    let full = search_schema(dim);
-                    let batch = search(
+                    search(
                         coll.as_ref(),
                         query,
                         *k,
                         params,
                         filters,
                         *overfetch,
-                        &full,
+                        &out,
                         dim,
-                    )?;
-                    let idx: Vec<usize> = out
-                        .fields()
-                        .iter()
-                        .map(|f| full.index_of(f.name()))
-                        .collect::<std::result::Result<_, _>>()?;
-                    Ok(batch.project(&idx)?)
+                    )
                 };
                 Ok(Box::pin(RecordBatchStreamAdapter::new(
                     schema,
@@ -263,7 +256,8 @@ fn records_to_rows(recs: Vec<Record>, wants_vector: bool) -> Rows {
 }
 
 /// Runs the search, over-fetching until `k` rows pass the filters (or the collection has no
-/// more rows). The first round uses the caller's options; later rounds probe every bucket.
+/// more rows), and returns them in the `out` schema. The first round uses the caller's
+/// options; later rounds probe every bucket. Filters are evaluated on all columns.
 #[allow(clippy::too_many_arguments)]
 fn search(
     coll: &dyn VectorRead,
@@ -272,12 +266,20 @@ fn search(
     params: &SearchParams,
     filters: &[Arc<dyn PhysicalExpr>],
     overfetch: usize,
-    full: &SchemaRef,
+    out: &SchemaRef,
     dim: usize,
 ) -> Result<RecordBatch> {
+    let full = if filters.is_empty() {
+        out.clone()
+    } else {
+        search_schema(dim)
+    };
+    // Vectors and payloads are only copied out of the engine when asked for (filters may
+    // read any column).
+    let wants = |col: &str| !filters.is_empty() || out.fields().iter().any(|f| f.name() == col);
     let mut p = params.clone();
-    p.with_payload = true;
-    p.with_vector = true;
+    p.with_payload = wants("payload");
+    p.with_vector = wants("vector");
     let mut fetch = if filters.is_empty() {
         k
     } else {
@@ -290,17 +292,23 @@ fn search(
         let mut rows = Rows::default();
         for h in hits {
             rows.ids.push(h.id);
-            rows.vectors
-                .extend(h.vector.unwrap_or_else(|| vec![0.0; dim]));
+            if let Some(v) = h.vector {
+                rows.vectors.extend(v);
+            }
             rows.payloads.push(h.payload);
             rows.distances.push(h.distance);
         }
-        let batch = rows.to_batch(full, dim)?;
+        let batch = rows.to_batch(&full, dim)?;
         let batch = apply_filters(batch, filters)?;
         let done =
             batch.num_rows() >= k || p.k == MAX_K || (exhausted && p.nprobe == Some(usize::MAX));
         if done || filters.is_empty() {
-            return Ok(batch.slice(0, batch.num_rows().min(k)));
+            let idx: Vec<usize> = out
+                .fields()
+                .iter()
+                .map(|f| full.index_of(f.name()))
+                .collect::<std::result::Result<_, _>>()?;
+            return Ok(batch.project(&idx)?.slice(0, batch.num_rows().min(k)));
         }
         // Not enough rows passed: widen to every bucket and fetch more.
         p.nprobe = Some(usize::MAX);

@@ -114,16 +114,19 @@ fn as_f32_lists(arr: &ArrayRef, fname: &str) -> Result<ListArray> {
         .ok_or_else(|| DataFusionError::Internal("list cast failed".into()))
 }
 
-fn row(list: &ListArray, i: usize) -> Option<Vec<f32>> {
+/// Row `i` of a list of f32 as a slice of the shared values buffer (None if the row or
+/// any of its elements is NULL).
+fn row(list: &ListArray, i: usize) -> Option<&[f32]> {
     if list.is_null(i) {
         return None;
     }
-    let v = list.value(i);
-    let f = v.as_any().downcast_ref::<Float32Array>()?;
-    if f.null_count() > 0 {
+    let values = list.values().as_any().downcast_ref::<Float32Array>()?;
+    let offsets = list.value_offsets();
+    let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
+    if values.null_count() > 0 && (start..end).any(|j| values.is_null(j)) {
         return None;
     }
-    Some(f.values().to_vec())
+    Some(&values.values()[start..end])
 }
 
 impl Side {
@@ -132,15 +135,15 @@ impl Side {
             ColumnarValue::Array(a) => Side::Rows(as_f32_lists(a, fname)?),
             ColumnarValue::Scalar(s) => {
                 let list = as_f32_lists(&s.to_array()?, fname)?;
-                Side::Const(row(&list, 0))
+                Side::Const(row(&list, 0).map(<[f32]>::to_vec))
             }
         })
     }
 
-    fn get(&self, i: usize) -> Option<Vec<f32>> {
+    fn get(&self, i: usize) -> Option<&[f32]> {
         match self {
             Side::Rows(l) => row(l, i),
-            Side::Const(v) => v.clone(),
+            Side::Const(v) => v.as_deref(),
         }
     }
 }
@@ -176,7 +179,7 @@ impl ScalarUDFImpl for VectorDistance {
                             y.len()
                         )));
                     }
-                    out.append_option(self.kind.eval(&x, &y));
+                    out.append_option(self.kind.eval(x, y));
                 }
                 _ => out.append_null(),
             }

@@ -19,7 +19,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use drift_engine::{Collection, Database, SearchParams, VectorRead};
 
 use super::exec::{DriftExec, Mode};
-use super::table::{collection_schema, search_schema};
+use super::table::{collection_schema, projected, search_schema};
 use super::{engine_err, DriftOptions};
 
 /// The `k` nearest rows of a collection to a fixed query, as a table.
@@ -120,10 +120,7 @@ impl TableProvider for SearchTable {
             .iter()
             .map(|f| state.create_physical_expr(unqualified(f)?, &df))
             .collect::<Result<Vec<_>>>()?;
-        let schema = match projection {
-            Some(p) => Arc::new(self.schema.project(p)?),
-            None => self.schema.clone(),
-        };
+        let schema = projected(&self.schema, projection)?;
         let k = limit.map_or(self.k, |l| l.min(self.k));
         let coll: Arc<dyn VectorRead> = self.coll.clone();
         let mode = Mode::Search {

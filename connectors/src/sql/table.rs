@@ -46,8 +46,16 @@ pub fn search_schema(dim: usize) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Rows to put in a batch: ids, row-major vectors (may be empty if not projected), payloads,
-/// and distances for searches.
+/// `schema` narrowed to `projection` (all of it when there is none).
+pub fn projected(schema: &SchemaRef, projection: Option<&Vec<usize>>) -> Result<SchemaRef> {
+    Ok(match projection {
+        Some(p) => Arc::new(schema.project(p)?),
+        None => schema.clone(),
+    })
+}
+
+/// Rows to put in a batch: ids, row-major vectors (only needed when the schema has the
+/// vector column), payloads, and distances for searches.
 #[derive(Debug, Default)]
 pub struct Rows {
     /// Record ids.
@@ -69,11 +77,13 @@ impl Rows {
             let col: ArrayRef = match f.name().as_str() {
                 "id" => Arc::new(UInt64Array::from(self.ids.clone())),
                 "vector" => {
-                    let values = if self.vectors.len() == n * dim {
-                        self.vectors.clone()
-                    } else {
-                        vec![0.0; n * dim]
-                    };
+                    if self.vectors.len() != n * dim {
+                        return Err(datafusion::error::DataFusionError::Internal(format!(
+                            "{} vector values for {n} rows of dimension {dim}",
+                            self.vectors.len()
+                        )));
+                    }
+                    let values = self.vectors.clone();
                     let item = Arc::new(Field::new_list_field(DataType::Float32, true));
                     Arc::new(FixedSizeListArray::try_new(
                         item,
@@ -207,10 +217,7 @@ impl TableProvider for CollectionTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let schema = match projection {
-            Some(p) => Arc::new(self.schema.project(p)?),
-            None => self.schema.clone(),
-        };
+        let schema = projected(&self.schema, projection)?;
         // Intersect every id filter: the rows are looked up one by one.
         let mut ids: Option<Vec<u64>> = None;
         for f in filters {

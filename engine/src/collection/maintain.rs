@@ -46,7 +46,8 @@ impl Collection {
         for _ in 0..passes {
             let r = self.pass(policy);
             total.absorb(&r);
-            if r.is_idle() || r.pending == 0 && self.plan(policy).is_empty() {
+            // An idle pass is the check that the policy wants nothing more.
+            if r.is_idle() {
                 break;
             }
         }
@@ -70,13 +71,13 @@ impl Collection {
             .collect()
     }
 
-    fn plan(&self, policy: &dyn Policy) -> Vec<Action> {
-        let view = LayerView {
+    /// The layer as a maintenance policy sees it.
+    pub fn layer_view(&self) -> LayerView<'_> {
+        LayerView {
             buckets: self.bucket_views(),
             target: self.config.settings.target_bucket_size,
             settings: &self.config.settings.maintenance,
-        };
-        policy.plan(&view)
+        }
     }
 
     /// One pass: plan, then carry out actions until the budget of written rows is spent.
@@ -84,24 +85,21 @@ impl Collection {
         let _m = self.maintenance.lock();
         let started = Instant::now();
         let settings = &self.config.settings.maintenance;
+        // A pass that finds nothing to do is not counted.
         let mut report = MaintainReport {
             policy: policy.name().to_string(),
-            passes: 1,
             ..Default::default()
         };
         let v = self.version.load_full();
         if !v.l1.is_trained() {
             return report;
         }
-        let view = LayerView {
-            buckets: self.bucket_views(),
-            target: self.config.settings.target_bucket_size,
-            settings,
-        };
+        let view = self.layer_view();
         let actions = policy.plan(&view);
         if actions.is_empty() {
             return report;
         }
+        report.passes = 1;
         let is_current = |id: u64, seq: u64| self.idmap.is_current(id, seq);
         let ctx = OpContext {
             is_current: &is_current,

@@ -1,6 +1,5 @@
 //! The write side: validation, durable upserts and deletes, flush into L1, and training.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -299,24 +298,9 @@ impl Collection {
     /// [`Reshape::append`]). Returns the new layer, the placement of every row, and
     /// (buckets touched, quantizers re-fitted).
     fn place(&self, layer: &L1, rows: MemBuffer) -> (L1, Placed, (usize, usize)) {
-        let dim = self.config.dim;
-        let mut groups: HashMap<u32, MemBuffer> = HashMap::new();
-        for i in 0..rows.len() {
-            let v = rows.vector(i, dim);
-            let id = layer.buckets()[layer.route(v)].id;
-            groups.entry(id).or_default().push(
-                rows.ids[i],
-                rows.seqs[i],
-                v,
-                rows.payloads[i].clone(),
-            );
-        }
-        let touched = groups.len();
         let mut shape = Reshape::new(layer.clone());
         let is_current = |id: u64, seq: u64| self.idmap.is_current(id, seq);
-        for (id, g) in groups {
-            shape.append(id, g, &is_current);
-        }
+        let touched = shape.scatter(rows, &is_current);
         let refits = shape.refits;
         let (layer, placed) = shape.finish();
         (layer, placed, (touched, refits))

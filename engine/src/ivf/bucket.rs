@@ -116,6 +116,13 @@ impl BucketLive {
     }
 }
 
+/// Mean Euclidean distance of row-major `vectors` to `centre` (0 when there are none).
+fn mean_distance(vectors: &[f32], centre: &[f32]) -> f32 {
+    let rows = vectors.chunks_exact(centre.len().max(1));
+    let n = rows.len().max(1) as f32;
+    rows.map(|v| kernels::l2sq(v, centre).sqrt()).sum::<f32>() / n
+}
+
 fn decay(ticks: u64) -> f64 {
     0.5f64.powf(ticks as f64 / HEAT_HALF_LIFE)
 }
@@ -177,13 +184,7 @@ impl Bucket {
         }
         b.recenter();
         b.anchor = b.centroid.clone();
-        let n = rows.len() as f32;
-        b.radius = rows
-            .vectors
-            .chunks_exact(dim)
-            .map(|v| kernels::l2sq(v, &b.anchor).sqrt())
-            .sum::<f32>()
-            / n;
+        b.radius = mean_distance(&rows.vectors, &b.anchor);
         let quant = Sq8::fit(&rows.vectors, dim);
         let chunk = Chunk::build(&quant, rows.ids, rows.seqs, rows.vectors, rows.payloads);
         b.quant = Arc::new(quant);
@@ -263,16 +264,6 @@ impl Bucket {
         self.rows().saturating_sub(self.live.dead())
     }
 
-    /// Share of stored rows that are stale (deleted or replaced).
-    pub fn stale_ratio(&self) -> f64 {
-        let rows = self.rows();
-        if rows == 0 {
-            0.0
-        } else {
-            self.live.dead().min(rows) as f64 / rows as f64
-        }
-    }
-
     /// How far the routing centroid has moved from the anchor, in units of the radius
     /// (0 while the radius is unknown).
     pub fn drift(&self) -> f32 {
@@ -294,12 +285,7 @@ impl Bucket {
         b.recenter();
         if first && !chunk.is_empty() {
             b.anchor = b.centroid.clone();
-            b.radius = chunk
-                .vectors
-                .chunks_exact(dim)
-                .map(|v| kernels::l2sq(v, &b.anchor).sqrt())
-                .sum::<f32>()
-                / chunk.len() as f32;
+            b.radius = mean_distance(&chunk.vectors, &b.anchor);
         }
         b.chunks.push(Arc::new(chunk));
         b

@@ -47,11 +47,10 @@ struct Scratch {
     buckets: usize,
 }
 
-/// When a scan stops: a budget of codes, and optionally a recall target
-/// (plan, target, k, fewest buckets).
+/// When a scan stops: a budget of codes, and optionally a recall target (plan, target, k).
 struct Stop<'a> {
     max_codes: usize,
-    recall: Option<(&'a RecallPlan, f32, usize, usize)>,
+    recall: Option<(&'a RecallPlan, f32, usize)>,
 }
 
 /// What one L1 search looked at.
@@ -131,34 +130,6 @@ impl L1 {
         best.0
     }
 
-    /// A copy of this layer with some buckets replaced (matched by id) or added.
-    pub fn with_buckets(&self, changed: Vec<Arc<Bucket>>) -> L1 {
-        self.reshaped(&[], changed)
-    }
-
-    /// A copy of this layer without the buckets whose ids are in `removed`, and with
-    /// `changed` buckets replacing their namesakes or added at the end.
-    pub fn reshaped(&self, removed: &[u32], changed: Vec<Arc<Bucket>>) -> L1 {
-        let mut buckets: Vec<Arc<Bucket>> = self
-            .buckets
-            .iter()
-            .filter(|b| !removed.contains(&b.id))
-            .cloned()
-            .collect();
-        let mut pos: HashMap<u32, usize> =
-            buckets.iter().enumerate().map(|(i, b)| (b.id, i)).collect();
-        for b in changed {
-            match pos.get(&b.id) {
-                Some(&i) => buckets[i] = b,
-                None => {
-                    pos.insert(b.id, buckets.len());
-                    buckets.push(b);
-                }
-            }
-        }
-        L1::from_buckets(self.dim, self.metric, buckets, self.next_id)
-    }
-
     /// The metric buckets are routed by.
     pub fn metric(&self) -> Metric {
         self.metric
@@ -197,15 +168,20 @@ impl L1 {
             && params.recall_target.is_some()
             && self.metric.uses_l2_internally();
         let plan = adaptive.then(|| RecallPlan::new(self, query, params.max_probes));
-        let probe = match &plan {
-            Some(p) => p.order.clone(),
+        let selected;
+        let probe: &[usize] = match &plan {
+            Some(p) => &p.order,
             None => {
-                let mut p = params.clone();
-                if let Some(r) = params.recall_target {
+                selected = match params.recall_target {
                     // Inner product has no bisector geometry: cover the same share of bucket scores.
-                    p.target_confidence = r;
-                }
-                select_buckets(self, query, &p, opts)
+                    Some(r) => {
+                        let mut p = params.clone();
+                        p.target_confidence = r;
+                        select_buckets(self, query, &p, opts)
+                    }
+                    None => select_buckets(self, query, params, opts),
+                };
+                &selected
             }
         };
         let stop = Stop {
@@ -213,13 +189,13 @@ impl L1 {
             recall: plan
                 .as_ref()
                 .zip(params.recall_target)
-                .map(|(p, t)| (p, t, params.k, 1)),
+                .map(|(p, t)| (p, t, params.k)),
         };
         let mut scratch = Scratch::default();
         let cands = self.scan(
             query,
             params.adc,
-            &probe,
+            probe,
             pool,
             visible,
             false,
@@ -295,8 +271,9 @@ impl L1 {
             if s.codes >= stop.max_codes {
                 break;
             }
-            if let Some((plan, target, _, min_probes)) = stop.recall {
-                if s.buckets >= min_probes.min(probe.len()).max(1)
+            // With a recall target, at least one bucket is scanned (min_probes does not apply).
+            if let Some((plan, target, _)) = stop.recall {
+                if s.buckets >= 1
                     && plan.estimate(s.buckets, kth.threshold().max(0.0).sqrt()) >= target
                 {
                     break;

@@ -27,12 +27,8 @@ pub struct Reshape {
     dirty: bool,
     next_id: u32,
     placed: Placed,
-    /// Buckets that received appended rows.
-    pub appended_buckets: usize,
     /// Buckets rebuilt because their quantizer no longer covered new rows.
     pub refits: usize,
-    /// Rows written into rebuilt or new buckets (the physical cost of reshaping).
-    pub rows_rewritten: usize,
 }
 
 impl Reshape {
@@ -50,9 +46,7 @@ impl Reshape {
             dirty: false,
             layer,
             placed: Vec::new(),
-            appended_buckets: 0,
             refits: 0,
-            rows_rewritten: 0,
         }
     }
 
@@ -108,35 +102,36 @@ impl Reshape {
         if rows.is_empty() {
             return id;
         }
-        let dim = self.layer.dim();
         if old.rows() == 0 || old.quant.clipped_fraction(&rows.vectors) > REFIT_CLIPPED {
             self.refits += 1;
             let mut all = old.current_rows(is_current);
-            for i in 0..rows.len() {
-                all.push(
-                    rows.ids[i],
-                    rows.seqs[i],
-                    rows.vector(i, dim),
-                    rows.payloads[i].clone(),
-                );
-            }
+            all.extend_from(rows);
             let nid = self.fresh_id();
             let b = old.rebuilt(nid, all);
             self.replace(&[id], vec![b]);
             return nid;
         }
-        self.appended_buckets += 1;
-        self.placed.push((
-            id,
-            rows.ids
-                .iter()
-                .copied()
-                .zip(rows.seqs.iter().copied())
-                .collect(),
-        ));
+        self.placed.push((id, rows.keys()));
         let chunk = Chunk::build(&old.quant, rows.ids, rows.seqs, rows.vectors, rows.payloads);
         self.put(Arc::new(old.with_chunk(chunk)));
         id
+    }
+
+    /// Routes each of `rows` to its nearest bucket of the layer as reshaped so far and
+    /// appends the groups (see [`Reshape::append`]); returns how many buckets received rows.
+    pub fn scatter(&mut self, rows: MemBuffer, is_current: &dyn Fn(u64, u64) -> bool) -> usize {
+        let dim = self.layer.dim();
+        let layer = self.layer();
+        let mut groups: HashMap<u32, MemBuffer> = HashMap::new();
+        for i in 0..rows.len() {
+            let to = layer.buckets()[layer.route(rows.vector(i, dim))].id;
+            groups.entry(to).or_default().push_from(&rows, i, dim);
+        }
+        let touched = groups.len();
+        for (to, g) in groups {
+            self.append(to, g, is_current);
+        }
+        touched
     }
 
     /// Removes the buckets `removed` and adds `added` (built with fresh ids); every row of
@@ -153,7 +148,6 @@ impl Reshape {
             for c in &b.chunks {
                 rows.extend(c.ids.iter().copied().zip(c.seqs.iter().copied()));
             }
-            self.rows_rewritten += rows.len();
             self.placed.push((b.id, rows));
             self.next_id = self.next_id.max(b.id + 1);
             self.put(Arc::new(b));

@@ -51,12 +51,7 @@ pub fn split(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Option<OpOutcome>
     let side = two_way(&rows, dim, ctx.min_child);
     let mut halves = [MemBuffer::default(), MemBuffer::default()];
     for (i, s) in side.iter().enumerate() {
-        halves[*s].push(
-            rows.ids[i],
-            rows.seqs[i],
-            rows.vector(i, dim),
-            rows.payloads[i].clone(),
-        );
+        halves[*s].push_from(&rows, i, dim);
     }
     let children: Vec<Vec<f32>> = halves.iter().map(|h| mean(&h.vectors, dim)).collect();
 
@@ -75,37 +70,23 @@ pub fn split(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Option<OpOutcome>
         .filter_map(|(_, nid)| shape.bucket(*nid).map(|b| (**b).clone()))
         .collect();
 
-    // Defectors out of the split bucket.
+    // Defectors out of the split bucket: rows nearer a neighbour than either child go there.
     let mut kept = [MemBuffer::default(), MemBuffer::default()];
     let mut gained: HashMap<u32, MemBuffer> = HashMap::new();
     for (h, half) in halves.iter().enumerate() {
         for i in 0..half.len() {
             let v = half.vector(i, dim);
-            let own = dist
-                .eval(v, &children[h])
-                .min(dist.eval(v, &children[1 - h]));
+            let (mine, other) = (dist.eval(v, &children[h]), dist.eval(v, &children[1 - h]));
             let best = neighbours
                 .iter()
                 .map(|n| (dist.eval(v, &n.centroid), n.id))
                 .min_by(|a, b| a.0.total_cmp(&b.0));
             match best {
-                Some((d, nid)) if d < own => {
+                Some((d, nid)) if d < mine.min(other) => {
                     out.moved += 1;
-                    gained.entry(nid).or_default().push(
-                        half.ids[i],
-                        half.seqs[i],
-                        v,
-                        half.payloads[i].clone(),
-                    );
+                    gained.entry(nid).or_default().push_from(half, i, dim);
                 }
-                _ => {
-                    let c = if dist.eval(v, &children[h]) <= dist.eval(v, &children[1 - h]) {
-                        h
-                    } else {
-                        1 - h
-                    };
-                    kept[c].push(half.ids[i], half.seqs[i], v, half.payloads[i].clone());
-                }
+                _ => kept[if mine <= other { h } else { 1 - h }].push_from(half, i, dim),
             }
         }
     }
@@ -123,19 +104,9 @@ pub fn split(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Option<OpOutcome>
             let (c, d) = nearest_of(dist, v, &children);
             if d < own {
                 left += 1;
-                kept[c].push(
-                    current.ids[i],
-                    current.seqs[i],
-                    v,
-                    current.payloads[i].clone(),
-                );
+                kept[c].push_from(&current, i, dim);
             } else {
-                stay.push(
-                    current.ids[i],
-                    current.seqs[i],
-                    v,
-                    current.payloads[i].clone(),
-                );
+                stay.push_from(&current, i, dim);
             }
         }
         if left == 0 {
@@ -144,9 +115,7 @@ pub fn split(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Option<OpOutcome>
         out.moved += left;
         out.dropped_stale += n.rows() - current.len();
         if let Some(g) = gained.remove(&n.id) {
-            for i in 0..g.len() {
-                stay.push(g.ids[i], g.seqs[i], g.vector(i, dim), g.payloads[i].clone());
-            }
+            stay.extend_from(g);
         }
         let nid = shape.fresh_id();
         rebuilt.push(n.rebuilt(nid, stay));
@@ -181,7 +150,6 @@ pub fn merge(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Option<OpOutcome>
     if shape.layer().buckets().len() < 2 {
         return None;
     }
-    let dim = old.centroid.len();
     let rows = old.current_rows(ctx.is_current);
     let out = OpOutcome {
         moved: rows.len(),
@@ -189,19 +157,7 @@ pub fn merge(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Option<OpOutcome>
         dropped_stale: old.rows() - rows.len(),
     };
     shape.replace(&[id], Vec::new());
-    let layer = shape.layer();
-    let mut groups: HashMap<u32, MemBuffer> = HashMap::new();
-    for i in 0..rows.len() {
-        let v = rows.vector(i, dim);
-        let to = layer.buckets()[layer.route(v)].id;
-        groups
-            .entry(to)
-            .or_default()
-            .push(rows.ids[i], rows.seqs[i], v, rows.payloads[i].clone());
-    }
-    for (to, g) in groups {
-        shape.append(to, g, ctx.is_current);
-    }
+    shape.scatter(rows, ctx.is_current);
     Some(out)
 }
 

@@ -32,6 +32,17 @@ pub struct LayerView<'a> {
     pub settings: &'a MaintenanceSettings,
 }
 
+impl BucketView {
+    /// Share of stored rows that are stale (0 for an empty bucket).
+    pub fn stale_ratio(&self) -> f64 {
+        if self.rows == 0 {
+            0.0
+        } else {
+            self.stale.min(self.rows) as f64 / self.rows as f64
+        }
+    }
+}
+
 impl LayerView<'_> {
     /// Mean temperature over all buckets (0 before any search).
     pub fn mean_temperature(&self) -> f64 {
@@ -53,12 +64,7 @@ impl LayerView<'_> {
         } else {
             0.0
         };
-        let zombie = if b.rows == 0 {
-            0.0
-        } else {
-            b.stale.min(b.rows) as f64 / b.rows as f64
-        };
-        emptiness / (temp + s.eps as f64) + s.beta as f64 * zombie
+        emptiness / (temp + s.eps as f64) + s.beta as f64 * b.stale_ratio()
     }
 
     /// Live rows above which a bucket is split for size.
@@ -204,7 +210,7 @@ fn compactions(view: &LayerView, planned: &[Action]) -> Vec<Action> {
         .buckets
         .iter()
         .filter(|b| b.rows > 0 && !planned.iter().any(|a| a.bucket() == b.id))
-        .map(|b| (b.stale.min(b.rows) as f64 / b.rows as f64, b.id))
+        .map(|b| (b.stale_ratio(), b.id))
         .filter(|(r, _)| *r >= ratio)
         .collect();
     stale.sort_by(|a, b| b.0.total_cmp(&a.0));

@@ -36,6 +36,33 @@ impl MemBuffer {
         self.payloads.push(payload);
     }
 
+    /// Appends row `i` of `src` (vectors of dimension `dim`).
+    pub fn push_from(&mut self, src: &MemBuffer, i: usize, dim: usize) {
+        self.push(
+            src.ids[i],
+            src.seqs[i],
+            src.vector(i, dim),
+            src.payloads[i].clone(),
+        );
+    }
+
+    /// Appends every row of `src`.
+    pub fn extend_from(&mut self, src: MemBuffer) {
+        self.ids.extend(src.ids);
+        self.seqs.extend(src.seqs);
+        self.vectors.extend(src.vectors);
+        self.payloads.extend(src.payloads);
+    }
+
+    /// (id, seq) of every row.
+    pub fn keys(&self) -> Vec<(u64, u64)> {
+        self.ids
+            .iter()
+            .copied()
+            .zip(self.seqs.iter().copied())
+            .collect()
+    }
+
     /// Number of rows.
     pub fn len(&self) -> usize {
         self.ids.len()
