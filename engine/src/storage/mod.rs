@@ -1,6 +1,8 @@
 //! Durable state besides the WAL: collection configuration files and the L1 checkpoint.
 
+pub mod alp;
 pub mod checkpoint;
+pub mod segment;
 
 use std::io::Write;
 use std::path::Path;
