@@ -86,6 +86,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The object store (OpenDAL) failed.
+    #[error("storage error: {0}")]
+    Storage(String),
     /// The collection was dropped or the database closed while the call was running.
     #[error("collection '{0}' is closed")]
     Closed(String),

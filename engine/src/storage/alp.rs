@@ -30,9 +30,7 @@ const SCHEME_RAW: u8 = 0;
 const SCHEME_ALP: u8 = 1;
 const SCHEME_RD: u8 = 2;
 
-const POW10: [f64; 11] = [
-    1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
-];
+const POW10: [f64; 11] = [1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10];
 const INV_POW10: [f64; 11] = [
     1.0, 0.1, 0.01, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10,
 ];
@@ -306,9 +304,7 @@ pub fn decode_block(data: &[u8], n: usize, out: &mut Vec<f32>) -> Result<(), Str
             let f = r.u8()? as usize;
             let width = r.u8()? as u32;
             if e > MAX_EXP || f > e || width > 64 {
-                return Err(format!(
-                    "bad ALP parameters e={e} f={f} width={width}"
-                ));
+                return Err(format!("bad ALP parameters e={e} f={f} width={width}"));
             }
             let base = i64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"));
             let exceptions = u16::from_le_bytes(r.take(2)?.try_into().expect("2 bytes")) as usize;
@@ -411,7 +407,9 @@ mod tests {
 
     #[test]
     fn decimals_use_alp_and_full_mantissas_use_rd() {
-        let dec: Vec<f32> = (0..1024).map(|i| (i as f32 * 0.37).round() / 100.0).collect();
+        let dec: Vec<f32> = (0..1024)
+            .map(|i| (i as f32 * 0.37).round() / 100.0)
+            .collect();
         let size = round_trip(&dec);
         assert!(size < 1024 * 2, "decimals took {size} bytes");
         let mut rng = 0x2545F4914F6CDD1Du64;
@@ -429,7 +427,15 @@ mod tests {
 
     #[test]
     fn special_values_survive() {
-        round_trip(&[0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MIN, 1e-45]);
+        round_trip(&[
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::MIN,
+            1e-45,
+        ]);
         round_trip(&[]);
         round_trip(&[-0.0; 17]);
     }

@@ -1,8 +1,10 @@
 //! Durable state besides the WAL: collection configuration files and the L1 checkpoint.
 
 pub mod alp;
+pub mod cache;
 pub mod checkpoint;
 pub mod segment;
+pub mod store;
 
 use std::io::Write;
 use std::path::Path;

@@ -149,7 +149,10 @@ impl Bloom {
 
     /// False when `id` is certainly not in the segment.
     pub fn may_contain(&self, id: u64) -> bool {
-        !self.bits.is_empty() && self.positions(id).all(|b| self.bits[b / 8] & (1 << (b % 8)) != 0)
+        !self.bits.is_empty()
+            && self
+                .positions(id)
+                .all(|b| self.bits[b / 8] & (1 << (b % 8)) != 0)
     }
 }
 
@@ -334,7 +337,10 @@ pub fn read_footer(tail: &[u8], file_len: u64) -> Result<Footer, FormatError> {
     }
     let at = file_len - FOOTER;
     if &tail[56..64] != END_MAGIC {
-        return Err(bad(at + 56, "missing end marker (truncated or not a segment)"));
+        return Err(bad(
+            at + 56,
+            "missing end marker (truncated or not a segment)",
+        ));
     }
     let crc = u32::from_le_bytes(tail[52..56].try_into().expect("4 bytes"));
     if crc32c::crc32c(&tail[..52]) != crc {
@@ -353,7 +359,10 @@ pub fn read_footer(tail: &[u8], file_len: u64) -> Result<Footer, FormatError> {
     };
     let version = r.u32().map_err(|e| bad(at, e))?;
     if version != VERSION {
-        return Err(bad(at + 48, format!("unsupported segment version {version}")));
+        return Err(bad(
+            at + 48,
+            format!("unsupported segment version {version}"),
+        ));
     }
     let total = HEADER
         .checked_add(f.hot_len)
@@ -402,7 +411,10 @@ pub fn read_meta(raw: &[u8], footer: &Footer, dim: usize) -> Result<SegmentMeta,
     let at = |r: &ByteReader, e: String| bad(start + r.pos() as u64, e);
     let n = r.u32().map_err(|e| at(&r, e))?;
     if n != footer.chunks {
-        return Err(bad(start, format!("{n} chunks, footer says {}", footer.chunks)));
+        return Err(bad(
+            start,
+            format!("{n} chunks, footer says {}", footer.chunks),
+        ));
     }
     let stride = dim.div_ceil(8) * 8;
     let per_block = block_rows(dim) as u32;
@@ -420,13 +432,19 @@ pub fn read_meta(raw: &[u8], footer: &Footer, dim: usize) -> Result<SegmentMeta,
         let hot_offset = r.u64().map_err(|e| at(&r, e))?;
         let hot_len = rows as u64 * (16 + stride as u64);
         if hot_offset != hot_next || hot_offset + hot_len > hot_end {
-            return Err(at(&r, format!("chunk hot rows at {hot_offset} are out of place")));
+            return Err(at(
+                &r,
+                format!("chunk hot rows at {hot_offset} are out of place"),
+            ));
         }
         hot_next += hot_len;
         let block_rows = r.u32().map_err(|e| at(&r, e))?;
         let count = r.u32().map_err(|e| at(&r, e))?;
         if block_rows != per_block || count as u64 != (rows as u64).div_ceil(per_block as u64) {
-            return Err(at(&r, format!("{count} blocks of {block_rows} rows for {rows} rows")));
+            return Err(at(
+                &r,
+                format!("{count} blocks of {block_rows} rows for {rows} rows"),
+            ));
         }
         let mut blocks = Vec::with_capacity(count as usize);
         for _ in 0..count {
@@ -436,7 +454,10 @@ pub fn read_meta(raw: &[u8], footer: &Footer, dim: usize) -> Result<SegmentMeta,
                 crc: r.u32().map_err(|e| at(&r, e))?,
             };
             if b.offset < hot_end || b.offset + b.len as u64 > cold_end {
-                return Err(at(&r, format!("block at {} is outside the cold region", b.offset)));
+                return Err(at(
+                    &r,
+                    format!("block at {} is outside the cold region", b.offset),
+                ));
             }
             blocks.push(b);
         }
@@ -466,7 +487,10 @@ pub fn read_meta(raw: &[u8], footer: &Footer, dim: usize) -> Result<SegmentMeta,
         return Err(bad(start, "chunks do not cover the hot region"));
     }
     if rows_total != footer.rows {
-        return Err(bad(start, format!("{rows_total} rows, footer says {}", footer.rows)));
+        return Err(bad(
+            start,
+            format!("{rows_total} rows, footer says {}", footer.rows),
+        ));
     }
     let hashes = r.u8().map_err(|e| at(&r, e))?;
     let bytes = r.u32().map_err(|e| at(&r, e))? as usize;
@@ -475,7 +499,10 @@ pub fn read_meta(raw: &[u8], footer: &Footer, dim: usize) -> Result<SegmentMeta,
         return Err(at(&r, "bad Bloom filter".into()));
     }
     if r.remaining() != 0 {
-        return Err(at(&r, format!("{} stray bytes after the metadata", r.remaining())));
+        return Err(at(
+            &r,
+            format!("{} stray bytes after the metadata", r.remaining()),
+        ));
     }
     Ok(SegmentMeta {
         dim,
@@ -661,7 +688,9 @@ mod tests {
         assert_eq!(d.chunks[1].vectors, vectors2);
         assert_eq!(meta.chunks[1].bucket, 9);
         assert!(ids.iter().all(|&i| meta.bloom.may_contain(i)));
-        let false_hits = (1_000_000..1_010_000u64).filter(|&i| meta.bloom.may_contain(i)).count();
+        let false_hits = (1_000_000..1_010_000u64)
+            .filter(|&i| meta.bloom.may_contain(i))
+            .count();
         assert!(false_hits < 300, "{false_hits} false positives in 10k");
         // Integer-valued vectors compress to about a byte per value.
         let cold = meta.cold.1 as usize;
@@ -688,7 +717,9 @@ mod tests {
         for i in 0..bytes.len() {
             let mut b = bytes.clone();
             b[i] ^= 0x41;
-            let e = decode(&b).err().unwrap_or_else(|| panic!("flip at {i} passed"));
+            let e = decode(&b)
+                .err()
+                .unwrap_or_else(|| panic!("flip at {i} passed"));
             assert!(e.offset <= bytes.len() as u64, "{e:?}");
         }
         for n in 0..bytes.len() {
