@@ -3,6 +3,7 @@
 pub mod alp;
 pub mod cache;
 pub mod checkpoint;
+pub mod manifest;
 pub mod segment;
 pub mod store;
 
