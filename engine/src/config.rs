@@ -80,6 +80,58 @@ pub struct IndexSettings {
     pub search: SearchDefaults,
     /// When and how much the index reshapes itself.
     pub maintenance: MaintenanceSettings,
+    /// Where segments go and how much of them is cached.
+    pub storage: StorageSettings,
+}
+
+/// Storage of the L1 tier: the object store and its caches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// Object store for segments, tombstones and manifests: `fs:///dir`, `memory://name` or
+    /// `s3://bucket/prefix?endpoint=URL&region=R`; the collection's name is appended. Empty:
+    /// the collection's own directory.
+    pub uri: String,
+    /// Memory budget for decoded cold vectors (re-rank reads), in bytes.
+    pub block_cache_bytes: u64,
+    /// Disk budget for local copies of remote objects, in bytes.
+    pub disk_cache_bytes: u64,
+    /// Chunks (one base, then deltas) a bucket may hold before the next append rebuilds it
+    /// into a single new base.
+    pub max_chunks: usize,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            uri: String::new(),
+            block_cache_bytes: 256 << 20,
+            disk_cache_bytes: 4 << 30,
+            max_chunks: 8,
+        }
+    }
+}
+
+impl StorageSettings {
+    /// Checks the values.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_chunks == 0 {
+            return Err(Error::InvalidArgument(
+                "storage.max_chunks must be at least 1".into(),
+            ));
+        }
+        let uri = self.uri.as_str();
+        if !(uri.is_empty()
+            || uri.starts_with("fs://")
+            || uri.starts_with("memory://")
+            || uri.starts_with("s3://"))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "storage.uri {uri:?} must start with fs://, memory:// or s3://"
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Default for IndexSettings {
@@ -94,6 +146,7 @@ impl Default for IndexSettings {
             hnsw_ef_construction: 100,
             search: SearchDefaults::default(),
             maintenance: MaintenanceSettings::default(),
+            storage: StorageSettings::default(),
         }
     }
 }
@@ -268,6 +321,7 @@ impl IndexSettings {
             return bad("train_sample must be at least 1");
         }
         self.maintenance.validate()?;
+        self.storage.validate()?;
         self.search.to_params(10).validate()
     }
 }

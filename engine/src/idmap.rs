@@ -85,7 +85,7 @@ impl IdMap {
         Some(loc)
     }
 
-    /// Loads a copy found in a checkpoint; a newer copy of the same id wins.
+    /// Loads a copy found in storage; a newer copy of the same id wins.
     pub fn load(&self, id: u64, seq: u64, loc: Loc) -> bool {
         let mut replaced_live = false;
         let mut kept = true;
@@ -116,6 +116,24 @@ impl IdMap {
             self.live.fetch_add(1, Ordering::Relaxed);
         }
         kept
+    }
+
+    /// Loads a durable delete: hides every copy of `id` older than `seq`.
+    pub fn load_delete(&self, id: u64, seq: u64) {
+        if let Some(mut e) = self.map.get_mut(&id) {
+            if e.seq < seq {
+                if !e.deleted {
+                    self.live.fetch_sub(1, Ordering::Relaxed);
+                }
+                *e = Entry {
+                    seq,
+                    deleted: true,
+                    prev_seq: 0,
+                    prev_deleted: true,
+                    loc: e.loc,
+                };
+            }
+        }
     }
 
     /// Whether copy `(id, seq)` is what a snapshot at `snapshot_seq` should see.

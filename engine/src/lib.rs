@@ -38,7 +38,7 @@ pub use api::{Hit, Record, VectorRead, VectorWrite};
 pub use collection::{Collection, CollectionStats, FlushReport, TrainReport};
 pub use config::{
     AdcKernel, CollectionConfig, IndexSettings, MaintenanceSettings, Metric, PolicyKind,
-    SearchDefaults, SearchParams,
+    SearchDefaults, SearchParams, StorageSettings,
 };
 pub use db::Database;
 pub use error::{Error, Result};

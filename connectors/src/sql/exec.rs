@@ -183,7 +183,10 @@ impl ExecutionPlan for DriftExec {
                     if left == 0 {
                         return None;
                     }
-                    let mut recs = iter.next()?;
+                    let mut recs = match iter.next()? {
+                        Ok(recs) => recs,
+                        Err(e) => return Some(Err(engine_err(e))),
+                    };
                     recs.truncate(left);
                     left -= recs.len();
                     Some(records_to_rows(recs, wants_vector).to_batch(&out, dim))

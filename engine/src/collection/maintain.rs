@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use super::Collection;
 use crate::error::Result;
-use crate::ivf::Reshape;
 use crate::maintain::{
     ops, policy_for, Action, BucketView, LayerView, MaintainReport, OpContext, Policy,
 };
@@ -44,7 +43,7 @@ impl Collection {
             ..Default::default()
         };
         for _ in 0..passes {
-            let r = self.pass(policy);
+            let r = self.pass(policy)?;
             total.absorb(&r);
             // An idle pass is the check that the policy wants nothing more.
             if r.is_idle() {
@@ -81,7 +80,7 @@ impl Collection {
     }
 
     /// One pass: plan, then carry out actions until the budget of written rows is spent.
-    fn pass(&self, policy: &dyn Policy) -> MaintainReport {
+    fn pass(&self, policy: &dyn Policy) -> Result<MaintainReport> {
         let _m = self.maintenance.lock();
         let started = Instant::now();
         let settings = &self.config.settings.maintenance;
@@ -92,12 +91,12 @@ impl Collection {
         };
         let v = self.version.load_full();
         if !v.l1.is_trained() {
-            return report;
+            return Ok(report);
         }
         let view = self.layer_view();
         let actions = policy.plan(&view);
         if actions.is_empty() {
-            return report;
+            return Ok(report);
         }
         report.passes = 1;
         let is_current = |id: u64, seq: u64| self.idmap.is_current(id, seq);
@@ -106,7 +105,7 @@ impl Collection {
             min_child: view.merge_below() + 1,
             neighbours: settings.reassign_neighbours,
         };
-        let mut shape = Reshape::new((*v.l1).clone());
+        let mut shape = self.reshape(&v.l1);
         let mut spent = 0usize;
         for (i, action) in actions.iter().enumerate() {
             if spent >= settings.budget {
@@ -114,9 +113,9 @@ impl Collection {
                 break;
             }
             let outcome = match *action {
-                Action::Split(b) => ops::split(&mut shape, b, &ctx),
-                Action::Merge(b) => ops::merge(&mut shape, b, &ctx),
-                Action::Compact(b) => ops::compact(&mut shape, b, &ctx),
+                Action::Split(b) => ops::split(&mut shape, b, &ctx)?,
+                Action::Merge(b) => ops::merge(&mut shape, b, &ctx)?,
+                Action::Compact(b) => ops::compact(&mut shape, b, &ctx)?,
             };
             let Some(o) = outcome else { continue };
             match action {
@@ -131,7 +130,8 @@ impl Collection {
         }
         if !report.is_idle() {
             let (layer, placed) = shape.finish();
-            self.install(layer, &[], placed);
+            let layer = self.install(layer, &[], placed);
+            self.commit(&layer, self.checkpoint_seq.load(Ordering::Acquire))?;
         }
         report.millis = started.elapsed().as_secs_f64() * 1e3;
         let c = &self.counters;
@@ -150,7 +150,7 @@ impl Collection {
             tracing::debug!(collection = %self.name, splits = report.splits, merges = report.merges,
                 compactions = report.compactions, moved = report.moved, "maintenance pass");
         }
-        report
+        Ok(report)
     }
 
     /// Checks the collection's internal consistency on one snapshot: every live record's

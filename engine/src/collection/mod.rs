@@ -4,15 +4,18 @@
 //! ```text
 //! upsert ─▶ WAL (group commit, fsync) ─▶ apply: active memtable + id map ─▶ ack
 //!                                           │ full: freeze ─▶ background HNSW build
-//! flush: frozen ─▶ route to nearest centroid ─▶ append SQ8 chunk to bucket ─▶ publish version ─▶ checkpoint ─▶ retire WAL
+//! flush: frozen ─▶ route to nearest centroid ─▶ append SQ8 chunk to bucket ─▶ publish version
+//!        ─▶ commit (segment, tombstones, manifest: see `persist`) ─▶ retire WAL
 //! ```
 
 mod maintain;
+mod persist;
 mod read;
 mod worker;
 mod write;
 
 pub use maintain::Audit;
+pub use persist::StorageStats;
 pub use read::{CollectionStats, ScanIter};
 pub use write::{FlushReport, TrainReport};
 
@@ -28,8 +31,9 @@ use crate::error::{Error, IoContext, Result};
 use crate::idmap::{IdMap, Loc};
 use crate::ivf::L1;
 use crate::memtable::Memtable;
-use crate::storage::{atomic_write, checkpoint};
+use crate::storage::atomic_write;
 use crate::wal::{self, Sequenced, Wal, WalOp};
+use persist::Persist;
 use worker::{Task, Worker};
 
 /// What a search sees: one consistent state of every tier.
@@ -75,14 +79,31 @@ pub struct Collection {
     /// Query counter; the clock of bucket temperatures.
     tick: AtomicU64,
     counters: Counters,
+    /// Segments, tombstones and manifests.
+    persist: Persist,
     worker: Worker,
     flush_pending: AtomicBool,
     closed: AtomicBool,
 }
 
 pub(crate) const CONFIG_FILE: &str = "config.json";
-const CHECKPOINT_FILE: &str = "checkpoint.bin";
 const WAL_DIR: &str = "wal";
+const OBJECT_DIR: &str = "objects";
+const CACHE_DIR: &str = "cache";
+
+/// The object-store URI of collection `name` stored in `dir` under `uri` (see
+/// [`crate::StorageSettings::uri`]).
+fn store_uri(uri: &str, name: &str, dir: &Path) -> String {
+    if uri.is_empty() {
+        return format!("fs://{}", dir.join(OBJECT_DIR).display());
+    }
+    let (base, query) = uri.split_once('?').unwrap_or((uri, ""));
+    let mut out = format!("{}/{name}", base.trim_end_matches('/'));
+    if !query.is_empty() {
+        out = format!("{out}?{query}");
+    }
+    out
+}
 
 impl Collection {
     /// Creates the collection's directory and configuration, then opens it.
@@ -95,7 +116,8 @@ impl Collection {
         Self::open(name, dir)
     }
 
-    /// Opens an existing collection: configuration, checkpoint, then WAL replay.
+    /// Opens an existing collection: configuration, durable state (manifest, segments, id
+    /// map, tombstones), then WAL replay.
     pub(crate) fn open(name: &str, dir: &Path) -> Result<Arc<Self>> {
         let cfg_path = dir.join(CONFIG_FILE);
         let raw = std::fs::read(&cfg_path).at(&cfg_path)?;
@@ -108,12 +130,13 @@ impl Collection {
         })?;
         config.validate()?;
         let idmap = IdMap::default();
-        let ck_path = dir.join(CHECKPOINT_FILE);
-        let (l1, ck_seq) = if ck_path.exists() {
-            checkpoint::read(&ck_path, config.dim, config.metric, &idmap)?
-        } else {
-            (L1::empty(config.dim, config.metric), 0)
-        };
+        let storage = &config.settings.storage;
+        let persist = Persist::open(
+            &store_uri(&storage.uri, name, dir),
+            &dir.join(CACHE_DIR),
+            storage,
+        )?;
+        let (l1, ck_seq) = persist.recover(config.dim, config.metric, &idmap)?;
         let replayed = wal::replay(&dir.join(WAL_DIR), ck_seq)?;
         let wal = Wal::open(&dir.join(WAL_DIR), &replayed)?;
         let coll = Arc::new(Collection {
@@ -133,6 +156,7 @@ impl Collection {
             maintenance: Mutex::new(()),
             tick: AtomicU64::new(0),
             counters: Counters::default(),
+            persist,
             worker: Worker::default(),
             flush_pending: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -206,7 +230,13 @@ impl Collection {
                         buf.push(id, seq, &vector, payload.map(Arc::from));
                         self.idmap.upsert(id, seq)
                     }
-                    WalOp::Delete { id } => self.idmap.delete(id, seq),
+                    WalOp::Delete { id } => {
+                        let gone = self.idmap.delete(id, seq);
+                        if gone.is_some() {
+                            self.persist.note_delete(id, seq);
+                        }
+                        gone
+                    }
                 };
                 if let Some(Loc::Bucket(b)) = replaced {
                     if let Some(bucket) = self.version.load().l1.bucket(b) {

@@ -93,6 +93,8 @@ pub struct CollectionStats {
     pub maintenance_ms: f64,
     /// SIMD kernel family in use.
     pub kernel: String,
+    /// Object store, segment sizes and cache counters.
+    pub storage: super::StorageStats,
 }
 
 impl Collection {
@@ -139,7 +141,7 @@ impl Collection {
             default_tau: self.config.settings.target_bucket_size as f32 / 10.0,
         };
         let tick = self.tick.fetch_add(1, Ordering::Relaxed);
-        let (l1_hits, counts) = v.l1.search(&q, params, &opts, &visible, tick);
+        let (l1_hits, counts) = v.l1.search(&q, params, &opts, &visible, tick)?;
         for s in l1_hits {
             top.push(s.dist, Source::L1(s.item.0, s.item.1, s.item.2));
         }
@@ -154,7 +156,7 @@ impl Collection {
         let mut seen = HashSet::with_capacity(k);
         let mut hits = Vec::with_capacity(k);
         for s in top.into_sorted() {
-            let hit = self.materialize(&v, s.item, s.dist, params);
+            let hit = self.materialize(&v, s.item, s.dist, params)?;
             if seen.insert(hit.id) {
                 hits.push(hit);
             }
@@ -162,7 +164,13 @@ impl Collection {
         Ok(hits)
     }
 
-    fn materialize(&self, v: &Version, src: Source, dist: f32, params: &SearchParams) -> Hit {
+    fn materialize(
+        &self,
+        v: &Version,
+        src: Source,
+        dist: f32,
+        params: &SearchParams,
+    ) -> Result<Hit> {
         let dim = self.config.dim;
         let (id, payload, vector) = match src {
             Source::L0(tag, row) => {
@@ -182,14 +190,14 @@ impl Collection {
             Source::L1(b, c, r) => {
                 let chunk = v.l1.chunk((b, c, r));
                 let r = r as usize;
-                (
-                    chunk.ids[r],
-                    chunk.payloads[r].clone(),
-                    params.with_vector.then(|| chunk.vector(r, dim).to_vec()),
-                )
+                let vector = match params.with_vector {
+                    true => Some(chunk.vector(r)?.to_vec()),
+                    false => None,
+                };
+                (chunk.ids[r], chunk.payloads[r].clone(), vector)
             }
         };
-        Hit {
+        Ok(Hit {
             id,
             distance: reported(self.config.metric, dist),
             payload: if params.with_payload {
@@ -198,7 +206,19 @@ impl Collection {
                 None
             },
             vector,
-        }
+        })
+    }
+
+    /// Offsets of external sources (e.g. Kafka `topic/partition` → next offset) included in
+    /// the durable state.
+    pub fn source_offsets(&self) -> std::collections::BTreeMap<String, i64> {
+        self.persist.durable_offsets()
+    }
+
+    /// Records source offsets to be made durable by the next commit (flush or maintenance
+    /// pass), together with the rows written before this call.
+    pub fn stage_source_offsets(&self, offsets: &std::collections::BTreeMap<String, i64>) {
+        self.persist.stage_offsets(offsets);
     }
 
     /// The current record with this id, if it exists.
@@ -214,16 +234,19 @@ impl Collection {
             vector: vector.to_vec(),
             payload: payload.as_ref().map(|p| p.to_string()),
         };
-        let in_bucket = |b: &crate::ivf::Bucket| {
-            b.chunks.iter().find_map(|c| {
-                (0..c.len())
-                    .find(|&r| c.ids[r] == id && c.seqs[r] == seq)
-                    .map(|r| record(c.vector(r, dim), &c.payloads[r]))
-            })
+        let in_bucket = |b: &crate::ivf::Bucket| -> Result<Option<Record>> {
+            for c in &b.chunks {
+                if let Some(r) = (0..c.len()).find(|&r| c.ids[r] == id && c.seqs[r] == seq) {
+                    return Ok(Some(record(&c.vector(r)?, &c.payloads[r])));
+                }
+            }
+            Ok(None)
         };
         if let Loc::Bucket(b) = loc {
-            if let Some(found) = v.l1.bucket(b).and_then(|b| in_bucket(b)) {
-                return Ok(Some(found));
+            if let Some(b) = v.l1.bucket(b) {
+                if let Some(found) = in_bucket(b)? {
+                    return Ok(Some(found));
+                }
             }
         }
         for m in std::iter::once(&v.active).chain(v.frozen.iter().rev()) {
@@ -233,7 +256,12 @@ impl Collection {
             }
         }
         // The row moved between reading the id map and the version: look everywhere.
-        Ok(v.l1.buckets().iter().find_map(|b| in_bucket(b)))
+        for b in v.l1.buckets() {
+            if let Some(found) = in_bucket(b)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
     }
 
     /// Iterates over every live record of one snapshot, `batch_size` records at a time.
@@ -303,6 +331,7 @@ impl Collection {
             compacted_tombstones: c.compacted_tombstones.load(Ordering::Relaxed),
             maintenance_ms: c.maintenance_micros.load(Ordering::Relaxed) as f64 / 1e3,
             kernel: format!("{:?}", crate::kernels::cpu()),
+            storage: self.persist.stats(),
         }
     }
 }
@@ -341,7 +370,7 @@ impl Rows<'_> {
 }
 
 /// Batches of live records from one snapshot: L1 chunks, then frozen memtables, then the
-/// active memtable.
+/// active memtable. A chunk whose vectors cannot be read yields an error.
 pub struct ScanIter {
     coll: Arc<Collection>,
     version: Arc<Version>,
@@ -353,20 +382,26 @@ pub struct ScanIter {
 }
 
 impl ScanIter {
-    fn part_rows(&self, part: usize, out: &mut Vec<Record>, want: usize) -> Option<usize> {
+    fn part_rows(&self, part: usize, out: &mut Vec<Record>, want: usize) -> Result<Option<usize>> {
         let dim = self.coll.config.dim;
         let visible = |id, seq| self.coll.idmap.visible(id, seq, self.snap);
         let mut idx = part;
         for b in self.version.l1.buckets() {
             if idx < b.chunks.len() {
                 let c = &b.chunks[idx];
+                if !(self.row..c.len()).any(|r| visible(c.ids[r], c.seqs[r])) {
+                    return Ok(Some(c.len()));
+                }
+                let vectors = c.vectors()?;
                 let rows = Rows {
                     ids: &c.ids,
                     seqs: &c.seqs,
-                    vectors: &c.vectors,
+                    vectors: &vectors,
                     payloads: &c.payloads,
                 };
-                return Some(rows.collect_visible(self.row, dim, &visible, out, want));
+                return Ok(Some(
+                    rows.collect_visible(self.row, dim, &visible, out, want),
+                ));
             }
             idx -= b.chunks.len();
         }
@@ -376,7 +411,9 @@ impl ScanIter {
             .iter()
             .chain(std::iter::once(&self.version.active))
             .collect();
-        let m = mems.get(idx)?;
+        let Some(m) = mems.get(idx) else {
+            return Ok(None);
+        };
         let buf = m.buf.read();
         let rows = Rows {
             ids: &buf.ids,
@@ -384,7 +421,9 @@ impl ScanIter {
             vectors: &buf.vectors,
             payloads: &buf.payloads,
         };
-        Some(rows.collect_visible(self.row, dim, &visible, out, want))
+        Ok(Some(
+            rows.collect_visible(self.row, dim, &visible, out, want),
+        ))
     }
 
     fn part_len(&self, part: usize) -> usize {
@@ -404,13 +443,20 @@ impl ScanIter {
 }
 
 impl Iterator for ScanIter {
-    type Item = Vec<Record>;
+    type Item = Result<Vec<Record>>;
 
-    fn next(&mut self) -> Option<Vec<Record>> {
+    fn next(&mut self) -> Option<Result<Vec<Record>>> {
         let mut out = Vec::with_capacity(self.batch_size);
         while out.len() < self.batch_size {
-            let Some(end) = self.part_rows(self.part, &mut out, self.batch_size) else {
-                break;
+            let end = match self.part_rows(self.part, &mut out, self.batch_size) {
+                Ok(Some(end)) => end,
+                Ok(None) => break,
+                Err(e) => {
+                    // Skip the unreadable part so that a caller who goes on is not stuck.
+                    self.part += 1;
+                    self.row = 0;
+                    return Some(Err(e));
+                }
             };
             if end >= self.part_len(self.part) {
                 self.part += 1;
@@ -419,6 +465,6 @@ impl Iterator for ScanIter {
                 self.row = end;
             }
         }
-        (!out.is_empty()).then_some(out)
+        (!out.is_empty()).then_some(Ok(out))
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{Collection, Version, CHECKPOINT_FILE};
+use super::{Collection, Version};
 use crate::api::Record;
 use crate::config::Metric;
 use crate::distance::normalize;
@@ -12,7 +12,7 @@ use crate::idmap::Loc;
 use crate::ivf::{Bucket, Placed, Reshape, L1};
 use crate::kmeans::kmeans;
 use crate::memtable::{MemBuffer, Memtable};
-use crate::storage::{atomic_write, checkpoint};
+use crate::storage::failpoint;
 use crate::wal::WalOp;
 
 /// Largest payload accepted, in bytes of JSON text.
@@ -33,7 +33,7 @@ pub struct FlushReport {
     pub refits: usize,
     /// True if this flush trained the centroids first.
     pub trained: bool,
-    /// Sequence number the checkpoint now covers.
+    /// Sequence number the durable state (manifest) now covers.
     pub checkpoint_seq: u64,
 }
 
@@ -130,7 +130,7 @@ impl Collection {
     }
 
     /// Moves all memtable rows into L1 buckets (training centroids first if there are none),
-    /// writes a checkpoint, and retires the WAL it covers.
+    /// commits them durably (segment, tombstones, manifest), and retires the WAL they cover.
     pub fn flush(&self) -> Result<FlushReport> {
         self.check_open()?;
         let _m = self.maintenance.lock();
@@ -147,7 +147,7 @@ impl Collection {
             report.checkpoint_seq = self.checkpoint_seq.load(Ordering::Acquire);
             return Ok(report);
         }
-        let (rows, max_seq) = self.current_rows(&v.frozen, None);
+        let (rows, max_seq) = self.current_rows(&v.frozen, None)?;
         report.rows = rows.len();
         let mut l1 = (*v.l1).clone();
         if !l1.is_trained() {
@@ -155,7 +155,7 @@ impl Collection {
             report.trained = true;
             self.counters.trainings.fetch_add(1, Ordering::Relaxed);
         }
-        let (layer, placed, stats) = self.place(&l1, rows);
+        let (layer, placed, stats) = self.place(&l1, rows)?;
         report.buckets_touched = stats.0;
         report.refits = stats.1;
         self.publish(layer, &v.frozen, placed, max_seq)?;
@@ -186,7 +186,7 @@ impl Collection {
             self.freeze_active(&v.active, false);
         }
         let v = self.version.load_full();
-        let (rows, max_seq) = self.current_rows(&v.frozen, Some(&v.l1));
+        let (rows, max_seq) = self.current_rows(&v.frozen, Some(&v.l1))?;
         let sample_rows = prepared.len() / dim;
         let k = self.bucket_count(sample_rows.max(self.idmap.live()));
         let layer = self.train_layer(&prepared, k);
@@ -195,7 +195,7 @@ impl Collection {
             sample_rows,
             rows: rows.len(),
         };
-        let (layer, placed, _) = self.place(&layer, rows);
+        let (layer, placed, _) = self.place(&layer, rows)?;
         let max_seq = max_seq.max(self.checkpoint_seq.load(Ordering::Acquire));
         self.publish(layer, &v.frozen, placed, max_seq)?;
         self.counters.trainings.fetch_add(1, Ordering::Relaxed);
@@ -262,19 +262,14 @@ impl Collection {
 
     /// Current rows of `frozen` memtables (and of `l1`, if given), with the highest sequence
     /// number among the memtable rows.
-    fn current_rows(&self, frozen: &[Arc<Memtable>], l1: Option<&L1>) -> (MemBuffer, u64) {
+    fn current_rows(&self, frozen: &[Arc<Memtable>], l1: Option<&L1>) -> Result<(MemBuffer, u64)> {
         let dim = self.config.dim;
         let mut rows = MemBuffer::default();
         let mut max_seq = 0;
+        let is_current = |id: u64, seq: u64| self.idmap.is_current(id, seq);
         if let Some(l1) = l1 {
             for b in l1.buckets() {
-                for c in &b.chunks {
-                    for r in 0..c.len() {
-                        if self.idmap.is_current(c.ids[r], c.seqs[r]) {
-                            rows.push(c.ids[r], c.seqs[r], c.vector(r, dim), c.payloads[r].clone());
-                        }
-                    }
-                }
+                rows.extend_from(b.current_rows(&is_current)?);
             }
         }
         for m in frozen {
@@ -291,23 +286,30 @@ impl Collection {
                 }
             }
         }
-        (rows, max_seq)
+        Ok((rows, max_seq))
     }
 
     /// Routes rows to their nearest centroid and appends them to those buckets (see
     /// [`Reshape::append`]). Returns the new layer, the placement of every row, and
     /// (buckets touched, quantizers re-fitted).
-    fn place(&self, layer: &L1, rows: MemBuffer) -> (L1, Placed, (usize, usize)) {
-        let mut shape = Reshape::new(layer.clone());
+    fn place(&self, layer: &L1, rows: MemBuffer) -> Result<(L1, Placed, (usize, usize))> {
+        let mut shape = self.reshape(layer);
         let is_current = |id: u64, seq: u64| self.idmap.is_current(id, seq);
-        let touched = shape.scatter(rows, &is_current);
+        let touched = shape.scatter(rows, &is_current)?;
         let refits = shape.refits;
         let (layer, placed) = shape.finish();
-        (layer, placed, (touched, refits))
+        Ok((layer, placed, (touched, refits)))
+    }
+
+    /// A [`Reshape`] of `layer` with this collection's chunk limit.
+    pub(super) fn reshape(&self, layer: &L1) -> Reshape {
+        let mut shape = Reshape::new(layer.clone());
+        shape.max_chunks = self.config.settings.storage.max_chunks;
+        shape
     }
 
     /// Swaps in `layer` (dropping the `flushed` memtables), points the id map at the new
-    /// homes of `placed` rows, checkpoints through `seq` and retires the WAL it covers.
+    /// homes of `placed` rows, commits the state as covering `seq` and retires the WAL.
     fn publish(
         &self,
         layer: L1,
@@ -316,16 +318,21 @@ impl Collection {
         seq: u64,
     ) -> Result<()> {
         let layer = self.install(layer, flushed, placed);
-        let bytes = checkpoint::encode(&layer, &self.idmap, seq, self.config.dim);
-        atomic_write(&self.dir.join(CHECKPOINT_FILE), &bytes)?;
+        self.commit(&layer, seq)
+    }
+
+    /// Makes `layer` durable as covering the WAL through `seq`, then retires the WAL.
+    pub(super) fn commit(&self, layer: &L1, seq: u64) -> Result<()> {
+        self.persist.commit(layer, seq)?;
         self.checkpoint_seq.fetch_max(seq, Ordering::AcqRel);
         self.wal.retire_through(seq)?;
+        failpoint("wal-retired");
         Ok(())
     }
 
     /// Swaps in `layer` (dropping the `flushed` memtables) and points the id map at the new
     /// homes of `placed` rows; a row that stopped being current meanwhile is counted as stale
-    /// in the bucket that holds it. Not durable by itself: the next checkpoint is.
+    /// in the bucket that holds it. Not durable by itself: the next commit is.
     pub(super) fn install(&self, layer: L1, flushed: &[Arc<Memtable>], placed: Placed) -> Arc<L1> {
         let layer = Arc::new(layer);
         {

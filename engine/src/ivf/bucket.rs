@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::error::Result;
 use crate::kernels;
 use crate::memtable::MemBuffer;
 use crate::quant::{AlignedCodes, Sq8};
+use crate::storage::cold::{ColdVectors, RowVec};
 
 /// Queries after which a bucket's temperature halves.
 pub const HEAT_HALF_LIFE: f64 = 1000.0;
@@ -23,8 +25,8 @@ pub struct Chunk {
     pub codes: AlignedCodes,
     /// Per row, the code-only term of the factored L2 distance ([`Sq8::code_norm`]).
     pub norms: Vec<f32>,
-    /// Exact vectors for re-ranking (row-major).
-    pub vectors: Vec<f32>,
+    /// Exact vectors for re-ranking: in memory until stored, then read on demand.
+    pub cold: ColdVectors,
     /// Payload of each row.
     pub payloads: Vec<Option<Arc<str>>>,
 }
@@ -53,7 +55,34 @@ impl Chunk {
             seqs,
             codes,
             norms,
-            vectors,
+            cold: ColdVectors::resident(vectors, dim),
+            payloads,
+        }
+    }
+
+    /// A chunk read back from storage: its code rows (encoded by `quant`) and where its
+    /// exact vectors are.
+    pub fn stored(
+        quant: &Sq8,
+        ids: Vec<u64>,
+        seqs: Vec<u64>,
+        raw_codes: &[u8],
+        payloads: Vec<Option<Arc<str>>>,
+        cold: ColdVectors,
+    ) -> Chunk {
+        let stride = quant.stride();
+        let norms = raw_codes
+            .chunks_exact(stride)
+            .map(|c| quant.code_norm(c))
+            .collect();
+        let mut codes = AlignedCodes::with_capacity(raw_codes.len());
+        codes.extend_from_slice(raw_codes);
+        Chunk {
+            ids,
+            seqs,
+            codes,
+            norms,
+            cold,
             payloads,
         }
     }
@@ -69,8 +98,13 @@ impl Chunk {
     }
 
     /// Exact vector of row `r`.
-    pub fn vector(&self, r: usize, dim: usize) -> &[f32] {
-        &self.vectors[r * dim..(r + 1) * dim]
+    pub fn vector(&self, r: usize) -> Result<RowVec> {
+        self.cold.row(r)
+    }
+
+    /// Exact vectors of every row (row-major).
+    pub fn vectors(&self) -> Result<Arc<[f32]>> {
+        self.cold.all()
     }
 }
 
@@ -205,39 +239,52 @@ impl Bucket {
     }
 
     /// The current rows of this bucket (`is_current(id, seq)` decides).
-    pub fn current_rows(&self, is_current: &dyn Fn(u64, u64) -> bool) -> MemBuffer {
+    pub fn current_rows(&self, is_current: &dyn Fn(u64, u64) -> bool) -> Result<MemBuffer> {
         let dim = self.centroid.len();
         let mut out = MemBuffer::default();
         for c in &self.chunks {
+            if !(0..c.len()).any(|r| is_current(c.ids[r], c.seqs[r])) {
+                continue;
+            }
+            let vectors = c.vectors()?;
             for r in 0..c.len() {
                 if is_current(c.ids[r], c.seqs[r]) {
-                    out.push(c.ids[r], c.seqs[r], c.vector(r, dim), c.payloads[r].clone());
+                    let v = &vectors[r * dim..(r + 1) * dim];
+                    out.push(c.ids[r], c.seqs[r], v, c.payloads[r].clone());
                 }
             }
         }
-        out
+        Ok(out)
     }
 
-    /// Restores a bucket read from storage: its rows, routing centroid, anchor and radius.
+    /// Restores a bucket read from storage: routing centroid (the mean of `count` rows
+    /// appended), anchor, radius, quantizer and chunks.
     pub fn restore(
         id: u32,
         centroid: Vec<f32>,
         anchor: Vec<f32>,
         radius: f32,
+        count: u64,
         quant: Sq8,
-        rows: MemBuffer,
+        chunks: Vec<Arc<Chunk>>,
     ) -> Bucket {
-        let dim = centroid.len();
         let mut b = Bucket::empty(id, centroid);
         b.anchor = anchor;
         b.radius = radius;
-        for v in rows.vectors.chunks_exact(dim) {
-            b.accumulate(v);
-        }
-        let chunk = Chunk::build(&quant, rows.ids, rows.seqs, rows.vectors, rows.payloads);
+        b.count = count;
+        b.sum = b
+            .centroid
+            .iter()
+            .map(|c| *c as f64 * count as f64)
+            .collect();
         b.quant = Arc::new(quant);
-        b.chunks = vec![Arc::new(chunk)];
+        b.chunks = chunks;
         b
+    }
+
+    /// Rows appended since the bucket was built (the weight of its running mean).
+    pub fn appended(&self) -> u64 {
+        self.count
     }
 
     fn accumulate(&mut self, v: &[f32]) {
@@ -279,13 +326,17 @@ impl Bucket {
         let mut b = self.clone();
         let dim = b.centroid.len();
         let first = b.count == 0;
-        for v in chunk.vectors.chunks_exact(dim) {
+        let vectors = chunk
+            .cold
+            .in_memory()
+            .expect("a chunk being appended still holds its vectors");
+        for v in vectors.chunks_exact(dim) {
             b.accumulate(v);
         }
         b.recenter();
         if first && !chunk.is_empty() {
             b.anchor = b.centroid.clone();
-            b.radius = mean_distance(&chunk.vectors, &b.anchor);
+            b.radius = mean_distance(&vectors, &b.anchor);
         }
         b.chunks.push(Arc::new(chunk));
         b

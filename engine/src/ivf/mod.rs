@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use crate::config::{AdcKernel, Metric, SearchParams};
 use crate::distance::Distance;
+use crate::error::Result;
 use crate::kernels;
 use crate::topk::{Scored, TopK};
 
@@ -141,7 +142,8 @@ impl L1 {
     }
 
     /// Approximate search: probes buckets, scans their codes, and (if `params.rerank > 0`)
-    /// re-scores the best `k * rerank` candidates with exact vectors. Only rows for which
+    /// re-scores the best `k * rerank` candidates with exact vectors (an error reading them
+    /// from storage is returned). Only rows for which
     /// `visible(id, seq)` holds are returned. `tick` ages bucket temperatures.
     ///
     /// Visibility is checked lazily in buckets that hold no stale rows: their candidates are
@@ -154,10 +156,10 @@ impl L1 {
         opts: &ProbeOptions,
         visible: &dyn Fn(u64, u64) -> bool,
         tick: u64,
-    ) -> (Vec<Scored<RowRef>>, ScanCounts) {
+    ) -> Result<(Vec<Scored<RowRef>>, ScanCounts)> {
         let mut counts = ScanCounts::default();
         if self.buckets.is_empty() {
-            return (Vec::new(), counts);
+            return Ok((Vec::new(), counts));
         }
         let pool = if params.rerank > 0 {
             params.k.saturating_mul(params.rerank)
@@ -234,16 +236,16 @@ impl L1 {
             );
         }
         if params.rerank == 0 {
-            return (cands, counts);
+            return Ok((cands, counts));
         }
         let dist = Distance::for_metric(self.metric);
         let mut exact: TopK<RowRef> = TopK::new(params.k);
         for cand in cands {
             let (b, c, r) = cand.item;
-            let v = self.buckets[b as usize].chunks[c as usize].vector(r as usize, self.dim);
-            exact.push(dist.eval(query, v), cand.item);
+            let v = self.buckets[b as usize].chunks[c as usize].vector(r as usize)?;
+            exact.push(dist.eval(query, &v), cand.item);
         }
-        (exact.into_sorted(), counts)
+        Ok((exact.into_sorted(), counts))
     }
 
     /// Scans the codes of the `probe` buckets in order and keeps the `pool` nearest by
@@ -364,13 +366,15 @@ mod tests {
             let mut params = SearchDefaults::default().to_params(10);
             params.rerank = rerank;
             let visible = |id: u64, _seq: u64| id % 7 == 0;
-            let (hits, _) = l1.search(&vec![0.1; dim], &params, &opts, &visible, 0);
+            let (hits, _) = l1
+                .search(&vec![0.1; dim], &params, &opts, &visible, 0)
+                .unwrap();
             assert_eq!(hits.len(), 10, "rerank {rerank}");
             assert!(hits
                 .iter()
                 .all(|h| l1.chunk(h.item).ids[h.item.2 as usize] % 7 == 0));
             let all = |_: u64, _: u64| true;
-            let (unfiltered, _) = l1.search(&vec![0.1; dim], &params, &opts, &all, 0);
+            let (unfiltered, _) = l1.search(&vec![0.1; dim], &params, &opts, &all, 0).unwrap();
             assert_eq!(unfiltered.len(), 10);
         }
     }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Bucket, Chunk, L1};
+use crate::error::Result;
 use crate::memtable::MemBuffer;
 
 /// Share of clipped components in new rows that makes a bucket re-fit its quantizer.
@@ -29,6 +30,8 @@ pub struct Reshape {
     placed: Placed,
     /// Buckets rebuilt because their quantizer no longer covered new rows.
     pub refits: usize,
+    /// Chunks a bucket may hold before an append rebuilds it into one new base chunk.
+    pub max_chunks: usize,
 }
 
 impl Reshape {
@@ -47,6 +50,7 @@ impl Reshape {
             layer,
             placed: Vec::new(),
             refits: 0,
+            max_chunks: usize::MAX,
         }
     }
 
@@ -87,39 +91,46 @@ impl Reshape {
         id
     }
 
-    /// Appends `rows` to bucket `id` as a new chunk, or rebuilds the bucket (fresh id, fitted
-    /// quantizer, stale rows dropped) when it has no rows yet or the new rows fall outside its
-    /// quantizer's ranges. Returns the id that now holds the rows.
+    /// Appends `rows` to bucket `id` as a new (delta) chunk, or rebuilds the bucket into one
+    /// new base chunk (fresh id, fitted quantizer, stale rows dropped) when it has no rows
+    /// yet, the new rows fall outside its quantizer's ranges, or it already holds
+    /// `max_chunks` chunks. Returns the id that now holds the rows.
     pub fn append(
         &mut self,
         id: u32,
         rows: MemBuffer,
         is_current: &dyn Fn(u64, u64) -> bool,
-    ) -> u32 {
+    ) -> Result<u32> {
         let Some(old) = self.bucket(id).cloned() else {
-            return id;
+            return Ok(id);
         };
         if rows.is_empty() {
-            return id;
+            return Ok(id);
         }
-        if old.rows() == 0 || old.quant.clipped_fraction(&rows.vectors) > REFIT_CLIPPED {
-            self.refits += 1;
-            let mut all = old.current_rows(is_current);
+        let clipped = old.quant.clipped_fraction(&rows.vectors) > REFIT_CLIPPED;
+        if old.rows() == 0 || clipped || old.chunks.len() >= self.max_chunks {
+            // A new base: every current row in one chunk, with a quantizer fitted to them.
+            self.refits += usize::from(clipped);
+            let mut all = old.current_rows(is_current)?;
             all.extend_from(rows);
             let nid = self.fresh_id();
             let b = old.rebuilt(nid, all);
             self.replace(&[id], vec![b]);
-            return nid;
+            return Ok(nid);
         }
         self.placed.push((id, rows.keys()));
         let chunk = Chunk::build(&old.quant, rows.ids, rows.seqs, rows.vectors, rows.payloads);
         self.put(Arc::new(old.with_chunk(chunk)));
-        id
+        Ok(id)
     }
 
     /// Routes each of `rows` to its nearest bucket of the layer as reshaped so far and
     /// appends the groups (see [`Reshape::append`]); returns how many buckets received rows.
-    pub fn scatter(&mut self, rows: MemBuffer, is_current: &dyn Fn(u64, u64) -> bool) -> usize {
+    pub fn scatter(
+        &mut self,
+        rows: MemBuffer,
+        is_current: &dyn Fn(u64, u64) -> bool,
+    ) -> Result<usize> {
         let dim = self.layer.dim();
         let layer = self.layer();
         let mut groups: HashMap<u32, MemBuffer> = HashMap::new();
@@ -129,9 +140,9 @@ impl Reshape {
         }
         let touched = groups.len();
         for (to, g) in groups {
-            self.append(to, g, is_current);
+            self.append(to, g, is_current)?;
         }
-        touched
+        Ok(touched)
     }
 
     /// Removes the buckets `removed` and adds `added` (built with fresh ids); every row of

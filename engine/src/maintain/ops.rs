@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use crate::distance::Distance;
+use crate::error::Result;
 use crate::ivf::{Bucket, Reshape};
 use crate::kmeans::kmeans;
 use crate::memtable::MemBuffer;
@@ -36,11 +37,13 @@ pub struct OpContext<'a> {
 /// Splits bucket `id` in two by local 2-means, then reassigns defectors: rows of the split
 /// bucket now nearer a neighbour's centroid than either child's go there, and rows of the
 /// nearest `ctx.neighbours` buckets now nearer a child than their own centroid move to it.
-pub fn split(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Option<OpOutcome> {
-    let old = shape.bucket(id)?.clone();
+pub fn split(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Result<Option<OpOutcome>> {
+    let Some(old) = shape.bucket(id).cloned() else {
+        return Ok(None);
+    };
     let dim = old.centroid.len();
     let dist = Distance::for_metric(shape.layer().metric());
-    let rows = old.current_rows(ctx.is_current);
+    let rows = old.current_rows(ctx.is_current)?;
     let mut out = OpOutcome {
         dropped_stale: old.rows() - rows.len(),
         ..Default::default()
@@ -97,7 +100,7 @@ pub fn split(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Option<OpOutcome>
     for n in &neighbours {
         let mut stay = MemBuffer::default();
         let mut left = 0;
-        let current = n.current_rows(ctx.is_current);
+        let current = n.current_rows(ctx.is_current)?;
         for i in 0..current.len() {
             let v = current.vector(i, dim);
             let own = dist.eval(v, &n.centroid);
@@ -139,33 +142,37 @@ pub fn split(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Option<OpOutcome>
     shape.replace(&removed, added);
     for (nid, g) in gained {
         out.written += g.len();
-        shape.append(nid, g, ctx.is_current);
+        shape.append(nid, g, ctx.is_current)?;
     }
-    Some(out)
+    Ok(Some(out))
 }
 
 /// Dissolves bucket `id`: its current rows go to their nearest remaining buckets.
-pub fn merge(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Option<OpOutcome> {
-    let old = shape.bucket(id)?.clone();
+pub fn merge(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Result<Option<OpOutcome>> {
+    let Some(old) = shape.bucket(id).cloned() else {
+        return Ok(None);
+    };
     if shape.layer().buckets().len() < 2 {
-        return None;
+        return Ok(None);
     }
-    let rows = old.current_rows(ctx.is_current);
+    let rows = old.current_rows(ctx.is_current)?;
     let out = OpOutcome {
         moved: rows.len(),
         written: rows.len(),
         dropped_stale: old.rows() - rows.len(),
     };
     shape.replace(&[id], Vec::new());
-    shape.scatter(rows, ctx.is_current);
-    Some(out)
+    shape.scatter(rows, ctx.is_current)?;
+    Ok(Some(out))
 }
 
 /// Rewrites bucket `id` without its stale rows (removes it if nothing is left and other
 /// buckets exist).
-pub fn compact(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Option<OpOutcome> {
-    let old = shape.bucket(id)?.clone();
-    let rows = old.current_rows(ctx.is_current);
+pub fn compact(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Result<Option<OpOutcome>> {
+    let Some(old) = shape.bucket(id).cloned() else {
+        return Ok(None);
+    };
+    let rows = old.current_rows(ctx.is_current)?;
     let out = OpOutcome {
         moved: 0,
         written: rows.len(),
@@ -178,7 +185,7 @@ pub fn compact(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Option<OpOutcom
         let b = old.rebuilt(nid, rows);
         shape.replace(&[id], vec![b]);
     }
-    Some(out)
+    Ok(Some(out))
 }
 
 /// Side (0 or 1) of every row: local 2-means, or a median cut along the line between the

@@ -141,7 +141,10 @@ impl Manifest {
             reason,
         };
         if data.len() < HEADER {
-            return Err(bad(0, format!("{} bytes is shorter than the header", data.len())));
+            return Err(bad(
+                0,
+                format!("{} bytes is shorter than the header", data.len()),
+            ));
         }
         if &data[..8] != MAGIC {
             return Err(bad(0, "not a Drift manifest (bad magic)".into()));
@@ -202,7 +205,10 @@ impl Manifest {
                 let s = r.u64().map_err(|e| at(&r, e))?;
                 let c = r.u32().map_err(|e| at(&r, e))?;
                 if !m.segments.contains(&s) {
-                    return Err(at(&r, format!("bucket {id} refers to segment {s}, not listed")));
+                    return Err(at(
+                        &r,
+                        format!("bucket {id} refers to segment {s}, not listed"),
+                    ));
                 }
                 refs.push((s, c));
             }
@@ -246,7 +252,10 @@ pub fn decode_tombstones(data: &[u8]) -> Result<Vec<(u64, u64)>, FormatError> {
         reason: reason.into(),
     };
     if data.len() < 20 || &data[..8] != TOMB_MAGIC {
-        return Err(bad(0, "not a Drift tombstone file (bad magic or too short)"));
+        return Err(bad(
+            0,
+            "not a Drift tombstone file (bad magic or too short)",
+        ));
     }
     let n = u64::from_le_bytes(data[8..16].try_into().expect("8 bytes"));
     if n.checked_mul(16).and_then(|b| b.checked_add(20)) != Some(data.len() as u64) {
@@ -304,7 +313,10 @@ mod tests {
             assert!(Manifest::decode(&b).is_err(), "flip at {i} passed");
         }
         for n in 0..bytes.len() {
-            assert!(Manifest::decode(&bytes[..n]).is_err(), "truncation to {n} passed");
+            assert!(
+                Manifest::decode(&bytes[..n]).is_err(),
+                "truncation to {n} passed"
+            );
         }
         assert_eq!(object_number(&manifest_name(42)), Some(42));
         assert_eq!(object_number(&segment_name(7)), Some(7));

@@ -1,8 +1,9 @@
-//! Durable state besides the WAL: collection configuration files and the L1 checkpoint.
+//! Durable state besides the WAL: segments, manifests and tombstones on an object store
+//! (through OpenDAL), their caches, and collection configuration files.
 
 pub mod alp;
 pub mod cache;
-pub mod checkpoint;
+pub mod cold;
 pub mod manifest;
 pub mod segment;
 pub mod store;
@@ -12,6 +13,15 @@ use std::path::Path;
 
 use crate::error::{IoContext, Result};
 use crate::wal::sync_dir;
+
+/// Crash-test hook: when the environment variable `DRIFT_FAILPOINT` names this point, the
+/// process aborts here, as if the machine lost power between two durable steps.
+pub fn failpoint(name: &str) {
+    if std::env::var_os("DRIFT_FAILPOINT").is_some_and(|v| v == name) {
+        eprintln!("failpoint {name}: aborting");
+        std::process::abort();
+    }
+}
 
 /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {

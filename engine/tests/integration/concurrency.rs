@@ -86,7 +86,7 @@ fn concurrent_readers_and_writers_lose_nothing() {
         }
     };
     check(&c);
-    let scanned: usize = c.clone().scan(1000).map(|b| b.len()).sum();
+    let scanned: usize = c.clone().scan(1000).map(|b| b.unwrap().len()).sum();
     assert_eq!(scanned, (writers * per_writer * 9 / 10) as usize);
     drop((_db, c));
     let (_db, c) = open_with(dir.path(), "cc", 16);

@@ -169,25 +169,61 @@ fn damaged_wal_is_a_clear_error() {
     }
 }
 
+/// Object files of collection `w` under `folder` (segments, manifest or tombstones).
+fn objects(dir: &std::path::Path, folder: &str) -> Vec<std::path::PathBuf> {
+    let d = dir.join("collections/w/objects").join(folder);
+    let mut v: Vec<_> = std::fs::read_dir(d)
+        .map(|r| r.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 #[test]
-fn damaged_checkpoint_is_a_clear_error() {
+fn damaged_segment_or_manifest_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     {
         let (_db, c) = open_with(dir.path(), "w", 8);
         c.upsert(records(0, 600, 8, 1)).unwrap();
         c.flush().unwrap();
+        c.delete(&[3, 4]).unwrap();
+        c.upsert(records(600, 100, 8, 2)).unwrap();
+        c.flush().unwrap();
     }
-    let ck = dir.path().join("collections/w/checkpoint.bin");
-    let mut data = std::fs::read(&ck).unwrap();
-    let mid = data.len() / 2;
-    data[mid] ^= 1;
-    std::fs::write(&ck, &data).unwrap();
-    let err = Database::open(dir.path())
-        .err()
-        .expect("must fail")
-        .to_string();
-    assert!(
-        err.contains("checkpoint.bin") && err.contains("checksum"),
-        "{err}"
-    );
+    // A clean open removes objects the newest manifest no longer names.
+    drop(Database::open(dir.path()).unwrap());
+    let files: Vec<_> = ["segments", "manifest", "tombstones"]
+        .iter()
+        .flat_map(|f| objects(dir.path(), f))
+        .collect();
+    assert!(files.len() >= 4, "{files:?}");
+    for file in files {
+        let clean = std::fs::read(&file).unwrap();
+        // A flipped byte at several places, then a truncation.
+        let len = clean.len();
+        let damages: Vec<Vec<u8>> = [0, len / 3, len / 2, len.saturating_sub(70), len - 1]
+            .into_iter()
+            .map(|at| {
+                let mut d = clean.clone();
+                d[at] ^= 0x20;
+                d
+            })
+            .chain(std::iter::once(clean[..len.saturating_sub(9)].to_vec()))
+            .collect();
+        for damaged in damages {
+            std::fs::write(&file, &damaged).unwrap();
+            match Database::open(dir.path()) {
+                Err(Error::Corrupt { path, offset, .. }) => {
+                    assert_eq!(path, file);
+                    assert!(offset <= len as u64);
+                }
+                Err(other) => panic!("{}: unexpected error {other}", file.display()),
+                Ok(_) => panic!("{}: damage went unnoticed", file.display()),
+            }
+        }
+        std::fs::write(&file, &clean).unwrap();
+    }
+    let (_db, c) = open_with(dir.path(), "w", 8);
+    assert_eq!(c.stats().live_vectors, 698);
+    assert!(c.get(3).unwrap().is_none());
 }

@@ -57,7 +57,7 @@ fn upsert_replaces_and_delete_hides_across_reopen() {
             }
             assert_eq!(nearest(&c, &r.vector), r.id);
         }
-        let scanned: usize = c.clone().scan(300).map(|b| b.len()).sum();
+        let scanned: usize = c.clone().scan(300).map(|b| b.unwrap().len()).sum();
         assert_eq!(scanned, 1990);
     }
 }

@@ -1,0 +1,162 @@
+//! The cold tier of a chunk: its exact f32 vectors, used for re-ranking and rebuilding.
+//!
+//! A chunk is born with its vectors in memory. Once its segment is durable the vectors are
+//! dropped from memory and read back on demand, one ALP block at a time, through the
+//! collection's [`BlockCache`] (and, for remote stores, the disk object cache), so resident
+//! memory stays close to codes + ids.
+
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::RwLock;
+
+use crate::error::{Error, Result};
+use crate::storage::cache::BlockCache;
+use crate::storage::segment::{self, ColdLayout};
+use crate::storage::store::Store;
+
+/// Where a collection's cold blocks come from.
+#[derive(Debug)]
+pub struct ColdSource {
+    /// The object store holding the segments.
+    pub store: Arc<Store>,
+    /// Decoded blocks kept in memory.
+    pub blocks: BlockCache,
+}
+
+/// A chunk's place in a stored segment.
+#[derive(Debug, Clone)]
+pub struct StoredCold {
+    /// Where to read from.
+    pub source: Arc<ColdSource>,
+    /// Segment number.
+    pub segment: u64,
+    /// Chunk index inside the segment.
+    pub chunk: u32,
+    /// Block table of the chunk.
+    pub layout: Arc<ColdLayout>,
+}
+
+impl StoredCold {
+    fn name(&self) -> String {
+        crate::storage::manifest::segment_name(self.segment)
+    }
+
+    /// Decoded block `b` (from the cache, or read, checked and decoded).
+    fn block(&self, b: usize, rows: u32, dim: usize) -> Result<Arc<[f32]>> {
+        let key = (self.segment, self.chunk, b as u32);
+        self.source.blocks.get_or_load(key, || {
+            let name = self.name();
+            let store = &self.source.store;
+            let block = self.layout.blocks.get(b).ok_or_else(|| {
+                Error::Internal(format!("block {b} of chunk {} not in {name}", self.chunk))
+            })?;
+            let file = store.file(&name)?;
+            let raw = store.read_at(&name, &file, block.offset, block.len as u64)?;
+            let mut out = Vec::with_capacity(self.layout.block_rows as usize * dim);
+            segment::decode_block(&raw, block, b, &self.layout, rows, dim, &mut out)
+                .map_err(|e| Error::corrupt(store.path_of(&name), e.offset, e.reason))?;
+            Ok(out)
+        })
+    }
+}
+
+/// A chunk's exact vectors: in memory until stored, then on demand.
+#[derive(Debug)]
+pub struct ColdVectors {
+    dim: usize,
+    rows: u32,
+    resident: RwLock<Option<Arc<[f32]>>>,
+    stored: OnceLock<StoredCold>,
+}
+
+/// One row's vector, borrowed from a decoded block.
+pub struct RowVec {
+    block: Arc<[f32]>,
+    start: usize,
+    dim: usize,
+}
+
+impl Deref for RowVec {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        &self.block[self.start..self.start + self.dim]
+    }
+}
+
+impl ColdVectors {
+    /// Vectors held in memory (row-major).
+    pub fn resident(vectors: Vec<f32>, dim: usize) -> ColdVectors {
+        ColdVectors {
+            dim,
+            rows: (vectors.len() / dim.max(1)) as u32,
+            resident: RwLock::new(Some(vectors.into())),
+            stored: OnceLock::new(),
+        }
+    }
+
+    /// Vectors of `rows` rows that live in a stored segment.
+    pub fn stored(stored: StoredCold, rows: u32, dim: usize) -> ColdVectors {
+        let c = ColdVectors {
+            dim,
+            rows,
+            resident: RwLock::new(None),
+            stored: OnceLock::new(),
+        };
+        let _ = c.stored.set(stored);
+        c
+    }
+
+    /// Where the vectors are stored, once they are.
+    pub fn location(&self) -> Option<&StoredCold> {
+        self.stored.get()
+    }
+
+    /// Records that the vectors are durable in a segment and drops the in-memory copy.
+    pub fn mark_stored(&self, stored: StoredCold) {
+        if self.stored.set(stored).is_ok() {
+            *self.resident.write() = None;
+        }
+    }
+
+    /// The in-memory copy, if the vectors are still resident.
+    pub fn in_memory(&self) -> Option<Arc<[f32]>> {
+        self.resident.read().clone()
+    }
+
+    /// The vector of row `r`.
+    pub fn row(&self, r: usize) -> Result<RowVec> {
+        if let Some(all) = self.in_memory() {
+            return Ok(RowVec {
+                block: all,
+                start: r * self.dim,
+                dim: self.dim,
+            });
+        }
+        let s = self.location().ok_or_else(|| {
+            Error::Internal("chunk vectors are neither in memory nor stored".into())
+        })?;
+        let per = s.layout.block_rows as usize;
+        Ok(RowVec {
+            block: s.block(r / per, self.rows, self.dim)?,
+            start: (r % per) * self.dim,
+            dim: self.dim,
+        })
+    }
+
+    /// Every row's vector, row-major.
+    pub fn all(&self) -> Result<Arc<[f32]>> {
+        if let Some(all) = self.in_memory() {
+            return Ok(all);
+        }
+        let s = self.location().ok_or_else(|| {
+            Error::Internal("chunk vectors are neither in memory nor stored".into())
+        })?;
+        let mut out = Vec::with_capacity(self.rows as usize * self.dim);
+        for b in 0..s.layout.blocks.len() {
+            out.extend_from_slice(&s.block(b, self.rows, self.dim)?);
+        }
+        Ok(out.into())
+    }
+}
