@@ -164,7 +164,7 @@ mod tests {
         let mut data = vec![1.0f32; 2 * 300];
         data.extend_from_slice(&[5.0, 5.0, 9.0, 9.0, -3.0, 2.0]);
         let km = kmeans(&data, 2, 6, 10, 3);
-        let mut used = vec![false; 6];
+        let mut used = [false; 6];
         for a in &km.assignment {
             used[*a as usize] = true;
         }

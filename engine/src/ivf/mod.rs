@@ -365,14 +365,14 @@ mod tests {
         for rerank in [0, 4] {
             let mut params = SearchDefaults::default().to_params(10);
             params.rerank = rerank;
-            let visible = |id: u64, _seq: u64| id % 7 == 0;
+            let visible = |id: u64, _seq: u64| id.is_multiple_of(7);
             let (hits, _) = l1
                 .search(&vec![0.1; dim], &params, &opts, &visible, 0)
                 .unwrap();
             assert_eq!(hits.len(), 10, "rerank {rerank}");
             assert!(hits
                 .iter()
-                .all(|h| l1.chunk(h.item).ids[h.item.2 as usize] % 7 == 0));
+                .all(|h| l1.chunk(h.item).ids[h.item.2 as usize].is_multiple_of(7)));
             let all = |_: u64, _: u64| true;
             let (unfiltered, _) = l1.search(&vec![0.1; dim], &params, &opts, &all, 0).unwrap();
             assert_eq!(unfiltered.len(), 10);

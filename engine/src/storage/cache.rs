@@ -193,10 +193,13 @@ impl CacheCounters {
 /// Key of a decoded block: (segment number, chunk, block).
 pub type BlockKey = (u64, u32, u32);
 
+/// The blocks held and their eviction order.
+type Blocks = (HashMap<BlockKey, Arc<[f32]>>, S3Fifo<BlockKey>);
+
 /// Decoded cold blocks kept in memory under a byte budget.
 #[derive(Debug)]
 pub struct BlockCache {
-    inner: Mutex<(HashMap<BlockKey, Arc<[f32]>>, S3Fifo<BlockKey>)>,
+    inner: Mutex<Blocks>,
     /// Counters.
     pub counters: CacheCounters,
 }
@@ -227,8 +230,8 @@ impl BlockCache {
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
         let block: Arc<[f32]> = load()?.into();
         let mut g = self.inner.lock();
-        if !g.0.contains_key(&key) {
-            g.0.insert(key, block.clone());
+        if let std::collections::hash_map::Entry::Vacant(slot) = g.0.entry(key) {
+            slot.insert(block.clone());
             let evicted = g.1.insert(key, (block.len() * 4) as u64);
             self.counters
                 .evictions
