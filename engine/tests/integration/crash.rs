@@ -33,7 +33,7 @@ fn crash_child() {
             // every background flush), so the kill can land in the middle of one.
             c.maintain(2).unwrap();
         }
-        if next % 5 == 0 {
+        if next.is_multiple_of(5) {
             c.delete(&[next - 1]).unwrap();
             writeln!(out, "deleted {}", next - 1).unwrap();
         }
