@@ -15,11 +15,19 @@ use crate::error::{IoContext, Result};
 use crate::wal::sync_dir;
 
 /// Crash-test hook: when the environment variable `DRIFT_FAILPOINT` names this point, the
-/// process aborts here, as if the machine lost power between two durable steps.
+/// process aborts here, as if the machine lost power between two durable steps. With
+/// `DRIFT_FAILPOINT_SKIP=n`, the first `n` passes through the point go on.
 pub fn failpoint(name: &str) {
+    static PASSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     if std::env::var_os("DRIFT_FAILPOINT").is_some_and(|v| v == name) {
-        eprintln!("failpoint {name}: aborting");
-        std::process::abort();
+        let skip: u64 = std::env::var("DRIFT_FAILPOINT_SKIP")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if PASSES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= skip {
+            eprintln!("failpoint {name}: aborting");
+            std::process::abort();
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 mod concurrency;
 mod crash;
 mod durability;
+mod failpoints;
 mod maintenance;
 
 use drift_engine::{CollectionConfig, Database, Metric, Record};
