@@ -6,6 +6,7 @@ mod concurrency;
 mod crash;
 mod durability;
 mod failpoints;
+mod fixtures;
 mod maintenance;
 
 use drift_engine::{CollectionConfig, Database, Metric, Record};
