@@ -75,6 +75,9 @@ fn memory_operator(name: &str) -> Result<opendal::Operator> {
 }
 
 fn s3_operator(rest: &str) -> Result<opendal::Operator> {
+    // The HTTP transport OpenDAL's S3 service sends requests with (installed once).
+    static HTTP: OnceLock<()> = OnceLock::new();
+    HTTP.get_or_init(opendal::install_default);
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
     if bucket.is_empty() {

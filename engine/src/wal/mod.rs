@@ -9,8 +9,8 @@
 //! order) and wakes the others. Files are named by the first sequence number they hold and are
 //! deleted once a checkpoint covers all their records.
 
-mod record;
-mod replay;
+pub mod record;
+pub mod replay;
 
 pub use record::{decode_record, encode_record, WalOp, FRAME_HEADER, MAX_RECORD};
 pub use replay::{replay, Replayed};

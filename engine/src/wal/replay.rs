@@ -67,8 +67,10 @@ pub fn replay(dir: &Path, checkpoint_seq: u64) -> Result<Replayed> {
     Ok(out)
 }
 
-/// Parses one file; returns the length of its valid prefix.
-fn read_file(
+/// Parses one log file (`data`, read from `path`), appending operations above
+/// `checkpoint_seq` to `out`; returns the length of its valid prefix. Only the newest file
+/// (`is_last`) may end in a torn record; damage anywhere else is an error.
+pub fn read_file(
     path: &Path,
     data: &[u8],
     is_last: bool,

@@ -21,7 +21,13 @@ const POINTS: [&str; 4] = [
 
 /// The child's workload, deterministic: upserts, then deletes of some of them, then a few
 /// more upserts (so that a later commit covers the deletes).
-fn workload(step: usize) -> (Vec<drift_engine::Record>, Vec<u64>, Vec<drift_engine::Record>) {
+fn workload(
+    step: usize,
+) -> (
+    Vec<drift_engine::Record>,
+    Vec<u64>,
+    Vec<drift_engine::Record>,
+) {
     let first = (step as u64 % 3) * 400;
     (
         records(first, 700, 8, 100 + step as u64),
@@ -115,7 +121,10 @@ fn a_crash_at_any_durable_step_loses_nothing() {
             let c = db.collection("fp").unwrap();
             for (id, want) in &expect {
                 let got = c.get(*id).unwrap().map(|r| r.vector);
-                assert_eq!(&got, want, "{point} (skip {skip}): id {id} after step {acked:?}");
+                assert_eq!(
+                    &got, want,
+                    "{point} (skip {skip}): id {id} after step {acked:?}"
+                );
             }
             // Unacknowledged writes of the step in flight may or may not have survived.
             assert!(c.stats().live_vectors >= expect.values().filter(|v| v.is_some()).count());

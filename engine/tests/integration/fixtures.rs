@@ -17,7 +17,12 @@ fn fixture_dir() -> PathBuf {
 
 /// Record `i` of the fixture: decimal and integer-valued components, a payload on some.
 fn record(i: u64) -> Record {
-    let v = vec![i as f32, (i % 7) as f32 * 0.25, -(i as f32) / 8.0, 3.5 + i as f32 * 0.1];
+    let v = vec![
+        i as f32,
+        (i % 7) as f32 * 0.25,
+        -(i as f32) / 8.0,
+        3.5 + i as f32 * 0.1,
+    ];
     let mut r = Record::new(i, v);
     if i % 4 == 0 {
         r.payload = Some(format!("{{\"n\":{i}}}"));
@@ -64,7 +69,10 @@ fn write_fixture(dir: &Path) {
 }
 
 fn only_file(dir: &Path) -> PathBuf {
-    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     files.pop().unwrap()
 }
@@ -78,7 +86,10 @@ fn fixture_collection_reads_back_unchanged() {
     let objects = fixture.join("collections/fx/objects");
     // Byte level: decoding and re-encoding gives the committed bytes back.
     let seg_dir = objects.join("segments");
-    let mut segs: Vec<_> = std::fs::read_dir(&seg_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut segs: Vec<_> = std::fs::read_dir(&seg_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     segs.sort();
     assert!(!segs.is_empty());
     for path in &segs {
