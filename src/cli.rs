@@ -52,7 +52,7 @@ pub enum Command {
         #[arg(long)]
         input: PathBuf,
     },
-    /// Move memtable rows into buckets and checkpoint.
+    /// Move memtable rows into buckets and commit them to storage.
     Flush {
         /// Collection name.
         name: String,
