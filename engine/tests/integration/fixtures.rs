@@ -24,7 +24,7 @@ fn record(i: u64) -> Record {
         3.5 + i as f32 * 0.1,
     ];
     let mut r = Record::new(i, v);
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         r.payload = Some(format!("{{\"n\":{i}}}"));
     }
     r
