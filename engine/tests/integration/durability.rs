@@ -235,3 +235,22 @@ fn deletes_of_stored_rows_become_tombstones_and_survive() {
     assert!(c.get(7).unwrap().is_some());
     assert_eq!(c.stats().live_vectors, 708);
 }
+
+#[test]
+fn source_offsets_are_committed_with_the_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let offsets: std::collections::BTreeMap<String, i64> =
+        [("events/0".to_string(), 42), ("events/3".to_string(), 7)].into();
+    {
+        let (_db, c) = open_with(dir.path(), "o", 8);
+        c.upsert(records(0, 50, 8, 1)).unwrap();
+        c.stage_source_offsets(&offsets);
+        // Staged, not durable until the next commit.
+        assert!(c.source_offsets().is_empty());
+        c.flush().unwrap();
+        assert_eq!(c.source_offsets(), offsets);
+    }
+    let (_db, c) = open_with(dir.path(), "o", 8);
+    assert_eq!(c.source_offsets(), offsets);
+    assert_eq!(c.stats().live_vectors, 50);
+}
