@@ -200,14 +200,12 @@ impl Persist {
                 own,
             )));
         }
-        let mut pending = Vec::new();
         for &t in &m.tombstones {
             let tname = tombstone_name(t);
             let deletes =
                 decode_tombstones(&store.read(&tname)?).map_err(|e| corrupt(store, &tname, e))?;
             for (id, seq) in deletes {
                 idmap.load_delete(id, seq);
-                pending.push((id, seq));
             }
         }
         for b in &buckets {
@@ -224,7 +222,10 @@ impl Persist {
         let mut s = self.state.lock();
         s.segments = infos;
         s.offsets = m.offsets.clone();
-        s.manifest = m;
+        s.manifest = Manifest {
+            buckets: Vec::new(),
+            ..m
+        };
         drop(s);
         self.remove_orphans()?;
         Ok((layer, seq))
@@ -242,42 +243,23 @@ impl Persist {
         let name = segment_name(seg);
         let bytes = store.read(&name)?;
         let err = |e| corrupt(store, &name, e);
-        let len = bytes.len() as u64;
-        if len < segment::HEADER + segment::FOOTER {
-            return Err(err(FormatError {
-                offset: 0,
-                reason: format!("{len} bytes is too short for a segment"),
-            }));
-        }
-        let footer =
-            segment::read_footer(&bytes[(len - segment::FOOTER) as usize..], len).map_err(err)?;
-        let file_dim = segment::read_header(&bytes[..segment::HEADER as usize]).map_err(err)?;
-        if file_dim != dim {
+        let meta = segment::check(&bytes).map_err(err)?;
+        if meta.dim != dim {
             return Err(Error::corrupt(
                 store.path_of(&name),
                 12,
-                format!("segment has dimension {file_dim}, collection has {dim}"),
+                format!("segment has dimension {}, collection has {dim}", meta.dim),
             ));
         }
-        let slice = |(off, n): (u64, u64)| &bytes[off as usize..(off + n) as usize];
-        let meta = segment::read_meta(slice(footer.meta_range()), &footer, dim).map_err(err)?;
-        let hot = slice(footer.hot_range());
-        segment::check_hot(hot, &meta).map_err(err)?;
-        if crc32c::crc32c(slice((meta.cold.0, meta.cold.1))) != meta.cold.2 {
-            return Err(Error::corrupt(
-                store.path_of(&name),
-                meta.cold.0,
-                "cold region checksum mismatch",
-            ));
-        }
+        let hot = segment::slice(&bytes, meta.hot);
         let mut out = Vec::new();
         for (i, ch) in meta.chunks.iter().enumerate() {
             if !wanted.contains(&(seg, i as u32)) {
                 continue;
             }
             let (ids, seqs, codes) = segment::hot_rows(hot, &meta, i);
-            let payloads = segment::decode_payloads(slice((ch.payload_offset, ch.payload_len)), ch)
-                .map_err(err)?;
+            let payload = segment::slice(&bytes, (ch.payload_offset, ch.payload_len));
+            let payloads = segment::decode_payloads(payload, ch).map_err(err)?;
             let cold = ColdVectors::stored(
                 StoredCold {
                     source: self.cold.clone(),
@@ -294,7 +276,7 @@ impl Persist {
         Ok((
             SegmentInfo {
                 bloom: meta.bloom,
-                bytes: len,
+                bytes: bytes.len() as u64,
             },
             out,
         ))
@@ -498,7 +480,11 @@ impl Persist {
             .chain(dropped_tombs)
             .chain(std::iter::once(manifest_name(s.manifest.version)))
             .collect();
-        s.manifest = m;
+        // The bucket table lives in the layer; only the manifest's bookkeeping is kept.
+        s.manifest = Manifest {
+            buckets: Vec::new(),
+            ..m
+        };
         drop(s);
         for name in old_garbage {
             if let Err(e) = store.delete(&name) {

@@ -243,13 +243,15 @@ impl Bucket {
         let dim = self.centroid.len();
         let mut out = MemBuffer::default();
         for c in &self.chunks {
-            if !(0..c.len()).any(|r| is_current(c.ids[r], c.seqs[r])) {
-                continue;
-            }
-            let vectors = c.vectors()?;
+            // Vectors are read only for chunks that still hold a current row.
+            let mut vectors = None;
             for r in 0..c.len() {
                 if is_current(c.ids[r], c.seqs[r]) {
-                    let v = &vectors[r * dim..(r + 1) * dim];
+                    let all = match &vectors {
+                        Some(all) => all,
+                        None => vectors.insert(c.vectors()?),
+                    };
+                    let v = &all[r * dim..(r + 1) * dim];
                     out.push(c.ids[r], c.seqs[r], v, c.payloads[r].clone());
                 }
             }

@@ -151,29 +151,21 @@ fn choose_exponents(values: &[f32]) -> (usize, usize) {
 
 fn encode_alp(values: &[f32], out: &mut Vec<u8>) {
     let (e, f) = choose_exponents(values);
-    let mut ints = Vec::with_capacity(values.len());
-    let mut exceptions = Vec::new();
-    for (i, &x) in values.iter().enumerate() {
-        let d = alp_encode(x, e, f);
-        if round_trips(x, d, e, f) {
-            ints.push(d);
-        } else {
-            exceptions.push((i as u16, x.to_bits()));
-            ints.push(i64::MIN); // placeholder, replaced by the base below
-        }
-    }
-    let base = ints
+    // `None` marks an exception: its slot packs as 0 (the frame base) and the raw bits
+    // are stored after the packed integers.
+    let ints: Vec<Option<i64>> = values
         .iter()
-        .copied()
-        .filter(|&d| d != i64::MIN)
-        .min()
-        .unwrap_or(0);
-    let top = ints
+        .map(|&x| Some(alp_encode(x, e, f)).filter(|&d| round_trips(x, d, e, f)))
+        .collect();
+    let exceptions: Vec<(u16, u32)> = ints
         .iter()
-        .copied()
-        .filter(|&d| d != i64::MIN)
-        .max()
-        .unwrap_or(0);
+        .zip(values)
+        .enumerate()
+        .filter(|(_, (d, _))| d.is_none())
+        .map(|(i, (_, x))| (i as u16, x.to_bits()))
+        .collect();
+    let base = ints.iter().flatten().copied().min().unwrap_or(0);
+    let top = ints.iter().flatten().copied().max().unwrap_or(0);
     let width = bits_for(top.wrapping_sub(base) as u64);
     out.push(SCHEME_ALP);
     out.push(e as u8);
@@ -182,21 +174,26 @@ fn encode_alp(values: &[f32], out: &mut Vec<u8>) {
     out.extend_from_slice(&base.to_le_bytes());
     out.extend_from_slice(&(exceptions.len() as u16).to_le_bytes());
     pack(
-        ints.iter().map(|&d| {
-            if d == i64::MIN {
-                0
-            } else {
-                d.wrapping_sub(base) as u64
-            }
-        }),
+        ints.iter()
+            .map(|d| d.map_or(0, |d| d.wrapping_sub(base) as u64)),
         width,
         out,
     );
-    for (pos, _) in &exceptions {
+    put_exceptions(&exceptions, |v: &u32| v.to_le_bytes(), out);
+}
+
+/// Appends exception positions, then their values (`bytes` encodes one): the layout
+/// [`apply_exceptions`] reads.
+fn put_exceptions<T, const N: usize>(
+    exceptions: &[(u16, T)],
+    bytes: impl Fn(&T) -> [u8; N],
+    out: &mut Vec<u8>,
+) {
+    for (pos, _) in exceptions {
         out.extend_from_slice(&pos.to_le_bytes());
     }
-    for (_, bits) in &exceptions {
-        out.extend_from_slice(&bits.to_le_bytes());
+    for (_, v) in exceptions {
+        out.extend_from_slice(&bytes(v));
     }
 }
 
@@ -252,12 +249,7 @@ fn encode_rd(values: &[f32], out: &mut Vec<u8>) {
         right,
         out,
     );
-    for (pos, _) in &exceptions {
-        out.extend_from_slice(&pos.to_le_bytes());
-    }
-    for (_, left) in &exceptions {
-        out.extend_from_slice(&left.to_le_bytes());
-    }
+    put_exceptions(&exceptions, |v: &u16| v.to_le_bytes(), out);
 }
 
 /// Appends one compressed block of at most [`BLOCK_VALUES`] values to `out`.

@@ -124,9 +124,9 @@ fn mix(mut x: u64) -> u64 {
 }
 
 impl Bloom {
-    /// A filter holding `ids` (about 1% false positives).
-    pub fn build(ids: impl ExactSizeIterator<Item = u64>) -> Bloom {
-        let bytes = (ids.len() * BLOOM_BITS_PER_KEY).div_ceil(8).max(8);
+    /// A filter holding the `count` ids of `ids` (about 1% false positives).
+    pub fn build(count: usize, ids: impl Iterator<Item = u64>) -> Bloom {
+        let bytes = (count * BLOOM_BITS_PER_KEY).div_ceil(8).max(8);
         let mut b = Bloom {
             hashes: BLOOM_HASHES,
             bits: vec![0; bytes],
@@ -241,16 +241,11 @@ pub fn encode(dim: usize, chunks: &[ChunkInput]) -> (Vec<u8>, SegmentMeta) {
         (out.len() - cold_start) as u64,
         crc32c::crc32c(&out[cold_start..]),
     );
-    let bloom = Bloom::build(
-        chunks
-            .iter()
-            .flat_map(|c| c.ids.iter().copied())
-            .collect::<Vec<_>>()
-            .into_iter(),
-    );
+    let rows: usize = chunks.iter().map(|c| c.ids.len()).sum();
+    let bloom = Bloom::build(rows, chunks.iter().flat_map(|c| c.ids.iter().copied()));
     let meta = SegmentMeta {
         dim,
-        rows: chunks.iter().map(|c| c.ids.len() as u64).sum(),
+        rows: rows as u64,
         chunks: metas,
         bloom,
         hot,
@@ -597,30 +592,42 @@ pub struct DecodedChunk {
     pub payloads: Vec<Option<Arc<str>>>,
 }
 
-/// Reads and checks a whole segment held in memory.
-pub fn decode(bytes: &[u8]) -> Result<Decoded, FormatError> {
+/// Checks a whole segment held in memory: footer, header, metadata, and the checksums of the
+/// hot and cold regions. Returns the metadata; the hot region is at [`SegmentMeta::hot`].
+pub fn check(bytes: &[u8]) -> Result<SegmentMeta, FormatError> {
     let len = bytes.len() as u64;
     if len < HEADER + FOOTER {
         return Err(bad(0, format!("{len} bytes is too short for a segment")));
     }
     let footer = read_footer(&bytes[(len - FOOTER) as usize..], len)?;
     let dim = read_header(&bytes[..HEADER as usize])?;
-    let slice = |(off, n): (u64, u64)| &bytes[off as usize..(off + n) as usize];
-    let meta = read_meta(slice(footer.meta_range()), &footer, dim)?;
-    let hot = slice(footer.hot_range());
-    check_hot(hot, &meta)?;
-    if crc32c::crc32c(slice((meta.cold.0, meta.cold.1))) != meta.cold.2 {
+    let meta = read_meta(slice(bytes, footer.meta_range()), &footer, dim)?;
+    check_hot(slice(bytes, footer.hot_range()), &meta)?;
+    if crc32c::crc32c(slice(bytes, (meta.cold.0, meta.cold.1))) != meta.cold.2 {
         return Err(bad(meta.cold.0, "cold region checksum mismatch"));
     }
+    Ok(meta)
+}
+
+/// The `(offset, length)` range of `bytes` (already checked to lie inside it).
+pub fn slice(bytes: &[u8], (off, n): (u64, u64)) -> &[u8] {
+    &bytes[off as usize..(off + n) as usize]
+}
+
+/// Reads and checks a whole segment held in memory, decoding every block.
+pub fn decode(bytes: &[u8]) -> Result<Decoded, FormatError> {
+    let meta = check(bytes)?;
+    let dim = meta.dim;
+    let hot = slice(bytes, meta.hot);
     let mut chunks = Vec::with_capacity(meta.chunks.len());
     for (c, ch) in meta.chunks.iter().enumerate() {
         let (ids, seqs, codes) = hot_rows(hot, &meta, c);
         let mut vectors = Vec::with_capacity(ch.rows as usize * dim);
         for (b, block) in ch.cold.blocks.iter().enumerate() {
-            let raw = slice((block.offset, block.len as u64));
+            let raw = slice(bytes, (block.offset, block.len as u64));
             decode_block(raw, block, b, &ch.cold, ch.rows, dim, &mut vectors)?;
         }
-        let payloads = decode_payloads(slice((ch.payload_offset, ch.payload_len)), ch)?;
+        let payloads = decode_payloads(slice(bytes, (ch.payload_offset, ch.payload_len)), ch)?;
         chunks.push(DecodedChunk {
             ids,
             seqs,
@@ -632,62 +639,74 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, FormatError> {
     Ok(Decoded { meta, chunks })
 }
 
+impl DecodedChunk {
+    /// This chunk as input for [`encode`] (with `meta`, its entry in the metadata).
+    pub fn input<'a>(&'a self, meta: &'a ChunkMeta) -> ChunkInput<'a> {
+        ChunkInput {
+            bucket: meta.bucket,
+            ids: &self.ids,
+            seqs: &self.seqs,
+            codes: &self.codes,
+            quant: &meta.quant,
+            vectors: &self.vectors,
+            payloads: &self.payloads,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sample(dim: usize, rows: usize) -> (Vec<u64>, Vec<u64>, Vec<f32>, Sq8, Vec<u8>) {
-        let ids: Vec<u64> = (0..rows as u64).map(|i| i * 3 + 1).collect();
-        let seqs: Vec<u64> = (0..rows as u64).map(|i| i + 100).collect();
+    /// `rows` integer-valued rows with their codes, and a payload on every `every`-th row.
+    fn sample(dim: usize, rows: usize, every: usize) -> (DecodedChunk, Sq8) {
         let vectors: Vec<f32> = (0..rows * dim).map(|i| ((i * 7) % 256) as f32).collect();
         let quant = Sq8::fit(&vectors, dim);
         let mut codes = Vec::new();
         for v in vectors.chunks_exact(dim) {
             quant.encode_into(v, &mut codes);
         }
-        (ids, seqs, vectors, quant, codes)
+        let chunk = DecodedChunk {
+            ids: (0..rows as u64).map(|i| i * 3 + 1).collect(),
+            seqs: (0..rows as u64).map(|i| i + 100).collect(),
+            codes,
+            vectors,
+            payloads: (0..rows)
+                .map(|i| (every > 0 && i % every == 0).then(|| Arc::from(format!("{{\"i\":{i}}}"))))
+                .collect(),
+        };
+        (chunk, quant)
+    }
+
+    fn input<'a>(c: &'a DecodedChunk, quant: &'a Sq8, bucket: u32) -> ChunkInput<'a> {
+        ChunkInput {
+            bucket,
+            ids: &c.ids,
+            seqs: &c.seqs,
+            codes: &c.codes,
+            quant,
+            vectors: &c.vectors,
+            payloads: &c.payloads,
+        }
     }
 
     #[test]
     fn round_trip_and_bloom() {
         let dim = 12;
-        let (ids, seqs, vectors, quant, codes) = sample(dim, 300);
-        let payloads: Vec<Option<Arc<str>>> = (0..300)
-            .map(|i| (i % 3 == 0).then(|| Arc::from(format!("{{\"i\":{i}}}"))))
-            .collect();
-        let none = vec![None; 10];
-        let (ids2, seqs2, vectors2, quant2, codes2) = sample(dim, 10);
-        let inputs = [
-            ChunkInput {
-                bucket: 4,
-                ids: &ids,
-                seqs: &seqs,
-                codes: &codes,
-                quant: &quant,
-                vectors: &vectors,
-                payloads: &payloads,
-            },
-            ChunkInput {
-                bucket: 9,
-                ids: &ids2,
-                seqs: &seqs2,
-                codes: &codes2,
-                quant: &quant2,
-                vectors: &vectors2,
-                payloads: &none,
-            },
-        ];
-        let (bytes, meta) = encode(dim, &inputs);
+        let (a, qa) = sample(dim, 300, 3);
+        let (b, qb) = sample(dim, 10, 0);
+        let (bytes, meta) = encode(dim, &[input(&a, &qa, 4), input(&b, &qb, 9)]);
         let d = decode(&bytes).unwrap();
         assert_eq!(d.meta, meta);
-        assert_eq!(d.chunks[0].ids, ids);
-        assert_eq!(d.chunks[0].seqs, seqs);
-        assert_eq!(d.chunks[0].codes, codes);
-        assert_eq!(d.chunks[0].vectors, vectors);
-        assert_eq!(d.chunks[0].payloads, payloads);
-        assert_eq!(d.chunks[1].vectors, vectors2);
+        assert_eq!(d.chunks[0].ids, a.ids);
+        assert_eq!(d.chunks[0].seqs, a.seqs);
+        assert_eq!(d.chunks[0].codes, a.codes);
+        assert_eq!(d.chunks[0].vectors, a.vectors);
+        assert_eq!(d.chunks[0].payloads, a.payloads);
+        assert_eq!(d.chunks[1].vectors, b.vectors);
+        assert_eq!(d.chunks[1].payloads, b.payloads);
         assert_eq!(meta.chunks[1].bucket, 9);
-        assert!(ids.iter().all(|&i| meta.bloom.may_contain(i)));
+        assert!(a.ids.iter().all(|&i| meta.bloom.may_contain(i)));
         let false_hits = (1_000_000..1_010_000u64)
             .filter(|&i| meta.bloom.may_contain(i))
             .count();
@@ -700,20 +719,8 @@ mod tests {
     #[test]
     fn every_flipped_byte_and_every_truncation_is_caught() {
         let dim = 8;
-        let (ids, seqs, vectors, quant, codes) = sample(dim, 40);
-        let payloads = vec![Some(Arc::from("{}")); 40];
-        let (bytes, _) = encode(
-            dim,
-            &[ChunkInput {
-                bucket: 1,
-                ids: &ids,
-                seqs: &seqs,
-                codes: &codes,
-                quant: &quant,
-                vectors: &vectors,
-                payloads: &payloads,
-            }],
-        );
+        let (a, qa) = sample(dim, 40, 1);
+        let (bytes, _) = encode(dim, &[input(&a, &qa, 1)]);
         for i in 0..bytes.len() {
             let mut b = bytes.clone();
             b[i] ^= 0x41;

@@ -4,12 +4,11 @@
 //! last whole record, and damage inside the WAL is a clear error.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use drift_engine::{Database, Error};
 
-use crate::{open_with, records};
+use crate::{open_with, records, spawn_child};
 
 const CHILD_ENV: &str = "DRIFT_CRASH_CHILD_DIR";
 
@@ -45,23 +44,10 @@ fn crash_child() {
 #[test]
 fn sigkill_loses_no_acknowledged_upsert() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let mut acked = 0u64;
     let mut deleted = std::collections::HashSet::new();
     for round in 0..5 {
-        let mut child = Command::new(&exe)
-            .args([
-                "crash::crash_child",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_child("crash::crash_child", &[(CHILD_ENV, dir.path().as_os_str())]);
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let start = Instant::now();

@@ -5,11 +5,10 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 
 use drift_engine::Database;
 
-use crate::{open_with, records};
+use crate::{open_with, records, spawn_child};
 
 const CHILD_ENV: &str = "DRIFT_FAILPOINT_CHILD_DIR";
 const POINTS: [&str; 4] = [
@@ -62,26 +61,19 @@ fn failpoint_child() {
 
 #[test]
 fn a_crash_at_any_durable_step_loses_nothing() {
-    let exe = std::env::current_exe().unwrap();
     let mut crashed: HashMap<&str, usize> = HashMap::new();
     for point in POINTS {
         for skip in 0..3 {
             let dir = tempfile::tempdir().unwrap();
-            let child = Command::new(&exe)
-                .args([
-                    "failpoints::failpoint_child",
-                    "--exact",
-                    "--ignored",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env(CHILD_ENV, dir.path())
-                .env("DRIFT_FAILPOINT", point)
-                .env("DRIFT_FAILPOINT_SKIP", skip.to_string())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
+            let skip_text = skip.to_string();
+            let child = spawn_child(
+                "failpoints::failpoint_child",
+                &[
+                    (CHILD_ENV, dir.path().as_os_str()),
+                    ("DRIFT_FAILPOINT", point.as_ref()),
+                    ("DRIFT_FAILPOINT_SKIP", skip_text.as_ref()),
+                ],
+            );
             let out = child.wait_with_output().unwrap();
             // Steps fully acknowledged, and whether the next one's upserts were.
             let (mut acked, mut half) = (None, false);

@@ -99,15 +99,7 @@ fn fixture_collection_reads_back_unchanged() {
             .chunks
             .iter()
             .zip(&d.meta.chunks)
-            .map(|(c, m)| segment::ChunkInput {
-                bucket: m.bucket,
-                ids: &c.ids,
-                seqs: &c.seqs,
-                codes: &c.codes,
-                quant: &m.quant,
-                vectors: &c.vectors,
-                payloads: &c.payloads,
-            })
+            .map(|(c, m)| c.input(m))
             .collect();
         let (again, _) = segment::encode(d.meta.dim, &inputs);
         assert!(again == bytes, "{} re-encodes differently", path.display());

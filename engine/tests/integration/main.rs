@@ -28,6 +28,25 @@ pub fn records(first: u64, n: usize, dim: usize, seed: u64) -> Vec<Record> {
         .collect()
 }
 
+/// Starts this test binary again running only the ignored helper test `test` (a child that
+/// is crashed on purpose), with `env` set and its stdout piped.
+pub fn spawn_child(test: &str, env: &[(&str, &std::ffi::OsStr)]) -> std::process::Child {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        test,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
 /// A small-memtable configuration so tests cross freeze, flush and training quickly.
 pub fn small_config(dim: usize) -> CollectionConfig {
     let mut c = CollectionConfig::new(dim, Metric::L2);
