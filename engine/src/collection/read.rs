@@ -340,8 +340,15 @@ impl Collection {
 struct Rows<'a> {
     ids: &'a [u64],
     seqs: &'a [u64],
-    vectors: &'a [f32],
+    vectors: RowVectors<'a>,
     payloads: &'a [Option<Arc<str>>],
+}
+
+/// Where the vectors of [`Rows`] are: in memory, or in a chunk's cold tier (read only once a
+/// visible row needs them).
+enum RowVectors<'a> {
+    Memory(&'a [f32]),
+    Cold(&'a crate::ivf::Chunk),
 }
 
 impl Rows<'_> {
@@ -353,19 +360,25 @@ impl Rows<'_> {
         visible: &dyn Fn(u64, u64) -> bool,
         out: &mut Vec<Record>,
         want: usize,
-    ) -> usize {
+    ) -> Result<usize> {
+        let mut loaded: Option<Arc<[f32]>> = None;
         let mut r = start;
         while r < self.ids.len() && out.len() < want {
             if visible(self.ids[r], self.seqs[r]) {
+                let all: &[f32] = match (&self.vectors, &loaded) {
+                    (RowVectors::Memory(v), _) => v,
+                    (RowVectors::Cold(_), Some(v)) => v,
+                    (RowVectors::Cold(c), None) => loaded.insert(c.vectors()?),
+                };
                 out.push(Record {
                     id: self.ids[r],
-                    vector: self.vectors[r * dim..(r + 1) * dim].to_vec(),
+                    vector: all[r * dim..(r + 1) * dim].to_vec(),
                     payload: self.payloads[r].as_ref().map(|p| p.to_string()),
                 });
             }
             r += 1;
         }
-        r
+        Ok(r)
     }
 }
 
@@ -389,19 +402,15 @@ impl ScanIter {
         for b in self.version.l1.buckets() {
             if idx < b.chunks.len() {
                 let c = &b.chunks[idx];
-                if !(self.row..c.len()).any(|r| visible(c.ids[r], c.seqs[r])) {
-                    return Ok(Some(c.len()));
-                }
-                let vectors = c.vectors()?;
                 let rows = Rows {
                     ids: &c.ids,
                     seqs: &c.seqs,
-                    vectors: &vectors,
+                    vectors: RowVectors::Cold(c),
                     payloads: &c.payloads,
                 };
-                return Ok(Some(
-                    rows.collect_visible(self.row, dim, &visible, out, want),
-                ));
+                return rows
+                    .collect_visible(self.row, dim, &visible, out, want)
+                    .map(Some);
             }
             idx -= b.chunks.len();
         }
@@ -418,12 +427,11 @@ impl ScanIter {
         let rows = Rows {
             ids: &buf.ids,
             seqs: &buf.seqs,
-            vectors: &buf.vectors,
+            vectors: RowVectors::Memory(&buf.vectors),
             payloads: &buf.payloads,
         };
-        Ok(Some(
-            rows.collect_visible(self.row, dim, &visible, out, want),
-        ))
+        rows.collect_visible(self.row, dim, &visible, out, want)
+            .map(Some)
     }
 
     fn part_len(&self, part: usize) -> usize {
