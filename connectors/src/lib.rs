@@ -6,5 +6,7 @@
 //! - [`sql`]: DataFusion integration: collections as tables, `vector_search(...)`, distance
 //!   functions, and an optimizer rule that answers `ORDER BY l2_distance(...) LIMIT k` with
 //!   an index search. One call, [`sql::register`], sets up a `SessionContext`.
+//! - [`kafka`]: the Kafka sink, effectively exactly-once ingestion from a consumer group.
 
+pub mod kafka;
 pub mod sql;

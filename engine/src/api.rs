@@ -33,6 +33,25 @@ impl Record {
     }
 }
 
+/// One change in an ordered batch (see [`VectorWrite::write`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// Insert or replace the record with this id.
+    Upsert(Record),
+    /// Remove the id (nothing happens if it does not exist).
+    Delete(u64),
+}
+
+impl Write {
+    /// The id the change concerns.
+    pub fn id(&self) -> u64 {
+        match self {
+            Write::Upsert(r) => r.id,
+            Write::Delete(id) => *id,
+        }
+    }
+}
+
 /// One search result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Hit {
@@ -70,6 +89,16 @@ pub trait VectorWrite: VectorRead {
     fn upsert(&self, records: Vec<Record>) -> Result<u64>;
     /// Deletes ids; returns how many existed.
     fn delete(&self, ids: &[u64]) -> Result<u64>;
+    /// Applies upserts and deletes in order and records the source offsets they reach in
+    /// the same durable batch; returns once durable.
+    fn write(&self, writes: Vec<Write>, source: &[(String, i64)]) -> Result<u64>;
+    /// Checks a record (dimension, finite values, payload) without writing it.
+    fn validate(&self, record: &Record) -> Result<()>;
+    /// Source offsets covered by the durable state (key → next offset to read).
+    fn source_offsets(&self) -> std::collections::BTreeMap<String, i64>;
+    /// True while rows frozen for flushing exceed the collection's backlog limit; writers
+    /// that can wait (the Kafka sink) should pause until it clears.
+    fn backlogged(&self) -> bool;
     /// Moves memtable rows into buckets and checkpoints.
     fn flush(&self) -> Result<FlushReport>;
     /// Re-trains centroids from a sample.
@@ -103,6 +132,18 @@ impl VectorWrite for Collection {
     }
     fn delete(&self, ids: &[u64]) -> Result<u64> {
         Collection::delete(self, ids)
+    }
+    fn write(&self, writes: Vec<Write>, source: &[(String, i64)]) -> Result<u64> {
+        Collection::write(self, writes, source)
+    }
+    fn validate(&self, record: &Record) -> Result<()> {
+        Collection::validate(self, record).map(|_| ())
+    }
+    fn source_offsets(&self) -> std::collections::BTreeMap<String, i64> {
+        Collection::source_offsets(self)
+    }
+    fn backlogged(&self) -> bool {
+        Collection::flush_backlog(self).over()
     }
     fn flush(&self) -> Result<FlushReport> {
         Collection::flush(self)

@@ -66,6 +66,9 @@ pub struct IndexSettings {
     pub memtable_capacity: usize,
     /// Frozen vectors waiting for flush that trigger an automatic flush into L1.
     pub flush_threshold: usize,
+    /// Frozen rows waiting for flush above which writers that can wait (the Kafka sink)
+    /// pause; see [`crate::Collection::flush_backlog`]. Never below `flush_threshold`.
+    pub max_flush_backlog: usize,
     /// Bucket size the index aims for; k-means picks `n / target_bucket_size` centroids.
     pub target_bucket_size: usize,
     /// Vectors that must have arrived before centroids are trained automatically.
@@ -139,6 +142,7 @@ impl Default for IndexSettings {
         IndexSettings {
             memtable_capacity: 8192,
             flush_threshold: 32768,
+            max_flush_backlog: 131072,
             target_bucket_size: 256,
             auto_train_min: 32768,
             train_sample: 65536,

@@ -34,8 +34,8 @@ pub mod storage;
 pub mod topk;
 pub mod wal;
 
-pub use api::{Hit, Record, VectorRead, VectorWrite};
-pub use collection::{Collection, CollectionStats, FlushReport, TrainReport};
+pub use api::{Hit, Record, VectorRead, VectorWrite, Write};
+pub use collection::{Backlog, Collection, CollectionStats, FlushReport, TrainReport};
 pub use config::{
     AdcKernel, CollectionConfig, IndexSettings, MaintenanceSettings, Metric, PolicyKind,
     SearchDefaults, SearchParams, StorageSettings,

@@ -16,7 +16,7 @@ mod write;
 
 pub use maintain::Audit;
 pub use persist::StorageStats;
-pub use read::{CollectionStats, ScanIter};
+pub use read::{Backlog, CollectionStats, ScanIter};
 pub use write::{FlushReport, TrainReport};
 
 use std::path::{Path, PathBuf};
@@ -222,6 +222,10 @@ impl Collection {
             {
                 last = Some(seq);
                 let replaced = match op {
+                    WalOp::Offsets { offsets } => {
+                        self.persist.stage_offsets(offsets);
+                        None
+                    }
                     WalOp::Upsert {
                         id,
                         vector,

@@ -121,17 +121,19 @@ impl Persist {
         self.pending_deletes.lock().push((id, seq));
     }
 
-    /// Source offsets to be recorded with the next commit.
-    pub(crate) fn stage_offsets(&self, offsets: &BTreeMap<String, i64>) {
+    /// Source offsets logged in the WAL, to be recorded with the next commit. An offset
+    /// never moves back (a replayed log holds older records than the manifest may).
+    pub(crate) fn stage_offsets(&self, offsets: Vec<(String, i64)>) {
         let mut s = self.state.lock();
         for (k, v) in offsets {
-            s.offsets.insert(k.clone(), *v);
+            let e = s.offsets.entry(k).or_insert(v);
+            *e = (*e).max(v);
         }
     }
 
-    /// Source offsets in the durable state.
-    pub(crate) fn durable_offsets(&self) -> BTreeMap<String, i64> {
-        self.state.lock().manifest.offsets.clone()
+    /// Source offsets covered by the durable state (manifest plus logged records).
+    pub(crate) fn offsets(&self) -> BTreeMap<String, i64> {
+        self.state.lock().offsets.clone()
     }
 
     /// Loads the newest manifest's state into `idmap`; returns the layer and the WAL

@@ -24,6 +24,23 @@ enum Source {
     L1(u32, u32, u32),
 }
 
+/// Rows waiting to be flushed into L1, and the most that may wait before writers that can
+/// hold back (the Kafka sink) pause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Backlog {
+    /// Rows in frozen memtables.
+    pub rows: usize,
+    /// `settings.max_flush_backlog` (at least `flush_threshold`).
+    pub limit: usize,
+}
+
+impl Backlog {
+    /// True when the backlog is over its limit.
+    pub fn over(&self) -> bool {
+        self.rows > self.limit
+    }
+}
+
 /// Counts and sizes of a collection, as reported by `drift collection stats`.
 #[derive(Debug, Clone, Serialize)]
 pub struct CollectionStats {
@@ -209,16 +226,21 @@ impl Collection {
         })
     }
 
-    /// Offsets of external sources (e.g. Kafka `topic/partition` → next offset) included in
-    /// the durable state.
+    /// Offsets of external sources (e.g. Kafka `topic/partition` → next offset to read) that
+    /// the durable state covers: the newest manifest's, advanced by every offsets record
+    /// logged through [`Collection::write`] since.
     pub fn source_offsets(&self) -> std::collections::BTreeMap<String, i64> {
-        self.persist.durable_offsets()
+        self.persist.offsets()
     }
 
-    /// Records source offsets to be made durable by the next commit (flush or maintenance
-    /// pass), together with the rows written before this call.
-    pub fn stage_source_offsets(&self, offsets: &std::collections::BTreeMap<String, i64>) {
-        self.persist.stage_offsets(offsets);
+    /// Rows frozen and waiting for a flush, against the configured limit.
+    pub fn flush_backlog(&self) -> Backlog {
+        let v = self.version.load();
+        let s = &self.config.settings;
+        Backlog {
+            rows: v.frozen.iter().map(|m| m.buf.read().len()).sum(),
+            limit: s.max_flush_backlog.max(s.flush_threshold),
+        }
     }
 
     /// The current record with this id, if it exists.

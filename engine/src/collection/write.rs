@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{Collection, Version};
-use crate::api::Record;
+use crate::api::{Record, Write};
 use crate::config::Metric;
 use crate::distance::normalize;
 use crate::error::{Error, Result};
@@ -76,16 +76,15 @@ impl Collection {
         Ok(out)
     }
 
-    fn prepare_payload(id: u64, payload: Option<String>) -> Result<Option<String>> {
-        let Some(p) = payload else { return Ok(None) };
+    fn check_payload(id: u64, p: &str) -> Result<()> {
         if p.len() > MAX_PAYLOAD_BYTES {
             return Err(Error::InvalidPayload {
                 id,
                 reason: format!("{} bytes, the limit is {MAX_PAYLOAD_BYTES}", p.len()),
             });
         }
-        match serde_json::from_str::<serde_json::Value>(&p) {
-            Ok(serde_json::Value::Object(_)) => Ok(Some(p)),
+        match serde_json::from_str::<serde_json::Value>(p) {
+            Ok(serde_json::Value::Object(_)) => Ok(()),
             Ok(_) => Err(Error::InvalidPayload {
                 id,
                 reason: "must be a JSON object".into(),
@@ -97,36 +96,71 @@ impl Collection {
         }
     }
 
+    /// Checks a record as [`Collection::upsert`] would (dimension, finite values, payload)
+    /// without writing it; returns the prepared vector.
+    pub fn validate(&self, record: &Record) -> Result<Vec<f32>> {
+        let v = self.prepare_vector(record.id, &record.vector)?;
+        if let Some(p) = &record.payload {
+            Self::check_payload(record.id, p)?;
+        }
+        Ok(v)
+    }
+
     /// Inserts or replaces records. Every record is validated first (one bad record rejects
     /// the whole call and writes nothing); returns once all are durable and visible, with the
     /// sequence number of the last one.
     pub fn upsert(&self, records: Vec<Record>) -> Result<u64> {
-        self.check_open()?;
-        let mut ops = Vec::with_capacity(records.len());
-        for r in records {
-            let vector = self.prepare_vector(r.id, &r.vector)?;
-            let payload = Self::prepare_payload(r.id, r.payload)?;
-            ops.push(WalOp::Upsert {
-                id: r.id,
-                vector,
-                payload,
-            });
-        }
-        self.wal.commit(ops, &|batch| self.apply(batch))
+        self.write(records.into_iter().map(Write::Upsert).collect(), &[])
     }
 
     /// Deletes ids; returns how many of them existed. Durable and visible on return.
     pub fn delete(&self, ids: &[u64]) -> Result<u64> {
-        self.check_open()?;
-        // Deleting an id that does not exist changes nothing, so it is not logged.
-        let ops: Vec<WalOp> = ids
+        let existing = ids
             .iter()
             .filter(|id| self.idmap.current(**id).is_some())
-            .map(|&id| WalOp::Delete { id })
-            .collect();
-        let existing = ops.len() as u64;
-        self.wal.commit(ops, &|batch| self.apply(batch))?;
+            .count() as u64;
+        self.write(ids.iter().map(|&id| Write::Delete(id)).collect(), &[])?;
         Ok(existing)
+    }
+
+    /// Applies upserts and deletes in the given order, atomically with respect to `source`:
+    /// the source offsets are logged after the writes, in the same durable batch, so after a
+    /// crash they never claim writes that were lost (see [`Collection::source_offsets`]).
+    /// Every upsert is validated first; one bad record rejects the call and writes nothing.
+    /// Returns the sequence number of the last logged operation, once durable and visible.
+    pub fn write(&self, writes: Vec<Write>, source: &[(String, i64)]) -> Result<u64> {
+        self.check_open()?;
+        let mut ops = Vec::with_capacity(writes.len() + 1);
+        // Deleting an id that neither exists nor is written earlier in the batch changes
+        // nothing, so it is not logged.
+        let mut upserted = std::collections::HashSet::new();
+        for w in writes {
+            match w {
+                Write::Upsert(r) => {
+                    let vector = self.prepare_vector(r.id, &r.vector)?;
+                    if let Some(p) = &r.payload {
+                        Self::check_payload(r.id, p)?;
+                    }
+                    upserted.insert(r.id);
+                    ops.push(WalOp::Upsert {
+                        id: r.id,
+                        vector,
+                        payload: r.payload,
+                    });
+                }
+                Write::Delete(id) => {
+                    if upserted.contains(&id) || self.idmap.current(id).is_some() {
+                        ops.push(WalOp::Delete { id });
+                    }
+                }
+            }
+        }
+        if !source.is_empty() {
+            ops.push(WalOp::Offsets {
+                offsets: source.to_vec(),
+            });
+        }
+        self.wal.commit(ops, &|batch| self.apply(batch))
     }
 
     /// Moves all memtable rows into L1 buckets (training centroids first if there are none),

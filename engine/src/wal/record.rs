@@ -1,6 +1,7 @@
 //! Record framing: `[body length u32][crc32c(body) u32][body]`, little endian.
 //! Body: `seq u64, op u8, id u64`, then for an upsert `dim u32, dim x f32, payload_len u32,
-//! payload bytes` (payload_len `u32::MAX` = no payload).
+//! payload bytes` (payload_len `u32::MAX` = no payload); for source offsets (id 0) `count u32`,
+//! then `count x (key_len u32, key bytes, offset i64)`.
 
 use crate::codec::{put_f32s, put_opt_str, ByteReader};
 
@@ -11,6 +12,7 @@ pub const MAX_RECORD: usize = 256 << 20;
 
 const OP_UPSERT: u8 = 1;
 const OP_DELETE: u8 = 2;
+const OP_OFFSETS: u8 = 3;
 
 /// One logged change.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,15 +31,12 @@ pub enum WalOp {
         /// Record id.
         id: u64,
     },
-}
-
-impl WalOp {
-    /// The id the operation concerns.
-    pub fn id(&self) -> u64 {
-        match self {
-            WalOp::Upsert { id, .. } | WalOp::Delete { id } => *id,
-        }
-    }
+    /// Positions of external sources (e.g. Kafka `topic/partition` → next offset) that the
+    /// operations logged before this one cover.
+    Offsets {
+        /// (source key, next offset) pairs.
+        offsets: Vec<(String, i64)>,
+    },
 }
 
 /// Appends the framed record to `out`.
@@ -60,6 +59,15 @@ pub fn encode_record(seq: u64, op: &WalOp, out: &mut Vec<u8>) {
         WalOp::Delete { id } => {
             out.push(OP_DELETE);
             out.extend_from_slice(&id.to_le_bytes());
+        }
+        WalOp::Offsets { offsets } => {
+            out.push(OP_OFFSETS);
+            out.extend_from_slice(&0u64.to_le_bytes());
+            out.extend_from_slice(&(offsets.len() as u32).to_le_bytes());
+            for (key, offset) in offsets {
+                put_opt_str(out, Some(key));
+                out.extend_from_slice(&offset.to_le_bytes());
+            }
         }
     }
     let body_len = (out.len() - start - FRAME_HEADER) as u32;
@@ -86,6 +94,15 @@ pub fn decode_record(body: &[u8]) -> Result<(u64, WalOp), String> {
             }
         }
         OP_DELETE => WalOp::Delete { id },
+        OP_OFFSETS => {
+            let count = r.u32()? as usize;
+            let mut offsets = Vec::with_capacity(count.min(r.remaining() / 12));
+            for _ in 0..count {
+                let key = r.opt_str()?.ok_or("source key is missing")?;
+                offsets.push((key, r.u64()? as i64));
+            }
+            WalOp::Offsets { offsets }
+        }
         other => return Err(format!("unknown operation code {other}")),
     };
     if r.remaining() != 0 {
@@ -103,8 +120,13 @@ mod tests {
         #[test]
         fn round_trips(seq in any::<u64>(), id in any::<u64>(),
                        v in prop::collection::vec(any::<f32>(), 0..40),
-                       p in prop::option::of("[a-z{}\":0-9]{0,30}"), del in any::<bool>()) {
-            let op = if del { WalOp::Delete { id } } else { WalOp::Upsert { id, vector: v, payload: p } };
+                       p in prop::option::of("[a-z{}\":0-9]{0,30}"), kind in 0..3u8,
+                       offsets in prop::collection::vec(("[a-z/0-9]{0,12}", any::<i64>()), 0..5)) {
+            let op = match kind {
+                0 => WalOp::Delete { id },
+                1 => WalOp::Upsert { id, vector: v, payload: p },
+                _ => WalOp::Offsets { offsets },
+            };
             let mut buf = Vec::new();
             encode_record(seq, &op, &mut buf);
             let len = u32::from_le_bytes(buf[0..4].try_into().unwrap()) as usize;
@@ -115,6 +137,7 @@ mod tests {
             let bits = |o: &WalOp| match o {
                 WalOp::Upsert { id, vector, payload } => (1, *id, vector.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), payload.clone()),
                 WalOp::Delete { id } => (2, *id, vec![], None),
+                WalOp::Offsets { offsets } => (3, 0, offsets.iter().map(|o| o.1 as u32).collect(), Some(format!("{offsets:?}"))),
             };
             prop_assert_eq!(bits(&back), bits(&op));
         }

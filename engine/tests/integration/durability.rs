@@ -1,7 +1,7 @@
 //! Upsert replaces, delete hides, and both survive re-open (from WAL, from checkpoint, and
 //! from a mix); bad input is rejected without losing what was accepted.
 
-use drift_engine::{Database, Error, Metric, Record};
+use drift_engine::{Database, Error, Metric, Record, Write};
 
 use crate::{open_with, records};
 
@@ -237,20 +237,68 @@ fn deletes_of_stored_rows_become_tombstones_and_survive() {
 }
 
 #[test]
-fn source_offsets_are_committed_with_the_state() {
+fn source_offsets_are_logged_with_their_writes_and_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let offsets: std::collections::BTreeMap<String, i64> =
-        [("events/0".to_string(), 42), ("events/3".to_string(), 7)].into();
+    let key = |p: u32| format!("events/{p}");
     {
         let (_db, c) = open_with(dir.path(), "o", 8);
-        c.upsert(records(0, 50, 8, 1)).unwrap();
-        c.stage_source_offsets(&offsets);
-        // Staged, not durable until the next commit.
-        assert!(c.source_offsets().is_empty());
-        c.flush().unwrap();
-        assert_eq!(c.source_offsets(), offsets);
+        let mut batch: Vec<Write> = records(0, 50, 8, 1).into_iter().map(Write::Upsert).collect();
+        // Order matters inside a batch: 5 is deleted after its upsert, 7 re-upserted after.
+        batch.push(Write::Delete(5));
+        batch.push(Write::Delete(7));
+        batch.push(Write::Upsert(records(7, 1, 8, 9).remove(0)));
+        c.write(batch, &[(key(0), 42), (key(3), 7)]).unwrap();
+        // Durable with the writes, before any flush.
+        assert_eq!(c.source_offsets()[&key(0)], 42);
+        // An older offset never moves the position back.
+        c.write(vec![], &[(key(0), 40), (key(1), 3)]).unwrap();
+        assert_eq!(c.source_offsets()[&key(0)], 42);
     }
+    let expect: std::collections::BTreeMap<String, i64> =
+        [(key(0), 42), (key(1), 3), (key(3), 7)].into();
+    {
+        // From the WAL alone.
+        let (_db, c) = open_with(dir.path(), "o", 8);
+        assert_eq!(c.source_offsets(), expect);
+        assert!(c.get(5).unwrap().is_none());
+        assert_eq!(c.get(7).unwrap().unwrap().vector, records(7, 1, 8, 9)[0].vector);
+        assert_eq!(c.stats().live_vectors, 49);
+        c.flush().unwrap();
+    }
+    // From the manifest, once the flush retired the log.
     let (_db, c) = open_with(dir.path(), "o", 8);
-    assert_eq!(c.source_offsets(), offsets);
-    assert_eq!(c.stats().live_vectors, 50);
+    assert_eq!(c.source_offsets(), expect);
+    assert_eq!(c.stats().live_vectors, 49);
+}
+
+#[test]
+fn a_torn_batch_never_advances_its_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = dir.path().join("collections/o/wal");
+    {
+        let (_db, c) = open_with(dir.path(), "o", 8);
+        let first = records(0, 10, 8, 1).into_iter().map(Write::Upsert).collect();
+        c.write(first, &[("t/0".into(), 10)]).unwrap();
+        let second = records(10, 10, 8, 2).into_iter().map(Write::Upsert).collect();
+        c.write(second, &[("t/0".into(), 20)]).unwrap();
+    }
+    // Cut the last bytes of the log: the second batch's offsets record is torn off.
+    let newest = std::fs::read_dir(&wal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| std::fs::metadata(p).unwrap().len() > 0)
+        .max()
+        .unwrap();
+    let len = std::fs::metadata(&newest).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+    let (_db, c) = open_with(dir.path(), "o", 8);
+    assert_eq!(c.source_offsets()["t/0"], 10);
+    // The rows logged before the torn record survive; replaying the batch from offset 10
+    // upserts them again, which changes nothing.
+    assert_eq!(c.stats().live_vectors, 20);
 }
