@@ -81,6 +81,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "table")]
         output: SqlOutput,
     },
+    /// Consume a Kafka topic into a collection (effectively exactly once); runs until idle
+    /// (--until-idle), Ctrl-C or SIGTERM.
+    Sink(crate::sink::SinkArgs),
     /// End-to-end demo: upsert generated (or given) vectors, search, report recall and latency.
     Demo(DemoArgs),
 }
@@ -339,6 +342,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sql { sql, file, output } => {
             crate::sql::run(open(&cli.data_dir)?, sql, file, output)
         }
+        Command::Sink(a) => crate::sink::run(&cli.data_dir, a),
         Command::Demo(a) => demo(&cli.data_dir, a),
     }
 }
@@ -377,7 +381,16 @@ fn collection(dir: &PathBuf, cmd: CollectionCmd) -> Result<()> {
         }
         CollectionCmd::Stats { name, json } => {
             let stats = db.collection(&name)?.stats();
-            let value = serde_json::to_value(&stats)?;
+            let mut value = serde_json::to_value(&stats)?;
+            // The last status a Kafka sink wrote for this collection, if any.
+            if let Ok(raw) = std::fs::read(crate::sink::status_path(dir, &name)) {
+                if let (Ok(sink), Some(obj)) = (
+                    serde_json::from_slice::<serde_json::Value>(&raw),
+                    value.as_object_mut(),
+                ) {
+                    obj.insert("sink".into(), sink);
+                }
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod output;
+mod sink;
 mod sql;
 
 use std::process::ExitCode;

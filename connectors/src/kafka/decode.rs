@@ -144,7 +144,11 @@ struct JsonRecord {
 
 impl Decoder {
     /// Decodes one Kafka record into writes, in order.
-    pub fn decode(&self, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Vec<Write>, BadRecord> {
+    pub fn decode(
+        &self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<Vec<Write>, BadRecord> {
         let Some(value) = value else {
             return Ok(vec![Write::Delete(key_id(key)?)]);
         };
@@ -399,7 +403,10 @@ mod tests {
     fn json_records_and_tombstones() {
         let d = dec(Format::Json);
         let w = d
-            .decode(None, Some(br#"{"id":7,"vector":[1,2.5],"payload":{"a":1}}"#))
+            .decode(
+                None,
+                Some(br#"{"id":7,"vector":[1,2.5],"payload":{"a":1}}"#),
+            )
             .unwrap();
         assert_eq!(
             w,
@@ -412,7 +419,10 @@ mod tests {
         // Id from the key when the value has none.
         let w = d.decode(Some(b"9"), Some(br#"{"vector":[1]}"#)).unwrap();
         assert_eq!(w[0].id(), 9);
-        assert_eq!(d.decode(Some(b"12"), None).unwrap(), vec![Write::Delete(12)]);
+        assert_eq!(
+            d.decode(Some(b"12"), None).unwrap(),
+            vec![Write::Delete(12)]
+        );
     }
 
     #[test]
@@ -422,7 +432,10 @@ mod tests {
         assert_eq!(kind(None, b"{not json"), BadKind::Undecodable);
         assert_eq!(kind(None, br#"{"vector":[1]}"#), BadKind::Undecodable);
         assert_eq!(kind(None, br#"{"id":1}"#), BadKind::Undecodable);
-        assert_eq!(kind(None, br#"{"id":1,"vector":[1],"extra":2}"#), BadKind::Undecodable);
+        assert_eq!(
+            kind(None, br#"{"id":1,"vector":[1],"extra":2}"#),
+            BadKind::Undecodable
+        );
         assert_eq!(
             kind(None, br#"{"id":1,"vector":[1],"collection":"other"}"#),
             BadKind::UnknownCollection
@@ -436,7 +449,10 @@ mod tests {
     #[test]
     fn f32le_reads_the_key_and_little_endian_floats() {
         let d = dec(Format::F32le);
-        let v: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|x| x.to_le_bytes()).collect();
+        let v: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
         assert_eq!(
             d.decode(Some(b"3"), Some(&v)).unwrap(),
             vec![Write::Upsert(Record::new(3, vec![1.5, -2.0]))]
@@ -445,7 +461,10 @@ mod tests {
             d.decode(Some(b"3"), Some(&v[..7])).unwrap_err().kind,
             BadKind::Undecodable
         );
-        assert_eq!(d.decode(None, Some(&v)).unwrap_err().kind, BadKind::Undecodable);
+        assert_eq!(
+            d.decode(None, Some(&v)).unwrap_err().kind,
+            BadKind::Undecodable
+        );
     }
 
     #[test]
@@ -474,7 +493,10 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.kind, BadKind::Undecodable);
         assert_eq!(
-            dec(Format::Arrow).decode(None, Some(b"junk")).unwrap_err().kind,
+            dec(Format::Arrow)
+                .decode(None, Some(b"junk"))
+                .unwrap_err()
+                .kind,
             BadKind::Undecodable
         );
     }

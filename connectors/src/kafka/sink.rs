@@ -157,7 +157,9 @@ impl SinkConfig {
         }
         if let Some(s) = self.until_idle_secs {
             if !(s.is_finite() && s >= 0.0) {
-                return bad(format!("until-idle must be a non-negative number of seconds, got {s}"));
+                return bad(format!(
+                    "until-idle must be a non-negative number of seconds, got {s}"
+                ));
             }
         }
         Ok(())
@@ -198,6 +200,9 @@ pub enum SinkError {
     },
 }
 
+/// How long `until_idle` waits for a first partition assignment.
+const NEVER_ASSIGNED_WAIT: Duration = Duration::from_secs(30);
+
 /// The engine-side key of a partition's offset.
 pub fn offset_key(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
@@ -210,6 +215,9 @@ struct SinkContext {
     topic: String,
     stats: Arc<SinkStats>,
     rebalanced: parking_lot::Mutex<Instant>,
+    /// Set at the first assignment; idleness is only judged after it (a group join takes
+    /// seconds).
+    assigned_once: std::sync::atomic::AtomicBool,
 }
 
 impl SinkContext {
@@ -249,6 +257,7 @@ impl ConsumerContext for SinkContext {
         *self.rebalanced.lock() = Instant::now();
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.assigned_once.store(true, Ordering::Release);
                 for (p, pos) in self.engine_positions(tpl) {
                     let offset = pos.map(Offset::Offset).unwrap_or(Offset::Beginning);
                     if let Err(e) = tpl.set_partition_offset(&self.topic, p, offset) {
@@ -405,6 +414,7 @@ impl Sink {
             topic: cfg.topic.clone(),
             stats: self.stats.clone(),
             rebalanced: parking_lot::Mutex::new(Instant::now()),
+            assigned_once: std::sync::atomic::AtomicBool::new(false),
         };
         let consumer: StreamConsumer<SinkContext> = self
             .client_config()
@@ -460,8 +470,13 @@ impl Sink {
                 continue;
             }
             if carry.is_empty() {
-                let since = last_record.max(*consumer.context().rebalanced.lock());
-                if idle.is_some_and(|d| since.elapsed() >= d) {
+                let ctx = consumer.context();
+                let since = last_record.max(*ctx.rebalanced.lock());
+                // Never assigned anything (more consumers than partitions): give up on
+                // idleness only after a generous wait.
+                let joined = ctx.assigned_once.load(Ordering::Acquire)
+                    || since.elapsed() >= NEVER_ASSIGNED_WAIT;
+                if joined && idle.is_some_and(|d| since.elapsed() >= d) {
                     tracing::info!("topic idle; stopping");
                     break Ok(());
                 }
@@ -510,23 +525,38 @@ impl Sink {
                 tracing::warn!(error = %e, "final commit refused");
             }
         }
+        // Leave the group: serve the revoke, then close (on drop).
         consumer.unsubscribe();
+        let leave = Instant::now();
+        while leave.elapsed() < Duration::from_secs(2)
+            && consumer
+                .assignment()
+                .map(|a| a.count() > 0)
+                .unwrap_or(false)
+        {
+            let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
+        }
         tracing::info!(status = ?self.stats.snapshot(), "sink stopped");
         result
     }
 
+    /// Pauses (or resumes) every assigned partition. While paused it re-applies the pause at
+    /// each call, so partitions assigned in the meantime are held too.
     fn pause(&self, consumer: &StreamConsumer<SinkContext>, on: bool) -> Result<(), SinkError> {
-        if self.stats.paused.load(Ordering::Relaxed) == on {
+        let was = self.stats.paused.load(Ordering::Relaxed);
+        if !on && !was {
             return Ok(());
         }
         let assignment = consumer.assignment()?;
         if on {
             consumer.pause(&assignment)?;
-            self.stats.pauses.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(backlog = ?self.target.stats().frozen_memtables, "engine flush backlog over its limit; pausing");
+            if !was {
+                self.stats.pauses.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("engine flush backlog over its limit; pausing consumption");
+            }
         } else {
             consumer.resume(&assignment)?;
-            tracing::info!("backlog cleared; resuming");
+            tracing::info!("flush backlog cleared; resuming consumption");
         }
         self.stats.paused.store(on, Ordering::Relaxed);
         Ok(())
@@ -580,7 +610,9 @@ impl Sink {
             let target = self.target.clone();
             let ops = std::mem::take(&mut w.writes);
             let source = vec![(offset_key(&cfg.topic, w.partition), next)];
-            writes.push(tokio::task::spawn_blocking(move || target.write(ops, &source)));
+            writes.push(tokio::task::spawn_blocking(move || {
+                target.write(ops, &source)
+            }));
         }
         for t in writes {
             t.await.map_err(|e| {

@@ -112,6 +112,11 @@ pub struct CollectionStats {
     pub kernel: String,
     /// Object store, segment sizes and cache counters.
     pub storage: super::StorageStats,
+    /// Positions of external sources in the durable state (Kafka `topic/partition` → next
+    /// offset).
+    pub source_offsets: std::collections::BTreeMap<String, i64>,
+    /// Rows waiting for a flush, and the limit above which the Kafka sink pauses.
+    pub flush_backlog: Backlog,
 }
 
 impl Collection {
@@ -354,6 +359,8 @@ impl Collection {
             maintenance_ms: c.maintenance_micros.load(Ordering::Relaxed) as f64 / 1e3,
             kernel: format!("{:?}", crate::kernels::cpu()),
             storage: self.persist.stats(),
+            source_offsets: self.persist.offsets(),
+            flush_backlog: self.flush_backlog(),
         }
     }
 }

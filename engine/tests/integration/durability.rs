@@ -242,7 +242,10 @@ fn source_offsets_are_logged_with_their_writes_and_survive_reopen() {
     let key = |p: u32| format!("events/{p}");
     {
         let (_db, c) = open_with(dir.path(), "o", 8);
-        let mut batch: Vec<Write> = records(0, 50, 8, 1).into_iter().map(Write::Upsert).collect();
+        let mut batch: Vec<Write> = records(0, 50, 8, 1)
+            .into_iter()
+            .map(Write::Upsert)
+            .collect();
         // Order matters inside a batch: 5 is deleted after its upsert, 7 re-upserted after.
         batch.push(Write::Delete(5));
         batch.push(Write::Delete(7));
@@ -261,7 +264,10 @@ fn source_offsets_are_logged_with_their_writes_and_survive_reopen() {
         let (_db, c) = open_with(dir.path(), "o", 8);
         assert_eq!(c.source_offsets(), expect);
         assert!(c.get(5).unwrap().is_none());
-        assert_eq!(c.get(7).unwrap().unwrap().vector, records(7, 1, 8, 9)[0].vector);
+        assert_eq!(
+            c.get(7).unwrap().unwrap().vector,
+            records(7, 1, 8, 9)[0].vector
+        );
         assert_eq!(c.stats().live_vectors, 49);
         c.flush().unwrap();
     }
@@ -277,9 +283,15 @@ fn a_torn_batch_never_advances_its_offsets() {
     let wal = dir.path().join("collections/o/wal");
     {
         let (_db, c) = open_with(dir.path(), "o", 8);
-        let first = records(0, 10, 8, 1).into_iter().map(Write::Upsert).collect();
+        let first = records(0, 10, 8, 1)
+            .into_iter()
+            .map(Write::Upsert)
+            .collect();
         c.write(first, &[("t/0".into(), 10)]).unwrap();
-        let second = records(10, 10, 8, 2).into_iter().map(Write::Upsert).collect();
+        let second = records(10, 10, 8, 2)
+            .into_iter()
+            .map(Write::Upsert)
+            .collect();
         c.write(second, &[("t/0".into(), 20)]).unwrap();
     }
     // Cut the last bytes of the log: the second batch's offsets record is torn off.
