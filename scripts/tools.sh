@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Helpers for the project's scripts (sourced, not run): install the test services from
+# crates.io into $DRIFT_TOOLS (default ~/.cache/drift-tools), once, and start them on free
+# loopback ports. Each `start_*` exports the variable the tests read and registers the
+# process for `stop_services`.
+#   - s3s-fs 0.14.1: an S3-compatible server, for the s3:// storage tests.
+#   - tansu: a Kafka-compatible broker with SQLite storage, for the Kafka sink end-to-end
+#     tests (DESIGN.md section 5).
+
+TOOLS="${DRIFT_TOOLS:-$HOME/.cache/drift-tools}"
+SERVICE_PIDS=()
+SERVICE_DIRS=()
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_port() {
+  for _ in $(seq 300); do
+    (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "service on port $1 did not start; its log:" >&2
+  cat "$2" >&2 || true
+  return 1
+}
+
+install_tools() {
+  if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
+    echo "installing s3s-fs 0.14.1 into $TOOLS (about 1.5 minutes, once)"
+    cargo install s3s-fs@0.14.1 --locked --features binary --root "$TOOLS"
+  fi
+  if [ ! -x "$TOOLS/bin/tansu" ]; then
+    echo "installing tansu into $TOOLS (about 11 minutes, once)"
+    cargo install tansu@0.6.0 --locked --features dynostore,libsql --root "$TOOLS"
+  fi
+}
+
+start_s3() {
+  local root port
+  root="$(mktemp -d)"
+  mkdir -p "$root/drift-test"
+  port="$(free_port)"
+  export AWS_ACCESS_KEY_ID=drift-test AWS_SECRET_ACCESS_KEY=drift-test-secret
+  "$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$port" \
+    --access-key "$AWS_ACCESS_KEY_ID" --secret-key "$AWS_SECRET_ACCESS_KEY" "$root" \
+    >"$root.log" 2>&1 &
+  SERVICE_PIDS+=($!)
+  SERVICE_DIRS+=("$root" "$root.log")
+  wait_port "$port" "$root.log"
+  export DRIFT_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+}
+
+start_kafka() {
+  local dir port
+  dir="$(mktemp -d)"
+  port="$(free_port)"
+  # tansu reads the path of a sqlite:// URL as relative: start it inside its directory.
+  (cd "$dir" && exec "$TOOLS/bin/tansu" broker --listener-url "tcp://127.0.0.1:$port" \
+    --advertised-listener-url "tcp://127.0.0.1:$port" \
+    --storage-engine "sqlite://tansu.db") >"$dir.log" 2>&1 &
+  SERVICE_PIDS+=($!)
+  SERVICE_DIRS+=("$dir" "$dir.log")
+  wait_port "$port" "$dir.log"
+  export DRIFT_TEST_KAFKA_BROKERS="127.0.0.1:$port"
+  export DRIFT_TANSU="$TOOLS/bin/tansu"
+}
+
+stop_services() {
+  for pid in "${SERVICE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${SERVICE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for d in "${SERVICE_DIRS[@]}"; do rm -rf "$d"; done
+}
