@@ -482,6 +482,7 @@ impl Sink {
                 }
                 continue;
             }
+            self.stats.received();
             let mut batch = std::mem::take(&mut carry);
             let deadline = tokio::time::Instant::now() + linger;
             while batch.len() < cfg.max_batch {
@@ -635,6 +636,7 @@ impl Sink {
             }
         }
         s.batches.fetch_add(1, Ordering::Relaxed);
+        s.durable();
         if let Some(w) = works.iter_mut().find(|w| w.failed.is_some()) {
             let (offset, error) = w.failed.take().expect("checked above");
             s.add_bad(error.kind);

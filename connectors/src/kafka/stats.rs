@@ -56,6 +56,8 @@ pub struct SinkStatus {
     pub records_per_sec: f64,
     /// Seconds since the start.
     pub elapsed_secs: f64,
+    /// Seconds from the first record received to the last batch made durable.
+    pub active_secs: f64,
     /// Per-partition position and lag.
     pub partitions: BTreeMap<i32, PartitionStatus>,
 }
@@ -87,6 +89,8 @@ pub struct SinkStats {
     pub(crate) pauses: AtomicU64,
     pub(crate) paused: AtomicBool,
     bad: Mutex<BTreeMap<BadKind, u64>>,
+    /// When the first record arrived, and when the last batch became durable.
+    active: Mutex<(Option<Instant>, Option<Instant>)>,
     partitions: Mutex<BTreeMap<i32, PartitionStatus>>,
 }
 
@@ -106,8 +110,17 @@ impl SinkStats {
             pauses: AtomicU64::new(0),
             paused: AtomicBool::new(false),
             bad: Mutex::new(BTreeMap::new()),
+            active: Mutex::new((None, None)),
             partitions: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    pub(crate) fn received(&self) {
+        self.active.lock().0.get_or_insert_with(Instant::now);
+    }
+
+    pub(crate) fn durable(&self) {
+        self.active.lock().1 = Some(Instant::now());
     }
 
     pub(crate) fn add_bad(&self, kind: BadKind) {
@@ -160,6 +173,10 @@ impl SinkStats {
                 0.0
             },
             elapsed_secs: elapsed,
+            active_secs: match *self.active.lock() {
+                (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64(),
+                _ => 0.0,
+            },
             partitions: self.partitions.lock().clone(),
         }
     }
