@@ -55,10 +55,14 @@ fn args() -> Args {
 }
 
 fn vectors(n: usize, seed: u64) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n * DIM)
         .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((x >> 40) as f32) / (1u64 << 24) as f32
         })
         .collect()
@@ -149,12 +153,22 @@ fn main() {
         (None, None) => unreachable!("a mock broker is started when no brokers are given"),
         (Some(b), _) => {
             let out = std::process::Command::new(&a.tansu)
-                .args(["topic", "create", topic, "--partitions", &partitions.to_string()])
+                .args([
+                    "topic",
+                    "create",
+                    topic,
+                    "--partitions",
+                    &partitions.to_string(),
+                ])
                 .arg("--broker")
                 .arg(format!("tcp://{b}"))
                 .output()
                 .expect("run tansu topic create");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     };
     let n = a.records;
@@ -171,7 +185,10 @@ fn main() {
     let msgs: Vec<(String, Vec<u8>)> = (0..n)
         .map(|i| {
             let v = &data[i * DIM..(i + 1) * DIM];
-            (i.to_string(), v.iter().flat_map(|x| x.to_le_bytes()).collect())
+            (
+                i.to_string(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
         })
         .collect();
     produce(&brokers, &t_le, &msgs);
@@ -197,7 +214,13 @@ fn main() {
         for run in 0..a.runs {
             let raw = rt.block_on(raw_rate(&brokers, topic, &format!("raw-{run}"), messages))
                 * rows_per as f64;
-            let sink = rt.block_on(sink_rate(&brokers, topic, &format!("sink-{run}"), format, n));
+            let sink = rt.block_on(sink_rate(
+                &brokers,
+                topic,
+                &format!("sink-{run}"),
+                format,
+                n,
+            ));
             println!(
                 "{name:<6} run {run}: raw consumer {raw:>10.0} records/s   sink -> durable engine {sink:>10.0} records/s   ratio {:.2}",
                 sink / raw

@@ -37,6 +37,11 @@ fn collection(dir: &std::path::Path, name: &str) -> (Database, Arc<Collection>) 
     (db, c)
 }
 
+/// A record to produce: key, value (`None`: a tombstone).
+type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+/// A record read back: partition, offset, value, headers.
+type Received = (i32, i64, Vec<u8>, HashMap<String, String>);
+
 struct Broker {
     cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
     producer: BaseProducer,
@@ -60,7 +65,7 @@ impl Broker {
     }
 
     /// Produces `(key, value)` records in order (same key → same partition → same order).
-    fn produce(&self, topic: &str, records: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) {
+    fn produce(&self, topic: &str, records: &[KeyValue]) {
         for (k, v) in records {
             let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
             if let Some(k) = k {
@@ -84,11 +89,7 @@ impl Broker {
     }
 
     /// Every record of `topic`: (partition, offset, key, value, headers).
-    fn read_all(
-        &self,
-        topic: &str,
-        expect: usize,
-    ) -> Vec<(i32, i64, Vec<u8>, HashMap<String, String>)> {
+    fn read_all(&self, topic: &str, expect: usize) -> Vec<Received> {
         let c: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", self.brokers())
             .set("group.id", "reader")

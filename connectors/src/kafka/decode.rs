@@ -220,7 +220,7 @@ fn key_id(key: Option<&[u8]>) -> Result<u64, BadRecord> {
 
 fn f32le(key: Option<&[u8]>, value: &[u8]) -> Result<Write, BadRecord> {
     let id = key_id(key)?;
-    if value.len() % 4 != 0 {
+    if !value.len().is_multiple_of(4) {
         return Err(bad(
             BadKind::Undecodable,
             format!(
@@ -340,9 +340,12 @@ fn row_vector(col: &Arc<dyn Array>, row: usize) -> Result<Option<Vec<f32>>, BadR
     Ok(Some(floats.values().to_vec()))
 }
 
+/// One row of an Arrow message: id, vector (`None`: delete), payload.
+pub type ArrowRow = (u64, Option<Vec<f32>>, Option<String>);
+
 /// Encodes records as one Arrow IPC stream message (`id`, `vector`, `payload`); `None` as
 /// the vector encodes a delete. Producers and tests use this to write the `arrow` format.
-pub fn encode_arrow(dim: usize, rows: &[(u64, Option<Vec<f32>>, Option<String>)]) -> Vec<u8> {
+pub fn encode_arrow(dim: usize, rows: &[ArrowRow]) -> Vec<u8> {
     use datafusion::arrow::array::{RecordBatch, StringArray};
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::arrow::ipc::writer::StreamWriter;
