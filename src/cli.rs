@@ -84,6 +84,13 @@ pub enum Command {
     /// Consume a Kafka topic into a collection (effectively exactly once); runs until idle
     /// (--until-idle), Ctrl-C or SIGTERM.
     Sink(crate::sink::SinkArgs),
+    /// Serve the data directory over gRPC (proto: connectors/proto/drift.proto) until
+    /// SIGINT or SIGTERM.
+    Serve {
+        /// Address to listen on (port 0 picks a free one; the bound address is printed).
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: String,
+    },
     /// End-to-end demo: upsert generated (or given) vectors, search, report recall and latency.
     Demo(DemoArgs),
 }
@@ -343,6 +350,7 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::sql::run(open(&cli.data_dir)?, sql, file, output)
         }
         Command::Sink(a) => crate::sink::run(&cli.data_dir, a),
+        Command::Serve { listen } => crate::serve::run(&cli.data_dir, &listen),
         Command::Demo(a) => demo(&cli.data_dir, a),
     }
 }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod output;
+mod serve;
 mod sink;
 mod sql;
 

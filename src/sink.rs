@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use drift_connectors::kafka::{Format, OnError, Sink, SinkConfig, SinkStatus};
-use drift_engine::{Database, VectorWrite};
+use drift_connectors::grpc::client::RemoteCollection;
+use drift_connectors::kafka::{Format, OnError, Sink, SinkConfig, SinkStatus, SinkTarget};
+use drift_engine::Database;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// `drift sink` options.
@@ -44,6 +45,10 @@ pub struct SinkArgs {
     /// Most records per durable batch.
     #[arg(long, default_value_t = 8192)]
     pub max_batch: usize,
+    /// Write into the collection on this `drift serve` server (HOST:PORT) instead of the
+    /// local data directory; several sink processes of one group can then share it.
+    #[arg(long)]
+    pub server: Option<String>,
     /// Extra librdkafka property, KEY=VALUE (repeatable).
     #[arg(long = "kafka", value_name = "KEY=VALUE")]
     pub kafka: Vec<String>,
@@ -117,16 +122,38 @@ fn line(s: &SinkStatus) -> String {
     )
 }
 
+/// Resolves at the first SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
 /// Runs the sink until it is idle, interrupted (Ctrl-C, SIGTERM) or stopped by an error.
 pub fn run(data_dir: &Path, args: SinkArgs) -> Result<()> {
     let config = args.config()?;
-    let db = Database::open(data_dir)
-        .with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
-    let coll = db.collection(&config.collection)?;
-    let target: Arc<dyn VectorWrite> = coll.clone();
+    // Embedded: the collection in the data directory (closed on exit). Remote: the server's.
+    let (target, local, path): (Arc<dyn SinkTarget>, _, _) = match &args.server {
+        Some(server) => {
+            let remote = RemoteCollection::connect(server, &config.collection)
+                .with_context(|| format!("server {server}"))?;
+            (Arc::new(remote), None, None)
+        }
+        None => {
+            let db = Database::open(data_dir)
+                .with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
+            let coll = db.collection(&config.collection)?;
+            let path = status_path(data_dir, &args.collection);
+            (coll.clone(), Some((db, coll)), Some(path))
+        }
+    };
     let sink = Sink::new(config, target)?;
     let stats = sink.stats();
-    let path = status_path(data_dir, &args.collection);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -149,7 +176,9 @@ pub fn run(data_dir: &Path, args: SinkArgs) -> Result<()> {
                 for n in 0u64.. {
                     tick.tick().await;
                     let s = stats.snapshot();
-                    write_status(&path, &s);
+                    if let Some(path) = &path {
+                        write_status(path, &s);
+                    }
                     match &spinner {
                         Some(pb) => pb.set_message(line(&s)),
                         None if n % 10 == 9 => eprintln!("drift sink: {}", line(&s)),
@@ -158,17 +187,7 @@ pub fn run(data_dir: &Path, args: SinkArgs) -> Result<()> {
                 }
             })
         };
-        let stop = async {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(t) => t,
-                    Err(_) => return std::future::pending().await,
-                };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        };
+        let stop = shutdown_signal();
         let r = sink.run(stop).await;
         report.abort();
         if let Some(pb) = spinner {
@@ -177,8 +196,12 @@ pub fn run(data_dir: &Path, args: SinkArgs) -> Result<()> {
         r
     });
     let status = stats.snapshot();
-    write_status(&path, &status);
-    coll.close();
+    if let Some(path) = &path {
+        write_status(path, &status);
+    }
+    if let Some((_db, coll)) = local {
+        coll.close();
+    }
     eprintln!("drift sink: {}", line(&status));
     println!("{}", serde_json::to_string(&status)?);
     result.map_err(Into::into)

@@ -161,8 +161,19 @@ fn drift(dir: &Path) -> Command {
 }
 
 fn sink(dir: &Path, broker: &Broker, topic: &str, until_idle: Option<&str>) -> Child {
+    sink_with(dir, broker, topic, until_idle, &[])
+}
+
+fn sink_with(
+    dir: &Path,
+    broker: &Broker,
+    topic: &str,
+    until_idle: Option<&str>,
+    extra: &[&str],
+) -> Child {
     let mut c = drift(dir);
     c.args(["sink", "--brokers", &broker.brokers, "--topic", topic])
+        .args(extra)
         .args(["--collection", "c", "--group", &format!("{topic}-group")])
         // A killed member never leaves its group; keep its session short so that the
         // restarted sink is not held back for the default 45 s.
@@ -219,6 +230,88 @@ fn check(dir: &Path, expect: &BTreeMap<u64, Option<Vec<f32>>>, ends: &BTreeMap<S
         ends,
         "engine positions = partition ends"
     );
+}
+
+/// Starts `drift serve` on a free port; returns the child and its address.
+fn serve(dir: &Path) -> (Child, String) {
+    use std::io::BufRead;
+    let mut child = drift(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start drift serve");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, addr)
+}
+
+fn wait_ok(child: Child, what: &str) -> String {
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn two_sink_processes_in_one_group_fill_one_collection_exactly() {
+    let broker = Broker::start();
+    let topic = format!("group-{}", std::process::id());
+    broker.create_topic(&topic);
+    let dir = tempfile::tempdir().unwrap();
+    create_collection(dir.path());
+    let (mut server, addr) = serve(dir.path());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let brokers = broker.brokers.clone();
+        let topic = topic.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let b = Broker {
+                brokers,
+                mock: None,
+            };
+            workload(&b, &topic, 1_000, 3, 500, &stop)
+        })
+    };
+    let remote = ["--server", addr.as_str()];
+    let first = sink_with(dir.path(), &broker, &topic, Some("6"), &remote);
+    // The second member joins while the first consumes: partitions move between them.
+    std::thread::sleep(Duration::from_secs(6));
+    let second = sink_with(dir.path(), &broker, &topic, Some("6"), &remote);
+    std::thread::sleep(Duration::from_secs(10));
+    stop.store(true, Ordering::Relaxed);
+    let expect = producer.join().unwrap();
+    let reports: Vec<serde_json::Value> =
+        [wait_ok(first, "first sink"), wait_ok(second, "second sink")]
+            .iter()
+            .map(|out| serde_json::from_str(out.trim()).unwrap())
+            .collect();
+    eprintln!(
+        "records handled: {} and {}",
+        reports[0]["records"], reports[1]["records"]
+    );
+    assert!(
+        reports.iter().all(|r| r["records"].as_u64().unwrap() > 0),
+        "both members consumed"
+    );
+    // Graceful stop of the server: exit 0, then the data directory holds the final state.
+    let pid = server.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = server.wait().unwrap();
+    assert!(status.success(), "server exit: {status}");
+    check(dir.path(), &expect, &broker.ends(&topic));
 }
 
 #[test]

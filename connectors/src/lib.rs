@@ -7,6 +7,8 @@
 //!   functions, and an optimizer rule that answers `ORDER BY l2_distance(...) LIMIT k` with
 //!   an index search. One call, [`sql::register`], sets up a `SessionContext`.
 //! - [`kafka`]: the Kafka sink, effectively exactly-once ingestion from a consumer group.
+//! - [`grpc`]: the gRPC service (`proto/drift.proto`) and a client for remote collections.
 
+pub mod grpc;
 pub mod kafka;
 pub mod sql;

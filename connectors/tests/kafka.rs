@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use drift_connectors::kafka::{encode_arrow, Format, OnError, Sink, SinkConfig, SinkError};
+use drift_connectors::kafka::{
+    encode_arrow, Format, OnError, Sink, SinkConfig, SinkError, SinkTarget,
+};
 use drift_engine::{
     Collection, CollectionConfig, CollectionStats, Database, FlushReport, Hit, Metric, Record,
     SearchParams, TrainReport, VectorRead, VectorWrite, Write,
@@ -157,7 +159,7 @@ fn init_logs() {
         .try_init();
 }
 
-async fn run(config: SinkConfig, target: Arc<dyn VectorWrite>) -> (Result<(), SinkError>, Sink) {
+async fn run(config: SinkConfig, target: Arc<dyn SinkTarget>) -> (Result<(), SinkError>, Sink) {
     init_logs();
     let sink = Sink::new(config, target).unwrap();
     let r = tokio::time::timeout(Duration::from_secs(90), sink.run(std::future::pending()))

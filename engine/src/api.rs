@@ -137,7 +137,7 @@ impl VectorWrite for Collection {
         Collection::write(self, writes, source)
     }
     fn validate(&self, record: &Record) -> Result<()> {
-        Collection::validate(self, record).map(|_| ())
+        Collection::validate(self, record)
     }
     fn source_offsets(&self) -> std::collections::BTreeMap<String, i64> {
         Collection::source_offsets(self)

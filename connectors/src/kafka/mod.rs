@@ -15,5 +15,5 @@ pub mod sink;
 pub mod stats;
 
 pub use decode::{encode_arrow, BadKind, BadRecord, Decoder, Format};
-pub use sink::{offset_key, OnError, Sink, SinkConfig, SinkError};
+pub use sink::{offset_key, OnError, Sink, SinkConfig, SinkError, SinkTarget};
 pub use stats::{PartitionStatus, SinkStats, SinkStatus};

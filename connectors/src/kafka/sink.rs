@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drift_engine::{VectorWrite, Write};
+use drift_engine::{Record, VectorWrite, Write};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
@@ -200,6 +200,34 @@ pub enum SinkError {
     },
 }
 
+/// What the sink writes into: a local collection (any [`VectorWrite`]) or a collection on a
+/// server ([`crate::grpc::client::RemoteCollection`]).
+pub trait SinkTarget: Send + Sync {
+    /// Applies upserts and deletes in order, durable together with `source` offsets.
+    fn write(&self, writes: Vec<Write>, source: &[(String, i64)]) -> drift_engine::Result<u64>;
+    /// Checks a record as the target would, without writing it.
+    fn validate(&self, record: &Record) -> drift_engine::Result<()>;
+    /// Source offsets in the target's durable state.
+    fn source_offsets(&self) -> drift_engine::Result<BTreeMap<String, i64>>;
+    /// True while the target wants writers to pause.
+    fn backlogged(&self) -> bool;
+}
+
+impl<T: VectorWrite + ?Sized> SinkTarget for T {
+    fn write(&self, writes: Vec<Write>, source: &[(String, i64)]) -> drift_engine::Result<u64> {
+        VectorWrite::write(self, writes, source)
+    }
+    fn validate(&self, record: &Record) -> drift_engine::Result<()> {
+        VectorWrite::validate(self, record)
+    }
+    fn source_offsets(&self) -> drift_engine::Result<BTreeMap<String, i64>> {
+        Ok(VectorWrite::source_offsets(self))
+    }
+    fn backlogged(&self) -> bool {
+        VectorWrite::backlogged(self)
+    }
+}
+
 /// How long `until_idle` waits for a first partition assignment.
 const NEVER_ASSIGNED_WAIT: Duration = Duration::from_secs(30);
 
@@ -211,10 +239,12 @@ pub fn offset_key(topic: &str, partition: i32) -> String {
 /// Consumer callbacks: positions from the engine on assignment, durable commit on revoke,
 /// high watermarks from librdkafka statistics.
 struct SinkContext {
-    target: Arc<dyn VectorWrite>,
+    target: Arc<dyn SinkTarget>,
     topic: String,
     stats: Arc<SinkStats>,
     rebalanced: parking_lot::Mutex<Instant>,
+    /// A failure inside a callback that must stop the sink.
+    fatal: parking_lot::Mutex<Option<String>>,
     /// Set at the first assignment; idleness is only judged after it (a group join takes
     /// seconds).
     assigned_once: std::sync::atomic::AtomicBool,
@@ -222,16 +252,20 @@ struct SinkContext {
 
 impl SinkContext {
     /// The engine's positions for the partitions of `tpl` (of our topic).
-    fn engine_positions(&self, tpl: &TopicPartitionList) -> Vec<(i32, Option<i64>)> {
-        let offsets = self.target.source_offsets();
-        tpl.elements()
+    fn engine_positions(
+        &self,
+        tpl: &TopicPartitionList,
+    ) -> drift_engine::Result<Vec<(i32, Option<i64>)>> {
+        let offsets = self.target.source_offsets()?;
+        Ok(tpl
+            .elements()
             .iter()
             .filter(|e| e.topic() == self.topic)
             .map(|e| {
                 let p = e.partition();
                 (p, offsets.get(&offset_key(&self.topic, p)).copied())
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -258,7 +292,15 @@ impl ConsumerContext for SinkContext {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.assigned_once.store(true, Ordering::Release);
-                for (p, pos) in self.engine_positions(tpl) {
+                let positions = match self.engine_positions(tpl) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // Without the engine's positions no start offset is safe: stop.
+                        *self.fatal.lock() = Some(format!("cannot read source offsets: {e}"));
+                        return;
+                    }
+                };
+                for (p, pos) in positions {
                     let offset = pos.map(Offset::Offset).unwrap_or(Offset::Beginning);
                     if let Err(e) = tpl.set_partition_offset(&self.topic, p, offset) {
                         tracing::error!(partition = p, error = %e, "cannot set start offset");
@@ -275,7 +317,10 @@ impl ConsumerContext for SinkContext {
                 // Every applied batch is already durable (writes return after fsync); commit
                 // their positions before the partitions go to another consumer.
                 let mut commit = TopicPartitionList::new();
-                for (p, pos) in self.engine_positions(tpl) {
+                for (p, pos) in self.engine_positions(tpl).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot read source offsets; revoking without a commit");
+                    Vec::new()
+                }) {
                     self.stats.set_assigned(p, false);
                     if let Some(pos) = pos {
                         let _ = commit.add_partition_offset(&self.topic, p, Offset::Offset(pos));
@@ -315,7 +360,7 @@ struct PartitionWork {
 }
 
 fn decode_partition(
-    target: &dyn VectorWrite,
+    target: &dyn SinkTarget,
     decoder: &Decoder,
     policy: OnError,
     partition: i32,
@@ -372,13 +417,13 @@ fn decode_partition(
 /// A running sink's handles for stopping it and reading its counters.
 pub struct Sink {
     config: SinkConfig,
-    target: Arc<dyn VectorWrite>,
+    target: Arc<dyn SinkTarget>,
     stats: Arc<SinkStats>,
 }
 
 impl Sink {
     /// A sink of `config.topic` into `target` (the collection `config.collection`).
-    pub fn new(config: SinkConfig, target: Arc<dyn VectorWrite>) -> Result<Self, SinkError> {
+    pub fn new(config: SinkConfig, target: Arc<dyn SinkTarget>) -> Result<Self, SinkError> {
         config.validate()?;
         let stats = Arc::new(SinkStats::new(&config.topic, &config.collection));
         Ok(Sink {
@@ -415,6 +460,7 @@ impl Sink {
             stats: self.stats.clone(),
             rebalanced: parking_lot::Mutex::new(Instant::now()),
             assigned_once: std::sync::atomic::AtomicBool::new(false),
+            fatal: parking_lot::Mutex::new(None),
         };
         let consumer: StreamConsumer<SinkContext> = self
             .client_config()
@@ -451,6 +497,9 @@ impl Sink {
         // Records received while paused wait here for the next batch.
         let mut carry: Vec<OwnedMessage> = Vec::new();
         let result = loop {
+            if let Some(why) = consumer.context().fatal.lock().take() {
+                break Err(SinkError::Engine(drift_engine::Error::Internal(why)));
+            }
             // Backpressure: while the engine's flush backlog is over its limit, pause.
             let backlogged = self.target.backlogged();
             if let Err(e) = self.pause(&consumer, backlogged) {
@@ -516,7 +565,12 @@ impl Sink {
         };
         // Final synchronous commit of the durable positions of what we still own.
         let mut commit = TopicPartitionList::new();
-        for (p, pos) in consumer.context().engine_positions(&consumer.assignment()?) {
+        let owned = consumer.assignment()?;
+        for (p, pos) in consumer
+            .context()
+            .engine_positions(&owned)
+            .unwrap_or_default()
+        {
             if let Some(pos) = pos {
                 commit.add_partition_offset(&cfg.topic, p, Offset::Offset(pos))?;
             }
@@ -578,7 +632,7 @@ impl Sink {
                 by_partition.entry(m.partition()).or_default().push(m);
             }
         }
-        let engine = self.target.source_offsets();
+        let engine = self.target.source_offsets()?;
         let mut tasks = Vec::new();
         for (p, msgs) in by_partition {
             // The engine's position, never behind what this process has applied.

@@ -17,7 +17,7 @@ mod write;
 pub use maintain::Audit;
 pub use persist::StorageStats;
 pub use read::{Backlog, CollectionStats, ScanIter};
-pub use write::{FlushReport, TrainReport};
+pub use write::{check_record, FlushReport, TrainReport, MAX_PAYLOAD_BYTES};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{Collection, Version};
 use crate::api::{Record, Write};
-use crate::config::Metric;
+use crate::config::{CollectionConfig, Metric};
 use crate::distance::normalize;
 use crate::error::{Error, Result};
 use crate::idmap::Loc;
@@ -48,62 +48,82 @@ pub struct TrainReport {
     pub rows: usize,
 }
 
+/// Checks a record against a collection's configuration as an upsert does (dimension,
+/// finite values, a vector with a direction for cosine, payload a JSON object within
+/// [`MAX_PAYLOAD_BYTES`]); `collection` names it in errors. Clients use it to sort bad records
+/// out before sending a batch.
+pub fn check_record(collection: &str, config: &CollectionConfig, record: &Record) -> Result<()> {
+    check_vector(collection, config, record.id, &record.vector)?;
+    if config.metric == Metric::Cosine && !normalize(&mut record.vector.clone()) {
+        return Err(zero_direction(record.id));
+    }
+    match &record.payload {
+        Some(p) => check_payload(record.id, p),
+        None => Ok(()),
+    }
+}
+
+fn zero_direction(id: u64) -> Error {
+    Error::InvalidArgument(format!(
+        "vector for id {id} has no direction (all zeros, or too large to normalize; cosine collection)"
+    ))
+}
+
+fn check_vector(collection: &str, config: &CollectionConfig, id: u64, v: &[f32]) -> Result<()> {
+    if v.len() != config.dim {
+        return Err(Error::DimensionMismatch {
+            collection: collection.to_string(),
+            id,
+            got: v.len(),
+            expected: config.dim,
+        });
+    }
+    if let Some((position, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+        return Err(Error::NonFinite {
+            id,
+            position,
+            value: x.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn check_payload(id: u64, p: &str) -> Result<()> {
+    if p.len() > MAX_PAYLOAD_BYTES {
+        return Err(Error::InvalidPayload {
+            id,
+            reason: format!("{} bytes, the limit is {MAX_PAYLOAD_BYTES}", p.len()),
+        });
+    }
+    match serde_json::from_str::<serde_json::Value>(p) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(_) => Err(Error::InvalidPayload {
+            id,
+            reason: "must be a JSON object".into(),
+        }),
+        Err(e) => Err(Error::InvalidPayload {
+            id,
+            reason: format!("not valid JSON: {e}"),
+        }),
+    }
+}
+
 impl Collection {
     /// Checks a vector (dimension, finiteness) and prepares it for storage or search
     /// (normalized for cosine). `id` names the row in errors.
     pub fn prepare_vector(&self, id: u64, v: &[f32]) -> Result<Vec<f32>> {
-        if v.len() != self.config.dim {
-            return Err(Error::DimensionMismatch {
-                collection: self.name.clone(),
-                id,
-                got: v.len(),
-                expected: self.config.dim,
-            });
-        }
-        if let Some((position, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
-            return Err(Error::NonFinite {
-                id,
-                position,
-                value: x.to_string(),
-            });
-        }
+        check_vector(&self.name, &self.config, id, v)?;
         let mut out = v.to_vec();
         if self.config.metric == Metric::Cosine && !normalize(&mut out) {
-            return Err(Error::InvalidArgument(format!(
-                "vector for id {id} is all zeros and has no direction (cosine collection)"
-            )));
+            return Err(zero_direction(id));
         }
         Ok(out)
     }
 
-    fn check_payload(id: u64, p: &str) -> Result<()> {
-        if p.len() > MAX_PAYLOAD_BYTES {
-            return Err(Error::InvalidPayload {
-                id,
-                reason: format!("{} bytes, the limit is {MAX_PAYLOAD_BYTES}", p.len()),
-            });
-        }
-        match serde_json::from_str::<serde_json::Value>(p) {
-            Ok(serde_json::Value::Object(_)) => Ok(()),
-            Ok(_) => Err(Error::InvalidPayload {
-                id,
-                reason: "must be a JSON object".into(),
-            }),
-            Err(e) => Err(Error::InvalidPayload {
-                id,
-                reason: format!("not valid JSON: {e}"),
-            }),
-        }
-    }
-
     /// Checks a record as [`Collection::upsert`] would (dimension, finite values, payload)
-    /// without writing it; returns the prepared vector.
-    pub fn validate(&self, record: &Record) -> Result<Vec<f32>> {
-        let v = self.prepare_vector(record.id, &record.vector)?;
-        if let Some(p) = &record.payload {
-            Self::check_payload(record.id, p)?;
-        }
-        Ok(v)
+    /// without writing it.
+    pub fn validate(&self, record: &Record) -> Result<()> {
+        check_record(&self.name, &self.config, record)
     }
 
     /// Inserts or replaces records. Every record is validated first (one bad record rejects
@@ -139,7 +159,7 @@ impl Collection {
                 Write::Upsert(r) => {
                     let vector = self.prepare_vector(r.id, &r.vector)?;
                     if let Some(p) = &r.payload {
-                        Self::check_payload(r.id, p)?;
+                        check_payload(r.id, p)?;
                     }
                     upserted.insert(r.id);
                     ops.push(WalOp::Upsert {

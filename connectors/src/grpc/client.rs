@@ -1,0 +1,153 @@
+//! A collection on a `drift serve` server, usable from synchronous code: every call runs on
+//! the client's own small tokio runtime and the caller waits for it, so it works from plain
+//! threads and from inside another runtime alike (the Kafka sink calls it from both).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use drift_engine::collection::check_record;
+use drift_engine::{CollectionConfig, Error, Metric, Record, Result, Write};
+use tonic::transport::Channel;
+
+use super::pb::{self, drift_client::DriftClient};
+use super::server::offsets_map;
+use super::MAX_MESSAGE_BYTES;
+use crate::kafka::SinkTarget;
+
+/// A connected client for one collection of a server.
+pub struct RemoteCollection {
+    name: String,
+    config: CollectionConfig,
+    client: DriftClient<Channel>,
+    rt: tokio::runtime::Runtime,
+}
+
+fn remote(e: tonic::Status) -> Error {
+    match e.code() {
+        tonic::Code::NotFound => Error::CollectionNotFound(e.message().to_string()),
+        tonic::Code::InvalidArgument => Error::InvalidArgument(e.message().to_string()),
+        _ => Error::Internal(format!("server: {}: {}", e.code(), e.message())),
+    }
+}
+
+impl RemoteCollection {
+    /// Connects to `server` (`host:port` or `http://host:port`) and looks up `collection`.
+    pub fn connect(server: &str, collection: &str) -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("drift-grpc-client")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start the client runtime: {e}")))?;
+        let url = if server.contains("://") {
+            server.to_string()
+        } else {
+            format!("http://{server}")
+        };
+        let client = rt.block_on(async {
+            let channel = Channel::from_shared(url.clone())
+                .map_err(|e| Error::InvalidArgument(format!("bad server address {server:?}: {e}")))?
+                .connect()
+                .await
+                .map_err(|e| Error::Internal(format!("cannot connect to {url}: {e}")))?;
+            Ok::<_, Error>(
+                DriftClient::new(channel)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            )
+        })?;
+        let list = rt
+            .block_on(
+                client
+                    .clone()
+                    .list_collections(pb::ListCollectionsRequest {}),
+            )
+            .map_err(remote)?
+            .into_inner();
+        let info = list
+            .collections
+            .into_iter()
+            .find(|c| c.name == collection)
+            .ok_or_else(|| Error::CollectionNotFound(collection.to_string()))?;
+        let config = CollectionConfig::new(info.dim as usize, Metric::parse(&info.metric)?);
+        Ok(RemoteCollection {
+            name: collection.to_string(),
+            config,
+            client,
+            rt,
+        })
+    }
+
+    /// The collection's dimension and metric (settings are the server's business).
+    pub fn config(&self) -> &CollectionConfig {
+        &self.config
+    }
+
+    /// Runs a call on the client runtime and waits for it.
+    fn call<T: Send + 'static>(
+        &self,
+        f: impl Future<Output = std::result::Result<T, tonic::Status>> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.rt.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        rx.recv()
+            .map_err(|_| Error::Internal("client runtime stopped".into()))?
+            .map_err(remote)
+    }
+
+    fn offsets(&self) -> Result<pb::SourceOffsetsResponse> {
+        let mut c = self.client.clone();
+        let req = pb::CollectionRef {
+            collection: self.name.clone(),
+        };
+        self.call(async move { c.source_offsets(req).await.map(|r| r.into_inner()) })
+    }
+}
+
+fn to_pb(r: Record) -> pb::Record {
+    pb::Record {
+        id: r.id,
+        vector: r.vector,
+        payload: r.payload,
+    }
+}
+
+impl SinkTarget for RemoteCollection {
+    fn write(&self, writes: Vec<Write>, source: &[(String, i64)]) -> Result<u64> {
+        let req = pb::WriteRequest {
+            collection: self.name.clone(),
+            ops: writes
+                .into_iter()
+                .map(|w| pb::WriteOp {
+                    op: Some(match w {
+                        Write::Upsert(r) => pb::write_op::Op::Upsert(to_pb(r)),
+                        Write::Delete(id) => pb::write_op::Op::Delete(id),
+                    }),
+                })
+                .collect(),
+            offsets: source
+                .iter()
+                .map(|(key, offset)| pb::SourceOffset {
+                    key: key.clone(),
+                    offset: *offset,
+                })
+                .collect(),
+        };
+        let mut c = self.client.clone();
+        self.call(async move { c.write(req).await.map(|r| r.into_inner().seq) })
+    }
+
+    fn validate(&self, record: &Record) -> Result<()> {
+        check_record(&self.name, &self.config, record)
+    }
+
+    fn source_offsets(&self) -> Result<BTreeMap<String, i64>> {
+        self.offsets().map(|r| offsets_map(r.offsets))
+    }
+
+    fn backlogged(&self) -> bool {
+        self.offsets().map(|r| r.backlogged).unwrap_or(false)
+    }
+}

@@ -1,0 +1,312 @@
+//! The gRPC service over one [`Database`]: every call runs its engine work on tokio's blocking
+//! pool and maps engine errors to status codes (bad input → `INVALID_ARGUMENT`, unknown
+//! collection → `NOT_FOUND`, duplicate → `ALREADY_EXISTS`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use drift_engine::{Collection, CollectionConfig, Database, Error, Metric, Record, Write};
+use tonic::{Request, Response, Status};
+
+use super::pb::{self, drift_server::Drift};
+
+/// Largest request or response message, in bytes (a 64k-row batch of 128-d vectors fits).
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Engine error → gRPC status, keeping the engine's message.
+pub fn status(e: Error) -> Status {
+    let msg = e.to_string();
+    match e {
+        Error::DimensionMismatch { .. }
+        | Error::NonFinite { .. }
+        | Error::InvalidPayload { .. }
+        | Error::InvalidName { .. }
+        | Error::InvalidArgument(_) => Status::invalid_argument(msg),
+        Error::CollectionNotFound(_) => Status::not_found(msg),
+        Error::CollectionExists(_) => Status::already_exists(msg),
+        Error::Closed(_) => Status::unavailable(msg),
+        _ => Status::internal(msg),
+    }
+}
+
+/// The service: one database, many collections.
+#[derive(Clone)]
+pub struct DriftService {
+    db: Arc<Database>,
+}
+
+impl DriftService {
+    /// Serves `db`.
+    pub fn new(db: Arc<Database>) -> Self {
+        DriftService { db }
+    }
+
+    /// Runs `f` with the named collection on the blocking pool.
+    async fn with<T: Send + 'static>(
+        &self,
+        name: &str,
+        f: impl FnOnce(Arc<Collection>) -> drift_engine::Result<T> + Send + 'static,
+    ) -> Result<T, Status> {
+        if name.is_empty() {
+            return Err(Status::invalid_argument("collection name is empty"));
+        }
+        let coll = self.db.collection(name).map_err(status)?;
+        tokio::task::spawn_blocking(move || f(coll))
+            .await
+            .map_err(|e| Status::internal(format!("task failed: {e}")))?
+            .map_err(status)
+    }
+}
+
+fn record(r: pb::Record) -> Record {
+    Record {
+        id: r.id,
+        vector: r.vector,
+        payload: r.payload,
+    }
+}
+
+fn info(name: &str, c: &Collection) -> pb::CollectionInfo {
+    pb::CollectionInfo {
+        name: name.to_string(),
+        dim: c.config().dim as u32,
+        metric: c.config().metric.name().to_string(),
+        live_vectors: c.stats().live_vectors as u64,
+    }
+}
+
+#[tonic::async_trait]
+impl Drift for DriftService {
+    async fn health(
+        &self,
+        _: Request<pb::HealthRequest>,
+    ) -> Result<Response<pb::HealthResponse>, Status> {
+        Ok(Response::new(pb::HealthResponse {
+            status: "serving".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }))
+    }
+
+    async fn create_collection(
+        &self,
+        req: Request<pb::CreateCollectionRequest>,
+    ) -> Result<Response<pb::CollectionInfo>, Status> {
+        let r = req.into_inner();
+        let metric = if r.metric.is_empty() {
+            Metric::L2
+        } else {
+            Metric::parse(&r.metric).map_err(status)?
+        };
+        let mut config = CollectionConfig::new(r.dim as usize, metric);
+        if !r.settings_json.is_empty() {
+            config.settings = serde_json::from_str(&r.settings_json).map_err(|e| {
+                Status::invalid_argument(format!("settings_json is not valid index settings: {e}"))
+            })?;
+        }
+        let db = self.db.clone();
+        let name = r.name.clone();
+        let c = tokio::task::spawn_blocking(move || db.create_collection(&name, config))
+            .await
+            .map_err(|e| Status::internal(format!("task failed: {e}")))?
+            .map_err(status)?;
+        Ok(Response::new(info(&r.name, &c)))
+    }
+
+    async fn drop_collection(
+        &self,
+        req: Request<pb::CollectionRef>,
+    ) -> Result<Response<pb::DropCollectionResponse>, Status> {
+        let name = req.into_inner().collection;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.drop_collection(&name))
+            .await
+            .map_err(|e| Status::internal(format!("task failed: {e}")))?
+            .map_err(status)?;
+        Ok(Response::new(pb::DropCollectionResponse {}))
+    }
+
+    async fn list_collections(
+        &self,
+        _: Request<pb::ListCollectionsRequest>,
+    ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
+        let mut collections = Vec::new();
+        for (name, _) in self.db.list() {
+            let c = self.db.collection(&name).map_err(status)?;
+            collections.push(info(&name, &c));
+        }
+        Ok(Response::new(pb::ListCollectionsResponse { collections }))
+    }
+
+    async fn upsert(
+        &self,
+        req: Request<pb::UpsertRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        let r = req.into_inner();
+        let records: Vec<Record> = r.records.into_iter().map(record).collect();
+        let seq = self.with(&r.collection, move |c| c.upsert(records)).await?;
+        Ok(Response::new(pb::WriteResponse { seq }))
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let r = req.into_inner();
+        let deleted = self.with(&r.collection, move |c| c.delete(&r.ids)).await?;
+        Ok(Response::new(pb::DeleteResponse { deleted }))
+    }
+
+    async fn write(
+        &self,
+        req: Request<pb::WriteRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        let r = req.into_inner();
+        let mut writes = Vec::with_capacity(r.ops.len());
+        for op in r.ops {
+            writes.push(match op.op {
+                Some(pb::write_op::Op::Upsert(rec)) => Write::Upsert(record(rec)),
+                Some(pb::write_op::Op::Delete(id)) => Write::Delete(id),
+                None => {
+                    return Err(Status::invalid_argument(
+                        "write op has neither upsert nor delete",
+                    ))
+                }
+            });
+        }
+        let offsets: Vec<(String, i64)> =
+            r.offsets.into_iter().map(|o| (o.key, o.offset)).collect();
+        let seq = self
+            .with(&r.collection, move |c| c.write(writes, &offsets))
+            .await?;
+        Ok(Response::new(pb::WriteResponse { seq }))
+    }
+
+    async fn source_offsets(
+        &self,
+        req: Request<pb::CollectionRef>,
+    ) -> Result<Response<pb::SourceOffsetsResponse>, Status> {
+        let name = req.into_inner().collection;
+        let (offsets, backlogged) = self
+            .with(&name, |c| {
+                Ok((c.source_offsets(), c.flush_backlog().over()))
+            })
+            .await?;
+        Ok(Response::new(pb::SourceOffsetsResponse {
+            offsets: offsets
+                .into_iter()
+                .map(|(key, offset)| pb::SourceOffset { key, offset })
+                .collect(),
+            backlogged,
+        }))
+    }
+
+    async fn search(
+        &self,
+        req: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        let r = req.into_inner();
+        let hits = self
+            .with(&r.collection, move |c| {
+                let mut p = c.search_params(r.k as usize);
+                p.k = r.k as usize;
+                p.nprobe = r.nprobe.map(|n| n as usize);
+                if let Some(x) = r.target_confidence {
+                    p.target_confidence = x;
+                }
+                if let Some(x) = r.lambda {
+                    p.lambda = x;
+                }
+                if let Some(x) = r.tau {
+                    p.tau = x;
+                }
+                p.recall_target = r.recall_target;
+                p.with_payload = r.with_payload;
+                p.with_vector = r.with_vector;
+                p.validate()?;
+                c.search(&r.vector, &p)
+            })
+            .await?;
+        Ok(Response::new(pb::SearchResponse {
+            hits: hits
+                .into_iter()
+                .map(|h| pb::Hit {
+                    id: h.id,
+                    distance: h.distance,
+                    payload: h.payload,
+                    vector: h.vector.unwrap_or_default(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn train(
+        &self,
+        req: Request<pb::TrainRequest>,
+    ) -> Result<Response<pb::TrainResponse>, Status> {
+        let r = req.into_inner();
+        let t = self
+            .with(&r.collection, move |c| c.train(&r.sample))
+            .await?;
+        Ok(Response::new(pb::TrainResponse {
+            buckets: t.buckets as u64,
+            sample_rows: t.sample_rows as u64,
+            rows: t.rows as u64,
+        }))
+    }
+
+    async fn flush(
+        &self,
+        req: Request<pb::CollectionRef>,
+    ) -> Result<Response<pb::FlushResponse>, Status> {
+        let f = self
+            .with(&req.into_inner().collection, |c| c.flush())
+            .await?;
+        Ok(Response::new(pb::FlushResponse {
+            rows: f.rows as u64,
+            memtables: f.memtables as u64,
+            buckets_touched: f.buckets_touched as u64,
+            trained: f.trained,
+        }))
+    }
+
+    async fn stats(
+        &self,
+        req: Request<pb::CollectionRef>,
+    ) -> Result<Response<pb::StatsResponse>, Status> {
+        let stats = self
+            .with(&req.into_inner().collection, |c| Ok(c.stats()))
+            .await?;
+        let json = serde_json::to_string(&stats)
+            .map_err(|e| Status::internal(format!("cannot encode stats: {e}")))?;
+        Ok(Response::new(pb::StatsResponse { json }))
+    }
+}
+
+/// Serves `db` on `listener` until `shutdown` resolves; in-flight calls finish first.
+pub async fn serve(
+    db: Arc<Database>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let svc = pb::drift_server::DriftServer::new(DriftService::new(db))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    tonic::transport::Server::builder()
+        .add_service(svc)
+        .serve_with_incoming_shutdown(tokio_stream_of(listener), shutdown)
+        .await
+}
+
+fn tokio_stream_of(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures::stream::unfold(listener, |l| async move {
+        let r = l.accept().await.map(|(s, _)| s);
+        Some((r, l))
+    })
+}
+
+/// Source offsets as a map (for clients).
+pub fn offsets_map(offsets: Vec<pb::SourceOffset>) -> BTreeMap<String, i64> {
+    offsets.into_iter().map(|o| (o.key, o.offset)).collect()
+}
