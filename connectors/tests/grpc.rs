@@ -1,0 +1,316 @@
+//! The gRPC service through a real tonic client over loopback: several collections side by
+//! side, every error status, and a restart that finds everything.
+
+use std::sync::Arc;
+
+use drift_connectors::grpc::pb::{self, drift_client::DriftClient};
+use drift_connectors::grpc::serve;
+use drift_engine::Database;
+use tonic::transport::Channel;
+use tonic::Code;
+
+const DIM: usize = 8;
+
+struct Server {
+    addr: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(dir: &std::path::Path) -> Server {
+        let db = Arc::new(Database::open(dir).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            serve(db.clone(), listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+            db.close();
+        });
+        Server {
+            addr,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    async fn client(&self) -> DriftClient<Channel> {
+        DriftClient::connect(self.addr.clone()).await.unwrap()
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap();
+    }
+}
+
+fn vector(id: u64, salt: u64) -> Vec<f32> {
+    // The first coordinate keeps every id's vector distinct.
+    (0..DIM as u64)
+        .map(|d| ((id * 13 + d * 7 + salt * 31) % 101) as f32 / 101.0)
+        .enumerate()
+        .map(|(d, x)| if d == 0 { id as f32 / 100.0 } else { x })
+        .collect()
+}
+
+fn records(ids: std::ops::Range<u64>, salt: u64) -> Vec<pb::Record> {
+    ids.map(|id| pb::Record {
+        id,
+        vector: vector(id, salt),
+        payload: Some(format!(r#"{{"salt":{salt}}}"#)),
+    })
+    .collect()
+}
+
+fn search(collection: &str, v: Vec<f32>, k: u32) -> pb::SearchRequest {
+    pb::SearchRequest {
+        collection: collection.into(),
+        vector: v,
+        k,
+        with_payload: true,
+        ..Default::default()
+    }
+}
+
+async fn create(c: &mut DriftClient<Channel>, name: &str) {
+    c.create_collection(pb::CreateCollectionRequest {
+        name: name.into(),
+        dim: DIM as u32,
+        metric: "l2".into(),
+        settings_json: String::new(),
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_side_by_side_and_a_restart_finds_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let mut c = server.client().await;
+    assert_eq!(
+        c.health(pb::HealthRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .status,
+        "serving"
+    );
+    create(&mut c, "a").await;
+    create(&mut c, "b").await;
+    c.upsert(pb::UpsertRequest {
+        collection: "a".into(),
+        records: records(0..500, 1),
+    })
+    .await
+    .unwrap();
+    c.upsert(pb::UpsertRequest {
+        collection: "b".into(),
+        records: records(0..300, 2),
+    })
+    .await
+    .unwrap();
+    let del = c
+        .delete(pb::DeleteRequest {
+            collection: "a".into(),
+            ids: vec![1, 2, 3, 9999],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(del.deleted, 3);
+    // Each tenant answers from its own data.
+    let hits = c
+        .search(search("a", vector(7, 1), 3))
+        .await
+        .unwrap()
+        .into_inner()
+        .hits;
+    assert_eq!(hits[0].id, 7);
+    assert_eq!(hits[0].payload.as_deref(), Some(r#"{"salt":1}"#));
+    let hits = c
+        .search(search("b", vector(7, 2), 3))
+        .await
+        .unwrap()
+        .into_inner()
+        .hits;
+    assert_eq!(
+        (hits[0].id, hits[0].payload.as_deref()),
+        (7, Some(r#"{"salt":2}"#))
+    );
+    let list = c
+        .list_collections(pb::ListCollectionsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .collections;
+    let counts: Vec<_> = list
+        .iter()
+        .map(|i| (i.name.as_str(), i.live_vectors))
+        .collect();
+    assert_eq!(counts, vec![("a", 497), ("b", 300)]);
+    let f = c
+        .flush(pb::CollectionRef {
+            collection: "a".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(f.rows, 497);
+    let stats: serde_json::Value = serde_json::from_str(
+        &c.stats(pb::CollectionRef {
+            collection: "b".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .json,
+    )
+    .unwrap();
+    assert_eq!(stats["live_vectors"], 300);
+    server.stop().await;
+
+    // A new server on the same directory finds both tenants whole.
+    let server = Server::start(dir.path()).await;
+    let mut c = server.client().await;
+    let hits = c
+        .search(search("a", vector(2, 1), 1))
+        .await
+        .unwrap()
+        .into_inner()
+        .hits;
+    assert_ne!(hits[0].id, 2, "a deleted id stays deleted");
+    let list = c
+        .list_collections(pb::ListCollectionsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .collections;
+    assert_eq!(list.iter().map(|i| i.live_vectors).sum::<u64>(), 797);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_status_that_names_it_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let mut c = server.client().await;
+    create(&mut c, "a").await;
+    c.upsert(pb::UpsertRequest {
+        collection: "a".into(),
+        records: records(0..50, 1),
+    })
+    .await
+    .unwrap();
+
+    let code = |r: Result<tonic::Response<_>, tonic::Status>, needle: &str| {
+        let s = r.map(|_: tonic::Response<()>| ()).unwrap_err();
+        assert!(
+            s.message().contains(needle),
+            "{:?}: {:?} lacks {needle:?}",
+            s.code(),
+            s.message()
+        );
+        s.code()
+    };
+    let unit =
+        |r: Result<tonic::Response<pb::WriteResponse>, tonic::Status>| r.map(|x| x.map(|_| ()));
+    // Wrong dimension, NaN: the whole batch is refused, the good record in it too.
+    let mut batch = records(100..101, 1);
+    batch.push(pb::Record {
+        id: 101,
+        vector: vec![1.0; DIM + 1],
+        payload: None,
+    });
+    let r = unit(
+        c.upsert(pb::UpsertRequest {
+            collection: "a".into(),
+            records: batch,
+        })
+        .await,
+    );
+    assert_eq!(code(r, "dimension"), Code::InvalidArgument);
+    let mut nan = records(102..103, 1);
+    nan[0].vector[3] = f32::NAN;
+    let r = unit(
+        c.upsert(pb::UpsertRequest {
+            collection: "a".into(),
+            records: nan,
+        })
+        .await,
+    );
+    assert_eq!(code(r, "NaN"), Code::InvalidArgument);
+    // Unknown and empty collection names.
+    let r = unit(
+        c.upsert(pb::UpsertRequest {
+            collection: "nope".into(),
+            records: records(0..1, 1),
+        })
+        .await,
+    );
+    assert_eq!(code(r, "nope"), Code::NotFound);
+    let r = c
+        .search(search("", vector(1, 1), 1))
+        .await
+        .map(|x| x.map(|_| ()));
+    assert_eq!(code(r, "empty"), Code::InvalidArgument);
+    let r = c
+        .create_collection(pb::CreateCollectionRequest {
+            name: "bad name!".into(),
+            dim: 4,
+            ..Default::default()
+        })
+        .await
+        .map(|x| x.map(|_| ()));
+    assert_eq!(code(r, "bad name!"), Code::InvalidArgument);
+    let r = c
+        .create_collection(pb::CreateCollectionRequest {
+            name: "a".into(),
+            dim: DIM as u32,
+            ..Default::default()
+        })
+        .await
+        .map(|x| x.map(|_| ()));
+    assert_eq!(code(r, "a"), Code::AlreadyExists);
+    // k = 0 and a huge k.
+    for k in [0, 1_000_000_000] {
+        let r = c
+            .search(search("a", vector(1, 1), k))
+            .await
+            .map(|x| x.map(|_| ()));
+        assert_eq!(code(r, "k must be"), Code::InvalidArgument);
+    }
+    // A message over the size limit is refused by the transport.
+    let huge = vec![pb::Record {
+        id: 1,
+        vector: vec![0.5; 20 << 20],
+        payload: None,
+    }];
+    let r = c
+        .upsert(pb::UpsertRequest {
+            collection: "a".into(),
+            records: huge,
+        })
+        .await;
+    let s = r.unwrap_err();
+    assert!(
+        matches!(
+            s.code(),
+            Code::ResourceExhausted | Code::OutOfRange | Code::InvalidArgument
+        ),
+        "{s:?}"
+    );
+    // Nothing accepted before was lost, and nothing refused got in.
+    let list = c
+        .list_collections(pb::ListCollectionsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .collections;
+    assert_eq!(list[0].live_vectors, 50);
+    server.stop().await;
+}
