@@ -1,13 +1,15 @@
 //! Command definitions and their embedded implementations.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use drift_engine::{CollectionConfig, Database, Metric};
+use drift_engine::{Database, Metric};
 use drift_lab::vecfile::{read_all, VecReader};
 
+use crate::backend::{Backend, SearchOpts};
 use crate::output::{self, Bar};
+use drift_connectors::grpc::client::Remote;
 
 /// Drift: a drift-aware vector search engine.
 #[derive(Debug, Parser)]
@@ -21,6 +23,10 @@ pub struct Cli {
         default_value = "./drift-data"
     )]
     pub data_dir: PathBuf,
+    /// Run against a `drift serve` server (HOST:PORT) instead of the data directory: the
+    /// collection, upsert, delete, search, flush and sink commands.
+    #[arg(long, global = true, env = "DRIFT_SERVER")]
+    pub server: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -267,10 +273,30 @@ fn open(cli_dir: &PathBuf) -> Result<Database> {
 
 /// Runs one command.
 pub fn run(cli: Cli) -> Result<()> {
+    let remote_ok = matches!(
+        cli.command,
+        Command::Collection(_)
+            | Command::Upsert(_)
+            | Command::Delete(_)
+            | Command::Search(_)
+            | Command::Flush { .. }
+            | Command::Sink(_)
+    );
+    if cli.server.is_some() && !remote_ok {
+        bail!("this command runs on the data directory only; drop --server (or DRIFT_SERVER)");
+    }
+    let backend = || -> Result<Box<dyn Backend>> {
+        Ok(match &cli.server {
+            Some(s) => {
+                Box::new(Remote::connect(s).with_context(|| format!("cannot reach server {s}"))?)
+            }
+            None => Box::new(open(&cli.data_dir)?),
+        })
+    };
     match cli.command {
-        Command::Collection(c) => collection(&cli.data_dir, c),
-        Command::Upsert(a) => upsert(&cli.data_dir, a),
-        Command::Delete(a) => delete(&cli.data_dir, a),
+        Command::Collection(c) => collection(&*backend()?, &cli.data_dir, c),
+        Command::Upsert(a) => upsert(&*backend()?, a),
+        Command::Delete(a) => delete(&*backend()?, a),
         Command::Get { name, id } => {
             let db = open(&cli.data_dir)?;
             match db.collection(&name)?.get(id)? {
@@ -281,7 +307,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 None => bail!("id {id} is not in collection '{name}'"),
             }
         }
-        Command::Search(a) => search(&cli.data_dir, a),
+        Command::Search(a) => search(&*backend()?, a),
         Command::Train { name, input } => {
             let db = open(&cli.data_dir)?;
             let coll = db.collection(&name)?;
@@ -301,13 +327,12 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Flush { name } => {
-            let db = open(&cli.data_dir)?;
-            let r = db.collection(&name)?.flush()?;
+            let r = backend()?.flush(&name)?;
             println!(
                 "flushed {} vectors from {} memtables into {} buckets{}",
                 r.rows,
                 r.memtables,
-                r.buckets_touched,
+                r.buckets,
                 if r.trained {
                     " (trained centroids first)"
                 } else {
@@ -349,14 +374,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sql { sql, file, output } => {
             crate::sql::run(open(&cli.data_dir)?, sql, file, output)
         }
-        Command::Sink(a) => crate::sink::run(&cli.data_dir, a),
+        Command::Sink(a) => crate::sink::run(&cli.data_dir, cli.server.as_deref(), a),
         Command::Serve { listen } => crate::serve::run(&cli.data_dir, &listen),
         Command::Demo(a) => demo(&cli.data_dir, a),
     }
 }
 
-fn collection(dir: &PathBuf, cmd: CollectionCmd) -> Result<()> {
-    let db = open(dir)?;
+fn collection(be: &dyn Backend, dir: &Path, cmd: CollectionCmd) -> Result<()> {
     match cmd {
         CollectionCmd::Create {
             name,
@@ -364,32 +388,23 @@ fn collection(dir: &PathBuf, cmd: CollectionCmd) -> Result<()> {
             metric,
             settings,
         } => {
-            let mut config = CollectionConfig::new(dim, Metric::parse(&metric)?);
-            if let Some(s) = settings {
-                config.settings =
-                    serde_json::from_str(&s).context("--settings is not valid index settings")?;
-            }
-            db.create_collection(&name, config)?;
+            be.create(&name, dim, &metric, settings.as_deref())?;
             println!("created collection '{name}' (dim {dim}, metric {metric})");
         }
         CollectionCmd::List => {
-            for (name, cfg) in db.list() {
-                let stats = db.collection(&name)?.stats();
+            for c in be.list()? {
                 println!(
-                    "{name}\tdim={}\tmetric={}\tvectors={}",
-                    cfg.dim,
-                    cfg.metric.name(),
-                    stats.live_vectors
+                    "{}\tdim={}\tmetric={}\tvectors={}",
+                    c.name, c.dim, c.metric, c.live
                 );
             }
         }
         CollectionCmd::Drop { name } => {
-            db.drop_collection(&name)?;
+            be.drop_collection(&name)?;
             println!("dropped collection '{name}'");
         }
         CollectionCmd::Stats { name, json } => {
-            let stats = db.collection(&name)?.stats();
-            let mut value = serde_json::to_value(&stats)?;
+            let mut value = be.stats(&name)?;
             // The last status a Kafka sink wrote for this collection, if any.
             if let Ok(raw) = std::fs::read(crate::sink::status_path(dir, &name)) {
                 if let (Ok(sink), Some(obj)) = (
@@ -409,22 +424,20 @@ fn collection(dir: &PathBuf, cmd: CollectionCmd) -> Result<()> {
     Ok(())
 }
 
-fn upsert(dir: &PathBuf, a: UpsertArgs) -> Result<()> {
-    let db = open(dir)?;
-    let coll = db.collection(&a.name)?;
+fn upsert(be: &dyn Backend, a: UpsertArgs) -> Result<()> {
     let mut reader = VecReader::open(&a.input, a.id_offset)?;
     let bar = Bar::bytes("upsert", reader.file_len());
     let mut rows = 0u64;
     while let Some(batch) = reader.next_batch(a.batch.max(1))? {
         let n = batch.len() as u64;
-        coll.upsert(batch)
+        be.upsert(&a.name, batch)
             .with_context(|| format!("{}: batch starting at row {rows}", a.input.display()))?;
         rows += n;
         bar.set(reader.position());
     }
     bar.finish();
     if !a.no_flush {
-        coll.flush()?;
+        be.flush(&a.name)?;
     }
     println!("upserted {rows} vectors into '{}'", a.name);
     Ok(())
@@ -460,39 +473,32 @@ fn parse_ids(a: &DeleteArgs) -> Result<Vec<u64>> {
     Ok((lo..hi).collect())
 }
 
-fn delete(dir: &PathBuf, a: DeleteArgs) -> Result<()> {
+fn delete(be: &dyn Backend, a: DeleteArgs) -> Result<()> {
     let ids = parse_ids(&a)?;
-    let db = open(dir)?;
-    let coll = db.collection(&a.name)?;
     let mut deleted = 0;
     for chunk in ids.chunks(100_000) {
-        deleted += coll.delete(chunk)?;
+        deleted += be.delete(&a.name, chunk)?;
     }
     println!("deleted {deleted} of {} ids from '{}'", ids.len(), a.name);
     Ok(())
 }
 
-fn search(dir: &PathBuf, a: SearchArgs) -> Result<()> {
-    let db = open(dir)?;
-    let coll = db.collection(&a.name)?;
-    let mut params = coll.search_params(a.k);
-    params.nprobe = a.nprobe;
-    params.recall_target = a.recall_target;
-    if let Some(c) = a.target_confidence {
-        params.target_confidence = c;
-    }
-    if let Some(r) = a.rerank {
-        params.rerank = r;
-    }
-    params.with_payload = a.with_payload;
-    params.validate()?;
+fn search(be: &dyn Backend, a: SearchArgs) -> Result<()> {
+    let opts = SearchOpts {
+        k: a.k,
+        nprobe: a.nprobe,
+        recall_target: a.recall_target,
+        target_confidence: a.target_confidence,
+        rerank: a.rerank,
+        with_payload: a.with_payload,
+    };
     let mut reader = VecReader::open(&a.query, 0)?;
     let mut out = output::SearchWriter::new(a.output);
     let mut row = 0u64;
     while let Some(batch) = reader.next_batch(1024)? {
         for q in batch {
-            let hits = coll
-                .search(&q.vector, &params)
+            let hits = be
+                .search(&a.name, &q.vector, &opts)
                 .with_context(|| format!("{}: query row {row}", a.query.display()))?;
             out.write(row, &hits)?;
             row += 1;

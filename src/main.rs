@@ -1,6 +1,7 @@
 //! `drift`: the command line of the Drift vector engine. Embedded mode works directly on a
 //! data directory (like `sqlite3`).
 
+mod backend;
 mod cli;
 mod output;
 mod serve;

@@ -45,10 +45,6 @@ pub struct SinkArgs {
     /// Most records per durable batch.
     #[arg(long, default_value_t = 8192)]
     pub max_batch: usize,
-    /// Write into the collection on this `drift serve` server (HOST:PORT) instead of the
-    /// local data directory; several sink processes of one group can then share it.
-    #[arg(long)]
-    pub server: Option<String>,
     /// Extra librdkafka property, KEY=VALUE (repeatable).
     #[arg(long = "kafka", value_name = "KEY=VALUE")]
     pub kafka: Vec<String>,
@@ -135,10 +131,12 @@ pub async fn shutdown_signal() {
 }
 
 /// Runs the sink until it is idle, interrupted (Ctrl-C, SIGTERM) or stopped by an error.
-pub fn run(data_dir: &Path, args: SinkArgs) -> Result<()> {
+/// With `server`, writes go to the collection on that `drift serve` server, so several sink
+/// processes of one group can share it.
+pub fn run(data_dir: &Path, server: Option<&str>, args: SinkArgs) -> Result<()> {
     let config = args.config()?;
     // Embedded: the collection in the data directory (closed on exit). Remote: the server's.
-    let (target, local, path): (Arc<dyn SinkTarget>, _, _) = match &args.server {
+    let (target, local, path): (Arc<dyn SinkTarget>, _, _) = match server {
         Some(server) => {
             let remote = RemoteCollection::connect(server, &config.collection)
                 .with_context(|| format!("server {server}"))?;

@@ -8,36 +8,52 @@ use std::process::{Command, Output};
 use drift_lab::truth::{exact_knn, recall_with_ties};
 use drift_lab::vecfile::{read_all, write_fvecs};
 
-fn drift(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_drift"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run drift")
-}
-
 fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = drift(dir, args);
-    assert!(
-        out.status.success(),
-        "drift {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    Runner { dir, server: None }.ok(args)
 }
 
 fn fails(dir: &Path, args: &[&str], needle: &str) {
-    let out = drift(dir, args);
-    assert!(!out.status.success(), "drift {args:?} should fail");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line expected, got: {err}"
-    );
-    assert!(err.contains(needle), "stderr {err:?} lacks {needle:?}");
-    assert!(!err.contains("panicked"), "{err}");
+    Runner { dir, server: None }.fails(args, needle)
+}
+
+/// Runs `drift` on a data directory, or against a server when `server` is set.
+struct Runner<'a> {
+    dir: &'a Path,
+    server: Option<&'a str>,
+}
+
+impl Runner<'_> {
+    fn drift(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_drift"));
+        c.arg("--data-dir").arg(self.dir).args(args);
+        if let Some(s) = self.server {
+            c.args(["--server", s]);
+        }
+        c.output().expect("run drift")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.drift(args);
+        assert!(
+            out.status.success(),
+            "drift {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str], needle: &str) {
+        let out = self.drift(args);
+        assert!(!out.status.success(), "drift {args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "one line expected, got: {err}"
+        );
+        assert!(err.contains(needle), "stderr {err:?} lacks {needle:?}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
 }
 
 fn parse_csv(csv: &str) -> Vec<Vec<u64>> {
@@ -58,20 +74,69 @@ fn parse_csv(csv: &str) -> Vec<Vec<u64>> {
 #[test]
 fn collection_lifecycle_upsert_search_delete() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    ok(d, &["collection", "create", "docs", "--dim", "4"]);
-    fails(
-        d,
+    lifecycle(&Runner {
+        dir: dir.path(),
+        server: None,
+    });
+}
+
+#[test]
+fn the_same_commands_work_against_a_server() {
+    use std::io::BufRead;
+    let served = tempfile::tempdir().unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_drift"))
+        .arg("--data-dir")
+        .arg(served.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    // The client's own directory stays untouched: files only.
+    let client = tempfile::tempdir().unwrap();
+    lifecycle(&Runner {
+        dir: client.path(),
+        server: Some(&addr),
+    });
+    Runner {
+        dir: client.path(),
+        server: Some(&addr),
+    }
+    .fails(&["get", "docs", "1"], "data directory only");
+    assert!(!client.path().join("collections").exists());
+    Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(server.wait().unwrap().success());
+    let unreachable = Runner {
+        dir: client.path(),
+        server: Some("127.0.0.1:1"),
+    };
+    unreachable.fails(&["collection", "list"], "cannot reach server 127.0.0.1:1");
+}
+
+/// Create, upsert, search, delete, stats, flush, errors and drop, through `r`.
+fn lifecycle(r: &Runner) {
+    let d = r.dir;
+    r.ok(&["collection", "create", "docs", "--dim", "4"]);
+    r.fails(
         &["collection", "create", "docs", "--dim", "4"],
         "already exists",
     );
-    fails(
-        d,
+    r.fails(
         &["collection", "create", "a/b", "--dim", "4"],
         "invalid collection name",
     );
-    fails(
-        d,
+    r.fails(
         &[
             "collection",
             "create",
@@ -89,25 +154,24 @@ fn collection_lifecycle_upsert_search_delete() {
         .collect();
     let file = d.join("v.fvecs");
     write_fvecs(&file, &data, 4).unwrap();
-    ok(
-        d,
-        &[
-            "upsert",
-            "docs",
-            "--input",
-            file.to_str().unwrap(),
-            "--id-offset",
-            "1000",
-        ],
-    );
+    r.ok(&[
+        "upsert",
+        "docs",
+        "--input",
+        file.to_str().unwrap(),
+        "--id-offset",
+        "1000",
+    ]);
     let jsonl = d.join("p.jsonl");
     std::fs::write(
         &jsonl,
         "{\"id\": 5, \"vector\": [500, 500, 500, 500], \"payload\": {\"title\": \"far\"}}\n",
     )
     .unwrap();
-    ok(d, &["upsert", "docs", "--input", jsonl.to_str().unwrap()]);
-    assert!(ok(d, &["collection", "list"]).contains("docs\tdim=4\tmetric=l2\tvectors=101"));
+    r.ok(&["upsert", "docs", "--input", jsonl.to_str().unwrap()]);
+    assert!(r
+        .ok(&["collection", "list"])
+        .contains("docs\tdim=4\tmetric=l2\tvectors=101"));
 
     let q = d.join("q.fvecs");
     write_fvecs(
@@ -116,81 +180,73 @@ fn collection_lifecycle_upsert_search_delete() {
         4,
     )
     .unwrap();
-    let csv = ok(
-        d,
-        &["search", "docs", "--query", q.to_str().unwrap(), "-k", "3"],
-    );
+    let csv = r.ok(&["search", "docs", "--query", q.to_str().unwrap(), "-k", "3"]);
     let res = parse_csv(&csv);
     assert_eq!(res[0][0], 1010);
     assert_eq!(res[1][0], 5);
-    let json = ok(
-        d,
-        &[
-            "search",
-            "docs",
-            "--query",
-            q.to_str().unwrap(),
-            "-k",
-            "1",
-            "--output",
-            "json",
-            "--with-payload",
-        ],
-    );
+    let json = r.ok(&[
+        "search",
+        "docs",
+        "--query",
+        q.to_str().unwrap(),
+        "-k",
+        "1",
+        "--output",
+        "json",
+        "--with-payload",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v[1]["id"], 5);
     assert_eq!(v[1]["payload"]["title"], "far");
 
-    assert!(ok(d, &["delete", "docs", "--id-range", "1010..1020"]).contains("deleted 10 of 10"));
-    assert!(ok(d, &["delete", "docs", "--ids", "5,77"]).contains("deleted 1 of 2"));
-    let res = parse_csv(&ok(
-        d,
-        &["search", "docs", "--query", q.to_str().unwrap(), "-k", "1"],
-    ));
+    assert!(r
+        .ok(&["delete", "docs", "--id-range", "1010..1020"])
+        .contains("deleted 10 of 10"));
+    assert!(r
+        .ok(&["delete", "docs", "--ids", "5,77"])
+        .contains("deleted 1 of 2"));
+    let res = parse_csv(&r.ok(&["search", "docs", "--query", q.to_str().unwrap(), "-k", "1"]));
     assert!(!(1010..1020).contains(&res[0][0]));
-    fails(d, &["get", "docs", "5"], "id 5 is not in collection 'docs'");
-    assert!(ok(d, &["get", "docs", "1020"]).contains("\"id\":1020"));
+    if r.server.is_none() {
+        r.fails(&["get", "docs", "5"], "id 5 is not in collection 'docs'");
+        assert!(r.ok(&["get", "docs", "1020"]).contains("\"id\":1020"));
+    }
 
     let stats: serde_json::Value =
-        serde_json::from_str(&ok(d, &["collection", "stats", "docs", "--json"])).unwrap();
+        serde_json::from_str(&r.ok(&["collection", "stats", "docs", "--json"])).unwrap();
     assert_eq!(stats["live_vectors"], 90);
-    ok(d, &["flush", "docs"]);
+    r.ok(&["flush", "docs"]);
 
-    fails(
-        d,
+    r.fails(
         &["search", "nope", "--query", q.to_str().unwrap()],
         "collection 'nope' does not exist",
     );
     let q3 = d.join("q3.fvecs");
     write_fvecs(&q3, &[1.0, 2.0, 3.0], 3).unwrap();
-    fails(
-        d,
+    r.fails(
         &["search", "docs", "--query", q3.to_str().unwrap()],
         "dimension 3",
     );
-    fails(
-        d,
+    r.fails(
         &["search", "docs", "--query", q.to_str().unwrap(), "-k", "0"],
         "k must be in",
     );
-    fails(
-        d,
+    r.fails(
         &["delete", "docs", "--id-range", "9..3"],
         "ends before it starts",
     );
     let bad = d.join("bad.fvecs");
     std::fs::write(&bad, [4u8, 0, 0, 0, 1, 2]).unwrap();
-    fails(
-        d,
+    r.fails(
         &["upsert", "docs", "--input", bad.to_str().unwrap()],
         "file ends inside row 0",
     );
     let nan = d.join("nan.jsonl");
     std::fs::write(&nan, "{\"id\": 1, \"vector\": [1, 2, 3, 1e999]}\n").unwrap();
-    let out = drift(d, &["upsert", "docs", "--input", nan.to_str().unwrap()]);
+    let out = r.drift(&["upsert", "docs", "--input", nan.to_str().unwrap()]);
     assert!(!out.status.success());
-    ok(d, &["collection", "drop", "docs"]);
-    assert_eq!(ok(d, &["collection", "list"]), "");
+    r.ok(&["collection", "drop", "docs"]);
+    assert_eq!(r.ok(&["collection", "list"]), "");
 }
 
 #[test]

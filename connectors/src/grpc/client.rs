@@ -14,25 +14,33 @@ use super::server::offsets_map;
 use super::MAX_MESSAGE_BYTES;
 use crate::kafka::SinkTarget;
 
-/// A connected client for one collection of a server.
-pub struct RemoteCollection {
-    name: String,
-    config: CollectionConfig,
+/// A connection to a server with its own runtime; every call blocks the caller until the
+/// answer arrives.
+pub struct Remote {
     client: DriftClient<Channel>,
     rt: tokio::runtime::Runtime,
 }
 
+/// A connected client for one collection of a server.
+pub struct RemoteCollection {
+    name: String,
+    config: CollectionConfig,
+    remote: Remote,
+}
+
+/// A status from the server as an engine error carrying the server's message.
 fn remote(e: tonic::Status) -> Error {
     match e.code() {
-        tonic::Code::NotFound => Error::CollectionNotFound(e.message().to_string()),
-        tonic::Code::InvalidArgument => Error::InvalidArgument(e.message().to_string()),
+        tonic::Code::InvalidArgument | tonic::Code::NotFound | tonic::Code::AlreadyExists => {
+            Error::InvalidArgument(e.message().to_string())
+        }
         _ => Error::Internal(format!("server: {}: {}", e.code(), e.message())),
     }
 }
 
-impl RemoteCollection {
-    /// Connects to `server` (`host:port` or `http://host:port`) and looks up `collection`.
-    pub fn connect(server: &str, collection: &str) -> Result<Self> {
+impl Remote {
+    /// Connects to `server` (`host:port` or `http://host:port`).
+    pub fn connect(server: &str) -> Result<Self> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("drift-grpc-client")
@@ -56,35 +64,17 @@ impl RemoteCollection {
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
             )
         })?;
-        let list = rt
-            .block_on(
-                client
-                    .clone()
-                    .list_collections(pb::ListCollectionsRequest {}),
-            )
-            .map_err(remote)?
-            .into_inner();
-        let info = list
-            .collections
-            .into_iter()
-            .find(|c| c.name == collection)
-            .ok_or_else(|| Error::CollectionNotFound(collection.to_string()))?;
-        let config = CollectionConfig::new(info.dim as usize, Metric::parse(&info.metric)?);
-        Ok(RemoteCollection {
-            name: collection.to_string(),
-            config,
-            client,
-            rt,
-        })
+        Ok(Remote { client, rt })
     }
 
-    /// The collection's dimension and metric (settings are the server's business).
-    pub fn config(&self) -> &CollectionConfig {
-        &self.config
+    /// A handle to the generated client, for a call passed to [`Remote::call`].
+    pub fn client(&self) -> DriftClient<Channel> {
+        self.client.clone()
     }
 
-    /// Runs a call on the client runtime and waits for it.
-    fn call<T: Send + 'static>(
+    /// Runs a call on the client runtime and waits for it; a status becomes an engine error
+    /// with the server's message.
+    pub fn call<T: Send + 'static>(
         &self,
         f: impl Future<Output = std::result::Result<T, tonic::Status>> + Send + 'static,
     ) -> Result<T> {
@@ -97,16 +87,51 @@ impl RemoteCollection {
             .map_err(remote)
     }
 
-    fn offsets(&self) -> Result<pb::SourceOffsetsResponse> {
-        let mut c = self.client.clone();
-        let req = pb::CollectionRef {
-            collection: self.name.clone(),
-        };
-        self.call(async move { c.source_offsets(req).await.map(|r| r.into_inner()) })
+    /// Every collection on the server.
+    pub fn list(&self) -> Result<Vec<pb::CollectionInfo>> {
+        let mut c = self.client();
+        self.call(async move {
+            c.list_collections(pb::ListCollectionsRequest {})
+                .await
+                .map(|r| r.into_inner().collections)
+        })
     }
 }
 
-fn to_pb(r: Record) -> pb::Record {
+impl RemoteCollection {
+    /// Connects to `server` (`host:port` or `http://host:port`) and looks up `collection`.
+    pub fn connect(server: &str, collection: &str) -> Result<Self> {
+        let remote = Remote::connect(server)?;
+        let info = remote
+            .list()?
+            .into_iter()
+            .find(|c| c.name == collection)
+            .ok_or_else(|| Error::CollectionNotFound(collection.to_string()))?;
+        let config = CollectionConfig::new(info.dim as usize, Metric::parse(&info.metric)?);
+        Ok(RemoteCollection {
+            name: collection.to_string(),
+            config,
+            remote,
+        })
+    }
+
+    /// The collection's dimension and metric (settings are the server's business).
+    pub fn config(&self) -> &CollectionConfig {
+        &self.config
+    }
+
+    fn offsets(&self) -> Result<pb::SourceOffsetsResponse> {
+        let mut c = self.remote.client();
+        let req = pb::CollectionRef {
+            collection: self.name.clone(),
+        };
+        self.remote
+            .call(async move { c.source_offsets(req).await.map(|r| r.into_inner()) })
+    }
+}
+
+/// An engine record as a protobuf record.
+pub fn to_pb(r: Record) -> pb::Record {
     pb::Record {
         id: r.id,
         vector: r.vector,
@@ -135,8 +160,9 @@ impl SinkTarget for RemoteCollection {
                 })
                 .collect(),
         };
-        let mut c = self.client.clone();
-        self.call(async move { c.write(req).await.map(|r| r.into_inner().seq) })
+        let mut c = self.remote.client();
+        self.remote
+            .call(async move { c.write(req).await.map(|r| r.into_inner().seq) })
     }
 
     fn validate(&self, record: &Record) -> Result<()> {

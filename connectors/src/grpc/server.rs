@@ -220,6 +220,9 @@ impl Drift for DriftService {
                     p.tau = x;
                 }
                 p.recall_target = r.recall_target;
+                if let Some(x) = r.rerank {
+                    p.rerank = x as usize;
+                }
                 p.with_payload = r.with_payload;
                 p.with_vector = r.with_vector;
                 p.validate()?;
