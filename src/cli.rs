@@ -96,6 +96,13 @@ pub enum Command {
         /// Address to listen on (port 0 picks a free one; the bound address is printed).
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: String,
+        /// Serve Prometheus metrics at http://ADDR/metrics.
+        #[arg(long)]
+        metrics: Option<String>,
+        /// YAML file of Kafka sinks to run inside the server (`sinks: [{brokers, topic,
+        /// collection, ...}]`).
+        #[arg(long)]
+        sink: Option<PathBuf>,
     },
     /// End-to-end demo: upsert generated (or given) vectors, search, report recall and latency.
     Demo(DemoArgs),
@@ -375,7 +382,11 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::sql::run(open(&cli.data_dir)?, sql, file, output)
         }
         Command::Sink(a) => crate::sink::run(&cli.data_dir, cli.server.as_deref(), a),
-        Command::Serve { listen } => crate::serve::run(&cli.data_dir, &listen),
+        Command::Serve {
+            listen,
+            metrics,
+            sink,
+        } => crate::serve::run(&cli.data_dir, &listen, metrics.as_deref(), sink.as_ref()),
         Command::Demo(a) => demo(&cli.data_dir, a),
     }
 }

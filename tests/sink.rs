@@ -232,25 +232,165 @@ fn check(dir: &Path, expect: &BTreeMap<u64, Option<Vec<f32>>>, ends: &BTreeMap<S
     );
 }
 
-/// Starts `drift serve` on a free port; returns the child and its address.
-fn serve(dir: &Path) -> (Child, String) {
+/// Starts `drift serve` on a free port with `extra` options; returns the child and the
+/// lines it printed up to and including `listening on ADDR`, and that address.
+fn serve_with(dir: &Path, extra: &[&str]) -> (Child, Vec<String>, String) {
     use std::io::BufRead;
     let mut child = drift(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start drift serve");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
+    let mut lines = Vec::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "serve exited: {lines:?}"
+        );
+        lines.push(line.trim().to_string());
+        if let Some(addr) = line.trim().strip_prefix("listening on ") {
+            let addr = addr.to_string();
+            return (child, lines, addr);
+        }
+    }
+}
+
+fn serve(dir: &Path) -> (Child, String) {
+    let (child, _, addr) = serve_with(dir, &[]);
     (child, addr)
+}
+
+/// `GET /metrics` as text.
+fn scrape(url: &str) -> String {
+    use std::io::{Read, Write};
+    let hostport = url
+        .strip_prefix("http://")
+        .and_then(|u| u.strip_suffix("/metrics"))
+        .unwrap();
+    let mut s = std::net::TcpStream::connect(hostport).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text
+}
+
+fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn a_sink_inside_drift_serve_with_metrics_and_a_graceful_stop() {
+    let broker = Broker::start();
+    let topic = format!("served-{}", std::process::id());
+    broker.create_topic(&topic);
+    let dir = tempfile::tempdir().unwrap();
+    create_collection(dir.path());
+    let p = broker.producer();
+    let mut expect = BTreeMap::new();
+    for id in 0..400u64 {
+        let v = vector(id, 1);
+        let json = format!(r#"{{"id":{id},"vector":{v:?}}}"#);
+        send(&p, &topic, id, Some(json.as_bytes()));
+        expect.insert(id, Some(v));
+    }
+    for id in 0..40u64 {
+        send(&p, &topic, id, None);
+        expect.insert(id, None);
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+    let config = dir.path().join("sinks.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "sinks:\n  - brokers: \"{}\"\n    topic: {topic}\n    collection: c\n    group: served\n    kafka:\n      session.timeout.ms: \"6000\"\n",
+            broker.brokers
+        ),
+    )
+    .unwrap();
+    let (mut server, lines, addr) = serve_with(
+        dir.path(),
+        &[
+            "--sink",
+            config.to_str().unwrap(),
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+    );
+    let url = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("metrics on "))
+        .expect("metrics address printed")
+        .to_string();
+    let start = Instant::now();
+    loop {
+        // Caught up, and the lag (from librdkafka's statistics, every second) reported.
+        let text = scrape(&url);
+        if metric(&text, "drift_sink_records_total") == Some(440.0)
+            && metric(&text, "drift_sink_lag{collection=\"c\"") == Some(0.0)
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "sink did not catch up: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A search through the server shows up in the latency histogram.
+    let q = dir.path().join("q.jsonl");
+    std::fs::write(
+        &q,
+        format!("{{\"id\":0,\"vector\":{:?}}}\n", vector(100, 1)),
+    )
+    .unwrap();
+    let out = drift(dir.path())
+        .args([
+            "--server",
+            &addr,
+            "search",
+            "c",
+            "--query",
+            q.to_str().unwrap(),
+            "-k",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0,1,100,"));
+    let text = scrape(&url);
+    assert_eq!(
+        metric(&text, "drift_search_latency_seconds_count"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, "drift_live_vectors{collection=\"c\"}"),
+        Some(360.0)
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    let status = server.wait().unwrap();
+    assert!(status.success(), "server exit: {status}");
+    check(dir.path(), &expect, &broker.ends(&topic));
 }
 
 fn wait_ok(child: Child, what: &str) -> String {

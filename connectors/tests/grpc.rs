@@ -24,7 +24,7 @@ impl Server {
         let addr = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            serve(db.clone(), listener, async {
+            serve(db.clone(), Default::default(), listener, async {
                 let _ = rx.await;
             })
             .await

@@ -1,10 +1,12 @@
 //! Drift over gRPC (tonic): the service in `proto/drift.proto`.
 //!
 //! - [`server`]: [`server::DriftService`] over a [`drift_engine::Database`], and [`serve`].
+//! - [`metrics`]: Prometheus text at `/metrics`.
 //! - [`client`]: [`client::RemoteCollection`], a collection on a server seen through the Kafka
 //!   sink's [`crate::kafka::SinkTarget`] interface.
 
 pub mod client;
+pub mod metrics;
 pub mod server;
 
 /// Generated protobuf messages, server and client (package `drift.v1`).
@@ -13,4 +15,5 @@ pub mod pb {
     tonic::include_proto!("drift.v1");
 }
 
+pub use metrics::{serve_metrics, Metrics};
 pub use server::{serve, status, DriftService, MAX_MESSAGE_BYTES};

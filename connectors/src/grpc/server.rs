@@ -3,11 +3,13 @@
 //! collection → `NOT_FOUND`, duplicate → `ALREADY_EXISTS`).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use drift_engine::{Collection, CollectionConfig, Database, Error, Metric, Record, Write};
 use tonic::{Request, Response, Status};
 
+use super::metrics::Metrics;
 use super::pb::{self, drift_server::Drift};
 
 /// Largest request or response message, in bytes (a 64k-row batch of 128-d vectors fits).
@@ -33,12 +35,20 @@ pub fn status(e: Error) -> Status {
 #[derive(Clone)]
 pub struct DriftService {
     db: Arc<Database>,
+    metrics: Arc<Metrics>,
 }
 
 impl DriftService {
-    /// Serves `db`.
-    pub fn new(db: Arc<Database>) -> Self {
-        DriftService { db }
+    /// Serves `db`, counting into `metrics`.
+    pub fn new(db: Arc<Database>, metrics: Arc<Metrics>) -> Self {
+        DriftService { db, metrics }
+    }
+
+    fn count_error<T>(&self, r: Result<T, Status>) -> Result<T, Status> {
+        if r.is_err() {
+            self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        r
     }
 
     /// Runs `f` with the named collection on the blocking pool.
@@ -48,13 +58,14 @@ impl DriftService {
         f: impl FnOnce(Arc<Collection>) -> drift_engine::Result<T> + Send + 'static,
     ) -> Result<T, Status> {
         if name.is_empty() {
-            return Err(Status::invalid_argument("collection name is empty"));
+            return self.count_error(Err(Status::invalid_argument("collection name is empty")));
         }
-        let coll = self.db.collection(name).map_err(status)?;
-        tokio::task::spawn_blocking(move || f(coll))
+        let coll = self.count_error(self.db.collection(name).map_err(status))?;
+        let r = tokio::task::spawn_blocking(move || f(coll))
             .await
-            .map_err(|e| Status::internal(format!("task failed: {e}")))?
-            .map_err(status)
+            .map_err(|e| Status::internal(format!("task failed: {e}")))
+            .and_then(|r| r.map_err(status));
+        self.count_error(r)
     }
 }
 
@@ -143,7 +154,9 @@ impl Drift for DriftService {
     ) -> Result<Response<pb::WriteResponse>, Status> {
         let r = req.into_inner();
         let records: Vec<Record> = r.records.into_iter().map(record).collect();
+        let n = records.len() as u64;
         let seq = self.with(&r.collection, move |c| c.upsert(records)).await?;
+        self.metrics.upserted.fetch_add(n, Ordering::Relaxed);
         Ok(Response::new(pb::WriteResponse { seq }))
     }
 
@@ -153,6 +166,7 @@ impl Drift for DriftService {
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let r = req.into_inner();
         let deleted = self.with(&r.collection, move |c| c.delete(&r.ids)).await?;
+        self.metrics.deleted.fetch_add(deleted, Ordering::Relaxed);
         Ok(Response::new(pb::DeleteResponse { deleted }))
     }
 
@@ -205,6 +219,7 @@ impl Drift for DriftService {
         req: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
         let r = req.into_inner();
+        let started = std::time::Instant::now();
         let hits = self
             .with(&r.collection, move |c| {
                 let mut p = c.search_params(r.k as usize);
@@ -229,6 +244,7 @@ impl Drift for DriftService {
                 c.search(&r.vector, &p)
             })
             .await?;
+        self.metrics.observe_search(started.elapsed());
         Ok(Response::new(pb::SearchResponse {
             hits: hits
                 .into_iter()
@@ -288,10 +304,11 @@ impl Drift for DriftService {
 /// Serves `db` on `listener` until `shutdown` resolves; in-flight calls finish first.
 pub async fn serve(
     db: Arc<Database>,
+    metrics: Arc<Metrics>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let svc = pb::drift_server::DriftServer::new(DriftService::new(db))
+    let svc = pb::drift_server::DriftServer::new(DriftService::new(db, metrics))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     tonic::transport::Server::builder()
