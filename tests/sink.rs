@@ -240,17 +240,17 @@ fn serve_with(dir: &Path, extra: &[&str]) -> (Child, Vec<String>, String) {
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::inherit())
         .spawn()
         .expect("start drift serve");
     let mut lines = Vec::new();
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
     loop {
         let mut line = String::new();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "serve exited: {lines:?}"
-        );
+        if out.read_line(&mut line).unwrap() == 0 {
+            let status = child.wait().unwrap();
+            panic!("drift serve exited ({status}) after printing {lines:?}");
+        }
         lines.push(line.trim().to_string());
         if let Some(addr) = line.trim().strip_prefix("listening on ") {
             let addr = addr.to_string();
