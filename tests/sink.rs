@@ -234,6 +234,8 @@ fn check(dir: &Path, expect: &BTreeMap<u64, Option<Vec<f32>>>, ends: &BTreeMap<S
 
 /// Starts `drift serve` on a free port with `extra` options; returns the child and the
 /// lines it printed up to and including `listening on ADDR`, and that address.
+// The child is handed to the caller, which stops and waits for it.
+#[allow(clippy::zombie_processes)]
 fn serve_with(dir: &Path, extra: &[&str]) -> (Child, Vec<String>, String) {
     use std::io::BufRead;
     let mut child = drift(dir)
