@@ -6,6 +6,8 @@
 #   - s3s-fs 0.14.1: an S3-compatible server, for the s3:// storage tests.
 #   - tansu: a Kafka-compatible broker with SQLite storage, for the Kafka sink end-to-end
 #     tests (DESIGN.md section 5).
+#   - a Python virtual environment with grpcio and grpcio-tools (when python3 exists), for
+#     the test that drives the gRPC server from Python; exported as DRIFT_PYTHON.
 
 TOOLS="${DRIFT_TOOLS:-$HOME/.cache/drift-tools}"
 SERVICE_PIDS=()
@@ -33,6 +35,14 @@ install_tools() {
   if [ ! -x "$TOOLS/bin/tansu" ]; then
     echo "installing tansu into $TOOLS (about 11 minutes, once)"
     cargo install tansu@0.6.0 --locked --features dynostore,libsql --root "$TOOLS"
+  fi
+  if command -v python3 >/dev/null; then
+    if ! "$TOOLS/pyenv/bin/python" -c 'import grpc, grpc_tools' 2>/dev/null; then
+      echo "installing grpcio and grpcio-tools into $TOOLS/pyenv (once)"
+      python3 -m venv "$TOOLS/pyenv"
+      "$TOOLS/pyenv/bin/pip" install --quiet grpcio grpcio-tools
+    fi
+    export DRIFT_PYTHON="$TOOLS/pyenv/bin/python"
   fi
 }
 

@@ -1,0 +1,59 @@
+//! The gRPC server driven by a client no one here wrote: Python's grpcio, with stubs
+//! generated from `connectors/proto/drift.proto` by grpcio-tools (`tests/python/client.py`).
+//! Runs when a Python with grpcio is present: `$DRIFT_PYTHON` (set by `scripts/test.sh`),
+//! else `python3`.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+#[test]
+fn python_grpcio_client_upserts_and_searches() {
+    let python = std::env::var("DRIFT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let usable = Command::new(&python)
+        .args(["-c", "import grpc, grpc_tools"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !usable {
+        eprintln!("skipped: {python} with grpcio and grpcio-tools is not available");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_drift"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(&python)
+        .arg(root.join("tests/python/client.py"))
+        .arg(&addr)
+        .arg(root.join("connectors/proto"))
+        .output()
+        .unwrap();
+    Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    let stopped = server.wait().unwrap();
+    assert!(
+        out.status.success(),
+        "python client failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprint!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(stopped.success(), "server exit: {stopped}");
+}
