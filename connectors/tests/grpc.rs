@@ -200,12 +200,15 @@ async fn bad_input_gets_a_status_that_names_it_and_loses_nothing() {
     let server = Server::start(dir.path()).await;
     let mut c = server.client().await;
     create(&mut c, "a").await;
-    c.upsert(pb::UpsertRequest {
-        collection: "a".into(),
-        records: records(0..50, 1),
-    })
-    .await
-    .unwrap();
+    create(&mut c, "b").await;
+    for (name, n) in [("a", 50), ("b", 20)] {
+        c.upsert(pb::UpsertRequest {
+            collection: name.into(),
+            records: records(0..n, 1),
+        })
+        .await
+        .unwrap();
+    }
 
     let code = |r: Result<tonic::Response<_>, tonic::Status>, needle: &str| {
         let s = r.map(|_: tonic::Response<()>| ()).unwrap_err();
@@ -304,13 +307,25 @@ async fn bad_input_gets_a_status_that_names_it_and_loses_nothing() {
         ),
         "{s:?}"
     );
-    // Nothing accepted before was lost, and nothing refused got in.
+    // Nothing accepted before was lost, nothing refused got in, and the other tenant is
+    // untouched.
     let list = c
         .list_collections(pb::ListCollectionsRequest {})
         .await
         .unwrap()
         .into_inner()
         .collections;
-    assert_eq!(list[0].live_vectors, 50);
+    let counts: Vec<_> = list
+        .iter()
+        .map(|i| (i.name.as_str(), i.live_vectors))
+        .collect();
+    assert_eq!(counts, vec![("a", 50), ("b", 20)]);
+    let hits = c
+        .search(search("b", vector(3, 1), 1))
+        .await
+        .unwrap()
+        .into_inner()
+        .hits;
+    assert_eq!(hits[0].id, 3);
     server.stop().await;
 }
