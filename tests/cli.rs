@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod common;
+
 use drift_lab::truth::{exact_knn, recall_with_ties};
 use drift_lab::vecfile::{read_all, write_fvecs};
 
@@ -82,24 +84,8 @@ fn collection_lifecycle_upsert_search_delete() {
 
 #[test]
 fn the_same_commands_work_against_a_server() {
-    use std::io::BufRead;
     let served = tempfile::tempdir().unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_drift"))
-        .arg("--data-dir")
-        .arg(served.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(server.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let (server, addr) = common::serve(served.path());
     // The client's own directory stays untouched: files only.
     let client = tempfile::tempdir().unwrap();
     lifecycle(&Runner {
@@ -112,11 +98,7 @@ fn the_same_commands_work_against_a_server() {
     }
     .fails(&["get", "docs", "1"], "data directory only");
     assert!(!client.path().join("collections").exists());
-    Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(server.wait().unwrap().success());
+    common::stop(server);
     let unreachable = Runner {
         dir: client.path(),
         server: Some("127.0.0.1:1"),

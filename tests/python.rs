@@ -3,9 +3,10 @@
 //! Runs when a Python with grpcio is present: `$DRIFT_PYTHON` (set by `scripts/test.sh`),
 //! else `python3`.
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+mod common;
 
 #[test]
 fn python_grpcio_client_upserts_and_searches() {
@@ -20,22 +21,7 @@ fn python_grpcio_client_upserts_and_searches() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_drift"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(server.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let (server, addr) = common::serve(dir.path());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(&python)
         .arg(root.join("tests/python/client.py"))
@@ -43,11 +29,7 @@ fn python_grpcio_client_upserts_and_searches() {
         .arg(root.join("connectors/proto"))
         .output()
         .unwrap();
-    Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    let stopped = server.wait().unwrap();
+    common::stop(server);
     assert!(
         out.status.success(),
         "python client failed:\n{}\n{}",
@@ -55,5 +37,4 @@ fn python_grpcio_client_upserts_and_searches() {
         String::from_utf8_lossy(&out.stderr)
     );
     eprint!("{}", String::from_utf8_lossy(&out.stdout));
-    assert!(stopped.success(), "server exit: {stopped}");
 }

@@ -20,6 +20,9 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
+mod common;
+use common::{serve, serve_with, stop as stop_server};
+
 const DIM: usize = 16;
 const PARTITIONS: i32 = 4;
 
@@ -117,6 +120,9 @@ fn vector(id: u64, version: u32) -> Vec<f32> {
         .collect()
 }
 
+/// Each id's last value in a topic (`None`: deleted).
+type FinalState = BTreeMap<u64, Option<Vec<f32>>>;
+
 /// A random stream of upserts, re-upserts and deletes over `ids`, about `rate` per second,
 /// until `stop` is set; returns the final state.
 fn workload(
@@ -126,7 +132,7 @@ fn workload(
     seed: u64,
     rate: u32,
     stop: &AtomicBool,
-) -> BTreeMap<u64, Option<Vec<f32>>> {
+) -> FinalState {
     let p = broker.producer();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut state: BTreeMap<u64, Option<Vec<f32>>> = BTreeMap::new();
@@ -152,6 +158,29 @@ fn workload(
     }
     p.flush(Duration::from_secs(30)).unwrap();
     state
+}
+
+/// Runs [`workload`] on a thread until the returned flag is set; the handle yields the final
+/// state.
+fn spawn_workload(
+    broker: &Broker,
+    topic: &str,
+    ids: u64,
+    seed: u64,
+    rate: u32,
+) -> (Arc<AtomicBool>, std::thread::JoinHandle<FinalState>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let brokers = broker.brokers.clone();
+    let topic = topic.to_string();
+    let flag = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let b = Broker {
+            brokers,
+            mock: None,
+        };
+        workload(&b, &topic, ids, seed, rate, &flag)
+    });
+    (stop, handle)
 }
 
 fn drift(dir: &Path) -> Command {
@@ -198,6 +227,17 @@ fn handled(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// A broker, a fresh 4-partition topic named after `prefix`, and a data directory holding
+/// collection `c`.
+fn setup(prefix: &str) -> (Broker, String, tempfile::TempDir) {
+    let broker = Broker::start();
+    let topic = format!("{prefix}-{}", std::process::id());
+    broker.create_topic(&topic);
+    let dir = tempfile::tempdir().unwrap();
+    create_collection(dir.path());
+    (broker, topic, dir)
+}
+
 fn create_collection(dir: &Path) {
     let out = drift(dir)
         .args(["collection", "create", "c", "--dim", &DIM.to_string()])
@@ -206,13 +246,9 @@ fn create_collection(dir: &Path) {
             "--settings",
             r#"{"memtable_capacity":512,"flush_threshold":1024,"auto_train_min":1024}"#,
         ])
-        .output()
+        .spawn()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_ok(out, "collection create");
 }
 
 /// The collection holds exactly `expect`, and its positions are the partitions' ends.
@@ -230,40 +266,6 @@ fn check(dir: &Path, expect: &BTreeMap<u64, Option<Vec<f32>>>, ends: &BTreeMap<S
         ends,
         "engine positions = partition ends"
     );
-}
-
-/// Starts `drift serve` on a free port with `extra` options; returns the child and the
-/// lines it printed up to and including `listening on ADDR`, and that address.
-// The child is handed to the caller, which stops and waits for it.
-#[allow(clippy::zombie_processes)]
-fn serve_with(dir: &Path, extra: &[&str]) -> (Child, Vec<String>, String) {
-    use std::io::BufRead;
-    let mut child = drift(dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start drift serve");
-    let mut lines = Vec::new();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    loop {
-        let mut line = String::new();
-        if out.read_line(&mut line).unwrap() == 0 {
-            let status = child.wait().unwrap();
-            panic!("drift serve exited ({status}) after printing {lines:?}");
-        }
-        lines.push(line.trim().to_string());
-        if let Some(addr) = line.trim().strip_prefix("listening on ") {
-            let addr = addr.to_string();
-            return (child, lines, addr);
-        }
-    }
-}
-
-fn serve(dir: &Path) -> (Child, String) {
-    let (child, _, addr) = serve_with(dir, &[]);
-    (child, addr)
 }
 
 /// `GET /metrics` as text.
@@ -294,11 +296,7 @@ fn metric(text: &str, prefix: &str) -> Option<f64> {
 
 #[test]
 fn a_sink_inside_drift_serve_with_metrics_and_a_graceful_stop() {
-    let broker = Broker::start();
-    let topic = format!("served-{}", std::process::id());
-    broker.create_topic(&topic);
-    let dir = tempfile::tempdir().unwrap();
-    create_collection(dir.path());
+    let (broker, topic, dir) = setup("served");
     let p = broker.producer();
     let mut expect = BTreeMap::new();
     for id in 0..400u64 {
@@ -321,7 +319,7 @@ fn a_sink_inside_drift_serve_with_metrics_and_a_graceful_stop() {
         ),
     )
     .unwrap();
-    let (mut server, lines, addr) = serve_with(
+    let (server, lines, addr) = serve_with(
         dir.path(),
         &[
             "--sink",
@@ -358,6 +356,8 @@ fn a_sink_inside_drift_serve_with_metrics_and_a_graceful_stop() {
     )
     .unwrap();
     let out = drift(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .args([
             "--server",
             &addr,
@@ -368,14 +368,9 @@ fn a_sink_inside_drift_serve_with_metrics_and_a_graceful_stop() {
             "-k",
             "1",
         ])
-        .output()
+        .spawn()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("0,1,100,"));
+    assert!(wait_ok(out, "search through the server").contains("0,1,100,"));
     let text = scrape(&url);
     assert_eq!(
         metric(&text, "drift_search_latency_seconds_count"),
@@ -386,12 +381,7 @@ fn a_sink_inside_drift_serve_with_metrics_and_a_graceful_stop() {
         Some(360.0)
     );
 
-    Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    let status = server.wait().unwrap();
-    assert!(status.success(), "server exit: {status}");
+    stop_server(server);
     check(dir.path(), &expect, &broker.ends(&topic));
 }
 
@@ -407,26 +397,10 @@ fn wait_ok(child: Child, what: &str) -> String {
 
 #[test]
 fn two_sink_processes_in_one_group_fill_one_collection_exactly() {
-    let broker = Broker::start();
-    let topic = format!("group-{}", std::process::id());
-    broker.create_topic(&topic);
-    let dir = tempfile::tempdir().unwrap();
-    create_collection(dir.path());
-    let (mut server, addr) = serve(dir.path());
+    let (broker, topic, dir) = setup("group");
+    let (server, addr) = serve(dir.path());
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let producer = {
-        let brokers = broker.brokers.clone();
-        let topic = topic.clone();
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let b = Broker {
-                brokers,
-                mock: None,
-            };
-            workload(&b, &topic, 1_000, 3, 500, &stop)
-        })
-    };
+    let (stop, producer) = spawn_workload(&broker, &topic, 1_000, 3, 500);
     let remote = ["--server", addr.as_str()];
     let first = sink_with(dir.path(), &broker, &topic, Some("6"), &remote);
     // The second member joins while the first consumes: partitions move between them.
@@ -449,35 +423,16 @@ fn two_sink_processes_in_one_group_fill_one_collection_exactly() {
         "both members consumed"
     );
     // Graceful stop of the server: exit 0, then the data directory holds the final state.
-    let pid = server.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let status = server.wait().unwrap();
-    assert!(status.success(), "server exit: {status}");
+    stop_server(server);
     check(dir.path(), &expect, &broker.ends(&topic));
 }
 
 #[test]
 fn sigkill_at_random_moments_loses_nothing_and_applies_nothing_twice() {
-    let broker = Broker::start();
-    let topic = format!("kill-{}", std::process::id());
-    broker.create_topic(&topic);
-    let dir = tempfile::tempdir().unwrap();
-    create_collection(dir.path());
+    let (broker, topic, dir) = setup("kill");
 
     // The producer keeps writing while the sink is killed and restarted.
-    let stop = Arc::new(AtomicBool::new(false));
-    let producer = {
-        let brokers = broker.brokers.clone();
-        let topic = topic.clone();
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let b = Broker {
-                brokers,
-                mock: None,
-            };
-            workload(&b, &topic, 1_500, 7, 400, &stop)
-        })
-    };
+    let (stop, producer) = spawn_workload(&broker, &topic, 1_500, 7, 400);
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let mut kills = 0;
     let mut killed_after = Vec::new();

@@ -76,6 +76,22 @@ fn search(collection: &str, v: Vec<f32>, k: u32) -> pb::SearchRequest {
     }
 }
 
+/// (name, live vectors) of every collection.
+async fn listed(c: &mut DriftClient<Channel>) -> Vec<(String, u64)> {
+    c.list_collections(pb::ListCollectionsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .collections
+        .into_iter()
+        .map(|i| (i.name, i.live_vectors))
+        .collect()
+}
+
+async fn search_hits(c: &mut DriftClient<Channel>, req: pb::SearchRequest) -> Vec<pb::Hit> {
+    c.search(req).await.unwrap().into_inner().hits
+}
+
 async fn create(c: &mut DriftClient<Channel>, name: &str) {
     c.create_collection(pb::CreateCollectionRequest {
         name: name.into(),
@@ -124,35 +140,18 @@ async fn tenants_side_by_side_and_a_restart_finds_everything() {
         .into_inner();
     assert_eq!(del.deleted, 3);
     // Each tenant answers from its own data.
-    let hits = c
-        .search(search("a", vector(7, 1), 3))
-        .await
-        .unwrap()
-        .into_inner()
-        .hits;
+    let hits = search_hits(&mut c, search("a", vector(7, 1), 3)).await;
     assert_eq!(hits[0].id, 7);
     assert_eq!(hits[0].payload.as_deref(), Some(r#"{"salt":1}"#));
-    let hits = c
-        .search(search("b", vector(7, 2), 3))
-        .await
-        .unwrap()
-        .into_inner()
-        .hits;
+    let hits = search_hits(&mut c, search("b", vector(7, 2), 3)).await;
     assert_eq!(
         (hits[0].id, hits[0].payload.as_deref()),
         (7, Some(r#"{"salt":2}"#))
     );
-    let list = c
-        .list_collections(pb::ListCollectionsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .collections;
-    let counts: Vec<_> = list
-        .iter()
-        .map(|i| (i.name.as_str(), i.live_vectors))
-        .collect();
-    assert_eq!(counts, vec![("a", 497), ("b", 300)]);
+    assert_eq!(
+        listed(&mut c).await,
+        vec![("a".into(), 497), ("b".into(), 300)]
+    );
     let f = c
         .flush(pb::CollectionRef {
             collection: "a".into(),
@@ -177,20 +176,9 @@ async fn tenants_side_by_side_and_a_restart_finds_everything() {
     // A new server on the same directory finds both tenants whole.
     let server = Server::start(dir.path()).await;
     let mut c = server.client().await;
-    let hits = c
-        .search(search("a", vector(2, 1), 1))
-        .await
-        .unwrap()
-        .into_inner()
-        .hits;
+    let hits = search_hits(&mut c, search("a", vector(2, 1), 1)).await;
     assert_ne!(hits[0].id, 2, "a deleted id stays deleted");
-    let list = c
-        .list_collections(pb::ListCollectionsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .collections;
-    assert_eq!(list.iter().map(|i| i.live_vectors).sum::<u64>(), 797);
+    assert_eq!(listed(&mut c).await.iter().map(|l| l.1).sum::<u64>(), 797);
     server.stop().await;
 }
 
@@ -309,23 +297,11 @@ async fn bad_input_gets_a_status_that_names_it_and_loses_nothing() {
     );
     // Nothing accepted before was lost, nothing refused got in, and the other tenant is
     // untouched.
-    let list = c
-        .list_collections(pb::ListCollectionsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .collections;
-    let counts: Vec<_> = list
-        .iter()
-        .map(|i| (i.name.as_str(), i.live_vectors))
-        .collect();
-    assert_eq!(counts, vec![("a", 50), ("b", 20)]);
-    let hits = c
-        .search(search("b", vector(3, 1), 1))
-        .await
-        .unwrap()
-        .into_inner()
-        .hits;
+    assert_eq!(
+        listed(&mut c).await,
+        vec![("a".into(), 50), ("b".into(), 20)]
+    );
+    let hits = search_hits(&mut c, search("b", vector(3, 1), 1)).await;
     assert_eq!(hits[0].id, 3);
     server.stop().await;
 }

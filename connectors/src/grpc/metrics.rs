@@ -172,27 +172,27 @@ impl Metrics {
         }
 
         let sinks: Vec<_> = self.sinks.lock().iter().map(|s| s.snapshot()).collect();
-        w(header(
-            "drift_sink_records_total",
-            "counter",
-            "Kafka records handled by a sink.",
-        ));
-        for s in &sinks {
-            w(format!(
-                "drift_sink_records_total{{collection=\"{}\",topic=\"{}\"}} {}\n",
-                s.collection, s.topic, s.records
-            ));
-        }
-        w(header(
-            "drift_sink_dead_letters_total",
-            "counter",
-            "Bad records sent to the dead-letter topic.",
-        ));
-        for s in &sinks {
-            w(format!(
-                "drift_sink_dead_letters_total{{collection=\"{}\",topic=\"{}\"}} {}\n",
-                s.collection, s.topic, s.dead_lettered
-            ));
+        for (name, help, value) in [
+            (
+                "drift_sink_records_total",
+                "Kafka records handled by a sink.",
+                (|s| s.records) as fn(&crate::kafka::SinkStatus) -> u64,
+            ),
+            (
+                "drift_sink_dead_letters_total",
+                "Bad records sent to the dead-letter topic.",
+                |s| s.dead_lettered,
+            ),
+        ] {
+            w(header(name, "counter", help));
+            for s in &sinks {
+                w(format!(
+                    "{name}{{collection=\"{}\",topic=\"{}\"}} {}\n",
+                    s.collection,
+                    s.topic,
+                    value(s)
+                ));
+            }
         }
         w(header(
             "drift_sink_lag",
