@@ -312,9 +312,28 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     tonic::transport::Server::builder()
+        .layer(tower::util::MapResponseLayer::new(oversized_is_invalid))
         .add_service(svc)
         .serve_with_incoming_shutdown(tokio_stream_of(listener), shutdown)
         .await
+}
+
+/// tonic refuses a request over the size limit with `OUT_OF_RANGE` before any handler runs;
+/// for callers it is bad input like any other, so the status becomes `INVALID_ARGUMENT` (the
+/// message, which names the size and the limit, is kept).
+fn oversized_is_invalid<B>(mut resp: axum::http::Response<B>) -> axum::http::Response<B> {
+    let h = resp.headers_mut();
+    let oversized = h.get("grpc-status").is_some_and(|v| v == "11")
+        && h.get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| {
+                m.contains("message%20length%20too%20large")
+                    || m.contains("message length too large")
+            });
+    if oversized {
+        h.insert("grpc-status", axum::http::HeaderValue::from_static("3"));
+    }
+    resp
 }
 
 fn tokio_stream_of(
