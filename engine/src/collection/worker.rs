@@ -83,9 +83,13 @@ impl Worker {
                     match task {
                         Task::Stop => break,
                         Task::Index(m) => {
-                            // A flush may drain the memtable while its graph is built: stop then.
+                            // A flush may drain the memtable while its graph is built: stop
+                            // then. A flush already queued behind this task will drain it too,
+                            // so under bulk ingest the graph is not built at all (searches scan
+                            // an unindexed memtable exactly until the flush).
                             let wanted = || {
                                 !c.closed.load(Ordering::Acquire)
+                                    && !c.flush_pending.load(Ordering::Acquire)
                                     && c.version.load().frozen.iter().any(|f| Arc::ptr_eq(f, &m))
                             };
                             if wanted() {
