@@ -61,7 +61,16 @@ impl DriftService {
             return self.count_error(Err(Status::invalid_argument("collection name is empty")));
         }
         let coll = self.count_error(self.db.collection(name).map_err(status))?;
-        let r = tokio::task::spawn_blocking(move || f(coll))
+        self.blocking(move |_| f(coll)).await
+    }
+
+    /// Runs `f` with the database on the blocking pool, counting an error status.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(Arc<Database>) -> drift_engine::Result<T> + Send + 'static,
+    ) -> Result<T, Status> {
+        let db = self.db.clone();
+        let r = tokio::task::spawn_blocking(move || f(db))
             .await
             .map_err(|e| Status::internal(format!("task failed: {e}")))
             .and_then(|r| r.map_err(status));
@@ -114,12 +123,10 @@ impl Drift for DriftService {
                 Status::invalid_argument(format!("settings_json is not valid index settings: {e}"))
             })?;
         }
-        let db = self.db.clone();
         let name = r.name.clone();
-        let c = tokio::task::spawn_blocking(move || db.create_collection(&name, config))
-            .await
-            .map_err(|e| Status::internal(format!("task failed: {e}")))?
-            .map_err(status)?;
+        let c = self
+            .blocking(move |db| db.create_collection(&name, config))
+            .await?;
         Ok(Response::new(info(&r.name, &c)))
     }
 
@@ -128,11 +135,7 @@ impl Drift for DriftService {
         req: Request<pb::CollectionRef>,
     ) -> Result<Response<pb::DropCollectionResponse>, Status> {
         let name = req.into_inner().collection;
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.drop_collection(&name))
-            .await
-            .map_err(|e| Status::internal(format!("task failed: {e}")))?
-            .map_err(status)?;
+        self.blocking(move |db| db.drop_collection(&name)).await?;
         Ok(Response::new(pb::DropCollectionResponse {}))
     }
 

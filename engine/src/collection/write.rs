@@ -54,7 +54,12 @@ pub struct TrainReport {
 /// out before sending a batch.
 pub fn check_record(collection: &str, config: &CollectionConfig, record: &Record) -> Result<()> {
     check_vector(collection, config, record.id, &record.vector)?;
-    if config.metric == Metric::Cosine && !normalize(&mut record.vector.clone()) {
+    // The same condition under which `normalize` refuses, without copying the vector.
+    let no_direction = || {
+        let norm = crate::kernels::dot(&record.vector, &record.vector).sqrt();
+        norm == 0.0 || !norm.is_finite()
+    };
+    if config.metric == Metric::Cosine && no_direction() {
         return Err(zero_direction(record.id));
     }
     match &record.payload {
