@@ -12,4 +12,6 @@ install_tools
 trap stop_services EXIT
 start_s3
 start_kafka
+# Incremental state only pays off for repeated edits; a one-shot run saves its gigabytes.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo test --workspace --no-fail-fast "$@"
