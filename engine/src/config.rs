@@ -58,6 +58,19 @@ pub enum AdcKernel {
     Factored,
 }
 
+/// How bucket selection weighs a bucket's density against its centroid distance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Scoring {
+    /// Drift-aware: `R = 1 - exp(-live / tau)`, which saturates once a bucket holds a few
+    /// tau of rows, so only near-empty "zombie" buckets are discounted.
+    #[default]
+    Reliability,
+    /// The design paper's first version ("V1"): `R = live / target_bucket_size` (capped at 1),
+    /// linear in density, so a half-emptied bucket counts half.
+    Linear,
+}
+
 /// Index settings of a collection. Every field has a sensible default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -166,6 +179,10 @@ pub enum PolicyKind {
     Size,
     /// Never reshape: a static IVF index (the baseline maintenance is measured against).
     Off,
+    /// The design paper's first version: split oversized buckets and merge any bucket whose
+    /// linear emptiness `1 - live/target` passes `merge_urgency`, whatever its temperature or
+    /// stale share; compact stale ones.
+    V1,
 }
 
 /// Maintenance settings: the thresholds of the policy and the budget of each pass.
@@ -287,6 +304,8 @@ pub struct SearchDefaults {
     pub ef_search: usize,
     /// SQ8 scan kernel.
     pub adc: AdcKernel,
+    /// Density term of the bucket score.
+    pub scoring: Scoring,
 }
 
 impl Default for SearchDefaults {
@@ -301,6 +320,7 @@ impl Default for SearchDefaults {
             rerank: 4,
             ef_search: 64,
             adc: AdcKernel::Factored,
+            scoring: Scoring::Reliability,
         }
     }
 }
@@ -345,6 +365,7 @@ impl SearchDefaults {
             rerank: self.rerank,
             ef_search: self.ef_search,
             adc: self.adc,
+            scoring: self.scoring,
             recall_target: None,
             max_codes: None,
             with_payload: false,
@@ -382,6 +403,8 @@ pub struct SearchParams {
     pub ef_search: usize,
     /// See [`SearchDefaults::adc`].
     pub adc: AdcKernel,
+    /// See [`SearchDefaults::scoring`].
+    pub scoring: Scoring,
     /// Scan as many buckets as the estimated recall@k needs to reach this target (0..1];
     /// overrides `target_confidence` (but not `nprobe`).
     pub recall_target: Option<f32>,

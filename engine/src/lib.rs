@@ -37,7 +37,7 @@ pub mod wal;
 pub use api::{Hit, Record, VectorRead, VectorWrite, Write};
 pub use collection::{Backlog, Collection, CollectionStats, FlushReport, TrainReport};
 pub use config::{
-    AdcKernel, CollectionConfig, IndexSettings, MaintenanceSettings, Metric, PolicyKind,
+    AdcKernel, CollectionConfig, IndexSettings, MaintenanceSettings, Metric, PolicyKind, Scoring,
     SearchDefaults, SearchParams, StorageSettings,
 };
 pub use db::Database;

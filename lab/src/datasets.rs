@@ -138,3 +138,151 @@ impl Drifting {
         Dataset { vectors, dim }
     }
 }
+
+/// Clusters that appear at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterEvent {
+    /// Time of the event.
+    pub at: f32,
+    /// Clusters involved.
+    pub count: usize,
+}
+
+/// A Gaussian mixture that changes over time: centres move along fixed random directions at
+/// `speed` per unit of time, clusters are born and vanish at scheduled times, and cluster
+/// weights follow a Zipf law of exponent `skew` (0 = all equally likely).
+#[derive(Debug, Clone)]
+pub struct Mixture {
+    dim: usize,
+    point_spread: f32,
+    speed: f32,
+    /// Per cluster: centre at its birth, unit direction of travel, birth, death, weight.
+    clusters: Vec<MixCluster>,
+}
+
+#[derive(Debug, Clone)]
+struct MixCluster {
+    centre: Vec<f32>,
+    direction: Vec<f32>,
+    born: f32,
+    dies: f32,
+    weight: f64,
+}
+
+/// Parameters of a [`Mixture`].
+#[derive(Debug, Clone)]
+pub struct MixtureSpec {
+    /// Dimension.
+    pub dim: usize,
+    /// Clusters alive at time 0.
+    pub clusters: usize,
+    /// Standard deviation of centres around the origin.
+    pub centre_spread: f32,
+    /// Standard deviation of points around their centre.
+    pub point_spread: f32,
+    /// Distance a centre travels per unit of time.
+    pub speed: f32,
+    /// Zipf exponent of cluster weights.
+    pub skew: f32,
+    /// Clusters born later.
+    pub births: Vec<ClusterEvent>,
+    /// Clusters that vanish (the oldest alive ones go first).
+    pub deaths: Vec<ClusterEvent>,
+    /// Random seed.
+    pub seed: u64,
+}
+
+impl Mixture {
+    /// Builds the whole schedule from `spec`.
+    pub fn new(spec: &MixtureSpec) -> Mixture {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(spec.seed);
+        let centre = Normal::new(0.0f32, spec.centre_spread.max(0.0)).expect("valid spread");
+        let unit = Normal::new(0.0f32, 1.0).expect("valid spread");
+        let mut births: Vec<f32> = vec![0.0; spec.clusters];
+        for e in &spec.births {
+            births.extend(std::iter::repeat_n(e.at, e.count));
+        }
+        let mut clusters: Vec<MixCluster> = births
+            .iter()
+            .enumerate()
+            .map(|(i, &born)| {
+                let c: Vec<f32> = (0..spec.dim).map(|_| centre.sample(&mut rng)).collect();
+                let mut dir: Vec<f32> = (0..spec.dim).map(|_| unit.sample(&mut rng)).collect();
+                let norm = dir.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                dir.iter_mut().for_each(|x| *x /= norm);
+                MixCluster {
+                    centre: c,
+                    direction: dir,
+                    born,
+                    dies: f32::INFINITY,
+                    weight: 1.0 / ((i + 1) as f64).powf(spec.skew as f64),
+                }
+            })
+            .collect();
+        let mut deaths = spec.deaths.clone();
+        deaths.sort_by(|a, b| a.at.total_cmp(&b.at));
+        for e in deaths {
+            let mut alive: Vec<usize> = (0..clusters.len())
+                .filter(|&i| clusters[i].born <= e.at && clusters[i].dies > e.at)
+                .collect();
+            alive.sort_by(|&a, &b| clusters[a].born.total_cmp(&clusters[b].born));
+            for i in alive.into_iter().take(e.count) {
+                clusters[i].dies = e.at;
+            }
+        }
+        Mixture {
+            dim: spec.dim,
+            point_spread: spec.point_spread,
+            speed: spec.speed,
+            clusters,
+        }
+    }
+
+    /// Dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Clusters alive at time `t`.
+    pub fn alive_at(&self, t: f32) -> usize {
+        self.clusters
+            .iter()
+            .filter(|c| c.born <= t && c.dies > t)
+            .count()
+    }
+
+    /// `rows` points drawn at time `t` from the clusters then alive, with `rng`. Fails when
+    /// no cluster is alive.
+    pub fn sample(&self, t: f32, rows: usize, rng: &mut impl Rng) -> Option<Vec<f32>> {
+        let alive: Vec<&MixCluster> = self
+            .clusters
+            .iter()
+            .filter(|c| c.born <= t && c.dies > t)
+            .collect();
+        if alive.is_empty() {
+            return None;
+        }
+        let total: f64 = alive.iter().map(|c| c.weight).sum();
+        let noise = Normal::new(0.0f32, self.point_spread.max(0.0)).expect("valid spread");
+        let mut out = Vec::with_capacity(rows * self.dim);
+        for _ in 0..rows {
+            let mut pick = rng.gen::<f64>() * total;
+            let mut chosen = alive[alive.len() - 1];
+            for c in &alive {
+                if pick < c.weight {
+                    chosen = c;
+                    break;
+                }
+                pick -= c.weight;
+            }
+            let travel = (t - chosen.born) * self.speed;
+            for d in 0..self.dim {
+                out.push(
+                    chosen.centre[d] + travel * chosen.direction[d] + noise.sample(&mut *rng),
+                );
+            }
+        }
+        Some(out)
+    }
+}

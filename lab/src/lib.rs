@@ -8,9 +8,14 @@
 //!                                         └────▶ exact k-NN (ground truth) ─▶ recall@k, latency
 //! ```
 
+pub mod chart;
 pub mod datasets;
 pub mod demo;
 pub mod error;
+pub mod report;
+pub mod run;
+pub mod runbook;
+pub mod scenario;
 pub mod truth;
 pub mod vecfile;
 

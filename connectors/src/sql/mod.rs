@@ -25,7 +25,7 @@ use datafusion::common::extensions_options;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use drift_engine::{Database, SearchParams};
+use drift_engine::{Database, Scoring, SearchParams};
 
 pub use exec::DriftExec;
 pub use search::{SearchTable, VectorSearchFunction};
@@ -44,6 +44,16 @@ extensions_options! {
         pub rerank: Option<usize>, default = None
         /// First over-fetch factor when filters must be applied to search results.
         pub overfetch: usize, default = 4
+        /// Geometric sharpness of the bucket score (unset = the collection's default).
+        pub lambda: Option<f64>, default = None
+        /// Density scale of the reliability factor (unset = the collection's default).
+        pub tau: Option<f64>, default = None
+        /// Fewest buckets probed (unset = the collection's default).
+        pub min_probes: Option<usize>, default = None
+        /// Most buckets probed (unset = the collection's default).
+        pub max_probes: Option<usize>, default = None
+        /// Density term of the bucket score: `reliability` or `linear` (unset = default).
+        pub scoring: Option<String>, default = None
     }
 }
 
@@ -52,8 +62,8 @@ impl ConfigExtension for DriftOptions {
 }
 
 impl DriftOptions {
-    /// Applies these options to `params`.
-    pub fn apply(&self, params: &mut SearchParams) {
+    /// Applies these options to `params`; fails on an unknown scoring name.
+    pub fn apply(&self, params: &mut SearchParams) -> Result<()> {
         if self.nprobe > 0 {
             params.nprobe = Some(self.nprobe);
         }
@@ -66,6 +76,29 @@ impl DriftOptions {
         if let Some(r) = self.rerank {
             params.rerank = r;
         }
+        if let Some(l) = self.lambda {
+            params.lambda = l as f32;
+        }
+        if let Some(t) = self.tau {
+            params.tau = t as f32;
+        }
+        if let Some(m) = self.min_probes {
+            params.min_probes = m;
+        }
+        if let Some(m) = self.max_probes {
+            params.max_probes = m;
+        }
+        match self.scoring.as_deref() {
+            None => {}
+            Some("reliability") => params.scoring = Scoring::Reliability,
+            Some("linear") => params.scoring = Scoring::Linear,
+            Some(other) => {
+                return Err(DataFusionError::Plan(format!(
+                    "unknown scoring '{other}' (expected reliability or linear)"
+                )))
+            }
+        }
+        Ok(())
     }
 
     /// Sets one option from `key=value` text (the `vector_search` options string).
@@ -77,6 +110,11 @@ impl DriftOptions {
             "target_confidence",
             "rerank",
             "overfetch",
+            "lambda",
+            "tau",
+            "min_probes",
+            "max_probes",
+            "scoring",
         ];
         if !known.contains(&key) {
             return Err(DataFusionError::Plan(format!(

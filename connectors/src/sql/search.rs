@@ -58,7 +58,7 @@ impl SearchTable {
             )));
         }
         let mut params = coll.search_params(k);
-        options.apply(&mut params);
+        options.apply(&mut params)?;
         params.validate().map_err(engine_err)?;
         Ok(SearchTable {
             name: name.to_string(),

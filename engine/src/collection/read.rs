@@ -161,6 +161,7 @@ impl Collection {
         }
         let opts = ProbeOptions {
             default_tau: self.config.settings.target_bucket_size as f32 / 10.0,
+            target: self.config.settings.target_bucket_size as f32,
         };
         let tick = self.tick.fetch_add(1, Ordering::Relaxed);
         let (l1_hits, counts) = v.l1.search(&q, params, &opts, &visible, tick)?;

@@ -6,10 +6,11 @@
 //! eating the probe budget). Buckets are taken by decreasing `P_eff` until their share of the
 //! total reaches `target_confidence`, within `min_probes..=max_probes`; a bucket whose
 //! centroid is within `guardrail` of the nearest is always taken. An explicit `nprobe` takes
-//! the nearest non-empty buckets instead.
+//! the nearest non-empty buckets instead. [`Scoring::Linear`] replaces `R` by the design
+//! paper's first, linear density term `live / target` (a baseline).
 
 use super::L1;
-use crate::config::{Metric, SearchParams};
+use crate::config::{Metric, Scoring, SearchParams};
 use crate::kernels;
 
 /// Collection-level inputs to selection.
@@ -17,6 +18,8 @@ use crate::kernels;
 pub struct ProbeOptions {
     /// Default tau when the query leaves it at 0.
     pub default_tau: f32,
+    /// The collection's target bucket size (the scale of [`Scoring::Linear`]).
+    pub target: f32,
 }
 
 /// Positions of the buckets to scan.
@@ -53,7 +56,10 @@ pub fn select_buckets(
             let gap = d - d_min;
             let geom = (-params.lambda * gap / scale).exp();
             let live = l1.buckets()[i].live_rows() as f32;
-            let reliability = 1.0 - (-live / tau).exp();
+            let reliability = match params.scoring {
+                Scoring::Reliability => 1.0 - (-live / tau).exp(),
+                Scoring::Linear => (live / opts.target.max(1.0)).min(1.0),
+            };
             (geom * reliability, i, gap <= guard)
         })
         .collect();

@@ -116,6 +116,10 @@ pub struct DriftPolicy;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SizePolicy;
 
+/// The design paper's first version: size splits, merges by linear emptiness alone, compaction.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinearPolicy;
+
 /// Never reshapes anything (static IVF).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoMaintenance;
@@ -126,6 +130,7 @@ pub fn policy_for(kind: PolicyKind) -> Box<dyn Policy> {
         PolicyKind::Drift => Box::new(DriftPolicy),
         PolicyKind::Size => Box::new(SizePolicy),
         PolicyKind::Off => Box::new(NoMaintenance),
+        PolicyKind::V1 => Box::new(LinearPolicy),
     }
 }
 
@@ -176,6 +181,29 @@ impl Policy for SizePolicy {
 
     fn plan(&self, view: &LayerView) -> Vec<Action> {
         let mut actions = size_splits(view);
+        actions.extend(compactions(view, &actions));
+        actions
+    }
+}
+
+impl Policy for LinearPolicy {
+    fn name(&self) -> &'static str {
+        "v1"
+    }
+
+    fn plan(&self, view: &LayerView) -> Vec<Action> {
+        let s = view.settings;
+        let mut actions = size_splits(view);
+        let target = view.target.max(1) as f64;
+        let mut merges: Vec<(f64, u32)> = view
+            .buckets
+            .iter()
+            .map(|b| ((1.0 - b.live as f64 / target).max(0.0), b.id))
+            .filter(|(e, _)| *e > s.merge_urgency as f64)
+            .collect();
+        merges.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let keep = view.buckets.len().saturating_sub(1);
+        actions.extend(merges.iter().take(keep).map(|m| Action::Merge(m.1)));
         actions.extend(compactions(view, &actions));
         actions
     }
@@ -262,6 +290,17 @@ mod tests {
             vec![Action::Split(1), Action::Compact(5)]
         );
         assert!(NoMaintenance.plan(&view).is_empty());
+        // V1 merges by emptiness alone: the hot near-empty bucket 4 goes too, and so does
+        // bucket 5, whose 150 live rows leave it 41% empty (below the 0.5 threshold: kept).
+        assert_eq!(
+            LinearPolicy.plan(&view),
+            vec![
+                Action::Split(1),
+                Action::Merge(3),
+                Action::Merge(4),
+                Action::Compact(5)
+            ]
+        );
     }
 
     #[test]

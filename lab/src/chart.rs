@@ -1,0 +1,330 @@
+//! PNG charts of a run, drawn with plotters, every system on the same axes: recall over steps,
+//! latency over steps, bucket count with split/merge activity, and recall against QPS.
+//!
+//! Text needs a TrueType font: the first of `$DRIFT_FONT` and the usual DejaVu/Liberation
+//! locations that exists (`scripts/tools.sh` installs DejaVu where none is present).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use crate::error::{LabError, Result};
+use crate::report::Summary;
+use crate::run::{RunOutcome, StepRecord};
+
+const SIZE: (u32, u32) = (1000, 560);
+const FONT: &str = "sans-serif";
+
+/// Places a TrueType font is looked for.
+const FONT_PATHS: &[&str] = &[
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf",
+    "/System/Library/Fonts/Supplemental/Arial.ttf",
+];
+
+/// Registers a font once; the error names every place looked at.
+fn ensure_font() -> Result<()> {
+    static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let mut tried: Vec<PathBuf> = std::env::var_os("DRIFT_FONT")
+            .map(PathBuf::from)
+            .into_iter()
+            .collect();
+        tried.extend(FONT_PATHS.iter().map(PathBuf::from));
+        for p in &tried {
+            if let Ok(bytes) = std::fs::read(p) {
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                if plotters::style::register_font(FONT, FontStyle::Normal, bytes).is_ok() {
+                    return Ok(());
+                }
+            }
+        }
+        Err(format!(
+            "no TrueType font for chart text (looked at $DRIFT_FONT and {}); install fonts-dejavu-core or set DRIFT_FONT",
+            FONT_PATHS.join(", ")
+        ))
+    })
+    .clone()
+    .map_err(LabError::Invalid)
+}
+
+fn colour(i: usize) -> RGBColor {
+    const C: [RGBColor; 10] = [
+        RGBColor(31, 119, 180),
+        RGBColor(214, 39, 40),
+        RGBColor(44, 160, 44),
+        RGBColor(255, 127, 14),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+        RGBColor(188, 189, 34),
+        RGBColor(23, 190, 207),
+    ];
+    C[i % C.len()]
+}
+
+fn err(path: &Path, e: impl std::fmt::Display) -> LabError {
+    LabError::format(path, format!("cannot draw chart: {e}"))
+}
+
+/// Per system, the (step, value) points where `f` gives a value.
+fn series(
+    out: &RunOutcome,
+    f: impl Fn(&StepRecord) -> Option<f64>,
+) -> Vec<(String, Vec<(f64, f64)>)> {
+    out.systems
+        .iter()
+        .map(|name| {
+            let pts = out
+                .records
+                .iter()
+                .filter(|r| &r.system == name)
+                .filter_map(|r| f(r).map(|v| (r.step as f64, v)))
+                .collect();
+            (name.clone(), pts)
+        })
+        .filter(|(_, p): &(String, Vec<(f64, f64)>)| !p.is_empty())
+        .collect()
+}
+
+fn steps_range(out: &RunOutcome) -> std::ops::Range<f64> {
+    let last = out.records.iter().map(|r| r.step).max().unwrap_or(1) as f64;
+    0.0..last + 1.0
+}
+
+/// Draws the four charts into `dir`; returns their paths.
+pub fn draw_all(out: &RunOutcome, summary: &Summary, dir: &Path) -> Result<Vec<PathBuf>> {
+    ensure_font()?;
+    let title = format!("{} via {}", out.name, out.via);
+    let paths = vec![
+        recall_chart(out, &title, &dir.join("recall.png"))?,
+        latency_chart(out, &title, &dir.join("latency.png"))?,
+        buckets_chart(out, &title, &dir.join("buckets.png"))?,
+        recall_qps_chart(summary, &title, &dir.join("recall_qps.png"))?,
+    ];
+    Ok(paths)
+}
+
+fn recall_chart(out: &RunOutcome, title: &str, path: &Path) -> Result<PathBuf> {
+    let data = series(out, |r| r.recall);
+    let lo = data
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|x| x.1))
+        .fold(1.0f64, f64::min);
+    let lo = ((lo - 0.02) * 20.0).floor() / 20.0;
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(path, e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("recall@{} over steps: {title}", out.k), (FONT, 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(steps_range(out), lo.max(0.0)..1.005)
+        .map_err(|e| err(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc(format!("recall@{}", out.k))
+        .draw()
+        .map_err(|e| err(path, e))?;
+    for (i, (name, pts)) in data.into_iter().enumerate() {
+        let c = colour(i);
+        chart
+            .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+            .map_err(|e| err(path, e))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        chart
+            .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled())))
+            .map_err(|e| err(path, e))?;
+    }
+    legend(&mut chart, path)?;
+    root.present().map_err(|e| err(path, e))?;
+    Ok(path.to_path_buf())
+}
+
+fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    path: &Path,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 15))
+        .draw()
+        .map_err(|e| err(path, e))
+}
+
+fn latency_chart(out: &RunOutcome, title: &str, path: &Path) -> Result<PathBuf> {
+    let p50 = series(out, |r| r.p50_us);
+    let p99 = series(out, |r| r.p99_us);
+    let all = p50.iter().chain(&p99).flat_map(|(_, p)| p.iter().map(|x| x.1));
+    let (lo, hi) = all.fold((f64::INFINITY, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = if lo.is_finite() {
+        ((lo / 2.0).max(0.1), hi * 2.0)
+    } else {
+        (1.0, 10.0)
+    };
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(path, e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("search latency (p50 solid, p99 dashed): {title}"), (FONT, 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(steps_range(out), (lo..hi).log_scale())
+        .map_err(|e| err(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc("microseconds per query")
+        .draw()
+        .map_err(|e| err(path, e))?;
+    for (i, (name, pts)) in p50.into_iter().enumerate() {
+        let c = colour(i);
+        chart
+            .draw_series(LineSeries::new(pts, c.stroke_width(2)))
+            .map_err(|e| err(path, e))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    for (i, (_, pts)) in p99.into_iter().enumerate() {
+        let c = colour(i);
+        chart
+            .draw_series(DashedLineSeries::new(pts, 6, 4, c.stroke_width(1)))
+            .map_err(|e| err(path, e))?;
+    }
+    legend(&mut chart, path)?;
+    root.present().map_err(|e| err(path, e))?;
+    Ok(path.to_path_buf())
+}
+
+fn buckets_chart(out: &RunOutcome, title: &str, path: &Path) -> Result<PathBuf> {
+    let buckets = series(out, |r| r.buckets.map(|b| b as f64));
+    let splits = series(out, |r| r.splits.map(|b| b as f64));
+    let merges = series(out, |r| r.merges.map(|b| b as f64));
+    let root = BitMapBackend::new(path, (SIZE.0, SIZE.1 + 200)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(path, e))?;
+    let (top, bottom) = root.split_vertically(SIZE.1 / 2 + 100);
+    let max_of = |s: &[(String, Vec<(f64, f64)>)]| {
+        s.iter()
+            .flat_map(|(_, p)| p.iter().map(|x| x.1))
+            .fold(1.0f64, f64::max)
+    };
+    let names: Vec<&String> = out.systems.iter().collect();
+    let colour_of = |name: &str| colour(names.iter().position(|n| *n == name).unwrap_or(0));
+    {
+        let mut chart = ChartBuilder::on(&top)
+            .caption(format!("L1 buckets: {title}"), (FONT, 22))
+            .margin(12)
+            .x_label_area_size(35)
+            .y_label_area_size(60)
+            .build_cartesian_2d(steps_range(out), 0.0..max_of(&buckets) * 1.1)
+            .map_err(|e| err(path, e))?;
+        chart
+            .configure_mesh()
+            .y_desc("buckets")
+            .draw()
+            .map_err(|e| err(path, e))?;
+        for (name, pts) in buckets {
+            let c = colour_of(&name);
+            chart
+                .draw_series(LineSeries::new(pts, c.stroke_width(2)))
+                .map_err(|e| err(path, e))?
+                .label(name)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
+        }
+        legend(&mut chart, path)?;
+    }
+    let mut chart = ChartBuilder::on(&bottom)
+        .caption("splits (solid) and merges (dashed) so far", (FONT, 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(
+            steps_range(out),
+            0.0..max_of(&splits).max(max_of(&merges)) * 1.1,
+        )
+        .map_err(|e| err(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc("count")
+        .draw()
+        .map_err(|e| err(path, e))?;
+    for (name, pts) in splits {
+        chart
+            .draw_series(LineSeries::new(pts, colour_of(&name).stroke_width(2)))
+            .map_err(|e| err(path, e))?;
+    }
+    for (name, pts) in merges {
+        chart
+            .draw_series(DashedLineSeries::new(
+                pts,
+                6,
+                4,
+                colour_of(&name).stroke_width(2),
+            ))
+            .map_err(|e| err(path, e))?;
+    }
+    root.present().map_err(|e| err(path, e))?;
+    Ok(path.to_path_buf())
+}
+
+fn recall_qps_chart(summary: &Summary, title: &str, path: &Path) -> Result<PathBuf> {
+    let pts: Vec<(String, f64, f64)> = summary
+        .systems
+        .iter()
+        .map(|s| (s.system.clone(), s.mean_qps.max(1.0), s.mean_recall))
+        .collect();
+    let (qlo, qhi) = pts
+        .iter()
+        .fold((f64::INFINITY, 1.0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let rlo = pts.iter().map(|p| p.2).fold(1.0f64, f64::min);
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(path, e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("mean recall vs QPS: {title}"), (FONT, 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(
+            ((qlo / 2.0).max(0.5)..qhi * 2.0).log_scale(),
+            ((rlo - 0.05).max(0.0))..1.01,
+        )
+        .map_err(|e| err(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("queries per second (one thread, log scale)")
+        .y_desc(format!("mean recall@{}", summary.k))
+        .draw()
+        .map_err(|e| err(path, e))?;
+    for (i, (name, q, r)) in pts.into_iter().enumerate() {
+        let c = colour(i);
+        chart
+            .draw_series(std::iter::once(Circle::new((q, r), 6, c.filled())))
+            .map_err(|e| err(path, e))?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                name,
+                (q, r),
+                (FONT, 14).into_font().color(&c),
+            )))
+            .map_err(|e| err(path, e))?;
+    }
+    root.present().map_err(|e| err(path, e))?;
+    Ok(path.to_path_buf())
+}

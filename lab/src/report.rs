@@ -1,0 +1,232 @@
+//! Rendering a run: `steps.csv`, `summary.json`, the terminal table, and the charts (in
+//! `chart`). Everything here reads the raw records, so a run can be re-rendered from its
+//! `raw.jsonl` alone.
+
+use std::io::{BufRead, Write as _};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{LabError, Result};
+use crate::run::{RunOutcome, StepRecord};
+
+/// Totals of one system over a run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SystemSummary {
+    /// System name.
+    pub system: String,
+    /// How it was driven.
+    pub path: String,
+    /// Mean recall@k over the search steps.
+    pub mean_recall: f64,
+    /// Lowest recall of a search step.
+    pub min_recall: f64,
+    /// Recall of the last search step.
+    pub final_recall: f64,
+    /// Mean of the search steps' queries per second.
+    pub mean_qps: f64,
+    /// Median of the search steps' p50 latencies, microseconds.
+    pub p50_us: f64,
+    /// Highest p99 latency of a search step, microseconds.
+    pub max_p99_us: f64,
+    /// Mean buckets scanned per query over the search steps.
+    pub buckets_per_query: Option<f64>,
+    /// Buckets at the end.
+    pub final_buckets: Option<usize>,
+    /// Splits in all.
+    pub splits: Option<u64>,
+    /// Merges in all.
+    pub merges: Option<u64>,
+    /// Vectors reassigned to other buckets in all (moved by maintenance).
+    pub reassigned: Option<u64>,
+    /// Rows rewritten by maintenance in all.
+    pub rewritten: Option<u64>,
+    /// Seconds spent in write steps (writes, flushes, healing).
+    pub write_secs: f64,
+}
+
+/// `summary.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    /// Run name.
+    pub name: String,
+    /// Path of the index under test (`direct` or `kafka+sql`).
+    pub via: String,
+    /// Neighbours per query.
+    pub k: usize,
+    /// Steps replayed.
+    pub steps: usize,
+    /// Search steps.
+    pub search_steps: usize,
+    /// Wall time of the run, seconds.
+    pub secs: f64,
+    /// Per system, in run order.
+    pub systems: Vec<SystemSummary>,
+}
+
+/// Totals of every system.
+pub fn summarize(out: &RunOutcome) -> Summary {
+    let systems = out
+        .systems
+        .iter()
+        .map(|name| {
+            let rows: Vec<&StepRecord> = out.records.iter().filter(|r| &r.system == name).collect();
+            let searches: Vec<&StepRecord> =
+                rows.iter().copied().filter(|r| r.recall.is_some()).collect();
+            let n = searches.len().max(1) as f64;
+            let recalls: Vec<f64> = searches.iter().filter_map(|r| r.recall).collect();
+            let mut p50s: Vec<f64> = searches.iter().filter_map(|r| r.p50_us).collect();
+            p50s.sort_by(f64::total_cmp);
+            let last = rows.last();
+            let bpq: Vec<f64> = searches.iter().filter_map(|r| r.buckets_per_query).collect();
+            SystemSummary {
+                system: name.clone(),
+                path: last.map(|r| r.path.clone()).unwrap_or_default(),
+                mean_recall: recalls.iter().sum::<f64>() / n,
+                min_recall: recalls.iter().copied().fold(f64::INFINITY, f64::min).min(1.0),
+                final_recall: recalls.last().copied().unwrap_or(0.0),
+                mean_qps: searches.iter().filter_map(|r| r.qps).sum::<f64>() / n,
+                p50_us: p50s.get(p50s.len() / 2).copied().unwrap_or(0.0),
+                max_p99_us: searches
+                    .iter()
+                    .filter_map(|r| r.p99_us)
+                    .fold(0.0, f64::max),
+                buckets_per_query: (!bpq.is_empty())
+                    .then(|| bpq.iter().sum::<f64>() / bpq.len() as f64),
+                final_buckets: last.and_then(|r| r.buckets),
+                splits: last.and_then(|r| r.splits),
+                merges: last.and_then(|r| r.merges),
+                reassigned: last.and_then(|r| r.reassigned),
+                rewritten: last.and_then(|r| r.rewritten),
+                write_secs: rows
+                    .iter()
+                    .filter(|r| matches!(r.op.as_str(), "insert" | "delete" | "replace"))
+                    .map(|r| r.secs)
+                    .sum(),
+            }
+        })
+        .collect();
+    let first = out.systems.first();
+    let steps: Vec<&StepRecord> = out
+        .records
+        .iter()
+        .filter(|r| Some(&r.system) == first)
+        .collect();
+    Summary {
+        name: out.name.clone(),
+        via: out.via.clone(),
+        k: out.k,
+        steps: steps.len(),
+        search_steps: steps.iter().filter(|r| r.recall.is_some()).count(),
+        secs: out.secs,
+        systems,
+    }
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map(|x| x.to_string()).unwrap_or_default()
+}
+
+fn optf(v: Option<f64>, digits: usize) -> String {
+    v.map(|x| format!("{x:.digits$}")).unwrap_or_default()
+}
+
+/// Writes `steps.csv`: one row per step and system.
+pub fn write_csv(out: &RunOutcome, path: &Path) -> Result<()> {
+    let mut f = std::io::BufWriter::new(
+        std::fs::File::create(path).map_err(|e| LabError::io(path, e))?,
+    );
+    let mut text = String::from(
+        "step,op,system,path,live,time,recall,queries,qps,p50_us,p95_us,p99_us,buckets,splits,merges,reassigned,rewritten,buckets_per_query,codes_per_query,secs,detail\n",
+    );
+    for r in &out.records {
+        text.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.4},\"{}\"\n",
+            r.step,
+            r.op,
+            r.system,
+            r.path,
+            r.live,
+            r.time,
+            optf(r.recall, 4),
+            r.queries,
+            optf(r.qps, 1),
+            optf(r.p50_us, 1),
+            optf(r.p95_us, 1),
+            optf(r.p99_us, 1),
+            opt(r.buckets),
+            opt(r.splits),
+            opt(r.merges),
+            opt(r.reassigned),
+            opt(r.rewritten),
+            optf(r.buckets_per_query, 2),
+            optf(r.codes_per_query, 0),
+            r.secs,
+            r.detail.replace('"', "'"),
+        ));
+    }
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.flush())
+        .map_err(|e| LabError::io(path, e))
+}
+
+/// Reads back the raw records of a run folder.
+pub fn read_raw(dir: &Path) -> Result<Vec<StepRecord>> {
+    let path = dir.join("raw.jsonl");
+    let f = std::fs::File::open(&path).map_err(|e| LabError::io(&path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| LabError::io(&path, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(
+            serde_json::from_str(&line)
+                .map_err(|e| LabError::format(&path, format!("line {}: {e}", i + 1)))?,
+        );
+    }
+    Ok(out)
+}
+
+/// The terminal table: one line per system.
+pub fn table(s: &Summary) -> String {
+    let mut t = format!(
+        "{} via {} (k={}, {} steps, {} searches, {:.1} s)\n",
+        s.name, s.via, s.k, s.steps, s.search_steps, s.secs
+    );
+    t.push_str(&format!(
+        "{:<22} {:>7} {:>7} {:>7} {:>9} {:>8} {:>9} {:>8} {:>7} {:>7} {:>7} {:>9}\n",
+        "system", "recall", "min", "final", "qps", "p50 us", "p99 max", "bkt/q", "buckets", "splits",
+        "merges", "moved"
+    ));
+    for x in &s.systems {
+        t.push_str(&format!(
+            "{:<22} {:>7.4} {:>7.4} {:>7.4} {:>9.0} {:>8.1} {:>9.1} {:>8} {:>7} {:>7} {:>7} {:>9}\n",
+            x.system,
+            x.mean_recall,
+            x.min_recall,
+            x.final_recall,
+            x.mean_qps,
+            x.p50_us,
+            x.max_p99_us,
+            optf(x.buckets_per_query, 1),
+            opt(x.final_buckets),
+            opt(x.splits),
+            opt(x.merges),
+            opt(x.reassigned),
+        ));
+    }
+    t
+}
+
+/// Writes `steps.csv`, `summary.json` and the charts into `dir`; returns the summary.
+pub fn render(out: &RunOutcome, dir: &Path) -> Result<Summary> {
+    write_csv(out, &dir.join("steps.csv"))?;
+    let summary = summarize(out);
+    let path = dir.join("summary.json");
+    let text =
+        serde_json::to_string_pretty(&summary).map_err(|e| LabError::Invalid(e.to_string()))?;
+    std::fs::write(&path, text + "\n").map_err(|e| LabError::io(&path, e))?;
+    crate::chart::draw_all(out, &summary, dir)?;
+    Ok(summary)
+}
