@@ -106,6 +106,10 @@ pub enum Command {
     },
     /// End-to-end demo: upsert generated (or given) vectors, search, report recall and latency.
     Demo(DemoArgs),
+    /// Replay drift scenarios and Big-ANN streaming runbooks; chart recall, latency and
+    /// index shape over the steps, with baselines.
+    #[command(subcommand)]
+    Lab(crate::lab::LabCmd),
 }
 
 /// How `drift sql` prints results.
@@ -388,6 +392,7 @@ pub fn run(cli: Cli) -> Result<()> {
             sink,
         } => crate::serve::run(&cli.data_dir, &listen, metrics.as_deref(), sink.as_ref()),
         Command::Demo(a) => demo(&cli.data_dir, a),
+        Command::Lab(cmd) => crate::lab::run(cmd),
     }
 }
 

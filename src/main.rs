@@ -3,6 +3,7 @@
 
 mod backend;
 mod cli;
+mod lab;
 mod output;
 mod serve;
 mod sink;

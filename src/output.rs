@@ -37,6 +37,18 @@ impl Bar {
     }
 }
 
+/// A bar over the steps of a lab run (hidden when stderr is not a terminal).
+pub fn step_bar(total: u64, name: &str) -> ProgressBar {
+    let pb = ProgressBar::new(total);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:40}] step {pos}/{len} {msg} ({elapsed}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(name.to_string());
+    pb
+}
+
 /// One bar per named phase, replaced as phases change.
 #[derive(Default)]
 pub struct PhaseBars {

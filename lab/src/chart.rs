@@ -210,10 +210,26 @@ fn latency_chart(out: &RunOutcome, title: &str, path: &Path) -> Result<PathBuf> 
     Ok(path.to_path_buf())
 }
 
+/// Drops series identical to an earlier one (systems that search the same index).
+fn distinct(s: Vec<(String, Vec<(f64, f64)>)>) -> Vec<(String, Vec<(f64, f64)>)> {
+    let mut out: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for (name, pts) in s {
+        if !out.iter().any(|(_, p)| *p == pts) {
+            out.push((name, pts));
+        }
+    }
+    out
+}
+
 fn buckets_chart(out: &RunOutcome, title: &str, path: &Path) -> Result<PathBuf> {
     let buckets = series(out, |r| r.buckets.map(|b| b as f64));
-    let splits = series(out, |r| r.splits.map(|b| b as f64));
-    let merges = series(out, |r| r.merges.map(|b| b as f64));
+    let keep: Vec<String> = distinct(buckets.clone()).into_iter().map(|s| s.0).collect();
+    let only = |s: Vec<(String, Vec<(f64, f64)>)>| -> Vec<(String, Vec<(f64, f64)>)> {
+        s.into_iter().filter(|(n, _)| keep.contains(n)).collect()
+    };
+    let buckets = only(buckets);
+    let splits = only(series(out, |r| r.splits.map(|b| b as f64)));
+    let merges = only(series(out, |r| r.merges.map(|b| b as f64)));
     let root = BitMapBackend::new(path, (SIZE.0, SIZE.1 + 200)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(path, e))?;
     let (top, bottom) = root.split_vertically(SIZE.1 / 2 + 100);

@@ -68,20 +68,30 @@ impl Clustered {
 
     /// `rows` points; `stream` picks an independent random stream (0 for base, 1 for queries).
     pub fn sample(&self, rows: usize, stream: u64) -> Dataset {
+        self.sample_labelled(rows, stream).0
+    }
+
+    /// Like [`Clustered::sample`], with the cluster of every row.
+    pub fn sample_labelled(&self, rows: usize, stream: u64) -> (Dataset, Vec<usize>) {
         let centres = self.centres();
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ ((stream + 1) * 0x9e37_79b9));
         let n = Normal::new(0.0f32, self.point_spread).expect("valid spread");
         let mut vectors = Vec::with_capacity(rows * self.dim);
+        let mut labels = Vec::with_capacity(rows);
         for _ in 0..rows {
             let c = rng.gen_range(0..self.clusters);
+            labels.push(c);
             for d in 0..self.dim {
                 vectors.push(centres[c * self.dim + d] + n.sample(&mut rng));
             }
         }
-        Dataset {
-            vectors,
-            dim: self.dim,
-        }
+        (
+            Dataset {
+                vectors,
+                dim: self.dim,
+            },
+            labels,
+        )
     }
 }
 

@@ -34,7 +34,7 @@ use crate::truth::{exact_knn, prepare, recall_with_ties};
 use crate::vecfile::read_all;
 
 /// How writes reach an index and searches are asked of it.
-pub trait Transport: Send {
+pub trait Transport {
     /// Name in reports (`direct`, `kafka+sql`).
     fn name(&self) -> &'static str;
     /// Sends upserts and deletes, in order.
@@ -49,10 +49,14 @@ pub trait Transport: Send {
         params: &SearchParams,
         over: &SearchOverride,
     ) -> Result<Vec<u64>>;
+    /// Stops whatever the transport runs (consumers, producers) at the end of a run.
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
-/// Makes the transport of the index stored in collection `name`.
-pub type TransportFactory<'a> = &'a dyn Fn(&str) -> Result<Box<dyn Transport>>;
+/// Makes the transport of the index stored in collection `name` of the run's database.
+pub type TransportFactory<'a> = &'a dyn Fn(&Arc<Database>, &str) -> Result<Box<dyn Transport>>;
 
 /// Calls the engine API in process.
 pub struct Direct;
@@ -323,7 +327,7 @@ pub fn run(
     if db_dir.exists() {
         std::fs::remove_dir_all(&db_dir).map_err(|e| LabError::io(&db_dir, e))?;
     }
-    let db = Database::open(&db_dir)?;
+    let db = Arc::new(Database::open(&db_dir)?);
     let (indexes, systems) = build(&db, dim, cfg, transport)?;
     let via = indexes
         .first()
@@ -411,7 +415,10 @@ pub fn run(
                 let pos: HashMap<u64, usize> =
                     ids.iter().enumerate().map(|(r, id)| (*id, r)).collect();
                 let prepared_q = prepare(cfg.metric, &queries, dim);
-                for s in &systems {
+                // Each step starts with a different system, so that none always pays for
+                // cold caches after the writes.
+                let n = systems.len();
+                for s in systems.iter().cycle().skip(i % n.max(1)).take(n) {
                     let t = Instant::now();
                     let before = s.index.map(|x| indexes[x].coll.stats());
                     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
@@ -461,6 +468,7 @@ pub fn run(
                 }
             }
         }
+        rows.sort_by_key(|r| systems.iter().position(|s| s.name == r.system));
         for row in &mut rows {
             if let Some(x) = systems.iter().find(|s| s.name == row.system).and_then(|s| s.index) {
                 fill_stats(row, &indexes[x].coll.stats());
@@ -472,7 +480,8 @@ pub fn run(
         records.extend(rows);
         progress(i + 1, total, op);
     }
-    for idx in &indexes {
+    for idx in &mut indexes {
+        idx.transport.finish()?;
         idx.coll.close();
     }
     db.close();
@@ -529,7 +538,7 @@ fn brute_force(
 /// Creates the indexes and systems of a run: the index under test ("drift"), its variants
 /// (sharing its index when only search options differ) and the baselines.
 fn build(
-    db: &Database,
+    db: &Arc<Database>,
     dim: usize,
     cfg: &RunConfig,
     transport: TransportFactory,
@@ -544,7 +553,7 @@ fn build(
                 let mut config = CollectionConfig::new(dim, cfg.metric);
                 config.settings = settings.clone();
                 let coll = db.create_collection(&coll_name, config)?;
-                let transport = transport(&coll_name)?;
+                let transport = transport(db, &coll_name)?;
                 indexes.push((settings, Index { coll, transport }));
                 indexes.len() - 1
             }

@@ -211,6 +211,19 @@ pub struct RunOptions {
     pub heal_passes: usize,
     /// Let the engine's janitor run maintenance in the background as well.
     pub background: bool,
+    /// Path of writes and searches (the command line's `--via` wins).
+    pub via: Via,
+}
+
+/// How writes reach the indexes and searches are asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// Engine API calls in process.
+    #[default]
+    Direct,
+    /// Writes through a Kafka topic and the sink, searches through SQL.
+    Kafka,
 }
 
 impl Default for RunOptions {
@@ -220,6 +233,7 @@ impl Default for RunOptions {
             flush_each_step: true,
             heal_passes: 64,
             background: false,
+            via: Via::Direct,
         }
     }
 }

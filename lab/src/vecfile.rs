@@ -305,6 +305,20 @@ pub fn write_fvecs(path: &Path, data: &[f32], dim: usize) -> Result<()> {
     w.flush().map_err(|e| LabError::io(path, e))
 }
 
+/// Writes `data` (row-major, `dim` values per row) as `.fbin`: u32 rows, u32 dim, values.
+pub fn write_fbin(path: &Path, data: &[f32], dim: usize) -> Result<()> {
+    let f = File::create(path).map_err(|e| LabError::io(path, e))?;
+    let mut w = BufWriter::new(f);
+    let rows = data.len() / dim.max(1);
+    let header = [(rows as u32).to_le_bytes(), (dim as u32).to_le_bytes()].concat();
+    w.write_all(&header).map_err(|e| LabError::io(path, e))?;
+    for x in &data[..rows * dim] {
+        w.write_all(&x.to_le_bytes())
+            .map_err(|e| LabError::io(path, e))?;
+    }
+    w.flush().map_err(|e| LabError::io(path, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,7 +330,10 @@ mod tests {
         let data: Vec<f32> = (0..30).map(|x| x as f32).collect();
         write_fvecs(&p, &data, 3).unwrap();
         let (back, dim) = read_all(&p).unwrap();
-        assert_eq!((back, dim), (data, 3));
+        assert_eq!((back, dim), (data.clone(), 3));
+        let fb = dir.path().join("a.fbin");
+        write_fbin(&fb, &data, 3).unwrap();
+        assert_eq!(read_all(&fb).unwrap(), (data.clone(), 3));
         let raw = std::fs::read(&p).unwrap();
         std::fs::write(&p, &raw[..raw.len() - 2]).unwrap();
         let err = read_all(&p).unwrap_err().to_string();
