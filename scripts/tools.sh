@@ -27,7 +27,23 @@ wait_port() {
   return 1
 }
 
+# A TrueType font for the lab's chart text (drift_lab::chart looks in the usual places).
+install_font() {
+  for f in /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/dejavu/DejaVuSans.ttf \
+    /usr/share/fonts/TTF/DejaVuSans.ttf /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf; do
+    [ -f "$f" ] && return 0
+  done
+  if [ -n "${DRIFT_FONT:-}" ] && [ -f "$DRIFT_FONT" ]; then return 0; fi
+  echo "installing fonts-dejavu-core (chart text)"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get install -y fonts-dejavu-core >/dev/null 2>&1 ||
+    { $sudo apt-get update >/dev/null 2>&1 && $sudo apt-get install -y fonts-dejavu-core >/dev/null; } ||
+    echo "warning: could not install fonts-dejavu-core; lab charts will fail until a font is present (DRIFT_FONT)"
+}
+
 install_tools() {
+  install_font
   if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
     echo "installing s3s-fs 0.14.1 into $TOOLS (about 1.5 minutes, once)"
     cargo install s3s-fs@0.14.1 --locked --features binary --root "$TOOLS"

@@ -118,6 +118,9 @@ pub struct GenerateArgs {
     /// Clusters.
     #[arg(long, default_value_t = 32)]
     pub clusters: usize,
+    /// Standard deviation of cluster centres (points have 1).
+    #[arg(long, default_value_t = 4.0)]
+    pub centre_spread: f32,
     /// Random seed.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -220,32 +223,28 @@ fn generate(a: &GenerateArgs) -> Result<()> {
     if a.rows == 0 || a.queries == 0 || a.dim == 0 || a.clusters == 0 {
         bail!("--rows, --queries, --dim and --clusters must be at least 1");
     }
-    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
-    let gen = drift_lab::datasets::Clustered::new(a.dim, a.clusters, a.seed);
-    let (base, labels) = gen.sample_labelled(a.rows, 0);
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let mut gen = drift_lab::datasets::Clustered::new(a.dim, a.clusters, a.seed);
+    gen.centre_spread = a.centre_spread;
     // Cluster order, as the streaming track's clustered runbooks insert their data.
-    let mut order: Vec<usize> = (0..a.rows).collect();
-    order.sort_by_key(|&i| labels[i]);
-    let sorted: Vec<f32> = order.iter().flat_map(|&i| base.row(i).to_vec()).collect();
+    let base = gen.sample_in_cluster_order(a.rows, 0);
     let queries = gen.sample(a.queries, 1);
     let b = a.out.join("base.fbin");
     let q = a.out.join("queries.fbin");
-    drift_lab::vecfile::write_fbin(&b, &sorted, a.dim)?;
+    drift_lab::vecfile::write_fbin(&b, &base.vectors, a.dim)?;
     drift_lab::vecfile::write_fbin(&q, &queries.vectors, a.dim)?;
-    let mut sizes = vec![0usize; a.clusters];
-    for l in &labels {
-        sizes[*l] += 1;
-    }
-    let mut start = 0;
-    let bounds: Vec<String> = sizes
-        .iter()
-        .map(|n| {
-            start += n;
-            start.to_string()
-        })
-        .collect();
-    println!("wrote {} ({} x {}) and {}", b.display(), a.rows, a.dim, q.display());
-    println!("cluster ends (row numbers): {}", bounds.join(","));
+    println!(
+        "wrote {} ({} x {}, cluster c = rows [c*{per}, (c+1)*{per}) when {} divides {}) and {} ({} queries)",
+        b.display(),
+        a.rows,
+        a.dim,
+        a.clusters,
+        a.rows,
+        q.display(),
+        a.queries,
+        per = a.rows / a.clusters
+    );
     Ok(())
 }
 
@@ -269,7 +268,8 @@ impl KafkaEnv {
                 rt,
             },
             None => {
-                let mock = MockCluster::new(1).context("cannot start the embedded Kafka cluster")?;
+                let mock =
+                    MockCluster::new(1).context("cannot start the embedded Kafka cluster")?;
                 KafkaEnv {
                     brokers: mock.bootstrap_servers(),
                     mock: Some(mock),
@@ -330,15 +330,17 @@ impl KafkaSql {
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", &env.brokers)
             .set("linger.ms", "5")
-            .set("enable.idempotence", if env.mock.is_some() { "false" } else { "true" })
+            .set(
+                "enable.idempotence",
+                if env.mock.is_some() { "false" } else { "true" },
+            )
             .create()
             .context("cannot create the Kafka producer")?;
         let mut sc = SinkConfig::new(&env.brokers, &topic, coll);
         sc.format = Format::F32le;
         sc.group = Some(format!("drift-lab-{topic}"));
         sc.linger_ms = 5;
-        sc.kafka
-            .insert("session.timeout.ms".into(), "6000".into());
+        sc.kafka.insert("session.timeout.ms".into(), "6000".into());
         let target = db.collection(coll)?;
         let sink = Sink::new(sc, target).map_err(|e| anyhow::anyhow!("{e}"))?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -416,7 +418,10 @@ impl KafkaSql {
                 return Ok(());
             }
             if started.elapsed() > Duration::from_secs(300) {
-                bail!("the sink is still {lag} records behind {} after 300 s", self.topic);
+                bail!(
+                    "the sink is still {lag} records behind {} after 300 s",
+                    self.topic
+                );
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -463,7 +468,11 @@ impl Transport for KafkaSql {
         over: &SearchOverride,
     ) -> drift_lab::Result<Vec<u64>> {
         let vector: Vec<String> = query.iter().map(|x| format!("{x:?}")).collect();
-        let options: Vec<String> = over.pairs().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let options: Vec<String> = over
+            .pairs()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         let sql = format!(
             "SELECT id FROM vector_search('{}', [{}], {}, '{}')",
             coll.name(),

@@ -41,9 +41,11 @@ impl Bar {
 pub fn step_bar(total: u64, name: &str) -> ProgressBar {
     let pb = ProgressBar::new(total);
     pb.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:40}] step {pos}/{len} {msg} ({elapsed}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{prefix} [{bar:40}] step {pos}/{len} {msg} ({elapsed}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     pb.set_prefix(name.to_string());
     pb

@@ -352,3 +352,113 @@ fn sql_over_a_collection() {
         "'nope' does not exist",
     );
 }
+
+/// `drift lab run` through the whole pipeline: writes go to a topic of the embedded Kafka
+/// cluster and through the sink, searches through SQL; the results say so.
+#[test]
+fn lab_run_goes_through_kafka_and_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("s.yaml");
+    std::fs::write(
+        &scenario,
+        "name: cli-lab
+k: 5
+data: { clusters: { dim: 8, count: 5, centre_spread: 3.0, speed: 1.0 } }
+engine: { target_bucket_size: 32, search: { lambda: 10 } }
+run: { via: kafka }
+steps:
+  - insert: 1200
+  - search: 30
+  - drift: 1.0
+  - insert: 400
+  - delete: { oldest: 0.25 }
+  - search: 30
+baselines: [static_ivf, brute_force]
+",
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = ok(
+        dir.path(),
+        &[
+            "lab",
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("cli-lab via kafka+sql"), "{out}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["via"], "kafka+sql");
+    let systems = summary["systems"].as_array().unwrap();
+    assert_eq!(systems[0]["system"], "drift");
+    assert_eq!(systems[0]["path"], "kafka+sql");
+    assert_eq!(systems[2]["path"], "in-process");
+    assert!(
+        systems[0]["mean_recall"].as_f64().unwrap() > 0.9,
+        "{summary}"
+    );
+    let csv = std::fs::read_to_string(out_dir.join("steps.csv")).unwrap();
+    // 6 steps x 3 systems; the live count after the delete is 1600 - 400.
+    assert_eq!(csv.lines().count(), 1 + 18);
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("5,delete,drift,kafka+sql,1200,")),
+        "{csv}"
+    );
+    for chart in ["recall.png", "latency.png", "buckets.png", "recall_qps.png"] {
+        assert!(std::fs::metadata(out_dir.join(chart)).unwrap().len() > 8_000);
+    }
+}
+
+#[test]
+fn lab_errors_name_the_file_line_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "name: x\nk: 10\nsteps:\n  - insert: 10\n  - serch: 5\n",
+    )
+    .unwrap();
+    fails(dir.path(), &["lab", "run", bad.to_str().unwrap()], "line 5");
+    fails(
+        dir.path(),
+        &["lab", "run", bad.to_str().unwrap()],
+        "unknown variant `serch`",
+    );
+    let book = dir.path().join("rb.yaml");
+    std::fs::write(&book, "a:\n  max_pts: 5\n  1: { operation: search }\n").unwrap();
+    fails(
+        dir.path(),
+        &[
+            "lab",
+            "runbook",
+            book.to_str().unwrap(),
+            "--dataset",
+            "b",
+            "--base",
+            "x.fbin",
+            "--queries",
+            "y.fbin",
+        ],
+        "no runbook for data set \"b\" (the file has: a)",
+    );
+    fails(
+        dir.path(),
+        &[
+            "lab",
+            "runbook",
+            book.to_str().unwrap(),
+            "--dataset",
+            "a",
+            "--base",
+            "missing.fbin",
+            "--queries",
+            "y.fbin",
+        ],
+        "missing.fbin",
+    );
+}

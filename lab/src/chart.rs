@@ -169,7 +169,10 @@ where
 fn latency_chart(out: &RunOutcome, title: &str, path: &Path) -> Result<PathBuf> {
     let p50 = series(out, |r| r.p50_us);
     let p99 = series(out, |r| r.p99_us);
-    let all = p50.iter().chain(&p99).flat_map(|(_, p)| p.iter().map(|x| x.1));
+    let all = p50
+        .iter()
+        .chain(&p99)
+        .flat_map(|(_, p)| p.iter().map(|x| x.1));
     let (lo, hi) = all.fold((f64::INFINITY, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
     let (lo, hi) = if lo.is_finite() {
         ((lo / 2.0).max(0.1), hi * 2.0)
@@ -179,7 +182,10 @@ fn latency_chart(out: &RunOutcome, title: &str, path: &Path) -> Result<PathBuf> 
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(path, e))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("search latency (p50 solid, p99 dashed): {title}"), (FONT, 22))
+        .caption(
+            format!("search latency (p50 solid, p99 dashed): {title}"),
+            (FONT, 22),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
@@ -306,9 +312,9 @@ fn recall_qps_chart(summary: &Summary, title: &str, path: &Path) -> Result<PathB
         .iter()
         .map(|s| (s.system.clone(), s.mean_qps.max(1.0), s.mean_recall))
         .collect();
-    let (qlo, qhi) = pts
-        .iter()
-        .fold((f64::INFINITY, 1.0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let (qlo, qhi) = pts.iter().fold((f64::INFINITY, 1.0f64), |(a, b), p| {
+        (a.min(p.1), b.max(p.1))
+    });
     let rlo = pts.iter().map(|p| p.2).fold(1.0f64, f64::min);
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(path, e))?;

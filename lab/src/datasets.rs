@@ -71,6 +71,27 @@ impl Clustered {
         self.sample_labelled(rows, stream).0
     }
 
+    /// `rows` points in cluster order, every cluster holding `rows / clusters` of them (the
+    /// first `rows % clusters` one more): cluster `c` is one contiguous range of rows.
+    pub fn sample_in_cluster_order(&self, rows: usize, stream: u64) -> Dataset {
+        let centres = self.centres();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ ((stream + 1) * 0x9e37_79b9));
+        let n = Normal::new(0.0f32, self.point_spread).expect("valid spread");
+        let mut vectors = Vec::with_capacity(rows * self.dim);
+        for c in 0..self.clusters {
+            let count = rows / self.clusters + usize::from(c < rows % self.clusters);
+            for _ in 0..count {
+                for d in 0..self.dim {
+                    vectors.push(centres[c * self.dim + d] + n.sample(&mut rng));
+                }
+            }
+        }
+        Dataset {
+            vectors,
+            dim: self.dim,
+        }
+    }
+
     /// Like [`Clustered::sample`], with the cluster of every row.
     pub fn sample_labelled(&self, rows: usize, stream: u64) -> (Dataset, Vec<usize>) {
         let centres = self.centres();
@@ -288,9 +309,7 @@ impl Mixture {
             }
             let travel = (t - chosen.born) * self.speed;
             for d in 0..self.dim {
-                out.push(
-                    chosen.centre[d] + travel * chosen.direction[d] + noise.sample(&mut *rng),
-                );
+                out.push(chosen.centre[d] + travel * chosen.direction[d] + noise.sample(&mut *rng));
             }
         }
         Some(out)

@@ -31,6 +31,8 @@ pub struct SystemSummary {
     pub max_p99_us: f64,
     /// Mean buckets scanned per query over the search steps.
     pub buckets_per_query: Option<f64>,
+    /// Mean SQ8 codes scanned per query over the search steps.
+    pub codes_per_query: Option<f64>,
     /// Buckets at the end.
     pub final_buckets: Option<usize>,
     /// Splits in all.
@@ -71,28 +73,37 @@ pub fn summarize(out: &RunOutcome) -> Summary {
         .iter()
         .map(|name| {
             let rows: Vec<&StepRecord> = out.records.iter().filter(|r| &r.system == name).collect();
-            let searches: Vec<&StepRecord> =
-                rows.iter().copied().filter(|r| r.recall.is_some()).collect();
+            let searches: Vec<&StepRecord> = rows
+                .iter()
+                .copied()
+                .filter(|r| r.recall.is_some())
+                .collect();
             let n = searches.len().max(1) as f64;
             let recalls: Vec<f64> = searches.iter().filter_map(|r| r.recall).collect();
             let mut p50s: Vec<f64> = searches.iter().filter_map(|r| r.p50_us).collect();
             p50s.sort_by(f64::total_cmp);
             let last = rows.last();
-            let bpq: Vec<f64> = searches.iter().filter_map(|r| r.buckets_per_query).collect();
+            let bpq: Vec<f64> = searches
+                .iter()
+                .filter_map(|r| r.buckets_per_query)
+                .collect();
+            let cpq: Vec<f64> = searches.iter().filter_map(|r| r.codes_per_query).collect();
+            let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
             SystemSummary {
                 system: name.clone(),
                 path: last.map(|r| r.path.clone()).unwrap_or_default(),
                 mean_recall: recalls.iter().sum::<f64>() / n,
-                min_recall: recalls.iter().copied().fold(f64::INFINITY, f64::min).min(1.0),
+                min_recall: recalls
+                    .iter()
+                    .copied()
+                    .fold(f64::INFINITY, f64::min)
+                    .min(1.0),
                 final_recall: recalls.last().copied().unwrap_or(0.0),
                 mean_qps: searches.iter().filter_map(|r| r.qps).sum::<f64>() / n,
                 p50_us: p50s.get(p50s.len() / 2).copied().unwrap_or(0.0),
-                max_p99_us: searches
-                    .iter()
-                    .filter_map(|r| r.p99_us)
-                    .fold(0.0, f64::max),
-                buckets_per_query: (!bpq.is_empty())
-                    .then(|| bpq.iter().sum::<f64>() / bpq.len() as f64),
+                max_p99_us: searches.iter().filter_map(|r| r.p99_us).fold(0.0, f64::max),
+                buckets_per_query: mean(&bpq),
+                codes_per_query: mean(&cpq),
                 final_buckets: last.and_then(|r| r.buckets),
                 splits: last.and_then(|r| r.splits),
                 merges: last.and_then(|r| r.merges),
@@ -133,9 +144,8 @@ fn optf(v: Option<f64>, digits: usize) -> String {
 
 /// Writes `steps.csv`: one row per step and system.
 pub fn write_csv(out: &RunOutcome, path: &Path) -> Result<()> {
-    let mut f = std::io::BufWriter::new(
-        std::fs::File::create(path).map_err(|e| LabError::io(path, e))?,
-    );
+    let mut f =
+        std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| LabError::io(path, e))?);
     let mut text = String::from(
         "step,op,system,path,live,time,recall,queries,qps,p50_us,p95_us,p99_us,buckets,splits,merges,reassigned,rewritten,buckets_per_query,codes_per_query,secs,detail\n",
     );
@@ -195,13 +205,24 @@ pub fn table(s: &Summary) -> String {
         s.name, s.via, s.k, s.steps, s.search_steps, s.secs
     );
     t.push_str(&format!(
-        "{:<22} {:>7} {:>7} {:>7} {:>9} {:>8} {:>9} {:>8} {:>7} {:>7} {:>7} {:>9}\n",
-        "system", "recall", "min", "final", "qps", "p50 us", "p99 max", "bkt/q", "buckets", "splits",
-        "merges", "moved"
+        "{:<22} {:>7} {:>7} {:>7} {:>9} {:>8} {:>9} {:>7} {:>8} {:>7} {:>7} {:>7} {:>9}\n",
+        "system",
+        "recall",
+        "min",
+        "final",
+        "qps",
+        "p50 us",
+        "p99 max",
+        "bkt/q",
+        "codes/q",
+        "buckets",
+        "splits",
+        "merges",
+        "moved"
     ));
     for x in &s.systems {
         t.push_str(&format!(
-            "{:<22} {:>7.4} {:>7.4} {:>7.4} {:>9.0} {:>8.1} {:>9.1} {:>8} {:>7} {:>7} {:>7} {:>9}\n",
+            "{:<22} {:>7.4} {:>7.4} {:>7.4} {:>9.0} {:>8.1} {:>9.1} {:>7} {:>8} {:>7} {:>7} {:>7} {:>9}\n",
             x.system,
             x.mean_recall,
             x.min_recall,
@@ -210,6 +231,7 @@ pub fn table(s: &Summary) -> String {
             x.p50_us,
             x.max_p99_us,
             optf(x.buckets_per_query, 1),
+            optf(x.codes_per_query, 0),
             opt(x.final_buckets),
             opt(x.splits),
             opt(x.merges),

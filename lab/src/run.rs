@@ -434,7 +434,14 @@ pub fn run(
                                 let params = s.params.as_ref().expect("index systems have params");
                                 idx.transport.search(&idx.coll, q, params, &s.over)?
                             }
-                            None => brute_force(&dist, &prepared_q[qi * dim..(qi + 1) * dim], &prepared, &ids, dim, cfg.k),
+                            None => brute_force(
+                                &dist,
+                                &prepared_q[qi * dim..(qi + 1) * dim],
+                                &prepared,
+                                &ids,
+                                dim,
+                                cfg.k,
+                            ),
                         };
                         hist.saturating_record(qt.elapsed().as_nanos().max(1) as u64);
                         let qv = &prepared_q[qi * dim..(qi + 1) * dim];
@@ -470,7 +477,11 @@ pub fn run(
         }
         rows.sort_by_key(|r| systems.iter().position(|s| s.name == r.system));
         for row in &mut rows {
-            if let Some(x) = systems.iter().find(|s| s.name == row.system).and_then(|s| s.index) {
+            if let Some(x) = systems
+                .iter()
+                .find(|s| s.name == row.system)
+                .and_then(|s| s.index)
+            {
                 fill_stats(row, &indexes[x].coll.stats());
             }
             let line = serde_json::to_string(row).map_err(|e| LabError::Invalid(e.to_string()))?;
@@ -608,7 +619,13 @@ fn build(
 
 fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -683,10 +700,13 @@ impl ScenarioDriver {
         let t = self.time;
         match &mut self.data {
             Data::Mixture(m) => {
-                let rng = if queries { &mut self.query_rng } else { &mut self.rng };
-                m.sample(t, n, rng).ok_or_else(|| {
-                    LabError::Invalid(format!("no cluster is alive at time {t}"))
-                })
+                let rng = if queries {
+                    &mut self.query_rng
+                } else {
+                    &mut self.rng
+                };
+                m.sample(t, n, rng)
+                    .ok_or_else(|| LabError::Invalid(format!("no cluster is alive at time {t}")))
             }
             Data::Files {
                 base,

@@ -120,11 +120,10 @@ impl Runbook {
                 other => return Err(bad(format!("{dataset}: unexpected key {other:?}"))),
             };
             if key == "max_pts" {
-                max_pts = Some(
-                    v.as_u64()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| bad(format!("{dataset}.max_pts must be a positive integer")))?,
-                );
+                max_pts =
+                    Some(v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+                        bad(format!("{dataset}.max_pts must be a positive integer"))
+                    })?);
                 continue;
             }
             let Ok(n) = key.parse::<u64>() else {
@@ -281,14 +280,18 @@ other:
     #[test]
     fn bad_runbooks_say_what_and_where() {
         let e = |t: &str| parse(t).unwrap_err().to_string();
-        assert!(e(&BOOK.replace("operation: search }\n  3", "operation: serch }\n  3"))
-            .contains("step 2: unknown operation \"serch\""));
+        assert!(
+            e(&BOOK.replace("operation: search }\n  3", "operation: serch }\n  3"))
+                .contains("step 2: unknown operation \"serch\"")
+        );
         assert!(e(&BOOK.replace("start: 0, end: 30", "start: 30, end: 0")).contains("not below"));
         assert!(e(&BOOK.replace("max_pts: 100", "max_pts: 50")).contains("over max_pts 50"));
         assert!(e(&BOOK.replace("start: 0, end: 30", "start: 0, end: 61"))
             .contains("deletes id 60, which is not live"));
         assert!(e(&BOOK.replace("ids_end: 70", "ids_end: 75")).contains("10 tags but 15 ids"));
-        assert!(e(&BOOK.replace("end: 30 }", "end: 30, stop: 3 }")).contains("unknown field `stop`"));
+        assert!(
+            e(&BOOK.replace("end: 30 }", "end: 30, stop: 3 }")).contains("unknown field `stop`")
+        );
         assert!(Runbook::parse(BOOK, Path::new("rb.yaml"), "nope")
             .unwrap_err()
             .to_string()

@@ -515,8 +515,9 @@ impl Scenario {
             if !names.insert(v.name.clone()) {
                 return bad(format!("variants[{i}]: the name {:?} is taken", v.name));
             }
-            self.variant_settings(v)
-                .map_err(|e| LabError::format(origin, format!("variants[{i}] ({}): {e}", v.name)))?;
+            self.variant_settings(v).map_err(|e| {
+                LabError::format(origin, format!("variants[{i}] ({}): {e}", v.name))
+            })?;
         }
         for (name, _) in self.sweep.points() {
             if !names.insert(name.clone()) {
@@ -534,7 +535,8 @@ impl Scenario {
                 let mut base = serde_yaml::to_value(&self.engine)
                     .map_err(|e| LabError::Invalid(e.to_string()))?;
                 merge_yaml(&mut base, patch);
-                serde_yaml::from_value(base).map_err(|e| LabError::Invalid(format!("engine: {e}")))?
+                serde_yaml::from_value(base)
+                    .map_err(|e| LabError::Invalid(format!("engine: {e}")))?
             }
         };
         if let Some(p) = v.policy {
@@ -663,23 +665,38 @@ sweep: { target_confidence: [0.8, 0.9] }
     #[test]
     fn unknown_keys_and_bad_values_name_the_line_and_reason() {
         let e = error_of(&VALID.replace("k: 5", "k: 5\nkk: 3"));
-        assert!(e.contains("line 4") && e.contains("unknown field `kk`"), "{e}");
+        assert!(
+            e.contains("line 4") && e.contains("unknown field `kk`"),
+            "{e}"
+        );
         let e = error_of(&VALID.replace("fraction: 0.5", "fraction: 1.5"));
-        assert!(e.contains("line 10") && e.contains("fraction in (0, 1]"), "{e}");
+        assert!(
+            e.contains("line 10") && e.contains("fraction in (0, 1]"),
+            "{e}"
+        );
         let e = error_of(&VALID.replace("insert: 1000", "insert: 0"));
         assert!(e.contains("line 8") && e.contains("at least 1"), "{e}");
         let e = error_of(&VALID.replace("maintain: 4", "maintian: 4"));
         assert!(e.contains("line 12") && e.contains("maintian"), "{e}");
         let e = error_of(&VALID.replace("static_ivf", "static"));
-        assert!(e.contains("line 14") && e.contains("unknown variant `static`"), "{e}");
+        assert!(
+            e.contains("line 14") && e.contains("unknown variant `static`"),
+            "{e}"
+        );
         let e = error_of(&VALID.replace("target_bucket_size: 64", "target_bucket_sise: 64"));
-        assert!(e.contains("line 6") && e.contains("target_bucket_sise"), "{e}");
+        assert!(
+            e.contains("line 6") && e.contains("target_bucket_sise"),
+            "{e}"
+        );
     }
 
     #[test]
     fn semantic_errors_name_the_part() {
         let e = error_of(&VALID.replace("target_bucket_size: 128", "target_bucket_size: 2"));
-        assert!(e.contains("variants[0] (big)") && e.contains("target_bucket_size"), "{e}");
+        assert!(
+            e.contains("variants[0] (big)") && e.contains("target_bucket_size"),
+            "{e}"
+        );
         let e = error_of(&VALID.replace("name: probe4", "name: big"));
         assert!(e.contains("taken"), "{e}");
         let e = error_of(&VALID.replace("name: small", "name: 'a b'"));
