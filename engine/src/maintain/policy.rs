@@ -157,17 +157,14 @@ impl Policy for DriftPolicy {
         drifted.sort_by(|a, b| b.drift.total_cmp(&a.drift));
         actions.extend(drifted.iter().map(|b| Action::Split(b.id)));
 
-        // Never merge the last bucket away.
-        let mut merges: Vec<(f64, u32)> = view
+        let merges = view
             .buckets
             .iter()
             .filter(|b| b.live < view.merge_below())
             .map(|b| (view.urgency(b), b.id))
             .filter(|(u, _)| *u > s.merge_urgency as f64)
             .collect();
-        merges.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let keep = view.buckets.len().saturating_sub(1);
-        actions.extend(merges.iter().take(keep).map(|m| Action::Merge(m.1)));
+        actions.extend(ranked_merges(view, merges));
 
         actions.extend(compactions(view, &actions));
         actions
@@ -195,15 +192,13 @@ impl Policy for LinearPolicy {
         let s = view.settings;
         let mut actions = size_splits(view);
         let target = view.target.max(1) as f64;
-        let mut merges: Vec<(f64, u32)> = view
+        let merges = view
             .buckets
             .iter()
             .map(|b| ((1.0 - b.live as f64 / target).max(0.0), b.id))
             .filter(|(e, _)| *e > s.merge_urgency as f64)
             .collect();
-        merges.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let keep = view.buckets.len().saturating_sub(1);
-        actions.extend(merges.iter().take(keep).map(|m| Action::Merge(m.1)));
+        actions.extend(ranked_merges(view, merges));
         actions.extend(compactions(view, &actions));
         actions
     }
@@ -217,6 +212,13 @@ impl Policy for NoMaintenance {
     fn plan(&self, _view: &LayerView) -> Vec<Action> {
         Vec::new()
     }
+}
+
+/// Merges of `(urgency, bucket)` candidates, most urgent first; never the last bucket.
+fn ranked_merges(view: &LayerView, mut scored: Vec<(f64, u32)>) -> Vec<Action> {
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let keep = view.buckets.len().saturating_sub(1);
+    scored.into_iter().take(keep).map(|m| Action::Merge(m.1)).collect()
 }
 
 /// Oversized buckets, largest first.
