@@ -218,7 +218,11 @@ impl Policy for NoMaintenance {
 fn ranked_merges(view: &LayerView, mut scored: Vec<(f64, u32)>) -> Vec<Action> {
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
     let keep = view.buckets.len().saturating_sub(1);
-    scored.into_iter().take(keep).map(|m| Action::Merge(m.1)).collect()
+    scored
+        .into_iter()
+        .take(keep)
+        .map(|m| Action::Merge(m.1))
+        .collect()
 }
 
 /// Oversized buckets, largest first.
