@@ -172,12 +172,13 @@ pub fn run(cmd: LabCmd) -> Result<()> {
             if a.k == 0 {
                 bail!("-k must be at least 1");
             }
+            let defaults = drift_lab::scenario::RunOptions::default();
             let cfg = RunConfig {
                 k: a.k,
                 metric: Metric::parse(&a.metric)?,
                 engine,
-                batch: 1000,
-                flush_each_step: true,
+                batch: defaults.batch.0,
+                flush_each_step: defaults.flush_each_step,
                 heal_passes: a.heal_passes,
                 baselines,
                 variants: Vec::new(),

@@ -348,6 +348,12 @@ async fn bad_input_gives_clear_errors() {
     )
     .await;
     assert!(e.contains("unknown search option 'bogus'"), "{e}");
+    let e = err(
+        &ctx,
+        "SELECT * FROM vector_search('items', [1.0, 2.0, 3, 4, 5, 6, 7, 8], 3, 'scoring=cubic')",
+    )
+    .await;
+    assert!(e.contains("unknown scoring 'cubic'"), "{e}");
     let e = err(&ctx, "SELECT * FROM vector_search('items', 987654321, 3)").await;
     assert!(e.contains("no record with id 987654321"), "{e}");
     let e = err(&ctx, "SELECT * FROM missing_table").await;

@@ -71,6 +71,27 @@ pub enum Scoring {
     Linear,
 }
 
+impl Scoring {
+    /// Parses `reliability` or `linear`.
+    pub fn parse(s: &str) -> Result<Scoring> {
+        match s.to_ascii_lowercase().as_str() {
+            "reliability" => Ok(Scoring::Reliability),
+            "linear" => Ok(Scoring::Linear),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown scoring '{other}' (expected reliability or linear)"
+            ))),
+        }
+    }
+
+    /// The name used in files and options.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scoring::Reliability => "reliability",
+            Scoring::Linear => "linear",
+        }
+    }
+}
+
 /// Index settings of a collection. Every field has a sensible default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

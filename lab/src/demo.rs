@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::datasets::{Clustered, Dataset};
 use crate::error::{LabError, Result};
-use crate::truth::{exact_knn, prepare, recall_with_ties};
+use crate::truth::{exact_knn_prepared, prepare, recall_with_ties};
 use crate::vecfile::read_all;
 
 /// What the demo runs on.
@@ -178,17 +178,10 @@ pub fn run(db: &Database, name: &str, cfg: &DemoConfig, progress: Progress) -> R
 
     let ids: Vec<u64> = (0..rows as u64).collect();
     progress("ground truth", 0, 1);
-    let truth = exact_knn(
-        cfg.metric,
-        &base.vectors,
-        &ids,
-        &queries.vectors,
-        dim,
-        cfg.k,
-    );
-    progress("ground truth", 1, 1);
     let prepared = prepare(cfg.metric, &base.vectors, dim);
     let prepared_q = prepare(cfg.metric, &queries.vectors, dim);
+    let truth = exact_knn_prepared(cfg.metric, &prepared, &ids, &prepared_q, dim, cfg.k);
+    progress("ground truth", 1, 1);
     let dist = Distance::for_metric(cfg.metric);
 
     let mut params = coll.search_params(cfg.k);
@@ -244,9 +237,7 @@ pub fn run(db: &Database, name: &str, cfg: &DemoConfig, progress: Progress) -> R
     let before = coll.stats();
     let (recall, hist, qps) = measure("search (L1)")?;
     let after = coll.stats();
-    let probed = (after.mean_buckets_probed * after.searches as f64
-        - before.mean_buckets_probed * before.searches as f64)
-        / (after.searches - before.searches).max(1) as f64;
+    let (probed, _) = crate::run::scanned_per_search(&before, &after);
     Ok(DemoReport {
         data,
         rows,

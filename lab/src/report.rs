@@ -1,6 +1,6 @@
 //! Rendering a run: `steps.csv`, `summary.json`, the terminal table, and the charts (in
-//! `chart`). Everything here reads the raw records, so a run can be re-rendered from its
-//! `raw.jsonl` alone.
+//! `chart`), all computed from the raw step records; [`read_raw`] reads a run's `raw.jsonl`
+//! back.
 
 use std::io::{BufRead, Write as _};
 use std::path::Path;

@@ -30,7 +30,7 @@ use crate::datasets::{Mixture, MixtureSpec};
 use crate::error::{LabError, Result};
 use crate::runbook::{Operation, Runbook};
 use crate::scenario::{BaselineKind, DataSpec, DeleteSpec, Scenario, SearchOverride, Step};
-use crate::truth::{exact_knn, prepare, recall_with_ties};
+use crate::truth::{exact_knn_prepared, exact_top, prepare, recall_with_ties};
 use crate::vecfile::read_all;
 
 /// How writes reach an index and searches are asked of it.
@@ -328,13 +328,12 @@ pub fn run(
         std::fs::remove_dir_all(&db_dir).map_err(|e| LabError::io(&db_dir, e))?;
     }
     let db = Arc::new(Database::open(&db_dir)?);
-    let (indexes, systems) = build(&db, dim, cfg, transport)?;
+    let (mut indexes, systems) = build(&db, dim, cfg, transport)?;
     let via = indexes
         .first()
         .map(|i| i.transport.name())
         .unwrap_or("in-process")
         .to_string();
-    let mut indexes = indexes;
     let raw_path = cfg.out.join("raw.jsonl");
     let mut raw = std::io::BufWriter::new(
         std::fs::File::create(&raw_path).map_err(|e| LabError::io(&raw_path, e))?,
@@ -410,11 +409,12 @@ pub fn run(
             }
             Action::Search(queries) => {
                 let (ids, data) = live.flat(dim);
-                let truth = exact_knn(cfg.metric, &data, &ids, &queries, dim, cfg.k);
                 let prepared = prepare(cfg.metric, &data, dim);
+                let prepared_q = prepare(cfg.metric, &queries, dim);
+                let truth =
+                    exact_knn_prepared(cfg.metric, &prepared, &ids, &prepared_q, dim, cfg.k);
                 let pos: HashMap<u64, usize> =
                     ids.iter().enumerate().map(|(r, id)| (*id, r)).collect();
-                let prepared_q = prepare(cfg.metric, &queries, dim);
                 // Each step starts with a different system, so that none always pays for
                 // cold caches after the writes.
                 let n = systems.len();
@@ -427,6 +427,7 @@ pub fn run(
                     let nq = queries.len() / dim;
                     for qi in 0..nq {
                         let q = &queries[qi * dim..(qi + 1) * dim];
+                        let qv = &prepared_q[qi * dim..(qi + 1) * dim];
                         let qt = Instant::now();
                         let got = match s.index {
                             Some(x) => {
@@ -434,17 +435,12 @@ pub fn run(
                                 let params = s.params.as_ref().expect("index systems have params");
                                 idx.transport.search(&idx.coll, q, params, &s.over)?
                             }
-                            None => brute_force(
-                                &dist,
-                                &prepared_q[qi * dim..(qi + 1) * dim],
-                                &prepared,
-                                &ids,
-                                dim,
-                                cfg.k,
-                            ),
+                            None => exact_top(&dist, qv, &prepared, &ids, dim, cfg.k)
+                                .into_iter()
+                                .map(|(id, _)| id)
+                                .collect(),
                         };
                         hist.saturating_record(qt.elapsed().as_nanos().max(1) as u64);
-                        let qv = &prepared_q[qi * dim..(qi + 1) * dim];
                         recall += recall_with_ties(&truth.neighbours[qi], &got, cfg.k, |id| {
                             pos.get(&id)
                                 .map(|&r| dist.eval(qv, &prepared[r * dim..(r + 1) * dim]))
@@ -458,31 +454,20 @@ pub fn run(
                     row.p95_us = Some(hist.value_at_quantile(0.95) as f64 / 1e3);
                     row.p99_us = Some(hist.value_at_quantile(0.99) as f64 / 1e3);
                     if let (Some(x), Some(b)) = (s.index, before) {
-                        let a = indexes[x].coll.stats();
-                        let n = (a.searches - b.searches).max(1) as f64;
-                        row.buckets_per_query = Some(
-                            (a.mean_buckets_probed * a.searches as f64
-                                - b.mean_buckets_probed * b.searches as f64)
-                                / n,
-                        );
-                        row.codes_per_query = Some(
-                            (a.mean_codes_scanned * a.searches as f64
-                                - b.mean_codes_scanned * b.searches as f64)
-                                / n,
-                        );
+                        let (buckets, codes) = scanned_per_search(&b, &indexes[x].coll.stats());
+                        row.buckets_per_query = Some(buckets);
+                        row.codes_per_query = Some(codes);
                     }
                     rows.push(row);
                 }
             }
         }
         rows.sort_by_key(|r| systems.iter().position(|s| s.name == r.system));
-        for row in &mut rows {
-            if let Some(x) = systems
-                .iter()
-                .find(|s| s.name == row.system)
-                .and_then(|s| s.index)
-            {
-                fill_stats(row, &indexes[x].coll.stats());
+        // One stats snapshot per index; every step has one row per system, in system order.
+        let stats: Vec<CollectionStats> = indexes.iter().map(|x| x.coll.stats()).collect();
+        for (row, s) in rows.iter_mut().zip(&systems) {
+            if let Some(x) = s.index {
+                fill_stats(row, &stats[x]);
             }
             let line = serde_json::to_string(row).map_err(|e| LabError::Invalid(e.to_string()))?;
             writeln!(raw, "{line}").map_err(|e| LabError::io(&raw_path, e))?;
@@ -513,6 +498,18 @@ fn heal(coll: &Collection, passes: usize) -> Result<()> {
     Ok(())
 }
 
+/// Mean buckets and SQ8 codes scanned per search between two stats snapshots.
+pub fn scanned_per_search(before: &CollectionStats, after: &CollectionStats) -> (f64, f64) {
+    let n = (after.searches - before.searches).max(1) as f64;
+    let delta = |mean_a: f64, mean_b: f64| {
+        (mean_a * after.searches as f64 - mean_b * before.searches as f64) / n
+    };
+    (
+        delta(after.mean_buckets_probed, before.mean_buckets_probed),
+        delta(after.mean_codes_scanned, before.mean_codes_scanned),
+    )
+}
+
 fn fill_stats(row: &mut StepRecord, st: &CollectionStats) {
     row.buckets = Some(st.buckets);
     row.splits = Some(st.splits);
@@ -528,22 +525,6 @@ fn describe(a: &Action) -> (&'static str, String) {
         Action::Maintain(p) => ("maintain", format!("{p} passes")),
         Action::Search(_) => ("search", String::new()),
     }
-}
-
-/// Exact top-k by a single-threaded scan (the brute-force system).
-fn brute_force(
-    dist: &Distance,
-    q: &[f32],
-    data: &[f32],
-    ids: &[u64],
-    dim: usize,
-    k: usize,
-) -> Vec<u64> {
-    let mut top = drift_engine::topk::TopK::new(k);
-    for (r, row) in data.chunks_exact(dim).enumerate() {
-        top.push(dist.eval(q, row), r);
-    }
-    top.into_sorted().into_iter().map(|s| ids[s.item]).collect()
 }
 
 /// Creates the indexes and systems of a run: the index under test ("drift"), its variants
@@ -563,6 +544,15 @@ fn build(
                 let coll_name = format!("lab-{}", sanitize(name));
                 let mut config = CollectionConfig::new(dim, cfg.metric);
                 config.settings = settings.clone();
+                if cfg.flush_each_step {
+                    // Only the runner flushes: the engine's own flush thresholds would fire at
+                    // a moment that depends on thread timing, and with it which rows train the
+                    // centroids, so runs would not repeat.
+                    let s = &mut config.settings;
+                    s.flush_threshold = usize::MAX;
+                    s.max_flush_backlog = usize::MAX;
+                    s.auto_train_min = usize::MAX;
+                }
                 let coll = db.create_collection(&coll_name, config)?;
                 let transport = transport(db, &coll_name)?;
                 indexes.push((settings, Index { coll, transport }));

@@ -203,8 +203,8 @@ pub struct FileSpec {
 pub struct RunOptions {
     /// Rows per write call.
     pub batch: Positive,
-    /// Flush L0 into buckets after every write step (deterministic), or leave it to the
-    /// engine's thresholds and janitor.
+    /// Flush L0 into buckets after every write step and only then (the engine's flush
+    /// thresholds are lifted, so runs repeat), or leave it to the engine's thresholds.
     pub flush_each_step: bool,
     /// Maintenance passes the index runs after every write step (self-healing); explicit
     /// `maintain` steps add more.
@@ -376,16 +376,7 @@ impl SearchOverride {
         add("rerank", self.rerank.map(|v| v.to_string()));
         add("min_probes", self.min_probes.map(|v| v.0.to_string()));
         add("max_probes", self.max_probes.map(|v| v.0.to_string()));
-        add(
-            "scoring",
-            self.scoring.map(|s| {
-                match s {
-                    Scoring::Reliability => "reliability",
-                    Scoring::Linear => "linear",
-                }
-                .to_string()
-            }),
-        );
+        add("scoring", self.scoring.map(|s| s.name().to_string()));
         out
     }
 }

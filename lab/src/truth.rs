@@ -31,9 +31,22 @@ pub fn exact_knn(
     dim: usize,
     k: usize,
 ) -> GroundTruth {
-    let dist = Distance::for_metric(metric);
     let base = prepare(metric, base, dim);
     let queries = prepare(metric, queries, dim);
+    exact_knn_prepared(metric, &base, ids, &queries, dim, k)
+}
+
+/// [`exact_knn`] over vectors already [`prepare`]d, for callers that keep them to score
+/// answers afterwards.
+pub fn exact_knn_prepared(
+    metric: Metric,
+    base: &[f32],
+    ids: &[u64],
+    queries: &[f32],
+    dim: usize,
+    k: usize,
+) -> GroundTruth {
+    let dist = Distance::for_metric(metric);
     let nq = queries.len() / dim;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -43,25 +56,35 @@ pub fn exact_knn(
     let mut neighbours = vec![Vec::new(); nq];
     std::thread::scope(|s| {
         for (t, out) in neighbours.chunks_mut(per).enumerate() {
-            let (base, queries) = (&base, &queries);
             s.spawn(move || {
                 for (j, slot) in out.iter_mut().enumerate() {
                     let qi = t * per + j;
                     let q = &queries[qi * dim..(qi + 1) * dim];
-                    let mut top = drift_engine::topk::TopK::new(k);
-                    for (r, row) in base.chunks_exact(dim).enumerate() {
-                        top.push(dist.eval(q, row), r);
-                    }
-                    *slot = top
-                        .into_sorted()
-                        .into_iter()
-                        .map(|s| (ids[s.item], s.dist))
-                        .collect();
+                    *slot = exact_top(&dist, q, base, ids, dim, k);
                 }
             });
         }
     });
     GroundTruth { neighbours }
+}
+
+/// Exact top-k `(id, distance)` of one prepared query by a single-threaded scan.
+pub fn exact_top(
+    dist: &Distance,
+    q: &[f32],
+    base: &[f32],
+    ids: &[u64],
+    dim: usize,
+    k: usize,
+) -> Vec<(u64, f32)> {
+    let mut top = drift_engine::topk::TopK::new(k);
+    for (r, row) in base.chunks_exact(dim).enumerate() {
+        top.push(dist.eval(q, row), r);
+    }
+    top.into_sorted()
+        .into_iter()
+        .map(|s| (ids[s.item], s.dist))
+        .collect()
 }
 
 /// Recall@k of one answer: the share of the true top-k slots matched by returned ids whose

@@ -88,15 +88,8 @@ impl DriftOptions {
         if let Some(m) = self.max_probes {
             params.max_probes = m;
         }
-        match self.scoring.as_deref() {
-            None => {}
-            Some("reliability") => params.scoring = Scoring::Reliability,
-            Some("linear") => params.scoring = Scoring::Linear,
-            Some(other) => {
-                return Err(DataFusionError::Plan(format!(
-                    "unknown scoring '{other}' (expected reliability or linear)"
-                )))
-            }
+        if let Some(name) = &self.scoring {
+            params.scoring = Scoring::parse(name).map_err(engine_err)?;
         }
         Ok(())
     }

@@ -160,7 +160,6 @@ impl Collection {
             top.push(s.dist, Source::L0(s.item.0, s.item.1));
         }
         let opts = ProbeOptions {
-            default_tau: self.config.settings.target_bucket_size as f32 / 10.0,
             target: self.config.settings.target_bucket_size as f32,
         };
         let tick = self.tick.fetch_add(1, Ordering::Relaxed);

@@ -361,10 +361,7 @@ mod tests {
         // filter them and re-scan so that the pool is still filled with visible rows.
         let dim = 16;
         let l1 = layer(500, dim);
-        let opts = ProbeOptions {
-            default_tau: 1.0,
-            target: 10.0,
-        };
+        let opts = ProbeOptions { target: 10.0 };
         for rerank in [0, 4] {
             let mut params = SearchDefaults::default().to_params(10);
             params.rerank = rerank;

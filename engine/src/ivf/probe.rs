@@ -16,9 +16,8 @@ use crate::kernels;
 /// Collection-level inputs to selection.
 #[derive(Debug, Clone, Copy)]
 pub struct ProbeOptions {
-    /// Default tau when the query leaves it at 0.
-    pub default_tau: f32,
-    /// The collection's target bucket size (the scale of [`Scoring::Linear`]).
+    /// The collection's target bucket size: the scale of [`Scoring::Linear`], and ten times
+    /// the tau used when the query leaves it at 0.
     pub target: f32,
 }
 
@@ -47,7 +46,7 @@ pub fn select_buckets(
     let tau = if params.tau > 0.0 {
         params.tau
     } else {
-        opts.default_tau.max(1e-6)
+        (opts.target / 10.0).max(1e-6)
     };
     let guard = (params.guardrail - 1.0) * scale;
     let mut scored: Vec<(f32, usize, bool)> = cands

@@ -4,7 +4,7 @@
 //! home once the layer is published (a row deleted meanwhile is then counted as stale in the
 //! bucket that holds it, exactly once).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::{Bucket, Chunk, L1};
@@ -133,7 +133,8 @@ impl Reshape {
     ) -> Result<usize> {
         let dim = self.layer.dim();
         let layer = self.layer();
-        let mut groups: HashMap<u32, MemBuffer> = HashMap::new();
+        // Ordered: appends may rebuild buckets under fresh ids, in this order.
+        let mut groups: BTreeMap<u32, MemBuffer> = BTreeMap::new();
         for i in 0..rows.len() {
             let to = layer.buckets()[layer.route(rows.vector(i, dim))].id;
             groups.entry(to).or_default().push_from(&rows, i, dim);

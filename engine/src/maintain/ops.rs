@@ -2,7 +2,7 @@
 //! [`Reshape`] (the next layer under construction) and never touches the id map; rows are
 //! chosen with `is_current` and their new homes recorded for the caller to publish.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use crate::distance::Distance;
 use crate::error::Result;
@@ -75,7 +75,8 @@ pub fn split(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Result<Option<OpO
 
     // Defectors out of the split bucket: rows nearer a neighbour than either child go there.
     let mut kept = [MemBuffer::default(), MemBuffer::default()];
-    let mut gained: HashMap<u32, MemBuffer> = HashMap::new();
+    // Ordered, so that the buckets rebuilt from it get their fresh ids in a repeatable order.
+    let mut gained: BTreeMap<u32, MemBuffer> = BTreeMap::new();
     for (h, half) in halves.iter().enumerate() {
         for i in 0..half.len() {
             let v = half.vector(i, dim);
