@@ -106,6 +106,9 @@ pub enum Command {
     },
     /// End-to-end demo: upsert generated (or given) vectors, search, report recall and latency.
     Demo(DemoArgs),
+    /// Drift beside faiss and hnswlib on the same files in one run: recall, q/s, p50/p99,
+    /// memory and build time per knob value, and q/s ratios at recall 0.90 / 0.95 / 0.99.
+    Bench(BenchArgs),
     /// Replay drift scenarios and Big-ANN streaming runbooks; chart recall, latency and
     /// index shape over the steps, with baselines.
     #[command(subcommand)]
@@ -277,6 +280,46 @@ pub struct DemoArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Base vectors (.fvecs .bvecs .fbin .u8bin .npy; `FILE@START..END` for a row range).
+    #[arg(long)]
+    pub base: PathBuf,
+    /// Query vectors (same formats and row ranges).
+    #[arg(long)]
+    pub queries: PathBuf,
+    /// Metric of every index.
+    #[arg(long, default_value = "l2")]
+    pub metric: String,
+    /// Neighbours per query.
+    #[arg(short, long, default_value_t = 10)]
+    pub k: usize,
+    /// Drift recall targets to sweep (comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "0.8,0.85,0.9,0.93,0.95,0.97,0.99")]
+    pub targets: Vec<f32>,
+    /// Drift nprobe values to sweep as well (comma separated; none by default).
+    #[arg(long, value_delimiter = ',')]
+    pub nprobe: Vec<usize>,
+    /// Peers to run: hnswlib, faiss_ivf_sq8, faiss_ivf_flat, or none.
+    #[arg(long, value_delimiter = ',', default_value = "hnswlib,faiss_ivf_sq8")]
+    pub peers: Vec<String>,
+    /// hnswlib ef values to sweep (default: 10..256).
+    #[arg(long, value_delimiter = ',')]
+    pub ef: Vec<usize>,
+    /// faiss nprobe values to sweep (default: 1..256 up to nlist).
+    #[arg(long, value_delimiter = ',')]
+    pub faiss_nprobe: Vec<usize>,
+    /// faiss nlist (default 4 * sqrt(rows)).
+    #[arg(long)]
+    pub nlist: Option<usize>,
+    /// Drift index settings as JSON.
+    #[arg(long)]
+    pub settings: Option<String>,
+    /// Write bench.json and bench.md into this directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
 fn open(cli_dir: &PathBuf) -> Result<Database> {
     Database::open(cli_dir)
         .with_context(|| format!("cannot open data directory {}", cli_dir.display()))
@@ -392,6 +435,7 @@ pub fn run(cli: Cli) -> Result<()> {
             sink,
         } => crate::serve::run(&cli.data_dir, &listen, metrics.as_deref(), sink.as_ref()),
         Command::Demo(a) => demo(&cli.data_dir, a),
+        Command::Bench(a) => bench(&cli.data_dir, a),
         Command::Lab(cmd) => crate::lab::run(cmd),
     }
 }
@@ -521,6 +565,60 @@ fn search(be: &dyn Backend, a: SearchArgs) -> Result<()> {
         }
     }
     out.finish()
+}
+
+fn bench(dir: &PathBuf, a: BenchArgs) -> Result<()> {
+    use drift_lab::bench::{self, PeerSpec};
+    use drift_lab::peer::PeerKind;
+    let db = open(dir)?;
+    let mut peers = Vec::new();
+    for name in a.peers.iter().filter(|p| p.as_str() != "none") {
+        let kind = PeerKind::parse(name).with_context(|| {
+            format!("unknown peer `{name}` (hnswlib, faiss_ivf_sq8, faiss_ivf_flat, none)")
+        })?;
+        let mut spec = PeerSpec::default_for(kind);
+        if kind == PeerKind::Hnswlib && !a.ef.is_empty() {
+            spec.knobs = a.ef.clone();
+        }
+        if kind != PeerKind::Hnswlib {
+            if let Some(n) = a.nlist {
+                spec.params = serde_json::json!({ "nlist": n });
+                spec.knobs.retain(|&x| x <= n);
+            }
+            if !a.faiss_nprobe.is_empty() {
+                spec.knobs = a.faiss_nprobe.clone();
+            }
+        }
+        peers.push(spec);
+    }
+    let cfg = bench::BenchConfig {
+        base: a.base,
+        queries: a.queries,
+        metric: Metric::parse(&a.metric)?,
+        k: a.k,
+        targets: a.targets,
+        nprobes: a.nprobe,
+        settings: a
+            .settings
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .context("--settings is not valid index settings")?,
+        peers,
+        batch: 1000,
+    };
+    let bars = output::PhaseBars::default();
+    let report = bench::run(&db, "bench", &cfg, &|phase, done, total| {
+        bars.update(phase, done, total)
+    })?;
+    bars.finish();
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    println!("{}", bench::markdown(&report, &command));
+    if let Some(out) = &a.out {
+        bench::write(out, &report, &command)?;
+        println!("wrote {}/bench.json and bench.md", out.display());
+    }
+    Ok(())
 }
 
 fn demo(dir: &PathBuf, a: DemoArgs) -> Result<()> {

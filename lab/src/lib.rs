@@ -4,14 +4,16 @@
 //! exact ground truth and recall, and runners that report what they measured.
 //!
 //! ```text
-//! data source (generator | .fvecs/.bvecs/.fbin/.u8bin/.jsonl) ─▶ engine (public API) ─▶ search
+//! data source (generator | .fvecs/.bvecs/.fbin/.u8bin/.npy/.jsonl) ─▶ engine (public API) ─▶ search
 //!                                         └────▶ exact k-NN (ground truth) ─▶ recall@k, latency
 //! ```
 
+pub mod bench;
 pub mod chart;
 pub mod datasets;
 pub mod demo;
 pub mod error;
+pub mod peer;
 pub mod report;
 pub mod run;
 pub mod runbook;

@@ -1,10 +1,15 @@
 //! Vector files, read as a stream of batches: `.fvecs` and `.bvecs` (per row an i32 dimension
 //! then the values), `.fbin` and `.u8bin` (an 8-byte header of row count and dimension, then
-//! all values), and `.jsonl` (one `{"id", "vector", "payload"}` object per line). The format is
-//! chosen by the file's extension.
+//! all values), NumPy `.npy` (a 2-D C-order array of f16, f32, f64 or u8) and `.jsonl` (one
+//! `{"id", "vector", "payload"}` object per line). The format is chosen by the file's
+//! extension.
+//!
+//! A path may end in `@START..END` (either end may be left out) to read only those rows of a
+//! vector file, for example `pypi.npy@..80000` as base and `pypi.npy@80000..` as queries; rows
+//! keep their position in the file as their id.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use drift_engine::Record;
@@ -22,9 +27,156 @@ pub enum Format {
     Fbin,
     /// u32 rows, u32 dim header; u8 values.
     U8bin,
+    /// NumPy `.npy`: a 2-D, C-order array.
+    Npy,
     /// JSON lines with id, vector and optional payload.
     Jsonl,
 }
+
+/// Element type of a fixed-size row format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Elem {
+    F16,
+    F32,
+    F64,
+    U8,
+}
+
+impl Elem {
+    fn size(self) -> usize {
+        match self {
+            Elem::F16 => 2,
+            Elem::F32 => 4,
+            Elem::F64 => 8,
+            Elem::U8 => 1,
+        }
+    }
+
+    fn decode(self, raw: &[u8]) -> Vec<f32> {
+        match self {
+            Elem::F16 => raw
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Elem::F32 => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Elem::F64 => raw
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+                .collect(),
+            Elem::U8 => raw.iter().map(|b| *b as f32).collect(),
+        }
+    }
+}
+
+/// Splits `path@START..END` into the file and its row range.
+pub fn split_rows(spec: &Path) -> Result<(PathBuf, std::ops::Range<u64>)> {
+    let all = (spec.to_path_buf(), 0..u64::MAX);
+    let Some(s) = spec.to_str() else {
+        return Ok(all);
+    };
+    let Some((file, range)) = s.rsplit_once('@') else {
+        return Ok(all);
+    };
+    let Some((a, b)) = range.split_once("..") else {
+        return Ok(all);
+    };
+    let num = |x: &str, default: u64| -> Result<u64> {
+        if x.is_empty() {
+            return Ok(default);
+        }
+        x.replace('_', "").parse().map_err(|_| {
+            LabError::format(
+                spec,
+                format!("row range `{range}`: `{x}` is not a row number (expected START..END)"),
+            )
+        })
+    };
+    let (start, end) = (num(a, 0)?, num(b, u64::MAX)?);
+    if start >= end {
+        return Err(LabError::format(
+            spec,
+            format!("row range `{range}` is empty"),
+        ));
+    }
+    Ok((PathBuf::from(file), start..end))
+}
+
+/// Parses a `.npy` header: (element type, rows, dim, header bytes).
+fn npy_header(path: &Path, input: &mut dyn Read) -> Result<(Elem, u64, usize, u64)> {
+    let bad = |m: String| LabError::format(path, m);
+    let mut pre = [0u8; 8];
+    input
+        .read_exact(&mut pre)
+        .map_err(|_| bad("file is shorter than the .npy preamble".into()))?;
+    if &pre[..6] != b"\x93NUMPY" {
+        return Err(bad("not a .npy file (magic bytes missing)".into()));
+    }
+    let read_len = |input: &mut dyn Read, n: usize| -> Result<usize> {
+        let mut b = [0u8; 4];
+        input
+            .read_exact(&mut b[..n])
+            .map_err(|_| bad("file ends inside the .npy header length".into()))?;
+        Ok(u32::from_le_bytes(b) as usize)
+    };
+    let (len, used) = match pre[6] {
+        1 => (read_len(input, 2)?, 10u64),
+        2 | 3 => (read_len(input, 4)?, 12u64),
+        v => return Err(bad(format!(".npy format version {v} is not supported"))),
+    };
+    if len > 1 << 20 {
+        return Err(bad(format!(".npy header of {len} bytes is implausible")));
+    }
+    let mut dict = vec![0u8; len];
+    input
+        .read_exact(&mut dict)
+        .map_err(|_| bad("file ends inside the .npy header".into()))?;
+    let dict = String::from_utf8_lossy(&dict);
+    let field = |key: &str| -> Option<String> {
+        let at = dict.find(&format!("'{key}'"))? + key.len() + 2;
+        let rest = dict[at..].trim_start().strip_prefix(':')?.trim_start();
+        let end = if rest.starts_with('(') {
+            rest.find(')')? + 1
+        } else {
+            rest.find([',', '}'])?
+        };
+        Some(rest[..end].trim().to_string())
+    };
+    let descr = field("descr").ok_or_else(|| bad("the .npy header has no descr".into()))?;
+    let elem = match descr.trim_matches(|c| c == '\'' || c == '"') {
+        "<f2" => Elem::F16,
+        "<f4" => Elem::F32,
+        "<f8" => Elem::F64,
+        "|u1" | "<u1" => Elem::U8,
+        d => {
+            return Err(bad(format!(
+                "element type {d} is not supported (expected <f2, <f4, <f8 or |u1)"
+            )))
+        }
+    };
+    if field("fortran_order").as_deref() != Some("False") {
+        return Err(bad("Fortran-order arrays are not supported".into()));
+    }
+    let shape = field("shape").ok_or_else(|| bad("the .npy header has no shape".into()))?;
+    let dims: Vec<u64> = shape
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(|x| x.parse())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| bad(format!("shape {shape} is not a tuple of integers")))?;
+    let [rows, dim] = dims[..] else {
+        return Err(bad(format!("shape {shape}: expected a 2-D array (rows, dim)")));
+    };
+    if dim == 0 || dim > 1 << 20 {
+        return Err(bad(format!("shape {shape}: dimension {dim} is out of range")));
+    }
+    Ok((elem, rows, dim as usize, used + len as u64))
+}
+
 
 impl Format {
     /// The format named by `path`'s extension.
@@ -39,11 +191,12 @@ impl Format {
             "bvecs" => Format::Bvecs,
             "fbin" => Format::Fbin,
             "u8bin" => Format::U8bin,
+            "npy" => Format::Npy,
             "jsonl" | "ndjson" => Format::Jsonl,
             _ => {
                 return Err(LabError::format(
                     path,
-                    "unknown file type (expected .fvecs, .bvecs, .fbin, .u8bin or .jsonl)",
+                    "unknown file type (expected .fvecs, .bvecs, .fbin, .u8bin, .npy or .jsonl)",
                 ))
             }
         })
@@ -63,6 +216,9 @@ pub struct VecReader {
     offset: u64,
     id_offset: u64,
     line: String,
+    elem: Elem,
+    /// Row index in the file after which reading stops.
+    end: u64,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -75,9 +231,18 @@ struct JsonRow {
 }
 
 impl VecReader {
-    /// Opens `path`; ids of vector formats start at `id_offset`.
-    pub fn open(path: &Path, id_offset: u64) -> Result<VecReader> {
+    /// Opens `path` (optionally `path@START..END`); ids of vector formats are the row's
+    /// position in the file plus `id_offset`.
+    pub fn open(spec: &Path, id_offset: u64) -> Result<VecReader> {
+        let (path, rows) = split_rows(spec)?;
+        let path = path.as_path();
         let format = Format::from_path(path)?;
+        if format == Format::Jsonl && rows != (0..u64::MAX) {
+            return Err(LabError::format(
+                spec,
+                "a row range applies to vector files, not .jsonl",
+            ));
+        }
         let file = File::open(path).map_err(|e| LabError::io(path, e))?;
         let mut r = VecReader {
             path: path.to_path_buf(),
@@ -89,7 +254,19 @@ impl VecReader {
             offset: 0,
             id_offset,
             line: String::new(),
+            elem: match format {
+                Format::Bvecs | Format::U8bin => Elem::U8,
+                _ => Elem::F32,
+            },
+            end: rows.end,
         };
+        if format == Format::Npy {
+            let (elem, n, dim, header) = npy_header(path, &mut r.input)?;
+            r.elem = elem;
+            r.dim = Some(dim);
+            r.remaining = Some(n);
+            r.offset = header;
+        }
         if matches!(format, Format::Fbin | Format::U8bin) {
             let mut h = [0u8; 8];
             r.read_exact_or(&mut h, "header of row count and dimension")?;
@@ -101,7 +278,41 @@ impl VecReader {
             r.dim = Some(dim);
             r.remaining = Some(rows);
         }
+        r.skip_to(rows.start)?;
         Ok(r)
+    }
+
+    /// Moves past the first `start` rows (a seek for the formats with fixed-size rows).
+    fn skip_to(&mut self, start: u64) -> Result<()> {
+        if start == 0 {
+            return Ok(());
+        }
+        if let (Some(dim), Some(rem)) = (self.dim, self.remaining) {
+            if start > rem {
+                return Err(LabError::format(
+                    &self.path,
+                    format!("row range starts at row {start} but the file has {rem} rows"),
+                ));
+            }
+            let bytes = start * (dim * self.elem.size()) as u64;
+            self.offset += bytes;
+            let at = self.offset;
+            self.input
+                .seek(SeekFrom::Start(at))
+                .map_err(|e| LabError::io(&self.path, e))?;
+            self.remaining = Some(rem - start);
+            self.row = start;
+            return Ok(());
+        }
+        while self.row < start {
+            if self.next_row()?.is_none() {
+                return Err(LabError::format(
+                    &self.path,
+                    format!("row range starts at row {start} but the file has {} rows", self.row),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The dimension, once known (after the first row for per-row formats).
@@ -167,9 +378,12 @@ impl VecReader {
     }
 
     fn next_row(&mut self) -> Result<Option<Record>> {
+        if self.row >= self.end {
+            return Ok(None);
+        }
         match self.format {
             Format::Jsonl => return self.next_json(),
-            Format::Fbin | Format::U8bin => {
+            Format::Fbin | Format::U8bin | Format::Npy => {
                 if self.remaining == Some(0) {
                     return Ok(None);
                 }
@@ -203,20 +417,9 @@ impl VecReader {
             }
         }
         let dim = self.dim.expect("dimension known");
-        let vector = match self.format {
-            Format::Fvecs | Format::Fbin => {
-                let mut raw = vec![0u8; dim * 4];
-                self.read_exact_or(&mut raw, "values")?;
-                raw.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect()
-            }
-            _ => {
-                let mut raw = vec![0u8; dim];
-                self.read_exact_or(&mut raw, "values")?;
-                raw.iter().map(|b| *b as f32).collect()
-            }
-        };
+        let mut raw = vec![0u8; dim * self.elem.size()];
+        self.read_exact_or(&mut raw, "values")?;
+        let vector = self.elem.decode(&raw);
         if let Some(r) = self.remaining.as_mut() {
             *r -= 1;
         }
@@ -370,6 +573,60 @@ mod tests {
         let first = r.next_batch(2).unwrap().unwrap();
         assert_eq!(first[0].payload.as_deref(), Some("{\"k\":1}"));
         assert_eq!(first[1].id, 9);
+    }
+
+    fn npy(descr: &str, shape: &str, body: &[u8]) -> Vec<u8> {
+        let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + dict.len() + 1) % 64 != 0 {
+            dict.push(' ');
+        }
+        dict.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+        out.extend_from_slice(dict.as_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[test]
+    fn npy_f16_and_f32_with_row_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let vals: Vec<f32> = (0..12).map(|x| x as f32 * 0.5).collect();
+        let f16: Vec<u8> = vals
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect();
+        let p = dir.path().join("a.npy");
+        std::fs::write(&p, npy("<f2", "(4, 3)", &f16)).unwrap();
+        assert_eq!(read_all(&p).unwrap(), (vals.clone(), 3));
+        let tail = PathBuf::from(format!("{}@2..", p.display()));
+        assert_eq!(read_all(&tail).unwrap(), (vals[6..].to_vec(), 3));
+        let mid = PathBuf::from(format!("{}@1..2", p.display()));
+        let mut r = VecReader::open(&mid, 0).unwrap();
+        let rows = r.next_batch(10).unwrap().unwrap();
+        assert_eq!((rows.len(), rows[0].id), (1, 1));
+        assert_eq!(rows[0].vector, vals[3..6].to_vec());
+
+        let f32b: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(&p, npy("<f4", "(2, 6)", &f32b)).unwrap();
+        assert_eq!(read_all(&p).unwrap(), (vals.clone(), 6));
+
+        for (descr, shape, want) in [
+            ("<i4", "(2, 6)", "element type <i4"),
+            ("<f4", "(12,)", "expected a 2-D array"),
+        ] {
+            std::fs::write(&p, npy(descr, shape, &f32b)).unwrap();
+            let err = read_all(&p).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
+        std::fs::write(&p, npy("<f4", "(3, 6)", &f32b)).unwrap();
+        let err = read_all(&p).unwrap_err().to_string();
+        assert!(err.contains("row 2"), "{err}");
+        let far = PathBuf::from(format!("{}@9..", p.display()));
+        let err = read_all(&far).unwrap_err().to_string();
+        assert!(err.contains("file has 3 rows"), "{err}");
+        let bad = PathBuf::from(format!("{}@x..", p.display()));
+        assert!(read_all(&bad).unwrap_err().to_string().contains("not a row number"));
     }
 
     #[test]

@@ -117,6 +117,9 @@ pub struct CollectionStats {
     pub source_offsets: std::collections::BTreeMap<String, i64>,
     /// Rows waiting for a flush, and the limit above which the Kafka sink pauses.
     pub flush_backlog: Backlog,
+    /// Bytes of index data held in memory: L1 codes, ids, norms and payloads, exact vectors
+    /// not yet dropped, centroids, memtable rows and decoded cold blocks in the cache.
+    pub resident_bytes: u64,
 }
 
 impl Collection {
@@ -308,6 +311,20 @@ impl Collection {
     pub fn stats(&self) -> CollectionStats {
         let v = self.version.load_full();
         let active_rows = v.active.buf.read().len();
+        let storage = self.persist.stats();
+        let dim = self.config.dim;
+        let l0_bytes: usize = std::iter::once(&v.active)
+            .chain(v.frozen.iter())
+            .map(|m| m.buf.read().len() * (dim * 4 + 16))
+            .sum();
+        let l1_bytes: usize = v
+            .l1
+            .buckets()
+            .iter()
+            .flat_map(|b| b.chunks.iter())
+            .map(|c| c.resident_bytes())
+            .sum::<usize>()
+            + v.l1.centroids().len() * 4;
         let frozen_rows: usize = v.frozen.iter().map(|m| m.buf.read().len()).sum();
         let sizes: Vec<usize> = v.l1.buckets().iter().map(|b| b.live_rows()).collect();
         let searches = self.counters.searches.load(Ordering::Relaxed);
@@ -358,7 +375,8 @@ impl Collection {
             compacted_tombstones: c.compacted_tombstones.load(Ordering::Relaxed),
             maintenance_ms: c.maintenance_micros.load(Ordering::Relaxed) as f64 / 1e3,
             kernel: format!("{:?}", crate::kernels::cpu()),
-            storage: self.persist.stats(),
+            resident_bytes: (l0_bytes + l1_bytes) as u64 + storage.block_cache_bytes,
+            storage,
             source_offsets: self.persist.offsets(),
             flush_backlog: self.flush_backlog(),
         }

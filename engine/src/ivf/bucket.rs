@@ -97,6 +97,20 @@ impl Chunk {
         self.ids.is_empty()
     }
 
+    /// Bytes this chunk holds in memory: codes, ids, sequence numbers, code norms, payloads
+    /// and any exact vectors not yet dropped.
+    pub fn resident_bytes(&self) -> usize {
+        self.codes.len()
+            + self.ids.len() * 16
+            + self.norms.len() * 4
+            + self
+                .payloads
+                .iter()
+                .map(|p| p.as_ref().map_or(0, |s| s.len()))
+                .sum::<usize>()
+            + self.cold.resident_bytes()
+    }
+
     /// Exact vector of row `r`.
     pub fn vector(&self, r: usize) -> Result<RowVec> {
         self.cold.row(r)

@@ -108,6 +108,14 @@ impl ColdVectors {
         c
     }
 
+    /// Bytes of exact vectors held in memory by this chunk (0 once stored and dropped).
+    pub fn resident_bytes(&self) -> usize {
+        self.resident
+            .read()
+            .as_ref()
+            .map_or(0, |v| std::mem::size_of_val(&**v))
+    }
+
     /// Where the vectors are stored, once they are.
     pub fn location(&self) -> Option<&StoredCold> {
         self.stored.get()

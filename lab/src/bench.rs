@@ -1,0 +1,454 @@
+//! `drift bench`: Drift beside faiss and hnswlib on the same files in one run. Builds each
+//! index from one base file, sweeps each system's search knob over the same queries (one
+//! query per call, single thread), scores every answer against one exact ground truth
+//! (recall@k with ties), and reports recall, q/s, p50/p99, memory and build time per point,
+//! plus Drift's q/s over each peer's at recall 0.90 / 0.95 / 0.99.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use drift_engine::distance::Distance;
+use drift_engine::{CollectionConfig, Database, IndexSettings, Metric, Record, SearchParams};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{LabError, Result};
+use crate::peer::{Peer, PeerKind};
+use crate::truth::{exact_knn_prepared, prepare, recall_with_ties, GroundTruth};
+use crate::vecfile::{read_all, split_rows};
+
+/// One peer to run, with its build parameters and knob values.
+#[derive(Debug, Clone)]
+pub struct PeerSpec {
+    /// Which system.
+    pub kind: PeerKind,
+    /// Build parameters (`scripts/peers.py` documents the keys).
+    pub params: Value,
+    /// Knob values to sweep (hnswlib ef, faiss nprobe).
+    pub knobs: Vec<usize>,
+}
+
+impl PeerSpec {
+    /// The default build and sweep of `kind` (faiss: nlist 4 * sqrt(rows), chosen by the
+    /// adapter; nprobe values past nlist are clamped to it).
+    pub fn default_for(kind: PeerKind) -> PeerSpec {
+        match kind {
+            PeerKind::Hnswlib => PeerSpec {
+                kind,
+                params: serde_json::json!({"M": 16, "ef_construction": 200}),
+                knobs: vec![10, 16, 24, 32, 48, 64, 96, 128, 192, 256],
+            },
+            _ => PeerSpec {
+                kind,
+                params: serde_json::json!({}),
+                knobs: vec![1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256],
+            },
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Base vectors (a vector file, optionally `path@START..END`).
+    pub base: PathBuf,
+    /// Query vectors (same syntax).
+    pub queries: PathBuf,
+    /// Metric of every index.
+    pub metric: Metric,
+    /// Neighbours per query.
+    pub k: usize,
+    /// Drift recall targets to sweep.
+    pub targets: Vec<f32>,
+    /// Drift nprobe values to sweep (the expert knob).
+    pub nprobes: Vec<usize>,
+    /// Drift's index settings (defaults if `None`).
+    pub settings: Option<IndexSettings>,
+    /// Peers to run.
+    pub peers: Vec<PeerSpec>,
+    /// Rows per upsert call when building Drift.
+    pub batch: usize,
+}
+
+/// One measured point of one system.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchPoint {
+    /// System name (`drift`, `hnswlib`, `faiss_ivf_sq8`, ...).
+    pub system: String,
+    /// Knob name (`recall_target`, `nprobe`, `ef`).
+    pub knob: String,
+    /// Knob value.
+    pub value: f64,
+    /// Mean recall@k with ties.
+    pub recall: f64,
+    /// Queries per second, single thread (1 / mean latency).
+    pub qps: f64,
+    /// Median latency, microseconds.
+    pub p50_us: f64,
+    /// 99th percentile latency, microseconds.
+    pub p99_us: f64,
+    /// Drift only: mean buckets probed per query.
+    pub buckets: Option<f64>,
+    /// Drift only: mean codes scanned per query.
+    pub codes: Option<f64>,
+}
+
+/// Build figures of one system.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchSystem {
+    /// System name.
+    pub system: String,
+    /// Seconds to build the index from the base file (Drift: upserts + flush).
+    pub build_s: f64,
+    /// Index bytes by the system's own accounting.
+    pub index_bytes: u64,
+    /// Growth of the resident set of the process holding the index.
+    pub rss_growth_bytes: u64,
+    /// Library versions (peers).
+    pub versions: Value,
+}
+
+/// Drift's q/s over a peer's at one recall level (best measured point reaching it).
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRatio {
+    /// Recall level.
+    pub recall: f64,
+    /// The peer.
+    pub peer: String,
+    /// Drift's best q/s at or above the level (None: never reached).
+    pub drift_qps: Option<f64>,
+    /// The peer's best q/s at or above the level.
+    pub peer_qps: Option<f64>,
+    /// `drift_qps / peer_qps` when both reached the level.
+    pub ratio: Option<f64>,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Base file.
+    pub base: String,
+    /// Query file.
+    pub queries: String,
+    /// Rows in the base.
+    pub rows: usize,
+    /// Queries.
+    pub nq: usize,
+    /// Dimension.
+    pub dim: usize,
+    /// Metric.
+    pub metric: String,
+    /// Neighbours per query.
+    pub k: usize,
+    /// Per system build figures.
+    pub systems: Vec<BenchSystem>,
+    /// Every measured point.
+    pub points: Vec<BenchPoint>,
+    /// Drift over each peer at 0.90 / 0.95 / 0.99.
+    pub ratios: Vec<BenchRatio>,
+}
+
+/// Progress callback: (phase, done, total).
+pub type Progress<'a> = &'a dyn Fn(&str, u64, u64);
+
+/// Resident set size of this process, bytes (0 where `/proc` is absent).
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Scores answers (ids per query) against the truth.
+struct Scorer<'a> {
+    truth: &'a GroundTruth,
+    base: &'a [f32],
+    queries: &'a [f32],
+    dim: usize,
+    first_id: u64,
+    dist: Distance,
+    k: usize,
+}
+
+impl Scorer<'_> {
+    fn recall(&self, qi: usize, ids: &[u64]) -> f64 {
+        let dim = self.dim;
+        let q = &self.queries[qi * dim..(qi + 1) * dim];
+        let rows = (self.base.len() / dim) as u64;
+        recall_with_ties(&self.truth.neighbours[qi], ids, self.k, |id| {
+            let r = id.checked_sub(self.first_id)?;
+            (r < rows).then(|| {
+                let r = r as usize;
+                self.dist.eval(q, &self.base[r * dim..(r + 1) * dim])
+            })
+        })
+    }
+
+    fn point(&self, system: &str, knob: &str, value: f64, ids: &[Vec<u64>], ns: &[u64]) -> Result<BenchPoint> {
+        let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000_000, 3)
+            .map_err(|e| LabError::Invalid(e.to_string()))?;
+        for &n in ns {
+            hist.saturating_record(n.max(1));
+        }
+        let recall = ids
+            .iter()
+            .enumerate()
+            .map(|(qi, a)| self.recall(qi, a))
+            .sum::<f64>()
+            / ids.len().max(1) as f64;
+        Ok(BenchPoint {
+            system: system.into(),
+            knob: knob.into(),
+            value,
+            recall,
+            qps: 1e9 / hist.mean().max(1.0),
+            p50_us: hist.value_at_quantile(0.5) as f64 / 1e3,
+            p99_us: hist.value_at_quantile(0.99) as f64 / 1e3,
+            buckets: None,
+            codes: None,
+        })
+    }
+}
+
+/// Runs the benchmark; Drift's collection `name` in `db` is replaced.
+pub fn run(db: &Database, name: &str, cfg: &BenchConfig, progress: Progress) -> Result<BenchReport> {
+    let (base_file, base_rows) = split_rows(&cfg.base)?;
+    let (query_file, query_rows) = split_rows(&cfg.queries)?;
+    let (base, dim) = read_all(&cfg.base)?;
+    let (queries, qdim) = read_all(&cfg.queries)?;
+    if dim != qdim {
+        return Err(LabError::Invalid(format!(
+            "base has dimension {dim} but queries have {qdim}"
+        )));
+    }
+    let rows = base.len() / dim;
+    let nq = queries.len() / dim;
+    if rows == 0 || nq == 0 {
+        return Err(LabError::Invalid("base and queries must hold rows".into()));
+    }
+    let first_id = base_rows.start;
+    let ids: Vec<u64> = (first_id..first_id + rows as u64).collect();
+    progress("ground truth", 0, 1);
+    let pb = prepare(cfg.metric, &base, dim);
+    let pq = prepare(cfg.metric, &queries, dim);
+    let truth = exact_knn_prepared(cfg.metric, &pb, &ids, &pq, dim, cfg.k);
+    progress("ground truth", 1, 1);
+    let scorer = Scorer {
+        truth: &truth,
+        base: &pb,
+        queries: &pq,
+        dim,
+        first_id,
+        dist: Distance::for_metric(cfg.metric),
+        k: cfg.k,
+    };
+
+    let mut systems = Vec::new();
+    let mut points = Vec::new();
+
+    // Drift.
+    if db.collection(name).is_ok() {
+        db.drop_collection(name)?;
+    }
+    let rss0 = rss_bytes();
+    let mut config = CollectionConfig::new(dim, cfg.metric);
+    if let Some(s) = &cfg.settings {
+        config.settings = s.clone();
+    }
+    let coll = db.create_collection(name, config)?;
+    let t = Instant::now();
+    for start in (0..rows).step_by(cfg.batch.max(1)) {
+        let end = (start + cfg.batch.max(1)).min(rows);
+        let batch = (start..end)
+            .map(|i| Record::new(ids[i], base[i * dim..(i + 1) * dim].to_vec()))
+            .collect();
+        coll.upsert(batch)?;
+        progress("drift build", end as u64, rows as u64);
+    }
+    coll.flush()?;
+    let build_s = t.elapsed().as_secs_f64();
+    let drift_sweep: Vec<(&str, f64, SearchParams)> = cfg
+        .targets
+        .iter()
+        .map(|&r| {
+            let mut p = coll.search_params(cfg.k);
+            p.recall_target = Some(r);
+            ("recall_target", r as f64, p)
+        })
+        .chain(cfg.nprobes.iter().map(|&n| {
+            let mut p = coll.search_params(cfg.k);
+            p.nprobe = Some(n);
+            p.recall_target = None;
+            ("nprobe", n as f64, p)
+        }))
+        .collect();
+    // One untimed pass warms caches the way the peers' build leaves theirs warm.
+    for qi in 0..nq {
+        coll.search(&queries[qi * dim..(qi + 1) * dim], &drift_sweep.first().map_or_else(|| coll.search_params(cfg.k), |s| s.2.clone()))?;
+    }
+    for (i, (knob, value, params)) in drift_sweep.iter().enumerate() {
+        let before = coll.stats();
+        let mut answers = Vec::with_capacity(nq);
+        let mut ns = Vec::with_capacity(nq);
+        for qi in 0..nq {
+            let q = &queries[qi * dim..(qi + 1) * dim];
+            let t = Instant::now();
+            let hits = coll.search(q, params)?;
+            ns.push(t.elapsed().as_nanos() as u64);
+            answers.push(hits.iter().map(|h| h.id).collect::<Vec<_>>());
+        }
+        let after = coll.stats();
+        let (b, c) = crate::run::scanned_per_search(&before, &after);
+        let mut p = scorer.point("drift", knob, *value, &answers, &ns)?;
+        p.buckets = Some(b);
+        p.codes = Some(c);
+        points.push(p);
+        progress("drift sweep", i as u64 + 1, drift_sweep.len() as u64);
+    }
+    let st = coll.stats();
+    systems.push(BenchSystem {
+        system: "drift".into(),
+        build_s,
+        index_bytes: st.resident_bytes,
+        rss_growth_bytes: rss_bytes().saturating_sub(rss0),
+        versions: serde_json::json!({ "drift": env!("CARGO_PKG_VERSION"), "kernel": st.kernel }),
+    });
+    drop(coll);
+    db.drop_collection(name)?;
+
+    // Peers, on the same files.
+    for spec in &cfg.peers {
+        let label = spec.kind.name();
+        progress(&format!("{label} build"), 0, 1);
+        let mut peer = Peer::spawn(spec.kind, dim, cfg.metric, &spec.params)?;
+        peer.insert_rows(&base_file, base_rows.start, base_rows.start + rows as u64)?;
+        progress(&format!("{label} build"), 1, 1);
+        for (i, &knob) in spec.knobs.iter().enumerate() {
+            let a = peer.search(
+                &query_file,
+                query_rows.start,
+                query_rows.start + nq as u64,
+                cfg.k,
+                knob,
+            )?;
+            if a.ids.len() != nq {
+                return Err(LabError::Invalid(format!(
+                    "peer {label} answered {} of {nq} queries",
+                    a.ids.len()
+                )));
+            }
+            points.push(scorer.point(label, spec.kind.knob(), knob as f64, &a.ids, &a.ns)?);
+            progress(&format!("{label} sweep"), i as u64 + 1, spec.knobs.len() as u64);
+        }
+        let st = peer.stats()?;
+        systems.push(BenchSystem {
+            system: label.into(),
+            build_s: st.build_s,
+            index_bytes: st.bytes,
+            rss_growth_bytes: st.rss_growth,
+            versions: peer.versions.clone(),
+        });
+    }
+
+    let ratios = ratios(&points, &cfg.peers);
+    Ok(BenchReport {
+        base: cfg.base.display().to_string(),
+        queries: cfg.queries.display().to_string(),
+        rows,
+        nq,
+        dim,
+        metric: format!("{:?}", cfg.metric),
+        k: cfg.k,
+        systems,
+        points,
+        ratios,
+    })
+}
+
+/// The best q/s of `system` among points reaching `recall`.
+pub fn best_qps(points: &[BenchPoint], system: &str, recall: f64) -> Option<f64> {
+    points
+        .iter()
+        .filter(|p| p.system == system && p.recall >= recall)
+        .map(|p| p.qps)
+        .max_by(f64::total_cmp)
+}
+
+fn ratios(points: &[BenchPoint], peers: &[PeerSpec]) -> Vec<BenchRatio> {
+    let mut out = Vec::new();
+    for level in [0.90, 0.95, 0.99] {
+        let drift = best_qps(points, "drift", level);
+        for p in peers {
+            let peer = best_qps(points, p.kind.name(), level);
+            out.push(BenchRatio {
+                recall: level,
+                peer: p.kind.name().into(),
+                drift_qps: drift,
+                peer_qps: peer,
+                ratio: drift.zip(peer).map(|(d, p)| d / p),
+            });
+        }
+    }
+    out
+}
+
+/// The report as a Markdown document (points table, build table, ratios).
+pub fn markdown(r: &BenchReport, command: &str) -> String {
+    let mut s = format!(
+        "# Benchmark: {} ({} rows x {} dims, {}), queries {} ({}), recall@{}\n\n\
+         Reproduce: `{command}`\n\nSingle thread, one query per call, recall with ties \
+         against brute force; every system in the same run on the same files.\n\n",
+        r.base, r.rows, r.dim, r.metric, r.queries, r.nq, r.k
+    );
+    s.push_str("| system | knob | value | recall | q/s | p50 us | p99 us | buckets | codes |\n|---|---|---|---|---|---|---|---|---|\n");
+    for p in &r.points {
+        let opt = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:.1}"));
+        s.push_str(&format!(
+            "| {} | {} | {} | {:.4} | {:.0} | {:.0} | {:.0} | {} | {} |\n",
+            p.system,
+            p.knob,
+            p.value,
+            p.recall,
+            p.qps,
+            p.p50_us,
+            p.p99_us,
+            opt(p.buckets),
+            opt(p.codes)
+        ));
+    }
+    s.push_str("\n| system | build s | index MiB | RSS growth MiB | versions |\n|---|---|---|---|---|\n");
+    for sy in &r.systems {
+        s.push_str(&format!(
+            "| {} | {:.1} | {:.1} | {:.1} | {} |\n",
+            sy.system,
+            sy.build_s,
+            sy.index_bytes as f64 / 1048576.0,
+            sy.rss_growth_bytes as f64 / 1048576.0,
+            sy.versions
+        ));
+    }
+    s.push_str("\n| recall >= | peer | drift q/s | peer q/s | drift / peer |\n|---|---|---|---|---|\n");
+    for x in &r.ratios {
+        let f = |v: Option<f64>| v.map_or("not reached".to_string(), |v| format!("{v:.0}"));
+        s.push_str(&format!(
+            "| {:.2} | {} | {} | {} | {} |\n",
+            x.recall,
+            x.peer,
+            f(x.drift_qps),
+            f(x.peer_qps),
+            x.ratio.map_or("-".to_string(), |v| format!("{v:.2}x"))
+        ));
+    }
+    s
+}
+
+/// Writes `bench.json` and `bench.md` into `dir`.
+pub fn write(dir: &Path, r: &BenchReport, command: &str) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| LabError::io(dir, e))?;
+    let json = dir.join("bench.json");
+    let body = serde_json::to_string_pretty(r).map_err(|e| LabError::Invalid(e.to_string()))?;
+    std::fs::write(&json, body).map_err(|e| LabError::io(&json, e))?;
+    let md = dir.join("bench.md");
+    std::fs::write(&md, markdown(r, command)).map_err(|e| LabError::io(&md, e))
+}
