@@ -8,6 +8,8 @@
 #     tests (DESIGN.md section 5).
 #   - a Python virtual environment with grpcio and grpcio-tools (when python3 exists), for
 #     the test that drives the gRPC server from Python; exported as DRIFT_PYTHON.
+#   - a second venv with the peers faiss-cpu, hnswlib and numpy, for `drift bench`, the lab's
+#     peer systems and their tests; exported as DRIFT_PEER_PYTHON.
 
 TOOLS="${DRIFT_TOOLS:-$HOME/.cache/drift-tools}"
 SERVICE_PIDS=()
@@ -60,6 +62,18 @@ install_tools() {
     fi
     export DRIFT_PYTHON="$TOOLS/pyenv/bin/python"
   fi
+  install_peers
+}
+
+# The peer systems (lab/scripts/peers.py): real faiss and hnswlib, pinned, in their own venv.
+install_peers() {
+  command -v python3 >/dev/null || { echo "warning: python3 not found; peers unavailable"; return 0; }
+  if ! "$TOOLS/peers/bin/python" -c 'import faiss, hnswlib, numpy' 2>/dev/null; then
+    echo "installing faiss-cpu, hnswlib and numpy into $TOOLS/peers (about 1 minute, once)"
+    python3 -m venv "$TOOLS/peers"
+    "$TOOLS/peers/bin/pip" install --quiet "numpy>=1.26,<3" "faiss-cpu==1.15.1" "hnswlib==0.8.0"
+  fi
+  export DRIFT_PEER_PYTHON="$TOOLS/peers/bin/python"
 }
 
 start_s3() {

@@ -295,7 +295,11 @@ pub struct BenchArgs {
     #[arg(short, long, default_value_t = 10)]
     pub k: usize,
     /// Drift recall targets to sweep (comma separated).
-    #[arg(long, value_delimiter = ',', default_value = "0.8,0.85,0.9,0.93,0.95,0.97,0.99")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0.8,0.85,0.9,0.93,0.95,0.97,0.99"
+    )]
     pub targets: Vec<f32>,
     /// Drift nprobe values to sweep as well (comma separated; none by default).
     #[arg(long, value_delimiter = ',')]
@@ -318,6 +322,9 @@ pub struct BenchArgs {
     /// Write bench.json and bench.md into this directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Drift searches before measuring (the recall monitor learns the workload).
+    #[arg(long, default_value_t = 10_000)]
+    pub warmup: usize,
 }
 
 fn open(cli_dir: &PathBuf) -> Result<Database> {
@@ -606,6 +613,7 @@ fn bench(dir: &PathBuf, a: BenchArgs) -> Result<()> {
             .context("--settings is not valid index settings")?,
         peers,
         batch: 1000,
+        warmup: a.warmup,
     };
     let bars = output::PhaseBars::default();
     let report = bench::run(&db, "bench", &cfg, &|phase, done, total| {

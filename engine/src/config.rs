@@ -115,6 +115,8 @@ pub struct IndexSettings {
     pub hnsw_ef_construction: usize,
     /// Default search options of the collection.
     pub search: SearchDefaults,
+    /// Recall calibration and the live recall monitor.
+    pub recall: RecallSettings,
     /// When and how much the index reshapes itself.
     pub maintenance: MaintenanceSettings,
     /// Where segments go and how much of them is cached.
@@ -171,6 +173,74 @@ impl StorageSettings {
     }
 }
 
+/// Recall calibration and the live recall monitor (searches by recall target).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecallSettings {
+    /// Learn how far the recall estimate must be stretched from the collection's own rows
+    /// (after the first flush, then in the background as the index changes).
+    pub calibrate: bool,
+    /// Most stored rows used as calibration queries per fit.
+    pub calibration_queries: usize,
+    /// Budget of one fit's exact ground truth, in multiply-adds (queries x rows x dim);
+    /// fewer queries are used on large collections (never fewer than 32).
+    pub calibration_budget: u64,
+    /// Mean recall the calibration aims above each target.
+    pub margin: f32,
+    /// Share of searches by recall target re-run exactly in the background (0 = off).
+    pub monitor_rate: f64,
+    /// Most CPU the monitor may use, as a share of one core over time.
+    pub monitor_cpu: f64,
+    /// Monitored searches the measured recall is averaged over.
+    pub monitor_window: usize,
+}
+
+impl Default for RecallSettings {
+    fn default() -> Self {
+        RecallSettings {
+            calibrate: true,
+            calibration_queries: 256,
+            calibration_budget: 10_000_000_000,
+            margin: 0.01,
+            monitor_rate: 0.01,
+            monitor_cpu: 0.05,
+            monitor_window: 1000,
+        }
+    }
+}
+
+impl RecallSettings {
+    /// Checks the values.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        if self.calibration_queries == 0 {
+            return bad("recall.calibration_queries must be at least 1".into());
+        }
+        if !(self.margin.is_finite() && (0.0..0.5).contains(&self.margin)) {
+            return bad(format!(
+                "recall.margin must be in [0, 0.5), got {}",
+                self.margin
+            ));
+        }
+        if !(self.monitor_rate.is_finite() && (0.0..=1.0).contains(&self.monitor_rate)) {
+            return bad(format!(
+                "recall.monitor_rate must be in [0, 1], got {}",
+                self.monitor_rate
+            ));
+        }
+        if !(self.monitor_cpu.is_finite() && (0.0..=1.0).contains(&self.monitor_cpu)) {
+            return bad(format!(
+                "recall.monitor_cpu must be in [0, 1], got {}",
+                self.monitor_cpu
+            ));
+        }
+        if self.monitor_window == 0 {
+            return bad("recall.monitor_window must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
 impl Default for IndexSettings {
     fn default() -> Self {
         IndexSettings {
@@ -183,6 +253,7 @@ impl Default for IndexSettings {
             hnsw_m: 16,
             hnsw_ef_construction: 100,
             search: SearchDefaults::default(),
+            recall: RecallSettings::default(),
             maintenance: MaintenanceSettings::default(),
             storage: StorageSettings::default(),
         }
@@ -327,6 +398,9 @@ pub struct SearchDefaults {
     pub adc: AdcKernel,
     /// Density term of the bucket score.
     pub scoring: Scoring,
+    /// Recall@k searches aim for when no other option is given (the default mode; `None`
+    /// falls back to the bucket-score confidence). Explicit `nprobe` still wins.
+    pub recall_target: Option<f32>,
 }
 
 impl Default for SearchDefaults {
@@ -336,12 +410,13 @@ impl Default for SearchDefaults {
             tau: 0.0,
             target_confidence: 0.95,
             min_probes: 2,
-            max_probes: 64,
+            max_probes: 256,
             guardrail: 1.05,
             rerank: 4,
             ef_search: 64,
             adc: AdcKernel::Factored,
             scoring: Scoring::Reliability,
+            recall_target: Some(0.95),
         }
     }
 }
@@ -367,6 +442,7 @@ impl IndexSettings {
         }
         self.maintenance.validate()?;
         self.storage.validate()?;
+        self.recall.validate()?;
         self.search.to_params(10).validate()
     }
 }
@@ -387,7 +463,7 @@ impl SearchDefaults {
             ef_search: self.ef_search,
             adc: self.adc,
             scoring: self.scoring,
-            recall_target: None,
+            recall_target: self.recall_target,
             max_codes: None,
             with_payload: false,
             with_vector: false,

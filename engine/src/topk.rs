@@ -55,6 +55,11 @@ impl<T> TopK<T> {
         }
     }
 
+    /// The items kept so far, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Scored<T>> {
+        self.heap.iter()
+    }
+
     /// Offers an item; returns whether it was kept.
     #[inline]
     pub fn push(&mut self, dist: f32, item: T) -> bool {

@@ -69,6 +69,10 @@ pub struct BenchConfig {
     pub peers: Vec<PeerSpec>,
     /// Rows per upsert call when building Drift.
     pub batch: usize,
+    /// Searches Drift runs before measuring (cycling through the queries at the collection's
+    /// default target), so that the live recall monitor has seen the workload as it would
+    /// in service; at least one pass over the queries.
+    pub warmup: usize,
 }
 
 /// One measured point of one system.
@@ -107,6 +111,8 @@ pub struct BenchSystem {
     pub rss_growth_bytes: u64,
     /// Library versions (peers).
     pub versions: Value,
+    /// System-specific detail (Drift: its recall calibration).
+    pub detail: Value,
 }
 
 /// Drift's q/s over a peer's at one recall level (best measured point reaching it).
@@ -185,7 +191,14 @@ impl Scorer<'_> {
         })
     }
 
-    fn point(&self, system: &str, knob: &str, value: f64, ids: &[Vec<u64>], ns: &[u64]) -> Result<BenchPoint> {
+    fn point(
+        &self,
+        system: &str,
+        knob: &str,
+        value: f64,
+        ids: &[Vec<u64>],
+        ns: &[u64],
+    ) -> Result<BenchPoint> {
         let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000_000, 3)
             .map_err(|e| LabError::Invalid(e.to_string()))?;
         for &n in ns {
@@ -212,7 +225,12 @@ impl Scorer<'_> {
 }
 
 /// Runs the benchmark; Drift's collection `name` in `db` is replaced.
-pub fn run(db: &Database, name: &str, cfg: &BenchConfig, progress: Progress) -> Result<BenchReport> {
+pub fn run(
+    db: &Database,
+    name: &str,
+    cfg: &BenchConfig,
+    progress: Progress,
+) -> Result<BenchReport> {
     let (base_file, base_rows) = split_rows(&cfg.base)?;
     let (query_file, query_rows) = split_rows(&cfg.queries)?;
     let (base, dim) = read_all(&cfg.base)?;
@@ -283,9 +301,16 @@ pub fn run(db: &Database, name: &str, cfg: &BenchConfig, progress: Progress) -> 
             ("nprobe", n as f64, p)
         }))
         .collect();
-    // One untimed pass warms caches the way the peers' build leaves theirs warm.
-    for qi in 0..nq {
-        coll.search(&queries[qi * dim..(qi + 1) * dim], &drift_sweep.first().map_or_else(|| coll.search_params(cfg.k), |s| s.2.clone()))?;
+    // Untimed warm-up at the default target: caches fill, and the recall monitor samples
+    // the workload and sets its depth, as it would in service.
+    let default = coll.search_params(cfg.k);
+    let warm = cfg.warmup.max(nq);
+    for i in 0..warm {
+        let qi = i % nq;
+        coll.search(&queries[qi * dim..(qi + 1) * dim], &default)?;
+        if i % 256 == 0 || i + 1 == warm {
+            progress("drift warm-up", i as u64 + 1, warm as u64);
+        }
     }
     for (i, (knob, value, params)) in drift_sweep.iter().enumerate() {
         let before = coll.stats();
@@ -313,6 +338,7 @@ pub fn run(db: &Database, name: &str, cfg: &BenchConfig, progress: Progress) -> 
         index_bytes: st.resident_bytes,
         rss_growth_bytes: rss_bytes().saturating_sub(rss0),
         versions: serde_json::json!({ "drift": env!("CARGO_PKG_VERSION"), "kernel": st.kernel }),
+        detail: serde_json::to_value(&st.recall).unwrap_or(Value::Null),
     });
     drop(coll);
     db.drop_collection(name)?;
@@ -339,7 +365,11 @@ pub fn run(db: &Database, name: &str, cfg: &BenchConfig, progress: Progress) -> 
                 )));
             }
             points.push(scorer.point(label, spec.kind.knob(), knob as f64, &a.ids, &a.ns)?);
-            progress(&format!("{label} sweep"), i as u64 + 1, spec.knobs.len() as u64);
+            progress(
+                &format!("{label} sweep"),
+                i as u64 + 1,
+                spec.knobs.len() as u64,
+            );
         }
         let st = peer.stats()?;
         systems.push(BenchSystem {
@@ -348,6 +378,7 @@ pub fn run(db: &Database, name: &str, cfg: &BenchConfig, progress: Progress) -> 
             index_bytes: st.bytes,
             rss_growth_bytes: st.rss_growth,
             versions: peer.versions.clone(),
+            detail: Value::Null,
         });
     }
 
@@ -417,7 +448,9 @@ pub fn markdown(r: &BenchReport, command: &str) -> String {
             opt(p.codes)
         ));
     }
-    s.push_str("\n| system | build s | index MiB | RSS growth MiB | versions |\n|---|---|---|---|---|\n");
+    s.push_str(
+        "\n| system | build s | index MiB | RSS growth MiB | versions |\n|---|---|---|---|---|\n",
+    );
     for sy in &r.systems {
         s.push_str(&format!(
             "| {} | {:.1} | {:.1} | {:.1} | {} |\n",
@@ -428,7 +461,9 @@ pub fn markdown(r: &BenchReport, command: &str) -> String {
             sy.versions
         ));
     }
-    s.push_str("\n| recall >= | peer | drift q/s | peer q/s | drift / peer |\n|---|---|---|---|---|\n");
+    s.push_str(
+        "\n| recall >= | peer | drift q/s | peer q/s | drift / peer |\n|---|---|---|---|---|\n",
+    );
     for x in &r.ratios {
         let f = |v: Option<f64>| v.map_or("not reached".to_string(), |v| format!("{v:.0}"));
         s.push_str(&format!(

@@ -86,10 +86,12 @@ pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("DRIFT_PEER_PYTHON") {
         return PathBuf::from(p);
     }
-    let tools = std::env::var_os("DRIFT_TOOLS").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
-        Path::new(&home).join(".cache/drift-tools")
-    });
+    let tools = std::env::var_os("DRIFT_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+            Path::new(&home).join(".cache/drift-tools")
+        });
     tools.join("peers/bin/python")
 }
 
@@ -243,7 +245,12 @@ impl Peer {
             ids: r
                 .ids
                 .into_iter()
-                .map(|q| q.into_iter().filter(|&i| i >= 0).map(|i| i as u64).collect())
+                .map(|q| {
+                    q.into_iter()
+                        .filter(|&i| i >= 0)
+                        .map(|i| i as u64)
+                        .collect()
+                })
                 .collect(),
             ns: r.ns,
         })

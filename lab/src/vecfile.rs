@@ -169,14 +169,17 @@ fn npy_header(path: &Path, input: &mut dyn Read) -> Result<(Elem, u64, usize, u6
         .collect::<std::result::Result<_, _>>()
         .map_err(|_| bad(format!("shape {shape} is not a tuple of integers")))?;
     let [rows, dim] = dims[..] else {
-        return Err(bad(format!("shape {shape}: expected a 2-D array (rows, dim)")));
+        return Err(bad(format!(
+            "shape {shape}: expected a 2-D array (rows, dim)"
+        )));
     };
     if dim == 0 || dim > 1 << 20 {
-        return Err(bad(format!("shape {shape}: dimension {dim} is out of range")));
+        return Err(bad(format!(
+            "shape {shape}: dimension {dim} is out of range"
+        )));
     }
     Ok((elem, rows, dim as usize, used + len as u64))
 }
-
 
 impl Format {
     /// The format named by `path`'s extension.
@@ -308,7 +311,10 @@ impl VecReader {
             if self.next_row()?.is_none() {
                 return Err(LabError::format(
                     &self.path,
-                    format!("row range starts at row {start} but the file has {} rows", self.row),
+                    format!(
+                        "row range starts at row {start} but the file has {} rows",
+                        self.row
+                    ),
                 ));
             }
         }
@@ -576,7 +582,8 @@ mod tests {
     }
 
     fn npy(descr: &str, shape: &str, body: &[u8]) -> Vec<u8> {
-        let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        let mut dict =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
         while (10 + dict.len() + 1) % 64 != 0 {
             dict.push(' ');
         }
@@ -626,7 +633,10 @@ mod tests {
         let err = read_all(&far).unwrap_err().to_string();
         assert!(err.contains("file has 3 rows"), "{err}");
         let bad = PathBuf::from(format!("{}@x..", p.display()));
-        assert!(read_all(&bad).unwrap_err().to_string().contains("not a row number"));
+        assert!(read_all(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("not a row number"));
     }
 
     #[test]

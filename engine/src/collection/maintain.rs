@@ -50,6 +50,9 @@ impl Collection {
                 break;
             }
         }
+        if !total.is_idle() {
+            self.calibrate_if_stale();
+        }
         Ok(total)
     }
 

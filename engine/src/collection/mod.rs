@@ -11,25 +11,27 @@
 mod maintain;
 mod persist;
 mod read;
+mod recall;
 mod worker;
 mod write;
 
 pub use maintain::Audit;
 pub use persist::StorageStats;
 pub use read::{Backlog, CollectionStats, ScanIter};
+pub use recall::{RecallStats, CALIBRATION_K};
 pub use write::{check_record, FlushReport, TrainReport, MAX_PAYLOAD_BYTES};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 
 use crate::config::CollectionConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::idmap::{IdMap, Loc};
-use crate::ivf::L1;
+use crate::ivf::{Calibration, L1};
 use crate::memtable::Memtable;
 use crate::storage::atomic_write;
 use crate::wal::{self, Sequenced, Wal, WalOp};
@@ -59,6 +61,8 @@ pub(crate) struct Counters {
     pub(crate) written: AtomicU64,
     pub(crate) compacted_tombstones: AtomicU64,
     pub(crate) maintenance_micros: AtomicU64,
+    pub(crate) calibrations: AtomicU64,
+    pub(crate) calibration_micros: AtomicU64,
 }
 
 /// A named set of vectors with a fixed dimension and metric.
@@ -82,6 +86,10 @@ pub struct Collection {
     /// Segments, tombstones and manifests.
     persist: Persist,
     worker: Worker,
+    /// Recall calibration in use (see `recall`).
+    calibration: ArcSwapOption<Calibration>,
+    /// The live recall monitor.
+    monitor: recall::Monitor,
     flush_pending: AtomicBool,
     closed: AtomicBool,
 }
@@ -158,12 +166,15 @@ impl Collection {
             counters: Counters::default(),
             persist,
             worker: Worker::default(),
+            calibration: ArcSwapOption::empty(),
+            monitor: recall::Monitor::default(),
             flush_pending: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         });
         let replayed_ops = replayed.ops.len();
         coll.apply(replayed.ops);
         coll.applied_seq.store(replayed.last_seq, Ordering::Release);
+        coll.load_calibration();
         coll.worker.start(Arc::downgrade(&coll));
         tracing::debug!(
             collection = name,

@@ -117,6 +117,8 @@ pub struct CollectionStats {
     pub source_offsets: std::collections::BTreeMap<String, i64>,
     /// Rows waiting for a flush, and the limit above which the Kafka sink pauses.
     pub flush_backlog: Backlog,
+    /// Recall target, calibration and the live monitor's measured recall.
+    pub recall: super::RecallStats,
     /// Bytes of index data held in memory: L1 codes, ids, norms and payloads, exact vectors
     /// not yet dropped, centroids, memtable rows and decoded cold blocks in the cache.
     pub resident_bytes: u64,
@@ -164,6 +166,10 @@ impl Collection {
         }
         let opts = ProbeOptions {
             target: self.config.settings.target_bucket_size as f32,
+            alpha: match (params.nprobe, params.recall_target) {
+                (None, Some(t)) => self.recall_alpha(t),
+                _ => 1.0,
+            },
         };
         let tick = self.tick.fetch_add(1, Ordering::Relaxed);
         let (l1_hits, counts) = v.l1.search(&q, params, &opts, &visible, tick)?;
@@ -185,6 +191,10 @@ impl Collection {
             if seen.insert(hit.id) {
                 hits.push(hit);
             }
+        }
+        if let (None, Some(t)) = (params.nprobe, params.recall_target) {
+            let ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
+            self.maybe_monitor(&q, k, t, snap, &ids);
         }
         Ok(hits)
     }
@@ -317,14 +327,13 @@ impl Collection {
             .chain(v.frozen.iter())
             .map(|m| m.buf.read().len() * (dim * 4 + 16))
             .sum();
-        let l1_bytes: usize = v
-            .l1
-            .buckets()
-            .iter()
-            .flat_map(|b| b.chunks.iter())
-            .map(|c| c.resident_bytes())
-            .sum::<usize>()
-            + v.l1.centroids().len() * 4;
+        let l1_bytes: usize =
+            v.l1.buckets()
+                .iter()
+                .flat_map(|b| b.chunks.iter())
+                .map(|c| c.resident_bytes())
+                .sum::<usize>()
+                + v.l1.centroids().len() * 4;
         let frozen_rows: usize = v.frozen.iter().map(|m| m.buf.read().len()).sum();
         let sizes: Vec<usize> = v.l1.buckets().iter().map(|b| b.live_rows()).collect();
         let searches = self.counters.searches.load(Ordering::Relaxed);
@@ -379,6 +388,7 @@ impl Collection {
             storage,
             source_offsets: self.persist.offsets(),
             flush_backlog: self.flush_backlog(),
+            recall: self.recall_stats(),
         }
     }
 }

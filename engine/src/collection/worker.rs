@@ -35,6 +35,8 @@ impl Collection {
 pub(crate) enum Task {
     Index(Arc<Memtable>),
     Flush,
+    /// Re-run one sampled search exactly (the recall monitor).
+    Monitor(Box<super::recall::Sample>),
     Stop,
 }
 
@@ -110,6 +112,7 @@ impl Worker {
                             }
                             c.background_maintenance();
                         }
+                        Task::Monitor(sample) => c.run_monitor(*sample),
                     }
                 }
             });

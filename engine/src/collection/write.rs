@@ -220,6 +220,10 @@ impl Collection {
         self.publish(layer, &v.frozen, placed, max_seq)?;
         report.checkpoint_seq = self.checkpoint_seq.load(Ordering::Acquire);
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+        drop(_m);
+        // Refits happen at flushes and maintenance passes only (deterministic points), when
+        // the layer changed by a quarter since the last fit.
+        self.calibrate_if_stale();
         tracing::debug!(collection = %self.name, rows = report.rows, trained = report.trained, "flushed");
         Ok(report)
     }
@@ -258,6 +262,9 @@ impl Collection {
         let max_seq = max_seq.max(self.checkpoint_seq.load(Ordering::Acquire));
         self.publish(layer, &v.frozen, placed, max_seq)?;
         self.counters.trainings.fetch_add(1, Ordering::Relaxed);
+        drop(_m);
+        self.calibration.store(None);
+        self.calibrate_if_stale();
         Ok(report)
     }
 

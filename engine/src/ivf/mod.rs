@@ -7,11 +7,13 @@
 //! untouched bucket (and every untouched chunk of a touched bucket) with the old one.
 
 mod bucket;
+mod calibrate;
 mod probe;
 mod recall;
 mod reshape;
 
 pub use bucket::{Bucket, BucketLive, Chunk};
+pub use calibrate::{Calibration, CalibrationPoint, Trace, TARGET_GRID};
 pub use probe::{select_buckets, ProbeOptions};
 pub use recall::{CapTable, RecallPlan};
 pub use reshape::{Placed, Reshape, REFIT_CLIPPED};
@@ -48,10 +50,11 @@ struct Scratch {
     buckets: usize,
 }
 
-/// When a scan stops: a budget of codes, and optionally a recall target (plan, target, k).
+/// When a scan stops: a budget of codes, and optionally a recall target (plan, target, k,
+/// stretch of the k-th distance).
 struct Stop<'a> {
     max_codes: usize,
-    recall: Option<(&'a RecallPlan, f32, usize)>,
+    recall: Option<(&'a RecallPlan, f32, usize, f32)>,
 }
 
 /// What one L1 search looked at.
@@ -191,7 +194,7 @@ impl L1 {
             recall: plan
                 .as_ref()
                 .zip(params.recall_target)
-                .map(|(p, t)| (p, t, params.k)),
+                .map(|(p, t)| (p, t, params.k, opts.alpha)),
         };
         let mut scratch = Scratch::default();
         let cands = self.scan(
@@ -274,9 +277,9 @@ impl L1 {
                 break;
             }
             // With a recall target, at least one bucket is scanned (min_probes does not apply).
-            if let Some((plan, target, _)) = stop.recall {
+            if let Some((plan, target, _, alpha)) = stop.recall {
                 if s.buckets >= 1
-                    && plan.estimate(s.buckets, kth.threshold().max(0.0).sqrt()) >= target
+                    && plan.estimate(s.buckets, alpha * kth.threshold().max(0.0).sqrt()) >= target
                 {
                     break;
                 }
@@ -361,7 +364,10 @@ mod tests {
         // filter them and re-scan so that the pool is still filled with visible rows.
         let dim = 16;
         let l1 = layer(500, dim);
-        let opts = ProbeOptions { target: 10.0 };
+        let opts = ProbeOptions {
+            target: 10.0,
+            alpha: 1.0,
+        };
         for rerank in [0, 4] {
             let mut params = SearchDefaults::default().to_params(10);
             params.rerank = rerank;

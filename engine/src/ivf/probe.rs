@@ -19,6 +19,9 @@ pub struct ProbeOptions {
     /// The collection's target bucket size: the scale of [`Scoring::Linear`], and ten times
     /// the tau used when the query leaves it at 0.
     pub target: f32,
+    /// Stretch of the k-th distance at which the recall estimate is evaluated (1 = the
+    /// uncalibrated ball model; see [`super::Calibration`]).
+    pub alpha: f32,
 }
 
 /// Positions of the buckets to scan.

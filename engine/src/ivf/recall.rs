@@ -79,7 +79,7 @@ impl CapTable {
 }
 
 /// Candidate buckets of one query, nearest centroid first, with what the estimate needs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RecallPlan {
     /// Bucket positions in scan order.
     pub order: Vec<usize>,

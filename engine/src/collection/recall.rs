@@ -1,0 +1,569 @@
+//! Recall that holds on the collection's own data: fitting the recall calibration, exact
+//! k-NN over a snapshot, and the live recall monitor.
+//!
+//! ```text
+//! flush / maintenance ─▶ layer changed by a quarter? ─▶ calibrate from rows: sample stored
+//!     rows as queries ─▶ exact top-k over every visible row ─▶ trace each in probe order ─▶
+//!     alpha per target (ivf::Calibration) ─▶ searches by recall target use it at once
+//! search (1% of them, within a CPU share) ─▶ worker: exact top-k over the same snapshot ─▶
+//!     recall window with a 95% interval, and the query kept with its truth ─▶ interval below
+//!     the target (or well above it)? refit from those real queries: the calibration now
+//!     follows the workload's own distribution, deeper or shallower; stats say so
+//! ```
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use rand::seq::index::sample;
+use rand::SeedableRng;
+use serde::Serialize;
+
+use super::{Collection, Version};
+use crate::distance::Distance;
+use crate::error::Result;
+use crate::ivf::Calibration;
+use crate::topk::TopK;
+
+/// File in the collection directory holding the last fitted calibration (a cache: it is
+/// refitted whenever missing, unreadable or stale).
+const CALIBRATION_FILE: &str = "calibration.json";
+/// Neighbours per calibration query (searches for other k use the same stretch).
+pub const CALIBRATION_K: usize = 10;
+/// Fewest stored rows before calibrating makes sense.
+const MIN_ROWS: usize = 500;
+/// Fewest calibration queries, whatever the budget.
+const MIN_QUERIES: usize = 32;
+/// Monitored searches needed before the monitor judges the recall.
+const MIN_JUDGED: usize = 32;
+/// Real queries (with their exact answers) needed to refit from the workload.
+const MIN_REAL: usize = 64;
+/// Most real queries kept for refits (the newest).
+const MAX_REAL: usize = 512;
+/// CPU the monitor may spend ahead of its share (a burst), microseconds.
+const BURST_MICROS: f64 = 200_000.0;
+
+/// One search handed to the monitor.
+pub(crate) struct Sample {
+    query: Vec<f32>,
+    k: usize,
+    returned: Vec<u64>,
+    target: f32,
+    snapshot: u64,
+}
+
+/// State of the live recall monitor.
+#[derive(Debug)]
+pub(crate) struct Monitor {
+    inner: Mutex<MonitorState>,
+    pub(crate) micros: AtomicU64,
+    started: Instant,
+}
+
+impl Default for Monitor {
+    fn default() -> Self {
+        Monitor {
+            inner: Mutex::default(),
+            micros: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// A monitored query and the ids within its true k-th distance.
+#[derive(Debug)]
+struct RealQuery {
+    query: Vec<f32>,
+    truth: HashSet<u64>,
+}
+
+#[derive(Debug, Default)]
+struct MonitorState {
+    /// Measured recall minus target, per monitored search.
+    window: VecDeque<f32>,
+    /// Measured recall, per monitored search (same order).
+    recalls: VecDeque<f32>,
+    /// The newest monitored queries with their exact answers.
+    real: VecDeque<RealQuery>,
+    target: f32,
+    samples: u64,
+    refits: u64,
+}
+
+/// Recall as measured and as aimed for, for `drift collection stats` and `/metrics`.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RecallStats {
+    /// The collection's default recall target (None: bucket-score confidence).
+    pub target: Option<f32>,
+    /// Whether a calibration is in use.
+    pub calibrated: bool,
+    /// The fitted calibration (targets, stretch, buckets and recall on its queries).
+    pub calibration: Option<Calibration>,
+    /// Calibration fits since open.
+    pub calibrations: u64,
+    /// Time spent fitting calibrations since open, milliseconds.
+    pub calibration_ms: f64,
+    /// Searches re-run exactly by the monitor since open.
+    pub monitored: u64,
+    /// Time spent re-running them, milliseconds.
+    pub monitor_ms: f64,
+    /// Monitored searches in the current window.
+    pub window: usize,
+    /// Mean recall@k over the window.
+    pub measured: Option<f64>,
+    /// 95% confidence interval of the mean (normal approximation).
+    pub ci_low: Option<f64>,
+    /// Upper end of the interval.
+    pub ci_high: Option<f64>,
+    /// Target of the latest monitored search.
+    pub monitored_target: Option<f32>,
+    /// Times measured recall left its band and the calibration was refitted from the
+    /// monitored queries (deeper when recall fell short, shallower when far above).
+    pub refits_from_queries: u64,
+    /// Monitored queries kept for such refits.
+    pub real_queries: usize,
+}
+
+impl Monitor {
+    /// Whether to sample this search: a `rate` share of searches, while the monitor's CPU
+    /// stays within `cpu` of one core since open.
+    fn admit(&self, rate: f64, cpu: f64) -> bool {
+        if rate <= 0.0 || cpu <= 0.0 || rand::random::<f64>() >= rate {
+            return false;
+        }
+        let allowed = self.started.elapsed().as_micros() as f64 * cpu + BURST_MICROS;
+        (self.micros.load(Ordering::Relaxed) as f64) < allowed
+    }
+
+    /// Records one measured recall and keeps the query. Returns true when the window holds
+    /// enough searches, its 95% interval lies below the target or above `target + 3 *
+    /// margin` (at least 0.03), and enough real queries are kept to refit from them.
+    fn record(
+        &self,
+        recall: f32,
+        target: f32,
+        window: usize,
+        margin: f32,
+        real: RealQuery,
+    ) -> bool {
+        let mut s = self.inner.lock();
+        s.samples += 1;
+        s.target = target;
+        s.window.push_back(recall - target);
+        s.recalls.push_back(recall);
+        while s.window.len() > window {
+            s.window.pop_front();
+            s.recalls.pop_front();
+        }
+        s.real.push_back(real);
+        while s.real.len() > MAX_REAL {
+            s.real.pop_front();
+        }
+        if s.window.len() < MIN_JUDGED.min(window) || s.real.len() < MIN_REAL {
+            return false;
+        }
+        let (mean, half) = mean_ci(&s.window);
+        let slack = (3.0 * margin).max(0.03) as f64;
+        mean + half < 0.0 || mean - half > slack
+    }
+
+    /// Starts a new window (after a refit, so that it measures the new calibration only).
+    fn restart(&self, refit: bool) {
+        let mut s = self.inner.lock();
+        s.window.clear();
+        s.recalls.clear();
+        if refit {
+            s.refits += 1;
+        }
+    }
+
+    /// Forgets kept queries (their answers no longer hold after the layer changed a lot).
+    fn forget(&self) {
+        self.inner.lock().real.clear();
+    }
+}
+
+/// Mean and half-width of the 95% interval.
+fn mean_ci(w: &VecDeque<f32>) -> (f64, f64) {
+    let n = w.len().max(1) as f64;
+    let mean = w.iter().map(|&x| x as f64).sum::<f64>() / n;
+    let var = w.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, 1.96 * (var / n).sqrt())
+}
+
+impl Collection {
+    /// The calibration searches by recall target use, if one is fitted.
+    pub fn calibration(&self) -> Option<Arc<Calibration>> {
+        self.calibration.load_full()
+    }
+
+    /// The stretch of the recall estimate for `target` (1 when uncalibrated).
+    pub(crate) fn recall_alpha(&self, target: f32) -> f32 {
+        match self.calibration.load().as_ref() {
+            Some(c) => c.alpha(target),
+            None => 1.0,
+        }
+    }
+
+    /// Fits the recall calibration on the current index now (see [`Calibration`]); `None`
+    /// when L1 holds too few rows or the metric has no L2 geometry (inner product).
+    pub fn calibrate(&self) -> Result<Option<Arc<Calibration>>> {
+        self.check_open()?;
+        let started = Instant::now();
+        let (snap, v) = self.snapshot();
+        let fitted = self.fit_calibration(snap, &v)?;
+        self.monitor.forget();
+        Ok(fitted.map(|c| self.install_calibration(c, started)))
+    }
+
+    /// Refits the calibration from the queries the monitor kept (the real workload).
+    fn refit_from_queries(&self) {
+        let started = Instant::now();
+        let v = self.version.load_full();
+        let (snap, _) = self.snapshot();
+        let visible = |id: u64, seq: u64| self.idmap.visible(id, seq, snap);
+        let params = self.calibration_params();
+        let traces: Vec<_> = {
+            let st = self.monitor.inner.lock();
+            st.real
+                .iter()
+                .map(|r| v.l1.trace(&r.query, &params, &r.truth, u64::MAX, &visible))
+                .collect()
+        };
+        let rows: usize = v.l1.buckets().iter().map(|b| b.live_rows()).sum();
+        let mut c = Calibration::fit(
+            &traces,
+            self.config.settings.recall.margin,
+            rows,
+            v.l1.buckets().len(),
+        );
+        c.source = "queries".into();
+        let c = self.install_calibration(c, started);
+        self.monitor.restart(true);
+        tracing::info!(
+            collection = %self.name,
+            queries = c.queries,
+            "measured recall left its band: recall calibration refitted from monitored queries"
+        );
+    }
+
+    fn calibration_params(&self) -> crate::config::SearchParams {
+        let mut params = self.search_params(CALIBRATION_K);
+        params.nprobe = None;
+        params
+    }
+
+    /// Puts a fitted calibration in use and saves it.
+    fn install_calibration(&self, c: Calibration, started: Instant) -> Arc<Calibration> {
+        self.counters
+            .calibration_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.counters.calibrations.fetch_add(1, Ordering::Relaxed);
+        match serde_json::to_vec_pretty(&c) {
+            Ok(json) => {
+                if let Err(e) =
+                    crate::storage::atomic_write(&self.dir.join(CALIBRATION_FILE), &json)
+                {
+                    tracing::warn!(collection = %self.name, error = %e, "cannot save the recall calibration");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot encode the recall calibration"),
+        }
+        let c = Arc::new(c);
+        self.calibration.store(Some(c.clone()));
+        tracing::debug!(
+            collection = %self.name,
+            queries = c.queries,
+            rows = c.rows,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "recall calibrated"
+        );
+        c
+    }
+
+    /// Takes up the calibration saved by an earlier process, if it still fits the layer.
+    pub(crate) fn load_calibration(&self) {
+        let path = self.dir.join(CALIBRATION_FILE);
+        let Ok(raw) = std::fs::read(&path) else {
+            return;
+        };
+        match serde_json::from_slice::<Calibration>(&raw) {
+            Ok(c) => {
+                let l1 = self.version.load().l1.clone();
+                let rows: usize = l1.buckets().iter().map(|b| b.live_rows()).sum();
+                if !c.stale(rows, l1.buckets().len()) {
+                    self.calibration.store(Some(Arc::new(c)));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable recall calibration")
+            }
+        }
+    }
+
+    /// Calibrates if it is on and the layer changed enough since the last fit.
+    pub(crate) fn calibrate_if_stale(&self) {
+        if !self.config.settings.recall.calibrate || !self.config.metric.uses_l2_internally() {
+            return;
+        }
+        let l1 = self.version.load().l1.clone();
+        let rows: usize = l1.buckets().iter().map(|b| b.live_rows()).sum();
+        if rows < MIN_ROWS {
+            return;
+        }
+        let stale = self
+            .calibration
+            .load()
+            .as_ref()
+            .is_none_or(|c| c.stale(rows, l1.buckets().len()));
+        if stale {
+            if let Err(e) = self.calibrate() {
+                tracing::warn!(collection = %self.name, error = %e, "recall calibration failed");
+            }
+        }
+    }
+
+    fn fit_calibration(&self, snap: u64, v: &Version) -> Result<Option<Calibration>> {
+        let l1 = &v.l1;
+        let settings = &self.config.settings.recall;
+        if !self.config.metric.uses_l2_internally() || !l1.is_trained() {
+            return Ok(None);
+        }
+        let visible = |id: u64, seq: u64| self.idmap.visible(id, seq, snap);
+        // Every stored row, addressed; stale ones are skipped when read.
+        let mut rows = Vec::new();
+        for (b, bucket) in l1.buckets().iter().enumerate() {
+            for (c, chunk) in bucket.chunks.iter().enumerate() {
+                for r in 0..chunk.len() {
+                    if visible(chunk.ids[r], chunk.seqs[r]) {
+                        rows.push((b as u32, c as u32, r as u32));
+                    }
+                }
+            }
+        }
+        if rows.len() < MIN_ROWS {
+            return Ok(None);
+        }
+        let dim = self.config.dim;
+        let by_budget = settings.calibration_budget / (rows.len() as u64 * dim as u64).max(1);
+        let nq = (by_budget as usize)
+            .clamp(MIN_QUERIES, settings.calibration_queries.max(1))
+            .min(settings.calibration_queries.max(1))
+            .min(rows.len());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(rows.len() as u64 ^ snap);
+        let picks: Vec<(u32, u32, u32)> = sample(&mut rng, rows.len(), nq)
+            .into_iter()
+            .map(|i| rows[i])
+            .collect();
+        let mut queries = Vec::with_capacity(nq * dim);
+        let mut own = Vec::with_capacity(nq);
+        for &p in &picks {
+            let chunk = l1.chunk(p);
+            queries.extend_from_slice(&chunk.vector(p.2 as usize)?);
+            own.push(chunk.ids[p.2 as usize]);
+        }
+        let k = CALIBRATION_K;
+        let truth = self.exact_many(v, snap, &queries, &own, k)?;
+        let params = self.calibration_params();
+        let traces: Vec<_> = parallel_map(nq, |i| {
+            let q = &queries[i * dim..(i + 1) * dim];
+            l1.trace(q, &params, &within_kth(&truth[i], k), own[i], &visible)
+        });
+        let live = rows.len();
+        Ok(Some(Calibration::fit(
+            &traces,
+            settings.margin,
+            live,
+            l1.buckets().len(),
+        )))
+    }
+
+    /// Exact nearest rows (id, internal distance) of each query over every row of `v`
+    /// visible at `snap`, skipping each query's own id; keeps `k` plus room for ties.
+    fn exact_many(
+        &self,
+        v: &Version,
+        snap: u64,
+        queries: &[f32],
+        own: &[u64],
+        k: usize,
+    ) -> Result<Vec<Vec<(u64, f32)>>> {
+        let dim = self.config.dim;
+        let nq = queries.len() / dim;
+        let keep = k + 16;
+        let dist = Distance::for_metric(self.config.metric);
+        let visible = |id: u64, seq: u64| self.idmap.visible(id, seq, snap);
+        let mut tops: Vec<TopK<u64>> = (0..nq).map(|_| TopK::new(keep)).collect();
+        // Many queries (calibration) use every core; one (the monitor) stays on its thread.
+        let threads = if nq >= 8 { worker_threads() } else { 1 };
+        let feed = |ids: &[u64], seqs: &[u64], vectors: &[f32], tops: &mut [TopK<u64>]| {
+            let score = |first: usize, part: &mut [TopK<u64>]| {
+                for (j, top) in part.iter_mut().enumerate() {
+                    let qi = first + j;
+                    let q = &queries[qi * dim..(qi + 1) * dim];
+                    for (r, row) in vectors.chunks_exact(dim).enumerate() {
+                        if ids[r] != own[qi] && visible(ids[r], seqs[r]) {
+                            top.push(dist.eval(q, row), ids[r]);
+                        }
+                    }
+                }
+            };
+            if threads == 1 {
+                return score(0, tops);
+            }
+            let per = nq.div_ceil(threads).max(1);
+            std::thread::scope(|s| {
+                for (t, part) in tops.chunks_mut(per).enumerate() {
+                    s.spawn(move || score(t * per, part));
+                }
+            });
+        };
+        for m in std::iter::once(&v.active).chain(v.frozen.iter()) {
+            let buf = m.buf.read();
+            feed(&buf.ids, &buf.seqs, &buf.vectors, &mut tops);
+            drop(buf);
+        }
+        for bucket in v.l1.buckets() {
+            for chunk in &bucket.chunks {
+                let vectors = chunk.vectors()?;
+                feed(&chunk.ids, &chunk.seqs, &vectors, &mut tops);
+            }
+        }
+        Ok(tops
+            .into_iter()
+            .map(|t| {
+                t.into_sorted()
+                    .into_iter()
+                    .map(|s| (s.item, s.dist))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Hands a search to the monitor if it is sampled.
+    pub(crate) fn maybe_monitor(
+        &self,
+        query: &[f32],
+        k: usize,
+        target: f32,
+        snap: u64,
+        returned: &[u64],
+    ) {
+        let s = &self.config.settings.recall;
+        if self.monitor.admit(s.monitor_rate, s.monitor_cpu) {
+            self.worker
+                .send(super::worker::Task::Monitor(Box::new(Sample {
+                    query: query.to_vec(),
+                    k,
+                    returned: returned.to_vec(),
+                    target,
+                    snapshot: snap,
+                })));
+        }
+    }
+
+    /// Re-runs a sampled search exactly, records its recall@k (ties count), and refits the
+    /// calibration from the kept queries when measured recall left its band.
+    pub(crate) fn run_monitor(&self, s: Sample) {
+        let started = Instant::now();
+        let v = self.version.load_full();
+        let refit = match self.exact_many(&v, s.snapshot, &s.query, &[u64::MAX], s.k) {
+            Ok(truth) => {
+                let k = s.k.min(truth[0].len());
+                let near = within_kth(&truth[0], k);
+                let recall = if k == 0 {
+                    1.0
+                } else {
+                    let mut seen = HashSet::new();
+                    let hits = s
+                        .returned
+                        .iter()
+                        .take(k)
+                        .filter(|id| seen.insert(**id) && near.contains(id))
+                        .count();
+                    hits as f32 / k as f32
+                };
+                let set = &self.config.settings.recall;
+                // Kept for refits at the calibration's k.
+                let truth_k = within_kth(&truth[0], CALIBRATION_K.min(truth[0].len()));
+                let real = RealQuery {
+                    query: s.query,
+                    truth: truth_k,
+                };
+                self.monitor
+                    .record(recall, s.target, set.monitor_window, set.margin, real)
+            }
+            Err(e) => {
+                tracing::warn!(collection = %self.name, error = %e, "recall monitor could not re-run a search");
+                false
+            }
+        };
+        self.monitor
+            .micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        if refit && self.config.settings.recall.calibrate && v.l1.is_trained() {
+            self.refit_from_queries();
+        }
+    }
+
+    /// The recall part of [`Collection::stats`].
+    pub(crate) fn recall_stats(&self) -> RecallStats {
+        let cal = self.calibration();
+        let st = self.monitor.inner.lock();
+        let (measured, ci) = if st.recalls.is_empty() {
+            (None, None)
+        } else {
+            let (m, h) = mean_ci(&st.recalls);
+            (Some(m), Some(h))
+        };
+        RecallStats {
+            target: self.config.settings.search.recall_target,
+            calibrated: cal.is_some(),
+            calibration: cal.map(|c| (*c).clone()),
+            calibrations: self.counters.calibrations.load(Ordering::Relaxed),
+            calibration_ms: self.counters.calibration_micros.load(Ordering::Relaxed) as f64 / 1e3,
+            monitored: st.samples,
+            monitor_ms: self.monitor.micros.load(Ordering::Relaxed) as f64 / 1e3,
+            window: st.window.len(),
+            measured,
+            ci_low: measured.zip(ci).map(|(m, h)| (m - h).max(0.0)),
+            ci_high: measured.zip(ci).map(|(m, h)| (m + h).min(1.0)),
+            monitored_target: (st.samples > 0).then_some(st.target),
+            refits_from_queries: st.refits,
+            real_queries: st.real.len(),
+        }
+    }
+}
+
+/// The ids of `truth` (nearest first) within its `k`-th distance, ties included.
+fn within_kth(truth: &[(u64, f32)], k: usize) -> HashSet<u64> {
+    let Some(kth) = k.checked_sub(1).and_then(|i| truth.get(i)).map(|x| x.1) else {
+        return truth.iter().map(|x| x.0).collect();
+    };
+    let limit = kth + kth.abs() * 1e-6 + 1e-12;
+    truth.iter().filter(|x| x.1 <= limit).map(|x| x.0).collect()
+}
+
+fn worker_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// `f(0..n)` on every core, results in order.
+fn parallel_map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let per = n.div_ceil(worker_threads()).max(1);
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .step_by(per)
+            .map(|start| s.spawn(move || (start..(start + per).min(n)).map(f).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("calibration thread"))
+            .collect()
+    })
+}
