@@ -113,14 +113,14 @@ impl Backend for Database {
     fn search(&self, name: &str, query: &[f32], o: &SearchOpts) -> Result<Vec<Hit>> {
         let coll = self.collection(name)?;
         let mut p = coll.search_params(o.k);
-        p.nprobe = o.nprobe;
-        p.recall_target = o.recall_target;
-        if let Some(c) = o.target_confidence {
-            p.target_confidence = c;
+        drift_engine::SearchOverrides {
+            nprobe: o.nprobe,
+            recall_target: o.recall_target,
+            target_confidence: o.target_confidence,
+            rerank: o.rerank,
+            ..Default::default()
         }
-        if let Some(r) = o.rerank {
-            p.rerank = r;
-        }
+        .apply(&mut p);
         p.with_payload = o.with_payload;
         p.validate()?;
         Ok(coll.search(query, &p)?)

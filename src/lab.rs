@@ -28,6 +28,31 @@ pub enum LabCmd {
     /// Write a clustered data set (base vectors in cluster order, and queries) as .fbin
     /// files, for the clustered runbooks.
     Generate(GenerateArgs),
+    /// Write a topic stream from real vectors: the rows grouped into topics (k-means), in
+    /// topic order, with a runbook that inserts one topic at a time and deletes half of old
+    /// topics (base.fbin, queries.fbin, runbook.yaml).
+    Topics(TopicsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TopicsArgs {
+    /// Output folder.
+    pub out: PathBuf,
+    /// Base vectors (`FILE@START..END` for a row range).
+    #[arg(long)]
+    pub base: PathBuf,
+    /// Query vectors.
+    #[arg(long)]
+    pub queries: PathBuf,
+    /// Topics.
+    #[arg(long, default_value_t = 16)]
+    pub topics: usize,
+    /// Data set key in the runbook.
+    #[arg(long, default_value = "topics")]
+    pub name: String,
+    /// k-means seed.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
 }
 
 /// How the index under test is driven (command-line spelling of [`drift_lab::scenario::Via`]).
@@ -61,10 +86,16 @@ pub struct RunArgs {
     /// Kafka bootstrap servers for --via kafka (default: an embedded mock cluster).
     #[arg(long)]
     pub brokers: Option<String>,
+    /// Recall target of the index under test's searches for the whole run.
+    #[arg(long)]
+    pub recall_target: Option<f32>,
 }
 
 #[derive(Debug, Args)]
 pub struct RunbookArgs {
+    /// Recall target of the index under test's searches for the whole run.
+    #[arg(long)]
+    pub recall_target: Option<f32>,
     /// Runbook file (the streaming track's YAML).
     pub runbook: PathBuf,
     /// Data set key in the runbook.
@@ -134,7 +165,11 @@ pub fn run(cmd: LabCmd) -> Result<()> {
             let out = a
                 .out
                 .unwrap_or_else(|| PathBuf::from("results").join(&s.name));
-            let cfg = RunConfig::from_scenario(&s, &out)?;
+            let mut cfg = RunConfig::from_scenario(&s, &out)?;
+            if let Some(r) = a.recall_target {
+                cfg.engine.search.recall_target = Some(r);
+                cfg.engine.validate()?;
+            }
             let mut driver = ScenarioDriver::new(&s)?;
             let via = a.via.map(Via::from).unwrap_or(s.run.via);
             replay(&mut driver, &cfg, via, a.brokers.as_deref())
@@ -157,6 +192,10 @@ pub fn run(cmd: LabCmd) -> Result<()> {
                 None => IndexSettings::default(),
             };
             engine.maintenance.background = false;
+            if let Some(r) = a.recall_target {
+                engine.search.recall_target = Some(r);
+                engine.validate()?;
+            }
             let baselines = a
                 .baselines
                 .iter()
@@ -188,6 +227,21 @@ pub fn run(cmd: LabCmd) -> Result<()> {
             replay(&mut driver, &cfg, a.via.into(), a.brokers.as_deref())
         }
         LabCmd::Generate(a) => generate(&a),
+        LabCmd::Topics(a) => {
+            let t =
+                drift_lab::topics::write(&a.base, &a.queries, a.topics, a.seed, &a.name, &a.out)?;
+            println!(
+                "wrote {}/base.fbin ({} rows x {} in {} topics: {:?}), queries.fbin ({}) and runbook.yaml (data set {})",
+                a.out.display(),
+                t.sizes.iter().sum::<usize>(),
+                t.dim,
+                t.sizes.len(),
+                t.sizes,
+                t.queries,
+                a.name
+            );
+            Ok(())
+        }
     }
 }
 

@@ -471,6 +471,80 @@ impl SearchDefaults {
     }
 }
 
+/// Options one search may change; `None` keeps the collection's default. The one place
+/// that decides how they combine: an explicit `nprobe` wins over everything, and the
+/// bucket-score options (`target_confidence`, `lambda`, `tau`, `scoring`) given without a
+/// `recall_target` switch the search from the recall target (the default mode) to the
+/// bucket-score confidence they tune.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchOverrides {
+    /// Probe exactly this many buckets.
+    pub nprobe: Option<usize>,
+    /// Scan until the calibrated recall estimate reaches this.
+    pub recall_target: Option<f32>,
+    /// Bucket-score mass to cover (expert).
+    pub target_confidence: Option<f32>,
+    /// Geometric sharpness of the bucket score (expert).
+    pub lambda: Option<f32>,
+    /// Density scale of the reliability factor (expert).
+    pub tau: Option<f32>,
+    /// Density term of the bucket score (expert).
+    pub scoring: Option<Scoring>,
+    /// Re-rank factor.
+    pub rerank: Option<usize>,
+    /// Fewest buckets probed.
+    pub min_probes: Option<usize>,
+    /// Most buckets probed.
+    pub max_probes: Option<usize>,
+    /// HNSW candidate list size in frozen memtables.
+    pub ef_search: Option<usize>,
+    /// Hard budget of codes scanned.
+    pub max_codes: Option<usize>,
+}
+
+impl SearchOverrides {
+    /// Applies the set options to `p` (see the type's rules); validate `p` afterwards.
+    pub fn apply(&self, p: &mut SearchParams) {
+        let confidence_mode = self.target_confidence.is_some()
+            || self.lambda.is_some()
+            || self.tau.is_some()
+            || self.scoring.is_some();
+        if confidence_mode && self.recall_target.is_none() {
+            p.recall_target = None;
+        }
+        if let Some(r) = self.recall_target {
+            p.recall_target = Some(r);
+        }
+        if self.nprobe.is_some() {
+            p.nprobe = self.nprobe;
+        }
+        let set = |dst: &mut f32, v: Option<f32>| {
+            if let Some(v) = v {
+                *dst = v;
+            }
+        };
+        set(&mut p.target_confidence, self.target_confidence);
+        set(&mut p.lambda, self.lambda);
+        set(&mut p.tau, self.tau);
+        let set = |dst: &mut usize, v: Option<usize>| {
+            if let Some(v) = v {
+                *dst = v;
+            }
+        };
+        set(&mut p.rerank, self.rerank);
+        set(&mut p.min_probes, self.min_probes);
+        set(&mut p.max_probes, self.max_probes);
+        set(&mut p.ef_search, self.ef_search);
+        if let Some(s) = self.scoring {
+            p.scoring = s;
+        }
+        if self.max_codes.is_some() {
+            p.max_codes = self.max_codes;
+        }
+    }
+}
+
 /// Largest `k` a single search may ask for.
 pub const MAX_K: usize = 10_000;
 

@@ -37,8 +37,8 @@ pub mod wal;
 pub use api::{Hit, Record, VectorRead, VectorWrite, Write};
 pub use collection::{Backlog, Collection, CollectionStats, FlushReport, TrainReport};
 pub use config::{
-    AdcKernel, CollectionConfig, IndexSettings, MaintenanceSettings, Metric, PolicyKind, Scoring,
-    SearchDefaults, SearchParams, StorageSettings,
+    AdcKernel, CollectionConfig, IndexSettings, MaintenanceSettings, Metric, PolicyKind,
+    RecallSettings, Scoring, SearchDefaults, SearchOverrides, SearchParams, StorageSettings,
 };
 pub use db::Database;
 pub use error::{Error, Result};

@@ -185,17 +185,15 @@ pub fn run(db: &Database, name: &str, cfg: &DemoConfig, progress: Progress) -> R
     let dist = Distance::for_metric(cfg.metric);
 
     let mut params = coll.search_params(cfg.k);
-    params.nprobe = cfg.nprobe;
-    if let Some(r) = cfg.rerank {
-        params.rerank = r;
+    drift_engine::SearchOverrides {
+        nprobe: cfg.nprobe,
+        rerank: cfg.rerank,
+        lambda: cfg.lambda,
+        target_confidence: cfg.target_confidence,
+        recall_target: cfg.recall_target,
+        ..Default::default()
     }
-    if let Some(l) = cfg.lambda {
-        params.lambda = l;
-    }
-    if let Some(c) = cfg.target_confidence {
-        params.target_confidence = c;
-    }
-    params.recall_target = cfg.recall_target;
+    .apply(&mut params);
     let measure = |phase: &str| -> Result<(f64, Histogram<u64>, f64)> {
         let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
             .map_err(|e| LabError::Invalid(e.to_string()))?;

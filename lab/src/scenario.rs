@@ -326,35 +326,21 @@ pub struct SearchOverride {
 }
 
 impl SearchOverride {
-    /// Applies the set options to `p`.
+    /// Applies the set options to `p` (the engine's [`drift_engine::SearchOverrides`] rules).
     pub fn apply(&self, p: &mut SearchParams) {
-        if let Some(n) = self.nprobe {
-            p.nprobe = Some(n.0);
+        drift_engine::SearchOverrides {
+            nprobe: self.nprobe.map(|n| n.0),
+            recall_target: self.recall_target.map(|r| r.0 as f32),
+            target_confidence: self.target_confidence.map(|c| c.0 as f32),
+            lambda: self.lambda.map(|l| l.0 as f32),
+            tau: self.tau.map(|t| t.0 as f32),
+            scoring: self.scoring,
+            rerank: self.rerank,
+            min_probes: self.min_probes.map(|m| m.0),
+            max_probes: self.max_probes.map(|m| m.0),
+            ..Default::default()
         }
-        if let Some(c) = self.target_confidence {
-            p.target_confidence = c.0 as f32;
-        }
-        if let Some(r) = self.recall_target {
-            p.recall_target = Some(r.0 as f32);
-        }
-        if let Some(l) = self.lambda {
-            p.lambda = l.0 as f32;
-        }
-        if let Some(t) = self.tau {
-            p.tau = t.0 as f32;
-        }
-        if let Some(r) = self.rerank {
-            p.rerank = r;
-        }
-        if let Some(m) = self.min_probes {
-            p.min_probes = m.0;
-        }
-        if let Some(m) = self.max_probes {
-            p.max_probes = m.0;
-        }
-        if let Some(s) = self.scoring {
-            p.scoring = s;
-        }
+        .apply(p);
     }
 
     /// `key=value` pairs of the set options (for names and SQL option strings).

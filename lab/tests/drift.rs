@@ -168,7 +168,7 @@ fn maintenance_keeps_recall_under_drift_at_the_same_scan_budget() {
 }
 
 #[test]
-fn recall_target_lands_just_above_the_target() {
+fn recall_target_lands_within_its_window() {
     for target in [0.9f32, 0.95] {
         let r = run(PolicyKind::Drift, &|p| {
             let mut p = p.clone();
@@ -181,8 +181,9 @@ fn recall_target_lands_just_above_the_target() {
             fmt(&r.recalls),
             fmt(&r.buckets_per_query)
         );
+        // The window every data set must keep (issue: calibrated recall targets).
         assert!(
-            mean >= target as f64 && mean <= target as f64 + 0.02,
+            mean >= target as f64 - 0.01 && mean <= target as f64 + 0.04,
             "target {target}: mean recall {mean:.4}"
         );
     }

@@ -226,21 +226,16 @@ impl Drift for DriftService {
         let hits = self
             .with(&r.collection, move |c| {
                 let mut p = c.search_params(r.k as usize);
-                p.k = r.k as usize;
-                p.nprobe = r.nprobe.map(|n| n as usize);
-                if let Some(x) = r.target_confidence {
-                    p.target_confidence = x;
+                drift_engine::SearchOverrides {
+                    nprobe: r.nprobe.map(|n| n as usize),
+                    recall_target: r.recall_target,
+                    target_confidence: r.target_confidence,
+                    lambda: r.lambda,
+                    tau: r.tau,
+                    rerank: r.rerank.map(|x| x as usize),
+                    ..Default::default()
                 }
-                if let Some(x) = r.lambda {
-                    p.lambda = x;
-                }
-                if let Some(x) = r.tau {
-                    p.tau = x;
-                }
-                p.recall_target = r.recall_target;
-                if let Some(x) = r.rerank {
-                    p.rerank = x as usize;
-                }
+                .apply(&mut p);
                 p.with_payload = r.with_payload;
                 p.with_vector = r.with_vector;
                 p.validate()?;

@@ -64,33 +64,24 @@ impl ConfigExtension for DriftOptions {
 impl DriftOptions {
     /// Applies these options to `params`; fails on an unknown scoring name.
     pub fn apply(&self, params: &mut SearchParams) -> Result<()> {
-        if self.nprobe > 0 {
-            params.nprobe = Some(self.nprobe);
+        let scoring = match &self.scoring {
+            Some(name) => Some(Scoring::parse(name).map_err(engine_err)?),
+            None => None,
+        };
+        drift_engine::SearchOverrides {
+            nprobe: (self.nprobe > 0).then_some(self.nprobe),
+            recall_target: (self.recall_target > 0.0).then_some(self.recall_target as f32),
+            target_confidence: (self.target_confidence > 0.0)
+                .then_some(self.target_confidence as f32),
+            lambda: self.lambda.map(|l| l as f32),
+            tau: self.tau.map(|t| t as f32),
+            scoring,
+            rerank: self.rerank,
+            min_probes: self.min_probes,
+            max_probes: self.max_probes,
+            ..Default::default()
         }
-        if self.recall_target > 0.0 {
-            params.recall_target = Some(self.recall_target as f32);
-        }
-        if self.target_confidence > 0.0 {
-            params.target_confidence = self.target_confidence as f32;
-        }
-        if let Some(r) = self.rerank {
-            params.rerank = r;
-        }
-        if let Some(l) = self.lambda {
-            params.lambda = l as f32;
-        }
-        if let Some(t) = self.tau {
-            params.tau = t as f32;
-        }
-        if let Some(m) = self.min_probes {
-            params.min_probes = m;
-        }
-        if let Some(m) = self.max_probes {
-            params.max_probes = m;
-        }
-        if let Some(name) = &self.scoring {
-            params.scoring = Scoring::parse(name).map_err(engine_err)?;
-        }
+        .apply(params);
         Ok(())
     }
 
