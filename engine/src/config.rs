@@ -302,6 +302,9 @@ pub struct MaintenanceSettings {
     pub compact_ratio: f32,
     /// Neighbouring buckets checked for defectors after a split.
     pub reassign_neighbours: usize,
+    /// A neighbour gives up its defectors (and is rewritten) only when they are at least
+    /// this share of its rows; 0 moves every defector.
+    pub reassign_min_share: f32,
     /// Vectors one pass may write (moved, split or compacted); at least one action runs.
     pub budget: usize,
 }
@@ -319,6 +322,7 @@ impl Default for MaintenanceSettings {
             eps: 1.0,
             compact_ratio: 0.25,
             reassign_neighbours: 8,
+            reassign_min_share: 0.2,
             budget: 16_384,
         }
     }
@@ -336,6 +340,7 @@ impl MaintenanceSettings {
             ("beta", self.beta),
             ("eps", self.eps),
             ("compact_ratio", self.compact_ratio),
+            ("reassign_min_share", self.reassign_min_share),
         ];
         for (name, v) in finite {
             if !(v.is_finite() && v >= 0.0) {

@@ -43,6 +43,12 @@ pub struct SystemSummary {
     pub reassigned: Option<u64>,
     /// Rows rewritten by maintenance in all.
     pub rewritten: Option<u64>,
+    /// Rows rewritten by maintenance per row inserted.
+    #[serde(default)]
+    pub rewritten_per_insert: Option<f64>,
+    /// The engine's recall monitor at the end: mean recall@k of its exact re-runs.
+    #[serde(default)]
+    pub monitored_recall: Option<f64>,
     /// Seconds spent in write steps (writes, flushes, healing).
     pub write_secs: f64,
 }
@@ -109,6 +115,9 @@ pub fn summarize(out: &RunOutcome) -> Summary {
                 merges: last.and_then(|r| r.merges),
                 reassigned: last.and_then(|r| r.reassigned),
                 rewritten: last.and_then(|r| r.rewritten),
+                rewritten_per_insert: last
+                    .and_then(|r| r.rewritten.map(|w| w as f64 / r.inserted.max(1) as f64)),
+                monitored_recall: rows.iter().rev().find_map(|r| r.monitored_recall),
                 write_secs: rows
                     .iter()
                     .filter(|r| matches!(r.op.as_str(), "insert" | "delete" | "replace"))
@@ -147,11 +156,11 @@ pub fn write_csv(out: &RunOutcome, path: &Path) -> Result<()> {
     let mut f =
         std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| LabError::io(path, e))?);
     let mut text = String::from(
-        "step,op,system,path,live,time,recall,queries,qps,p50_us,p95_us,p99_us,buckets,splits,merges,reassigned,rewritten,buckets_per_query,codes_per_query,secs,detail\n",
+        "step,op,system,path,live,time,recall,queries,qps,p50_us,p95_us,p99_us,buckets,splits,merges,reassigned,rewritten,buckets_per_query,codes_per_query,secs,inserted,monitored_recall,detail\n",
     );
     for r in &out.records {
         text.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.4},\"{}\"\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.4},{},{},\"{}\"\n",
             r.step,
             r.op,
             r.system,
@@ -172,6 +181,8 @@ pub fn write_csv(out: &RunOutcome, path: &Path) -> Result<()> {
             optf(r.buckets_per_query, 2),
             optf(r.codes_per_query, 0),
             r.secs,
+            r.inserted,
+            optf(r.monitored_recall, 4),
             r.detail.replace('"', "'"),
         ));
     }
@@ -205,11 +216,12 @@ pub fn table(s: &Summary) -> String {
         s.name, s.via, s.k, s.steps, s.search_steps, s.secs
     );
     t.push_str(&format!(
-        "{:<22} {:>7} {:>7} {:>7} {:>9} {:>8} {:>9} {:>7} {:>8} {:>7} {:>7} {:>7} {:>9}\n",
+        "{:<22} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>9} {:>7} {:>8} {:>7} {:>7} {:>7} {:>9} {:>8}\n",
         "system",
         "recall",
         "min",
         "final",
+        "monitor",
         "qps",
         "p50 us",
         "p99 max",
@@ -218,15 +230,17 @@ pub fn table(s: &Summary) -> String {
         "buckets",
         "splits",
         "merges",
-        "moved"
+        "moved",
+        "rewr/ins"
     ));
     for x in &s.systems {
         t.push_str(&format!(
-            "{:<22} {:>7.4} {:>7.4} {:>7.4} {:>9.0} {:>8.1} {:>9.1} {:>7} {:>8} {:>7} {:>7} {:>7} {:>9}\n",
+            "{:<22} {:>7.4} {:>7.4} {:>7.4} {:>8} {:>9.0} {:>8.1} {:>9.1} {:>7} {:>8} {:>7} {:>7} {:>7} {:>9} {:>8}\n",
             x.system,
             x.mean_recall,
             x.min_recall,
             x.final_recall,
+            optf(x.monitored_recall, 4),
             x.mean_qps,
             x.p50_us,
             x.max_p99_us,
@@ -236,6 +250,7 @@ pub fn table(s: &Summary) -> String {
             opt(x.splits),
             opt(x.merges),
             opt(x.reassigned),
+            optf(x.rewritten_per_insert, 2),
         ));
     }
     t

@@ -128,6 +128,13 @@ pub struct StepRecord {
     pub buckets_per_query: Option<f64>,
     /// SQ8 codes scanned per query in this step.
     pub codes_per_query: Option<f64>,
+    /// Rows inserted (upserted) so far.
+    #[serde(default)]
+    pub inserted: u64,
+    /// The engine's live recall monitor: mean recall@k of its exact re-runs so far in its
+    /// current window (index systems).
+    #[serde(default)]
+    pub monitored_recall: Option<f64>,
 }
 
 /// What one step does, with the data it needs.
@@ -342,8 +349,15 @@ pub fn run(
     let mut records = Vec::new();
     let dist = Distance::for_metric(cfg.metric);
     let total = driver.len();
+    let mut inserted = 0u64;
     for i in 0..total {
         let action = driver.action(i, &live)?;
+        if let Action::Write { writes, .. } = &action {
+            inserted += writes
+                .iter()
+                .filter(|w| matches!(w, Write::Upsert(_)))
+                .count() as u64;
+        }
         let (op, detail) = describe(&action);
         let time = driver.time();
         let mut rows: Vec<StepRecord> = Vec::new();
@@ -369,6 +383,8 @@ pub fn run(
             rewritten: None,
             buckets_per_query: None,
             codes_per_query: None,
+            inserted,
+            monitored_recall: None,
         };
         match action {
             Action::Write { writes, .. } => {
@@ -516,6 +532,7 @@ fn fill_stats(row: &mut StepRecord, st: &CollectionStats) {
     row.merges = Some(st.merges);
     row.reassigned = Some(st.reassigned);
     row.rewritten = Some(st.maintenance_written);
+    row.monitored_recall = st.recall.measured;
 }
 
 fn describe(a: &Action) -> (&'static str, String) {

@@ -171,6 +171,50 @@ impl Metrics {
             }
         }
 
+        // Recall: the target, and the live monitor's measured mean with its 95% interval
+        // (only for collections whose monitor has measured something).
+        type RecallValue = fn(&drift_engine::collection::RecallStats) -> Option<f64>;
+        let recall: [(&str, &str, RecallValue); 5] = [
+            (
+                "drift_recall_target",
+                "Default recall@k target of searches.",
+                |r| r.target.map(f64::from),
+            ),
+            (
+                "drift_recall_measured",
+                "Recall@k of monitored searches (exact re-runs), window mean.",
+                |r| r.measured,
+            ),
+            (
+                "drift_recall_ci_low",
+                "Lower end of the measured recall's 95% interval.",
+                |r| r.ci_low,
+            ),
+            (
+                "drift_recall_ci_high",
+                "Upper end of the measured recall's 95% interval.",
+                |r| r.ci_high,
+            ),
+            (
+                "drift_recall_refits_total",
+                "Calibration refits from monitored queries (recall left its band).",
+                |r| Some(r.refits_from_queries as f64),
+            ),
+        ];
+        for (name, help, value) in recall {
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            w(header(name, kind, help));
+            for (coll, s) in &stats {
+                if let Some(v) = value(&s.recall) {
+                    w(format!("{name}{{collection=\"{coll}\"}} {v}\n"));
+                }
+            }
+        }
+
         let sinks: Vec<_> = self.sinks.lock().iter().map(|s| s.snapshot()).collect();
         for (name, help, value) in [
             (

@@ -107,6 +107,7 @@ impl Collection {
             is_current: &is_current,
             min_child: view.merge_below() + 1,
             neighbours: settings.reassign_neighbours,
+            reassign_min_share: settings.reassign_min_share,
         };
         let mut shape = self.reshape(&v.l1);
         let mut spent = 0usize;

@@ -42,6 +42,9 @@ const MIN_JUDGED: usize = 32;
 const MIN_REAL: usize = 64;
 /// Most real queries kept for refits (the newest).
 const MAX_REAL: usize = 512;
+/// Sampling share while the window holds fewer than [`MIN_JUDGED`] searches (after open and
+/// after each refit), so that a fresh calibration is judged quickly; the CPU cap still holds.
+const EAGER_RATE: f64 = 0.1;
 /// CPU the monitor may spend ahead of its share (a burst), microseconds.
 const BURST_MICROS: f64 = 200_000.0;
 
@@ -130,7 +133,12 @@ impl Monitor {
     /// Whether to sample this search: a `rate` share of searches, while the monitor's CPU
     /// stays within `cpu` of one core since open.
     fn admit(&self, rate: f64, cpu: f64) -> bool {
-        if rate <= 0.0 || cpu <= 0.0 || rand::random::<f64>() >= rate {
+        if rate <= 0.0 || cpu <= 0.0 {
+            return false;
+        }
+        let eager = self.inner.lock().window.len() < MIN_JUDGED;
+        let rate = if eager { rate.max(EAGER_RATE) } else { rate };
+        if rand::random::<f64>() >= rate {
             return false;
         }
         let allowed = self.started.elapsed().as_micros() as f64 * cpu + BURST_MICROS;
@@ -169,7 +177,8 @@ impl Monitor {
         mean + half < 0.0 || mean - half > slack
     }
 
-    /// Starts a new window (after a refit, so that it measures the new calibration only).
+    /// Starts a new window (after a refit, so that it measures the new calibration only);
+    /// `refit` counts a refit the monitor asked for.
     fn restart(&self, refit: bool) {
         let mut s = self.inner.lock();
         s.window.clear();
@@ -177,11 +186,6 @@ impl Monitor {
         if refit {
             s.refits += 1;
         }
-    }
-
-    /// Forgets kept queries (their answers no longer hold after the layer changed a lot).
-    fn forget(&self) {
-        self.inner.lock().real.clear();
     }
 }
 
@@ -213,9 +217,54 @@ impl Collection {
         self.check_open()?;
         let started = Instant::now();
         let (snap, v) = self.snapshot();
-        let fitted = self.fit_calibration(snap, &v)?;
-        self.monitor.forget();
+        let fitted = match self.fit_from_real(snap, &v)? {
+            Some(c) => Some(c),
+            None => self.fit_calibration(snap, &v)?,
+        };
+        self.monitor.restart(false);
         Ok(fitted.map(|c| self.install_calibration(c, started)))
+    }
+
+    /// A fit from the queries the monitor kept, with their exact answers recomputed on this
+    /// snapshot; `None` when too few are kept.
+    fn fit_from_real(&self, snap: u64, v: &Version) -> Result<Option<Calibration>> {
+        let dim = self.config.dim;
+        let queries: Vec<f32> = {
+            let st = self.monitor.inner.lock();
+            if st.real.len() < MIN_REAL {
+                return Ok(None);
+            }
+            st.real
+                .iter()
+                .flat_map(|r| r.query.iter().copied())
+                .collect()
+        };
+        let nq = queries.len() / dim;
+        let k = CALIBRATION_K;
+        let truth = self.exact_many(v, snap, &queries, &vec![u64::MAX; nq], k)?;
+        let visible = |id: u64, seq: u64| self.idmap.visible(id, seq, snap);
+        let params = self.calibration_params();
+        let l1 = &v.l1;
+        let traces: Vec<_> = parallel_map(nq, |i| {
+            let q = &queries[i * dim..(i + 1) * dim];
+            l1.trace(q, &params, &within_kth(&truth[i], k), u64::MAX, &visible)
+        });
+        // The kept answers are now current again.
+        {
+            let mut st = self.monitor.inner.lock();
+            for (r, t) in st.real.iter_mut().zip(&truth) {
+                r.truth = within_kth(t, k);
+            }
+        }
+        let rows: usize = l1.buckets().iter().map(|b| b.live_rows()).sum();
+        let mut c = Calibration::fit(
+            &traces,
+            self.config.settings.recall.margin,
+            rows,
+            l1.buckets().len(),
+        );
+        c.source = "queries".into();
+        Ok(Some(c))
     }
 
     /// Refits the calibration from the queries the monitor kept (the real workload).

@@ -32,6 +32,10 @@ pub struct OpContext<'a> {
     pub min_child: usize,
     /// Neighbouring buckets checked for defectors after a split.
     pub neighbours: usize,
+    /// A neighbour is rebuilt to give up its defectors only when they are at least this
+    /// share of its rows (rebuilding rewrites all of them; a few rows a little off their
+    /// nearest centroid cost less recall than the rewrite costs I/O).
+    pub reassign_min_share: f32,
 }
 
 /// Splits bucket `id` in two by local 2-means, then reassigns defectors: rows of the split
@@ -99,24 +103,32 @@ pub fn split(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Result<Option<OpO
     let mut rebuilt = Vec::new();
     let mut removed = vec![id];
     for n in &neighbours {
-        let mut stay = MemBuffer::default();
-        let mut left = 0;
         let current = n.current_rows(ctx.is_current)?;
-        for i in 0..current.len() {
-            let v = current.vector(i, dim);
-            let own = dist.eval(v, &n.centroid);
-            let (c, d) = nearest_of(dist, v, &children);
-            if d < own {
-                left += 1;
-                kept[c].push_from(&current, i, dim);
-            } else {
-                stay.push_from(&current, i, dim);
-            }
-        }
-        if left == 0 {
+        let moves: Vec<(usize, usize)> = (0..current.len())
+            .filter_map(|i| {
+                let v = current.vector(i, dim);
+                let (c, d) = nearest_of(dist, v, &children);
+                (d < dist.eval(v, &n.centroid)).then_some((i, c))
+            })
+            .collect();
+        // Not worth a rewrite of the whole neighbour: its defectors stay where they are
+        // (rows it gained from the split bucket are appended below).
+        if moves.is_empty() || (moves.len() as f32) < ctx.reassign_min_share * current.len() as f32
+        {
             continue;
         }
-        out.moved += left;
+        let mut stay = MemBuffer::default();
+        let mut next = moves.iter().peekable();
+        for i in 0..current.len() {
+            match next.peek() {
+                Some(&&(j, c)) if j == i => {
+                    kept[c].push_from(&current, i, dim);
+                    next.next();
+                }
+                _ => stay.push_from(&current, i, dim),
+            }
+        }
+        out.moved += moves.len();
         out.dropped_stale += n.rows() - current.len();
         if let Some(g) = gained.remove(&n.id) {
             stay.extend_from(g);

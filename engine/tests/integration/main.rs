@@ -8,6 +8,7 @@ mod durability;
 mod failpoints;
 mod fixtures;
 mod maintenance;
+mod recall;
 mod remote;
 
 use drift_engine::{CollectionConfig, Database, Metric, Record};
