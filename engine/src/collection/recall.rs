@@ -476,7 +476,13 @@ impl Collection {
         }
         for bucket in v.l1.buckets() {
             for chunk in &bucket.chunks {
-                let vectors = chunk.vectors()?;
+                // The monitor comes back for every sample: it keeps blocks in the cache; a
+                // calibration reads each row once and does not.
+                let vectors = if nq == 1 {
+                    chunk.vectors_cached()?
+                } else {
+                    chunk.vectors()?
+                };
                 feed(&chunk.ids, &chunk.seqs, &vectors, &mut tops);
             }
         }

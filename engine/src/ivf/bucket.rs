@@ -116,9 +116,14 @@ impl Chunk {
         self.cold.row(r)
     }
 
-    /// Exact vectors of every row (row-major).
+    /// Exact vectors of every row (row-major); blocks read are not cached.
     pub fn vectors(&self) -> Result<Arc<[f32]>> {
         self.cold.all()
+    }
+
+    /// [`Chunk::vectors`], keeping the blocks read in the block cache.
+    pub fn vectors_cached(&self) -> Result<Arc<[f32]>> {
+        self.cold.all_with(true)
     }
 }
 

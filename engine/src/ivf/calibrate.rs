@@ -49,17 +49,19 @@ pub struct Trace {
 
 impl Trace {
     /// Buckets scanned and recall reached when stopping by `target` with stretch `alpha`.
+    /// The trace ends where every true neighbour was found: a stop at or past that point
+    /// reaches full recall (and the bucket count returned is that point).
     pub fn stop(&self, target: f32, alpha: f32) -> (usize, f32) {
         let m = self.rho.len();
+        if m == 0 {
+            return (0, 1.0);
+        }
         let mut j = m;
         for s in 1..m {
             if self.plan.estimate(s, alpha * self.rho[s - 1]) >= target {
                 j = s;
                 break;
             }
-        }
-        if m == 0 {
-            return (0, 1.0);
         }
         (j, self.found[j - 1] as f32 / self.k as f32)
     }
@@ -109,9 +111,16 @@ impl L1 {
                 kth.push(c.dist, ());
             }
             rho.push(kth.threshold().max(0.0).sqrt());
-            let mut hits = best.iter().filter(|s| truth.contains(&s.item)).count();
-            hits = hits.min(k);
+            let hits = best
+                .iter()
+                .filter(|s| truth.contains(&s.item))
+                .count()
+                .min(k);
             found.push(hits as u16);
+            // Nothing after full recall changes a stop's recall: the trace ends here.
+            if hits >= k.min(truth.len()) {
+                break;
+            }
         }
         Trace {
             plan,

@@ -243,6 +243,21 @@ impl BlockCache {
         Ok(block)
     }
 
+    /// The cached block, or the one `load` produces, which is not cached: for bulk reads
+    /// (calibration, rebuilds, scans) that would only push the search working set out.
+    pub fn get_or_read<E>(
+        &self,
+        key: BlockKey,
+        load: impl FnOnce() -> Result<Vec<f32>, E>,
+    ) -> Result<Arc<[f32]>, E> {
+        if let Some(v) = self.inner.lock().0.get(&key).cloned() {
+            self.counters.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(v);
+        }
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        Ok(load()?.into())
+    }
+
     /// Bytes of decoded vectors held.
     pub fn bytes(&self) -> u64 {
         self.inner.lock().1.bytes()

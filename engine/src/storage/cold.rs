@@ -42,10 +42,11 @@ impl StoredCold {
         crate::storage::manifest::segment_name(self.segment)
     }
 
-    /// Decoded block `b` (from the cache, or read, checked and decoded).
-    fn block(&self, b: usize, rows: u32, dim: usize) -> Result<Arc<[f32]>> {
+    /// Decoded block `b` (from the cache, or read, checked and decoded; cached when
+    /// `keep`).
+    fn block(&self, b: usize, rows: u32, dim: usize, keep: bool) -> Result<Arc<[f32]>> {
         let key = (self.segment, self.chunk, b as u32);
-        self.source.blocks.get_or_load(key, || {
+        let load = || {
             let name = self.name();
             let store = &self.source.store;
             let block = self.layout.blocks.get(b).ok_or_else(|| {
@@ -57,7 +58,12 @@ impl StoredCold {
             segment::decode_block(&raw, block, b, &self.layout, rows, dim, &mut out)
                 .map_err(|e| Error::corrupt(store.path_of(&name), e.offset, e.reason))?;
             Ok(out)
-        })
+        };
+        if keep {
+            self.source.blocks.get_or_load(key, load)
+        } else {
+            self.source.blocks.get_or_read(key, load)
+        }
     }
 }
 
@@ -147,14 +153,21 @@ impl ColdVectors {
         })?;
         let per = s.layout.block_rows as usize;
         Ok(RowVec {
-            block: s.block(r / per, self.rows, self.dim)?,
+            block: s.block(r / per, self.rows, self.dim, true)?,
             start: (r % per) * self.dim,
             dim: self.dim,
         })
     }
 
-    /// Every row's vector, row-major.
+    /// Every row's vector, row-major. Blocks read for this are not cached (bulk readers:
+    /// calibration, rebuilds, scans).
     pub fn all(&self) -> Result<Arc<[f32]>> {
+        self.all_with(false)
+    }
+
+    /// Every row's vector, row-major, keeping the blocks read in the cache when `keep`
+    /// (readers that come back: the recall monitor).
+    pub fn all_with(&self, keep: bool) -> Result<Arc<[f32]>> {
         if let Some(all) = self.in_memory() {
             return Ok(all);
         }
@@ -163,7 +176,7 @@ impl ColdVectors {
         })?;
         let mut out = Vec::with_capacity(self.rows as usize * self.dim);
         for b in 0..s.layout.blocks.len() {
-            out.extend_from_slice(&s.block(b, self.rows, self.dim)?);
+            out.extend_from_slice(&s.block(b, self.rows, self.dim, keep)?);
         }
         Ok(out.into())
     }

@@ -1,0 +1,129 @@
+//! The peers (real faiss and hnswlib in the venv `scripts/peers.sh` installs) answer through
+//! the adapter, are scored by the same ground truth as Drift, and `drift bench`'s report puts
+//! them side by side. `scripts/test.sh` installs the venv and exports `DRIFT_PEER_PYTHON`;
+//! without it (a user's plain `cargo test`) these tests skip, with it they must pass.
+
+use std::path::Path;
+
+use drift_engine::{Database, Metric};
+use drift_lab::bench::{best_qps, run, BenchConfig, PeerSpec};
+use drift_lab::datasets::Clustered;
+use drift_lab::peer::{python, Peer, PeerKind};
+use drift_lab::vecfile::write_fbin;
+
+fn peers_present() -> bool {
+    if std::env::var_os("DRIFT_PEER_PYTHON").is_some() {
+        assert!(
+            python().exists(),
+            "DRIFT_PEER_PYTHON is set but {} does not exist",
+            python().display()
+        );
+        return true;
+    }
+    if python().exists() {
+        return true;
+    }
+    eprintln!(
+        "skipped: no peers venv at {} (scripts/peers.sh installs it)",
+        python().display()
+    );
+    false
+}
+
+fn data(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let gen = Clustered::new(32, 40, 11);
+    let (b, q) = (dir.join("base.fbin"), dir.join("q.fbin"));
+    write_fbin(&b, &gen.sample(6000, 0).vectors, 32).unwrap();
+    write_fbin(&q, &gen.sample(200, 1).vectors, 32).unwrap();
+    (b, q)
+}
+
+#[test]
+fn bench_scores_drift_and_the_peers_on_the_same_truth() {
+    if !peers_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (base, queries) = data(dir.path());
+    let db = Database::open(&dir.path().join("db")).unwrap();
+    let mut hnsw = PeerSpec::default_for(PeerKind::Hnswlib);
+    hnsw.knobs = vec![10, 64];
+    let mut sq8 = PeerSpec::default_for(PeerKind::FaissIvfSq8);
+    sq8.knobs = vec![1, 8, 64];
+    let cfg = BenchConfig {
+        base,
+        queries,
+        metric: Metric::L2,
+        k: 10,
+        targets: vec![0.9, 0.99],
+        nprobes: vec![2],
+        settings: None,
+        peers: vec![hnsw, sq8],
+        batch: 2000,
+        warmup: 0,
+    };
+    let r = run(&db, "b", &cfg, &|_, _, _| {}).unwrap();
+    let md = drift_lab::bench::markdown(&r, "test");
+    println!("{md}");
+    let point = |sys: &str, v: f64| {
+        r.points
+            .iter()
+            .find(|p| p.system == sys && p.value == v)
+            .unwrap_or_else(|| panic!("no {sys} point at {v}"))
+            .clone()
+    };
+    // Real libraries answering with the ids they were given: high recall where they should.
+    assert!(point("hnswlib", 64.0).recall >= 0.95, "{md}");
+    assert!(point("faiss_ivf_sq8", 64.0).recall >= 0.9, "{md}");
+    // More probing never loses recall; nprobe 1 of ~300 lists loses a lot.
+    assert!(point("faiss_ivf_sq8", 1.0).recall < point("faiss_ivf_sq8", 64.0).recall);
+    assert!(point("drift", 0.99).recall >= 0.98, "{md}");
+    for s in &r.systems {
+        assert!(s.build_s > 0.0 && s.index_bytes > 0, "{s:?}");
+    }
+    assert!(r.systems.iter().any(|s| s.versions.get("faiss").is_some()));
+    // Ratios come from the measured points.
+    let at95 = r
+        .ratios
+        .iter()
+        .find(|x| x.recall == 0.95 && x.peer == "hnswlib")
+        .unwrap();
+    assert_eq!(at95.drift_qps, best_qps(&r.points, "drift", 0.95));
+    assert_eq!(at95.peer_qps, best_qps(&r.points, "hnswlib", 0.95));
+}
+
+#[test]
+fn a_bad_request_is_named_and_the_peer_stays_usable() {
+    if !peers_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (base, queries) = data(dir.path());
+    let mut p = Peer::spawn(PeerKind::Hnswlib, 32, Metric::L2, &serde_json::json!({})).unwrap();
+    let err = p
+        .insert_rows(&dir.path().join("missing.fbin"), 0, 10)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("hnswlib") && err.contains("missing.fbin"),
+        "{err}"
+    );
+    p.insert_rows(&base, 0, 1000).unwrap();
+    p.delete(&[0, 1, 2]).unwrap();
+    let a = p.search(&queries, 0, 5, 10, 32).unwrap();
+    assert_eq!(a.ids.len(), 5);
+    assert!(
+        a.ids.iter().flatten().all(|&id| (3..1000).contains(&id)),
+        "{:?}",
+        a.ids
+    );
+    let wrong = Peer::spawn(
+        PeerKind::FaissIvfFlat,
+        16,
+        Metric::L2,
+        &serde_json::json!({}),
+    );
+    let mut wrong = wrong.unwrap();
+    let err = wrong.insert_rows(&base, 0, 100).unwrap_err().to_string();
+    assert!(err.contains("faiss_ivf_flat"), "{err}");
+}
