@@ -68,7 +68,7 @@ fn bench_scores_drift_and_the_peers_on_the_same_truth() {
     let point = |sys: &str, v: f64| {
         r.points
             .iter()
-            .find(|p| p.system == sys && p.value == v)
+            .find(|p| p.system == sys && (p.value - v).abs() < 1e-6)
             .unwrap_or_else(|| panic!("no {sys} point at {v}"))
             .clone()
     };
@@ -86,7 +86,7 @@ fn bench_scores_drift_and_the_peers_on_the_same_truth() {
     let at95 = r
         .ratios
         .iter()
-        .find(|x| x.recall == 0.95 && x.peer == "hnswlib")
+        .find(|x| (x.recall - 0.95).abs() < 1e-9 && x.peer == "hnswlib")
         .unwrap();
     assert_eq!(at95.drift_qps, best_qps(&r.points, "drift", 0.95));
     assert_eq!(at95.peer_qps, best_qps(&r.points, "hnswlib", 0.95));

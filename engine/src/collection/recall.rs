@@ -82,12 +82,20 @@ struct RealQuery {
     truth: HashSet<u64>,
 }
 
+/// Monitored searches of one target, newest last.
+#[derive(Debug, Default)]
+struct Window {
+    /// Measured recall minus target.
+    dev: VecDeque<f32>,
+    /// Measured recall.
+    recalls: VecDeque<f32>,
+}
+
 #[derive(Debug, Default)]
 struct MonitorState {
-    /// Measured recall minus target, per monitored search.
-    window: VecDeque<f32>,
-    /// Measured recall, per monitored search (same order).
-    recalls: VecDeque<f32>,
+    /// One window per recall target (by its bits): searches at different targets are judged
+    /// apart, so a surplus at one cannot hide a shortfall at another.
+    windows: std::collections::BTreeMap<u32, Window>,
     /// The newest monitored queries with their exact answers.
     real: VecDeque<RealQuery>,
     target: f32,
@@ -112,9 +120,9 @@ pub struct RecallStats {
     pub monitored: u64,
     /// Time spent re-running them, milliseconds.
     pub monitor_ms: f64,
-    /// Monitored searches in the current window.
+    /// Monitored searches in the current window of the latest monitored target.
     pub window: usize,
-    /// Mean recall@k over the window.
+    /// Mean recall@k over that window.
     pub measured: Option<f64>,
     /// 95% confidence interval of the mean (normal approximation).
     pub ci_low: Option<f64>,
@@ -136,7 +144,12 @@ impl Monitor {
         if rate <= 0.0 || cpu <= 0.0 {
             return false;
         }
-        let eager = self.inner.lock().window.len() < MIN_JUDGED;
+        let eager = {
+            let s = self.inner.lock();
+            s.windows
+                .get(&s.target.to_bits())
+                .is_none_or(|w| w.dev.len() < MIN_JUDGED)
+        };
         let rate = if eager { rate.max(EAGER_RATE) } else { rate };
         if rand::random::<f64>() >= rate {
             return false;
@@ -159,20 +172,22 @@ impl Monitor {
         let mut s = self.inner.lock();
         s.samples += 1;
         s.target = target;
-        s.window.push_back(recall - target);
-        s.recalls.push_back(recall);
-        while s.window.len() > window {
-            s.window.pop_front();
-            s.recalls.pop_front();
-        }
         s.real.push_back(real);
         while s.real.len() > MAX_REAL {
             s.real.pop_front();
         }
-        if s.window.len() < MIN_JUDGED.min(window) || s.real.len() < MIN_REAL {
+        let enough_real = s.real.len() >= MIN_REAL;
+        let w = s.windows.entry(target.to_bits()).or_default();
+        w.dev.push_back(recall - target);
+        w.recalls.push_back(recall);
+        while w.dev.len() > window {
+            w.dev.pop_front();
+            w.recalls.pop_front();
+        }
+        if w.dev.len() < MIN_JUDGED.min(window) || !enough_real {
             return false;
         }
-        let (mean, half) = mean_ci(&s.window);
+        let (mean, half) = mean_ci(&w.dev);
         let slack = (3.0 * margin).max(0.03) as f64;
         mean + half < 0.0 || mean - half > slack
     }
@@ -181,8 +196,7 @@ impl Monitor {
     /// `refit` counts a refit the monitor asked for.
     fn restart(&self, refit: bool) {
         let mut s = self.inner.lock();
-        s.window.clear();
-        s.recalls.clear();
+        s.windows.clear();
         if refit {
             s.refits += 1;
         }
@@ -567,11 +581,14 @@ impl Collection {
     pub(crate) fn recall_stats(&self) -> RecallStats {
         let cal = self.calibration();
         let st = self.monitor.inner.lock();
-        let (measured, ci) = if st.recalls.is_empty() {
-            (None, None)
-        } else {
-            let (m, h) = mean_ci(&st.recalls);
-            (Some(m), Some(h))
+        // The window of the latest monitored target.
+        let recalls = st.windows.get(&st.target.to_bits()).map(|w| &w.recalls);
+        let (measured, ci) = match recalls {
+            Some(r) if !r.is_empty() => {
+                let (m, h) = mean_ci(r);
+                (Some(m), Some(h))
+            }
+            _ => (None, None),
         };
         RecallStats {
             target: self.config.settings.search.recall_target,
@@ -581,7 +598,7 @@ impl Collection {
             calibration_ms: self.counters.calibration_micros.load(Ordering::Relaxed) as f64 / 1e3,
             monitored: st.samples,
             monitor_ms: self.monitor.micros.load(Ordering::Relaxed) as f64 / 1e3,
-            window: st.window.len(),
+            window: recalls.map_or(0, |r| r.len()),
             measured,
             ci_low: measured.zip(ci).map(|(m, h)| (m - h).max(0.0)),
             ci_high: measured.zip(ci).map(|(m, h)| (m + h).min(1.0)),
