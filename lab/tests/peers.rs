@@ -45,7 +45,7 @@ fn bench_scores_drift_and_the_peers_on_the_same_truth() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (base, queries) = data(dir.path());
-    let db = Database::open(&dir.path().join("db")).unwrap();
+    let db = Database::open(dir.path().join("db")).unwrap();
     let mut hnsw = PeerSpec::default_for(PeerKind::Hnswlib);
     hnsw.knobs = vec![10, 64];
     let mut sq8 = PeerSpec::default_for(PeerKind::FaissIvfSq8);
