@@ -255,7 +255,7 @@ impl Collection {
         };
         let nq = queries.len() / dim;
         let k = CALIBRATION_K;
-        let truth = self.exact_many(v, snap, &queries, &vec![u64::MAX; nq], k)?;
+        let truth = self.exact_many(v, snap, &queries, &vec![u64::MAX; nq], k, false)?;
         let visible = |id: u64, seq: u64| self.idmap.visible(id, seq, snap);
         let params = self.calibration_params();
         let l1 = &v.l1;
@@ -281,29 +281,19 @@ impl Collection {
         Ok(Some(c))
     }
 
-    /// Refits the calibration from the queries the monitor kept (the real workload).
+    /// Refits the calibration from the queries the monitor kept (the real workload), their
+    /// answers recomputed over L1 (the layer the traces cover).
     fn refit_from_queries(&self) {
         let started = Instant::now();
-        let v = self.version.load_full();
-        let (snap, _) = self.snapshot();
-        let visible = |id: u64, seq: u64| self.idmap.visible(id, seq, snap);
-        let params = self.calibration_params();
-        let traces: Vec<_> = {
-            let st = self.monitor.inner.lock();
-            st.real
-                .iter()
-                .map(|r| v.l1.trace(&r.query, &params, &r.truth, u64::MAX, &visible))
-                .collect()
+        let (snap, v) = self.snapshot();
+        let c = match self.fit_from_real(snap, &v) {
+            Ok(Some(c)) => self.install_calibration(c, started),
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(collection = %self.name, error = %e, "refit from monitored queries failed");
+                return;
+            }
         };
-        let rows: usize = v.l1.buckets().iter().map(|b| b.live_rows()).sum();
-        let mut c = Calibration::fit(
-            &traces,
-            self.config.settings.recall.margin,
-            rows,
-            v.l1.buckets().len(),
-        );
-        c.source = "queries".into();
-        let c = self.install_calibration(c, started);
         self.monitor.restart(true);
         tracing::info!(
             collection = %self.name,
@@ -428,7 +418,7 @@ impl Collection {
             own.push(chunk.ids[p.2 as usize]);
         }
         let k = CALIBRATION_K;
-        let truth = self.exact_many(v, snap, &queries, &own, k)?;
+        let truth = self.exact_many(v, snap, &queries, &own, k, false)?;
         let params = self.calibration_params();
         let traces: Vec<_> = parallel_map(nq, |i| {
             let q = &queries[i * dim..(i + 1) * dim];
@@ -443,8 +433,9 @@ impl Collection {
         )))
     }
 
-    /// Exact nearest rows (id, internal distance) of each query over every row of `v`
-    /// visible at `snap`, skipping each query's own id; keeps `k` plus room for ties.
+    /// Exact nearest rows (id, internal distance) of each query over the rows of `v` visible
+    /// at `snap` (L1 only unless `with_l0`: a calibration traces L1 alone, the monitor judges
+    /// whole searches), skipping each query's own id; keeps `k` plus room for ties.
     fn exact_many(
         &self,
         v: &Version,
@@ -452,6 +443,7 @@ impl Collection {
         queries: &[f32],
         own: &[u64],
         k: usize,
+        with_l0: bool,
     ) -> Result<Vec<Vec<(u64, f32)>>> {
         let dim = self.config.dim;
         let nq = queries.len() / dim;
@@ -483,7 +475,12 @@ impl Collection {
                 }
             });
         };
-        for m in std::iter::once(&v.active).chain(v.frozen.iter()) {
+        let l0: Vec<_> = if with_l0 {
+            std::iter::once(&v.active).chain(v.frozen.iter()).collect()
+        } else {
+            Vec::new()
+        };
+        for m in l0 {
             let buf = m.buf.read();
             feed(&buf.ids, &buf.seqs, &buf.vectors, &mut tops);
             drop(buf);
@@ -538,7 +535,7 @@ impl Collection {
     pub(crate) fn run_monitor(&self, s: Sample) {
         let started = Instant::now();
         let v = self.version.load_full();
-        let refit = match self.exact_many(&v, s.snapshot, &s.query, &[u64::MAX], s.k) {
+        let refit = match self.exact_many(&v, s.snapshot, &s.query, &[u64::MAX], s.k, true) {
             Ok(truth) => {
                 let k = s.k.min(truth[0].len());
                 let near = within_kth(&truth[0], k);

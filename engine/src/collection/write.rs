@@ -204,6 +204,8 @@ impl Collection {
         };
         if v.frozen.is_empty() {
             report.checkpoint_seq = self.checkpoint_seq.load(Ordering::Acquire);
+            drop(_m);
+            self.calibrate_if_stale();
             return Ok(report);
         }
         let (rows, max_seq) = self.current_rows(&v.frozen, None)?;
