@@ -193,8 +193,7 @@ impl Collection {
             }
         }
         if let (None, Some(t)) = (params.nprobe, params.recall_target) {
-            let ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
-            self.maybe_monitor(&q, k, t, snap, &ids);
+            self.maybe_monitor(&q, k, t, snap, &hits);
         }
         Ok(hits)
     }
@@ -322,11 +321,6 @@ impl Collection {
         let v = self.version.load_full();
         let active_rows = v.active.buf.read().len();
         let storage = self.persist.stats();
-        let dim = self.config.dim;
-        let l0_bytes: usize = std::iter::once(&v.active)
-            .chain(v.frozen.iter())
-            .map(|m| m.buf.read().len() * (dim * 4 + 16))
-            .sum();
         let l1_bytes: usize =
             v.l1.buckets()
                 .iter()
@@ -384,7 +378,9 @@ impl Collection {
             compacted_tombstones: c.compacted_tombstones.load(Ordering::Relaxed),
             maintenance_ms: c.maintenance_micros.load(Ordering::Relaxed) as f64 / 1e3,
             kernel: format!("{:?}", crate::kernels::cpu()),
-            resident_bytes: (l0_bytes + l1_bytes) as u64 + storage.block_cache_bytes,
+            resident_bytes: ((active_rows + frozen_rows) * (self.config.dim * 4 + 16) + l1_bytes)
+                as u64
+                + storage.block_cache_bytes,
             storage,
             source_offsets: self.persist.offsets(),
             flush_backlog: self.flush_backlog(),

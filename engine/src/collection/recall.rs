@@ -144,15 +144,21 @@ impl Monitor {
         if rate <= 0.0 || cpu <= 0.0 {
             return false;
         }
-        let eager = {
-            let s = self.inner.lock();
-            s.windows
-                .get(&s.target.to_bits())
-                .is_none_or(|w| w.dev.len() < MIN_JUDGED)
-        };
-        let rate = if eager { rate.max(EAGER_RATE) } else { rate };
-        if rand::random::<f64>() >= rate {
+        // One random draw per search; the lock is taken only for the rare draws that fall
+        // between the steady rate and the eager one.
+        let draw = rand::random::<f64>();
+        if draw >= rate.max(EAGER_RATE) {
             return false;
+        }
+        if draw >= rate {
+            let s = self.inner.lock();
+            let eager = s
+                .windows
+                .get(&s.target.to_bits())
+                .is_none_or(|w| w.dev.len() < MIN_JUDGED);
+            if !eager {
+                return false;
+            }
         }
         let allowed = self.started.elapsed().as_micros() as f64 * cpu + BURST_MICROS;
         (self.micros.load(Ordering::Relaxed) as f64) < allowed
@@ -515,7 +521,7 @@ impl Collection {
         k: usize,
         target: f32,
         snap: u64,
-        returned: &[u64],
+        returned: &[crate::api::Hit],
     ) {
         let s = &self.config.settings.recall;
         if self.monitor.admit(s.monitor_rate, s.monitor_cpu) {
@@ -523,7 +529,7 @@ impl Collection {
                 .send(super::worker::Task::Monitor(Box::new(Sample {
                     query: query.to_vec(),
                     k,
-                    returned: returned.to_vec(),
+                    returned: returned.iter().map(|h| h.id).collect(),
                     target,
                     snapshot: snap,
                 })));
