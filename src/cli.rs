@@ -322,6 +322,9 @@ pub struct BenchArgs {
     /// Write bench.json and bench.md into this directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also sweep Drift's targets with the binary prefilter off (`drift-sq8`).
+    #[arg(long)]
+    pub sq8_only: bool,
     /// Drift searches before measuring (the recall monitor learns the workload).
     #[arg(long, default_value_t = 10_000)]
     pub warmup: usize,
@@ -611,6 +614,7 @@ fn bench(dir: &PathBuf, a: BenchArgs) -> Result<()> {
             .map(serde_json::from_str)
             .transpose()
             .context("--settings is not valid index settings")?,
+        sq8_only: a.sq8_only,
         peers,
         batch: 1000,
         warmup: a.warmup,

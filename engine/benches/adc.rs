@@ -1,8 +1,10 @@
 //! ADC kernels: GB/s of SQ8 codes scanned, AVX2 against the scalar fallback, for the
-//! table-lookup form and the factored form. Run: `cargo bench -p drift-engine --bench adc`.
+//! table-lookup form and the factored form, and binary sketch codes per second. Run: `cargo bench -p drift-engine --bench adc`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use drift_engine::kernels::{adc_scan_with, sq8_dot_scan_with, KernelKind};
+use drift_engine::kernels::{
+    adc_scan_with, bit_planes, bits_scan_with, sq8_dot_scan_with, KernelKind,
+};
 use rand::{Rng, SeedableRng};
 
 fn bench(c: &mut Criterion) {
@@ -28,6 +30,25 @@ fn bench(c: &mut Criterion) {
                 &dim,
                 |b, &dim| b.iter(|| sq8_dot_scan_with(kind, &w, &codes, dim, &mut out)),
             );
+        }
+    }
+    g.finish();
+
+    // Binary sketch scan: 512-bit codes (a 384-d vector after padding), four query planes.
+    let mut g = c.benchmark_group("bits_scan");
+    g.measurement_time(std::time::Duration::from_secs(3));
+    g.warm_up_time(std::time::Duration::from_secs(1));
+    for words in [2usize, 8] {
+        let codes: Vec<u64> = (0..rows * words).map(|_| rng.gen()).collect();
+        let levels: Vec<u8> = (0..words * 64).map(|_| rng.gen_range(0..16)).collect();
+        let mut planes = Vec::new();
+        bit_planes(&levels, &mut planes);
+        let mut out = vec![0u32; rows];
+        g.throughput(Throughput::Elements(rows as u64));
+        for (name, kind) in [("avx2", KernelKind::Avx2), ("scalar", KernelKind::Scalar)] {
+            g.bench_with_input(BenchmarkId::new(name, words * 64), &words, |b, &words| {
+                b.iter(|| bits_scan_with(kind, &planes, &codes, words, &mut out))
+            });
         }
     }
     g.finish();

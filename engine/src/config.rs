@@ -406,6 +406,9 @@ pub struct SearchDefaults {
     /// Recall@k searches aim for when no other option is given (the default mode; `None`
     /// falls back to the bucket-score confidence). Explicit `nprobe` still wins.
     pub recall_target: Option<f32>,
+    /// Skip rows whose binary-sketch lower bound shows they cannot enter the candidate pool,
+    /// instead of computing every row's SQ8 distance.
+    pub prefilter: bool,
 }
 
 impl Default for SearchDefaults {
@@ -422,6 +425,7 @@ impl Default for SearchDefaults {
             adc: AdcKernel::Factored,
             scoring: Scoring::Reliability,
             recall_target: Some(0.95),
+            prefilter: true,
         }
     }
 }
@@ -469,6 +473,7 @@ impl SearchDefaults {
             adc: self.adc,
             scoring: self.scoring,
             recall_target: self.recall_target,
+            prefilter: self.prefilter,
             max_codes: None,
             with_payload: false,
             with_vector: false,
@@ -584,6 +589,8 @@ pub struct SearchParams {
     /// Scan as many buckets as the estimated recall@k needs to reach this target (0..1];
     /// overrides `target_confidence` (but not `nprobe`).
     pub recall_target: Option<f32>,
+    /// See [`SearchDefaults::prefilter`].
+    pub prefilter: bool,
     /// Stop scanning L1 after this many codes (a hard per-query cost budget).
     pub max_codes: Option<usize>,
     /// Return each hit's payload.

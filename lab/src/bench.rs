@@ -65,6 +65,9 @@ pub struct BenchConfig {
     pub nprobes: Vec<usize>,
     /// Drift's index settings (defaults if `None`).
     pub settings: Option<IndexSettings>,
+    /// Also sweep the targets with the binary prefilter off (system `drift-sq8`: every
+    /// scanned row's SQ8 distance computed), to compare the two scans in one run.
+    pub sq8_only: bool,
     /// Peers to run.
     pub peers: Vec<PeerSpec>,
     /// Rows per upsert call when building Drift.
@@ -96,6 +99,8 @@ pub struct BenchPoint {
     pub buckets: Option<f64>,
     /// Drift only: mean codes scanned per query.
     pub codes: Option<f64>,
+    /// Drift only: mean codes per query whose SQ8 distance was computed.
+    pub refined: Option<f64>,
 }
 
 /// Build figures of one system.
@@ -220,6 +225,7 @@ impl Scorer<'_> {
             p99_us: hist.value_at_quantile(0.99) as f64 / 1e3,
             buckets: None,
             codes: None,
+            refined: None,
         })
     }
 }
@@ -286,20 +292,27 @@ pub fn run(
     }
     coll.flush()?;
     let build_s = t.elapsed().as_secs_f64();
-    let drift_sweep: Vec<(&str, f64, SearchParams)> = cfg
-        .targets
-        .iter()
-        .map(|&r| {
+    let by_target = |system: &'static str, prefilter: bool| {
+        let coll = &coll;
+        cfg.targets.iter().map(move |&r| {
             let mut p = coll.search_params(cfg.k);
             p.recall_target = Some(r);
-            ("recall_target", r as f64, p)
+            p.prefilter = prefilter;
+            (system, "recall_target", r as f64, p)
         })
+    };
+    let drift_sweep: Vec<(&str, &str, f64, SearchParams)> = by_target("drift", true)
         .chain(cfg.nprobes.iter().map(|&n| {
             let mut p = coll.search_params(cfg.k);
             p.nprobe = Some(n);
             p.recall_target = None;
-            ("nprobe", n as f64, p)
+            ("drift", "nprobe", n as f64, p)
         }))
+        .chain(
+            by_target("drift-sq8", false)
+                .filter(|_| cfg.sq8_only)
+                .collect::<Vec<_>>(),
+        )
         .collect();
     // Untimed warm-up at the default target: caches fill, and the recall monitor samples
     // the workload and sets its depth, as it would in service.
@@ -312,7 +325,7 @@ pub fn run(
             progress("drift warm-up", i as u64 + 1, warm as u64);
         }
     }
-    for (i, (knob, value, params)) in drift_sweep.iter().enumerate() {
+    for (i, (system, knob, value, params)) in drift_sweep.iter().enumerate() {
         let before = coll.stats();
         let mut answers = Vec::with_capacity(nq);
         let mut ns = Vec::with_capacity(nq);
@@ -325,9 +338,12 @@ pub fn run(
         }
         let after = coll.stats();
         let (b, c) = crate::run::scanned_per_search(&before, &after);
-        let mut p = scorer.point("drift", knob, *value, &answers, &ns)?;
+        let mut p = scorer.point(system, knob, *value, &answers, &ns)?;
         p.buckets = Some(b);
         p.codes = Some(c);
+        p.refined = Some(crate::run::per_search(&before, &after, |s| {
+            s.mean_codes_refined
+        }));
         points.push(p);
         progress("drift sweep", i as u64 + 1, drift_sweep.len() as u64);
     }
@@ -432,11 +448,11 @@ pub fn markdown(r: &BenchReport, command: &str) -> String {
          against brute force; every system in the same run on the same files.\n\n",
         r.base, r.rows, r.dim, r.metric, r.queries, r.nq, r.k
     );
-    s.push_str("| system | knob | value | recall | q/s | p50 us | p99 us | buckets | codes |\n|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("| system | knob | value | recall | q/s | p50 us | p99 us | buckets | codes | SQ8 refined |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for p in &r.points {
         let opt = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:.1}"));
         s.push_str(&format!(
-            "| {} | {} | {} | {:.4} | {:.0} | {:.0} | {:.0} | {} | {} |\n",
+            "| {} | {} | {} | {:.4} | {:.0} | {:.0} | {:.0} | {} | {} | {} |\n",
             p.system,
             p.knob,
             p.value,
@@ -445,7 +461,8 @@ pub fn markdown(r: &BenchReport, command: &str) -> String {
             p.p50_us,
             p.p99_us,
             opt(p.buckets),
-            opt(p.codes)
+            opt(p.codes),
+            opt(p.refined)
         ));
     }
     s.push_str(

@@ -516,14 +516,21 @@ fn heal(coll: &Collection, passes: usize) -> Result<()> {
 
 /// Mean buckets and SQ8 codes scanned per search between two stats snapshots.
 pub fn scanned_per_search(before: &CollectionStats, after: &CollectionStats) -> (f64, f64) {
-    let n = (after.searches - before.searches).max(1) as f64;
-    let delta = |mean_a: f64, mean_b: f64| {
-        (mean_a * after.searches as f64 - mean_b * before.searches as f64) / n
-    };
     (
-        delta(after.mean_buckets_probed, before.mean_buckets_probed),
-        delta(after.mean_codes_scanned, before.mean_codes_scanned),
+        per_search(before, after, |s| s.mean_buckets_probed),
+        per_search(before, after, |s| s.mean_codes_scanned),
     )
+}
+
+/// The per-search mean of a since-open mean (`pick`) over the searches between two stats
+/// snapshots.
+pub fn per_search(
+    before: &CollectionStats,
+    after: &CollectionStats,
+    pick: impl Fn(&CollectionStats) -> f64,
+) -> f64 {
+    let n = (after.searches - before.searches).max(1) as f64;
+    (pick(after) * after.searches as f64 - pick(before) * before.searches as f64) / n
 }
 
 fn fill_stats(row: &mut StepRecord, st: &CollectionStats) {

@@ -51,6 +51,7 @@ fn bench_scores_drift_and_the_peers_on_the_same_truth() {
     let mut sq8 = PeerSpec::default_for(PeerKind::FaissIvfSq8);
     sq8.knobs = vec![1, 8, 64];
     let cfg = BenchConfig {
+        sq8_only: false,
         base,
         queries,
         metric: Metric::L2,

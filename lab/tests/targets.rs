@@ -47,6 +47,7 @@ fn check(label: &str, base: PathBuf, queries: PathBuf, metric: Metric) -> Vec<St
     let dir = tempfile::tempdir().unwrap();
     let db = Database::open(dir.path()).unwrap();
     let cfg = BenchConfig {
+        sq8_only: false,
         base,
         queries,
         metric,

@@ -53,6 +53,7 @@ pub(crate) struct Counters {
     pub(crate) trainings: AtomicU64,
     pub(crate) buckets_scanned: AtomicU64,
     pub(crate) codes_scanned: AtomicU64,
+    pub(crate) codes_refined: AtomicU64,
     pub(crate) passes: AtomicU64,
     pub(crate) splits: AtomicU64,
     pub(crate) merges: AtomicU64,

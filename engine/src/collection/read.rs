@@ -90,6 +90,9 @@ pub struct CollectionStats {
     pub mean_buckets_probed: f64,
     /// Mean SQ8 codes scanned per search since open.
     pub mean_codes_scanned: f64,
+    /// Mean codes per search whose SQ8 distance was computed (the others were ruled out by
+    /// their binary sketch).
+    pub mean_codes_refined: f64,
     /// Maintenance policy in charge.
     pub policy: String,
     /// Maintenance passes since open.
@@ -183,6 +186,9 @@ impl Collection {
         self.counters
             .codes_scanned
             .fetch_add(counts.codes as u64, Ordering::Relaxed);
+        self.counters
+            .codes_refined
+            .fetch_add(counts.refined as u64, Ordering::Relaxed);
 
         let mut seen = HashSet::with_capacity(k);
         let mut hits = Vec::with_capacity(k);
@@ -367,6 +373,11 @@ impl Collection {
                 0.0
             } else {
                 self.counters.codes_scanned.load(Ordering::Relaxed) as f64 / searches as f64
+            },
+            mean_codes_refined: if searches == 0 {
+                0.0
+            } else {
+                self.counters.codes_refined.load(Ordering::Relaxed) as f64 / searches as f64
             },
             policy: format!("{:?}", self.config.settings.maintenance.policy).to_lowercase(),
             maintenance_passes: c.passes.load(Ordering::Relaxed),

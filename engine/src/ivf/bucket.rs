@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use crate::error::Result;
 use crate::kernels;
 use crate::memtable::MemBuffer;
-use crate::quant::{AlignedCodes, Sq8};
+use crate::quant::{AlignedCodes, Sketch, Sq8};
 use crate::storage::cold::{ColdVectors, RowVec};
 
 /// Queries after which a bucket's temperature halves.
@@ -29,6 +29,22 @@ pub struct Chunk {
     pub cold: ColdVectors,
     /// Payload of each row.
     pub payloads: Vec<Option<Arc<str>>>,
+    /// Binary sketch of the SQ8 decodes (none for small chunks and low dimensions).
+    pub sketch: Option<Sketch>,
+}
+
+/// The sketch of code rows encoded by `quant`.
+fn sketch_codes(quant: &Sq8, codes: &[u8]) -> Option<Sketch> {
+    let dim = quant.dim();
+    let rows = codes.len() / quant.stride().max(1);
+    if dim < crate::quant::sketch::MIN_DIM || rows < crate::quant::sketch::MIN_ROWS {
+        return None;
+    }
+    let mut decoded = Vec::with_capacity(rows * dim);
+    for code in codes.chunks_exact(quant.stride()) {
+        decoded.extend(quant.decode(&code[..dim]));
+    }
+    Sketch::build(&decoded, dim)
 }
 
 impl Chunk {
@@ -57,6 +73,7 @@ impl Chunk {
             norms,
             cold: ColdVectors::resident(vectors, dim),
             payloads,
+            sketch: sketch_codes(quant, &raw),
         }
     }
 
@@ -84,6 +101,7 @@ impl Chunk {
             norms,
             cold,
             payloads,
+            sketch: sketch_codes(quant, raw_codes),
         }
     }
 
@@ -97,10 +115,11 @@ impl Chunk {
         self.ids.is_empty()
     }
 
-    /// Bytes this chunk holds in memory: codes, ids, sequence numbers, code norms, payloads
-    /// and any exact vectors not yet dropped.
+    /// Bytes this chunk holds in memory: codes, sketch, ids, sequence numbers, code norms,
+    /// payloads and any exact vectors not yet dropped.
     pub fn resident_bytes(&self) -> usize {
         self.codes.len()
+            + self.sketch.as_ref().map_or(0, |s| s.resident_bytes())
             + self.ids.len() * 16
             + self.norms.len() * 4
             + self

@@ -98,7 +98,7 @@ impl L1 {
         for &bpos in &plan.order {
             for c in self.scan(
                 query,
-                params.adc,
+                params,
                 &[bpos],
                 pool,
                 &vis,

@@ -25,6 +25,7 @@ use crate::config::{AdcKernel, Metric, SearchParams};
 use crate::distance::Distance;
 use crate::error::Result;
 use crate::kernels;
+use crate::quant::SketchQuery;
 use crate::topk::{Scored, TopK};
 
 /// Address of one row inside an L1 snapshot: (bucket position, chunk, row).
@@ -46,8 +47,11 @@ pub struct L1 {
 struct Scratch {
     table: Vec<f32>,
     dists: Vec<f32>,
+    sketch: SketchQuery,
+    order: Vec<u32>,
     codes: usize,
     buckets: usize,
+    refined: usize,
 }
 
 /// When a scan stops: a budget of codes, and optionally a recall target (plan, target, k,
@@ -64,6 +68,9 @@ pub struct ScanCounts {
     pub buckets: usize,
     /// Codes scanned.
     pub codes: usize,
+    /// Of those, codes whose SQ8 distance was computed (the rest were ruled out by their
+    /// binary sketch).
+    pub refined: usize,
 }
 
 impl L1 {
@@ -199,7 +206,7 @@ impl L1 {
         let mut scratch = Scratch::default();
         let cands = self.scan(
             query,
-            params.adc,
+            params,
             probe,
             pool,
             visible,
@@ -213,6 +220,7 @@ impl L1 {
         }
         counts.buckets = scanned;
         counts.codes = scratch.codes;
+        counts.refined = scratch.refined;
         let held = cands.len();
         let mut cands: Vec<_> = cands
             .into_iter()
@@ -229,7 +237,7 @@ impl L1 {
             };
             cands = self.scan(
                 query,
-                params.adc,
+                params,
                 &probe[..scanned],
                 pool,
                 visible,
@@ -258,7 +266,7 @@ impl L1 {
     fn scan(
         &self,
         query: &[f32],
-        adc: AdcKernel,
+        params: &SearchParams,
         probe: &[usize],
         pool: usize,
         visible: &dyn Fn(u64, u64) -> bool,
@@ -272,6 +280,9 @@ impl L1 {
         let l2 = self.metric.uses_l2_internally();
         s.codes = 0;
         s.buckets = 0;
+        s.refined = 0;
+        s.sketch.reset(query);
+        let adc = params.adc;
         for &bpos in probe {
             if s.codes >= stop.max_codes {
                 break;
@@ -295,41 +306,91 @@ impl L1 {
                     0.0
                 }
             };
+            // The factored kernel returns q·c; d = base + |c|² - q·c for L2 and
+            // base - q·c for inner product. The LUT kernel returns d itself.
+            let sign = if adc == AdcKernel::Factored {
+                -1.0
+            } else {
+                1.0
+            };
             for (ci, chunk) in bucket.chunks.iter().enumerate() {
                 let rows = chunk.len().min(stop.max_codes.saturating_sub(s.codes));
                 if rows == 0 {
                     break;
                 }
+                let codes = &chunk.codes.as_slice()[..rows * stride];
+                let norms = (adc == AdcKernel::Factored && l2).then_some(chunk.norms.as_slice());
+                let row_dist = |x: f32, r: usize| base + norms.map_or(0.0, |n| n[r]) + sign * x;
+                s.codes += rows;
+                if let Some(sketch) = chunk.sketch.as_ref().filter(|_| params.prefilter) {
+                    // Lower bounds first; the SQ8 distance only where one can still enter.
+                    s.dists.clear();
+                    s.dists.resize(rows, 0f32);
+                    sketch.lower_bounds(&mut s.sketch, l2, &mut s.dists);
+                    // While the pool is not full, rows go in ascending bound order, so that
+                    // it fills with good rows and the bound soon rules the rest out.
+                    // Once it is full, the rows that pass the current bound are gathered first
+                    // and their code rows prefetched, so that their (scattered) loads overlap.
+                    let mut limit = top.threshold();
+                    let sorted = !limit.is_finite();
+                    s.order.clear();
+                    if sorted {
+                        s.order.extend(0..rows as u32);
+                        let b = &s.dists;
+                        s.order
+                            .sort_unstable_by(|&x, &y| b[x as usize].total_cmp(&b[y as usize]));
+                    } else {
+                        for (r, &lb) in s.dists.iter().enumerate() {
+                            if lb < limit {
+                                s.order.push(r as u32);
+                                kernels::prefetch(&codes[r * stride..(r + 1) * stride]);
+                            }
+                        }
+                    }
+                    let mut one = [0f32];
+                    for &r in &s.order {
+                        let r = r as usize;
+                        if s.dists[r] >= limit {
+                            if sorted {
+                                break;
+                            }
+                            continue;
+                        }
+                        let code = &codes[r * stride..(r + 1) * stride];
+                        match adc {
+                            AdcKernel::Factored => {
+                                kernels::sq8_dot_scan(&s.table, code, stride, &mut one)
+                            }
+                            AdcKernel::Lut => kernels::adc_scan(&s.table, code, stride, &mut one),
+                        }
+                        s.refined += 1;
+                        let d = row_dist(one[0], r);
+                        if d < limit && (!check || visible(chunk.ids[r], chunk.seqs[r])) {
+                            top.push(d, (bpos as u32, ci as u32, r as u32));
+                            limit = top.threshold();
+                            kth.push(d, ());
+                        }
+                    }
+                    continue;
+                }
                 s.dists.clear();
                 s.dists.resize(rows, 0f32);
-                let codes = &chunk.codes.as_slice()[..rows * stride];
-                // The factored kernel returns q·c; d = base + |c|² - q·c for L2 and
-                // base - q·c for inner product. The LUT kernel returns d itself.
-                let norms = match adc {
+                match adc {
                     AdcKernel::Factored => {
-                        kernels::sq8_dot_scan(&s.table, codes, stride, &mut s.dists);
-                        l2.then_some(chunk.norms.as_slice())
+                        kernels::sq8_dot_scan(&s.table, codes, stride, &mut s.dists)
                     }
-                    AdcKernel::Lut => {
-                        kernels::adc_scan(&s.table, codes, stride, &mut s.dists);
-                        None
-                    }
-                };
-                let sign = if adc == AdcKernel::Factored {
-                    -1.0
-                } else {
-                    1.0
-                };
+                    AdcKernel::Lut => kernels::adc_scan(&s.table, codes, stride, &mut s.dists),
+                }
+                s.refined += rows;
                 let mut limit = top.threshold();
                 for (r, &x) in s.dists.iter().enumerate() {
-                    let d = base + norms.map_or(0.0, |n| n[r]) + sign * x;
+                    let d = row_dist(x, r);
                     if d < limit && (!check || visible(chunk.ids[r], chunk.seqs[r])) {
                         top.push(d, (bpos as u32, ci as u32, r as u32));
                         limit = top.threshold();
                         kth.push(d, ());
                     }
                 }
-                s.codes += rows;
             }
         }
         top.into_sorted()

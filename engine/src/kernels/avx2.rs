@@ -132,6 +132,83 @@ mod imp {
         unsafe { sq8_dot_avx2(w, codes, stride, out) }
     }
 
+    /// Binary dot products with the hardware population count, the word count a constant so
+    /// that the loops unroll into straight-line `and` + `popcnt`.
+    #[target_feature(enable = "avx2,fma,popcnt")]
+    fn bits_scan_fixed<const W: usize>(planes: &[u64], codes: &[u64], out: &mut [u32]) {
+        let p: [[u64; W]; 4] =
+            std::array::from_fn(|j| planes[j * W..(j + 1) * W].try_into().expect("W words"));
+        for (code, o) in codes.chunks_exact(W).zip(out.iter_mut()) {
+            let code: &[u64; W] = code.try_into().expect("W code words");
+            let mut acc = 0i32;
+            for (j, plane) in p.iter().enumerate() {
+                let mut ones = 0i32;
+                for w in 0..W {
+                    // SAFETY: popcnt is enabled for this function.
+                    ones += _popcnt64((code[w] & plane[w]) as i64);
+                }
+                acc += ones << j;
+            }
+            *o = acc as u32;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,popcnt")]
+    fn bits_scan_popcnt(planes: &[u64], codes: &[u64], words: usize, out: &mut [u32]) {
+        match words {
+            2 => bits_scan_fixed::<2>(planes, codes, out),
+            4 => bits_scan_fixed::<4>(planes, codes, out),
+            8 => bits_scan_fixed::<8>(planes, codes, out),
+            16 => bits_scan_fixed::<16>(planes, codes, out),
+            _ => super::super::scalar::bits_scan(planes, codes, words, out),
+        }
+    }
+
+    /// Bit planes: shifting each level's bit `j` into the byte's top bit and collecting the
+    /// top bits of 32 bytes at a time.
+    #[target_feature(enable = "avx2,fma")]
+    fn bit_planes_avx2(levels: &[u8], planes: &mut Vec<u64>) {
+        let words = levels.len() / 64;
+        planes.clear();
+        planes.resize(4 * words, 0);
+        for (w, block) in levels.chunks_exact(64).enumerate() {
+            // SAFETY: `block` holds 64 readable bytes; unaligned loads are allowed.
+            let (a, b) = unsafe {
+                (
+                    _mm256_loadu_si256(block.as_ptr() as *const __m256i),
+                    _mm256_loadu_si256(block.as_ptr().add(32) as *const __m256i),
+                )
+            };
+            // Byte shifts do not exist: shift 16-bit lanes; only each byte's bit 7 is read.
+            let planes_of = |v: __m256i| -> [u32; 4] {
+                [
+                    _mm256_movemask_epi8(_mm256_slli_epi16::<7>(v)) as u32,
+                    _mm256_movemask_epi8(_mm256_slli_epi16::<6>(v)) as u32,
+                    _mm256_movemask_epi8(_mm256_slli_epi16::<5>(v)) as u32,
+                    _mm256_movemask_epi8(_mm256_slli_epi16::<4>(v)) as u32,
+                ]
+            };
+            let (lo, hi) = (planes_of(a), planes_of(b));
+            for j in 0..4 {
+                planes[j * words + w] = lo[j] as u64 | ((hi[j] as u64) << 32);
+            }
+        }
+    }
+
+    /// Binary dot products (see `scalar::bits_scan`).
+    #[inline]
+    pub fn bits_scan(planes: &[u64], codes: &[u64], words: usize, out: &mut [u32]) {
+        // SAFETY: only called when `cpu()` detected avx2, fma and popcnt.
+        unsafe { bits_scan_popcnt(planes, codes, words, out) }
+    }
+
+    /// Bit planes of 4-bit levels (see `scalar::bit_planes`).
+    #[inline]
+    pub fn bit_planes(levels: &[u8], planes: &mut Vec<u64>) {
+        // SAFETY: only called when `cpu()` detected avx2 and fma.
+        unsafe { bit_planes_avx2(levels, planes) }
+    }
+
     /// AVX2 table-lookup ADC.
     #[inline]
     pub fn adc_scan(lut: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
@@ -142,7 +219,9 @@ mod imp {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod imp {
-    pub use super::super::scalar::{adc_scan, dot, l2sq, sq8_dot_scan, sq8_lut};
+    pub use super::super::scalar::{
+        adc_scan, bit_planes, bits_scan, dot, l2sq, sq8_dot_scan, sq8_lut,
+    };
 }
 
-pub use imp::{adc_scan, dot, l2sq, sq8_dot_scan, sq8_lut};
+pub use imp::{adc_scan, bit_planes, bits_scan, dot, l2sq, sq8_dot_scan, sq8_lut};

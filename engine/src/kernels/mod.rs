@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 pub enum KernelKind {
     /// Portable Rust, auto-vectorized by the compiler where it can.
     Scalar,
-    /// x86-64 AVX2 + FMA.
+    /// x86-64 AVX2 + FMA + POPCNT.
     Avx2,
 }
 
@@ -24,7 +24,9 @@ static KIND: LazyLock<KernelKind> = LazyLock::new(|| {
     }
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("popcnt")
         {
             return KernelKind::Avx2;
         }
@@ -121,6 +123,70 @@ pub fn sq8_dot_scan_with(
     }
 }
 
+/// Hints the CPU to start loading `bytes` into cache (a no-op where there is no prefetch
+/// instruction).
+#[inline(always)]
+pub fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in bytes.chunks(64) {
+        // SAFETY: prefetching is a hint; it never faults, whatever the address.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                line.as_ptr() as *const i8
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
+/// Binary dot products of code rows (`words` u64 each) with four query bit planes:
+/// `out[i] = sum_j 2^j * popcount(code_i & plane_j)`.
+///
+/// `planes.len() == 4 * words`, `codes.len() == out.len() * words`.
+#[inline]
+pub fn bits_scan(planes: &[u64], codes: &[u64], words: usize, out: &mut [u32]) {
+    bits_scan_with(cpu(), planes, codes, words, out)
+}
+
+/// [`bits_scan`] with an explicit kernel.
+pub fn bits_scan_with(
+    kind: KernelKind,
+    planes: &[u64],
+    codes: &[u64],
+    words: usize,
+    out: &mut [u32],
+) {
+    assert_eq!(
+        planes.len(),
+        4 * words,
+        "query bit planes have the wrong size"
+    );
+    assert_eq!(codes.len(), out.len() * words, "codes and output disagree");
+    match kind {
+        KernelKind::Avx2 if cpu() == KernelKind::Avx2 => avx2::bits_scan(planes, codes, words, out),
+        _ => scalar::bits_scan(planes, codes, words, out),
+    }
+}
+
+/// Splits 4-bit `levels` (a multiple of 64 of them) into four bit planes.
+#[inline]
+pub fn bit_planes(levels: &[u8], planes: &mut Vec<u64>) {
+    bit_planes_with(cpu(), levels, planes)
+}
+
+/// [`bit_planes`] with an explicit kernel.
+pub fn bit_planes_with(kind: KernelKind, levels: &[u8], planes: &mut Vec<u64>) {
+    assert!(
+        levels.len().is_multiple_of(64),
+        "bit planes need a multiple of 64 levels"
+    );
+    match kind {
+        KernelKind::Avx2 if cpu() == KernelKind::Avx2 => avx2::bit_planes(levels, planes),
+        _ => scalar::bit_planes(levels, planes),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +252,36 @@ mod tests {
                 let scale: f64 = (0..stride).map(|d| (w[d] as f64 * codes[r * stride + d] as f64).abs()).sum();
                 prop_assert!(close(fast[r], want, scale), "avx2 row {r}: {} vs {want}", fast[r]);
                 prop_assert!(close(slow[r], want, scale), "scalar row {r}: {} vs {want}", slow[r]);
+            }
+        }
+
+        #[test]
+        fn binary_kernels_match_a_bitwise_reference(
+            words in 1usize..10,
+            rows in 0usize..30,
+            seed in any::<u64>(),
+        ) {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let levels: Vec<u8> = (0..words * 64).map(|_| rng.gen_range(0u8..16)).collect();
+            let codes: Vec<u64> = (0..rows * words).map(|_| rng.gen()).collect();
+            let mut fast_planes = Vec::new();
+            let mut slow_planes = Vec::new();
+            bit_planes_with(KernelKind::Avx2, &levels, &mut fast_planes);
+            bit_planes_with(KernelKind::Scalar, &levels, &mut slow_planes);
+            prop_assert_eq!(&fast_planes, &slow_planes);
+            let mut fast = vec![0u32; rows];
+            let mut slow = vec![0u32; rows];
+            bits_scan_with(KernelKind::Avx2, &fast_planes, &codes, words, &mut fast);
+            bits_scan_with(KernelKind::Scalar, &slow_planes, &codes, words, &mut slow);
+            for r in 0..rows {
+                // sum of the levels at the code's set bits
+                let want: u32 = (0..words * 64)
+                    .filter(|&i| codes[r * words + i / 64] >> (i % 64) & 1 == 1)
+                    .map(|i| levels[i] as u32)
+                    .sum();
+                prop_assert_eq!(fast[r], want, "avx2 row {}", r);
+                prop_assert_eq!(slow[r], want, "scalar row {}", r);
             }
         }
 

@@ -99,3 +99,38 @@ pub fn sq8_dot_scan(w: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
         *o = acc.iter().sum();
     }
 }
+
+/// Binary dot products: `out[i] = sum_j 2^j * popcount(code_i & plane_j)` for code rows of
+/// `words` u64 words and four bit planes of the query (`planes.len() == 4 * words`).
+#[inline(always)]
+pub fn bits_scan(planes: &[u64], codes: &[u64], words: usize, out: &mut [u32]) {
+    for (code, o) in codes.chunks_exact(words).zip(out.iter_mut()) {
+        let mut acc = 0u32;
+        for (j, plane) in planes.chunks_exact(words).enumerate() {
+            let mut ones = 0u32;
+            for (c, p) in code.iter().zip(plane) {
+                ones += (c & p).count_ones();
+            }
+            acc += ones << j;
+        }
+        *o = acc;
+    }
+}
+
+/// Splits 4-bit levels into four bit planes of `levels.len() / 64` words each (bit `i % 64`
+/// of word `j * words + i / 64` is bit `j` of `levels[i]`).
+#[inline(always)]
+pub fn bit_planes(levels: &[u8], planes: &mut Vec<u64>) {
+    let words = levels.len() / 64;
+    planes.clear();
+    planes.resize(4 * words, 0);
+    for (w, block) in levels.chunks_exact(64).enumerate() {
+        for j in 0..4 {
+            let mut word = 0u64;
+            for (i, l) in block.iter().enumerate() {
+                word |= (((l >> j) & 1) as u64) << i;
+            }
+            planes[j * words + w] = word;
+        }
+    }
+}

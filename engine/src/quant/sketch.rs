@@ -1,0 +1,455 @@
+//! Binary sketches: a 1-bit code per row (after the RaBitQ construction) that bounds a row's
+//! SQ8 distance from below, so a scan computes the SQ8 distance only for rows that can still
+//! enter the candidate pool.
+//!
+//! A chunk's sketch is built from its SQ8 decodes `v` (so the bound is on exactly the
+//! distance the SQ8 scan would compute), relative to the chunk's mean `c`: each residual
+//! `o = (v - c) / |v - c|` is rotated by a fixed random orthogonal map `R` and stored as the
+//! signs of its `P` coordinates (`P` = the dimension rounded up to a power of two). With
+//! `x = sign(R o) / sqrt(P)`, `f = <x, R o>` and a unit query residual `u`,
+//! `<o, u> ≈ <x, R u> / f`, with an error below `EPS0 * sqrt((1 - f²) / (f² (P - 1)))` with
+//! high probability (Gao & Long, SIGMOD'24). The query side is quantized to 4 bits per
+//! coordinate, so `<x, R u>` is four AND + popcount passes over the code words.
+//!
+//! The rotation is three rounds of random sign flips followed by a normalized
+//! Walsh–Hadamard transform: O(P log P) per vector, deterministic (a fixed seed, no stored
+//! matrix), so sketches are derived data, rebuilt whenever a chunk is built or loaded.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use parking_lot::RwLock;
+
+use crate::kernels;
+
+/// Confidence multiplier of the estimator's error bound (RaBitQ's `epsilon_0`).
+pub const EPS0: f32 = 1.9;
+
+/// Rows below which a chunk carries no sketch (scanning its SQ8 codes is as cheap).
+pub const MIN_ROWS: usize = 16;
+
+/// Dimensions below which sketches are not built: too few bits to bound anything.
+pub const MIN_DIM: usize = 64;
+
+/// Rounds of sign flip + Hadamard transform.
+const ROUNDS: usize = 3;
+
+/// A fixed pseudo-random orthogonal map from `dim` to `padded` (a power of two) coordinates.
+#[derive(Debug)]
+pub struct Rotation {
+    dim: usize,
+    padded: usize,
+    signs: Vec<[f32; ROUNDS]>,
+}
+
+impl Rotation {
+    fn new(dim: usize) -> Rotation {
+        let padded = dim.next_power_of_two().max(64);
+        let mut state = 0x5eed_d21f_7b1a_0001u64 ^ padded as u64;
+        let signs = (0..padded)
+            .map(|_| {
+                let mut s = [1f32; ROUNDS];
+                for x in &mut s {
+                    if splitmix(&mut state) & 1 == 1 {
+                        *x = -1.0;
+                    }
+                }
+                s
+            })
+            .collect();
+        Rotation { dim, padded, signs }
+    }
+
+    /// The cached rotation for `dim`.
+    pub fn for_dim(dim: usize) -> Arc<Rotation> {
+        static CACHE: LazyLock<RwLock<HashMap<usize, Arc<Rotation>>>> =
+            LazyLock::new(|| RwLock::new(HashMap::new()));
+        if let Some(r) = CACHE.read().get(&dim) {
+            return r.clone();
+        }
+        CACHE
+            .write()
+            .entry(dim)
+            .or_insert_with(|| Arc::new(Rotation::new(dim)))
+            .clone()
+    }
+
+    /// Coordinates after rotation.
+    pub fn padded(&self) -> usize {
+        self.padded
+    }
+
+    /// `out = R x` (`out` is resized to [`Rotation::padded`]).
+    pub fn apply(&self, x: &[f32], out: &mut Vec<f32>) {
+        debug_assert_eq!(x.len(), self.dim);
+        out.clear();
+        out.extend_from_slice(x);
+        out.resize(self.padded, 0.0);
+        let scale = 1.0 / (self.padded as f32).sqrt();
+        for round in 0..ROUNDS {
+            for (v, s) in out.iter_mut().zip(&self.signs) {
+                *v *= s[round];
+            }
+            hadamard(out);
+            for v in out.iter_mut() {
+                *v *= scale;
+            }
+        }
+    }
+}
+
+/// In-place unnormalized fast Walsh–Hadamard transform (`v.len()` a power of two).
+fn hadamard(v: &mut [f32]) {
+    let n = v.len();
+    let mut h = 1;
+    while h < n {
+        for block in v.chunks_exact_mut(2 * h) {
+            let (a, b) = block.split_at_mut(h);
+            for (x, y) in a.iter_mut().zip(b.iter_mut()) {
+                let (s, d) = (*x + *y, *x - *y);
+                *x = s;
+                *y = d;
+            }
+        }
+        h *= 2;
+    }
+}
+
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Per-row factors of a sketch.
+#[derive(Debug, Clone, Copy, Default)]
+struct RowFactors {
+    /// `|v - c|²`.
+    r2: f32,
+    /// `2 |v - c| / (f sqrt(P))`: turns `sqrt(P) <x, u>` into `2 |v - c| <o, u>`.
+    g: f32,
+    /// `2 |v - c| * EPS0 * sqrt((1 - f²) / (f² (P - 1)))`: the bound on that product.
+    e: f32,
+    /// Set bits of the code.
+    ones: f32,
+}
+
+/// One chunk's binary sketch.
+#[derive(Debug)]
+pub struct Sketch {
+    rotation: Arc<Rotation>,
+    /// Chunk mean in the original space (the inner-product metric needs `<q, c>`).
+    center: Vec<f32>,
+    /// `R c`.
+    center_rot: Vec<f32>,
+    /// u64 words per code.
+    words: usize,
+    /// Code words, row-major.
+    bits: Vec<u64>,
+    rows: Vec<RowFactors>,
+}
+
+impl Sketch {
+    /// Sketches `vectors` (row-major, `dim` columns); `None` when the chunk is too small or
+    /// the dimension too low for a sketch to pay.
+    pub fn build(vectors: &[f32], dim: usize) -> Option<Sketch> {
+        let n = vectors.len() / dim.max(1);
+        if dim < MIN_DIM || n < MIN_ROWS {
+            return None;
+        }
+        let rotation = Rotation::for_dim(dim);
+        let p = rotation.padded();
+        let words = p / 64;
+        let mut center = vec![0f64; dim];
+        for v in vectors.chunks_exact(dim) {
+            for (c, x) in center.iter_mut().zip(v) {
+                *c += *x as f64;
+            }
+        }
+        let center: Vec<f32> = center.iter().map(|c| (c / n as f64) as f32).collect();
+        let mut center_rot = Vec::new();
+        rotation.apply(&center, &mut center_rot);
+        let mut bits = vec![0u64; n * words];
+        let mut rows = Vec::with_capacity(n);
+        let mut resid = vec![0f32; dim];
+        let mut rot = Vec::with_capacity(p);
+        let sqrt_p = (p as f32).sqrt();
+        for (i, v) in vectors.chunks_exact(dim).enumerate() {
+            for ((r, x), c) in resid.iter_mut().zip(v).zip(&center) {
+                *r = x - c;
+            }
+            rotation.apply(&resid, &mut rot);
+            let norm = rot.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let code = &mut bits[i * words..(i + 1) * words];
+            let mut abs = 0f32;
+            let mut ones = 0u32;
+            for (j, x) in rot.iter().enumerate() {
+                abs += x.abs();
+                if *x > 0.0 {
+                    code[j / 64] |= 1 << (j % 64);
+                    ones += 1;
+                }
+            }
+            // f = <sign(Ro) / sqrt(P), Ro / |Ro|>; a zero residual estimates exactly.
+            let f = if norm > 0.0 {
+                (abs / (norm * sqrt_p)).clamp(1e-3, 1.0)
+            } else {
+                1.0
+            };
+            let spread = ((1.0 - f * f).max(0.0) / (f * f * (p as f32 - 1.0))).sqrt();
+            rows.push(RowFactors {
+                r2: norm * norm,
+                g: 2.0 * norm / (f * sqrt_p),
+                e: 2.0 * norm * EPS0 * spread,
+                ones: ones as f32,
+            });
+        }
+        Some(Sketch {
+            rotation,
+            center,
+            center_rot,
+            words,
+            bits,
+            rows,
+        })
+    }
+
+    /// Rows sketched.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// True when no rows are sketched.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Bytes held in memory.
+    pub fn resident_bytes(&self) -> usize {
+        self.bits.len() * 8 + self.rows.len() * std::mem::size_of::<RowFactors>()
+    }
+
+    /// Lower bounds (`l2`: on the squared L2 distance; otherwise on the negated inner
+    /// product) of the first `out.len()` rows' SQ8 distances to the query `prepared`.
+    pub fn lower_bounds(&self, prepared: &mut SketchQuery, l2: bool, out: &mut [f32]) {
+        let n = out.len().min(self.rows.len());
+        let q = prepared.against(self, l2);
+        let mut dots = std::mem::take(&mut prepared.dots);
+        dots.clear();
+        dots.resize(n, 0);
+        kernels::bits_scan(
+            &prepared.planes,
+            &self.bits[..n * self.words],
+            self.words,
+            &mut dots,
+        );
+        // sqrt(P) <x, u> = (2 <b, u> - sum u) with <b, u> ≈ lo * ones + delta * dot.
+        let (rq, lo2, d2, sum) = (q.norm, 2.0 * q.lo, 2.0 * q.delta, q.sum);
+        if l2 {
+            let rq2 = rq * rq;
+            for ((o, row), &dot) in out.iter_mut().zip(&self.rows).zip(&dots) {
+                let x = lo2 * row.ones + d2 * dot as f32 - sum;
+                let est = row.r2 + rq2 - rq * row.g * x;
+                *o = est - rq * (row.e + row.g * q.slack);
+            }
+        } else {
+            let base = -q.qc;
+            for ((o, row), &dot) in out.iter_mut().zip(&self.rows).zip(&dots) {
+                let x = lo2 * row.ones + d2 * dot as f32 - sum;
+                let est = base - 0.5 * rq * row.g * x;
+                *o = est - 0.5 * rq * (row.e + row.g * q.slack);
+            }
+        }
+        prepared.dots = dots;
+    }
+}
+
+/// What a query contributes against one chunk's sketch.
+struct Against {
+    /// `|R (q - c)|` (L2) or `|q|` (inner product).
+    norm: f32,
+    /// Quantization of the unit query residual: value = `lo + delta * level`, in units of
+    /// `1 / norm` folded in (see [`SketchQuery::against`]).
+    lo: f32,
+    delta: f32,
+    /// Sum of the unit residual's coordinates.
+    sum: f32,
+    /// Allowance for the 4-bit rounding of the query, in the units of `x`.
+    slack: f32,
+    /// `<q, c>` (inner product only).
+    qc: f32,
+}
+
+/// A query prepared for sketch scans: rotated once, quantized per chunk.
+#[derive(Debug, Default)]
+pub struct SketchQuery {
+    query: Vec<f32>,
+    rotated: Vec<f32>,
+    padded: usize,
+    resid: Vec<f32>,
+    levels: Vec<u8>,
+    planes: Vec<u64>,
+    dots: Vec<u32>,
+}
+
+impl SketchQuery {
+    /// Readies `query` (its rotation is computed on first use).
+    pub fn reset(&mut self, query: &[f32]) {
+        self.query.clear();
+        self.query.extend_from_slice(query);
+        self.rotated.clear();
+        self.padded = 0;
+    }
+
+    /// Quantizes the query's unit residual against `sketch` into 4 bit planes.
+    fn against(&mut self, sketch: &Sketch, l2: bool) -> Against {
+        if self.padded != sketch.rotation.padded() {
+            sketch.rotation.apply(&self.query, &mut self.rotated);
+            self.padded = sketch.rotation.padded();
+        }
+        let p = self.padded;
+        self.resid.clear();
+        if l2 {
+            self.resid.extend(
+                self.rotated
+                    .iter()
+                    .zip(&sketch.center_rot)
+                    .map(|(q, c)| q - c),
+            );
+        } else {
+            self.resid.extend_from_slice(&self.rotated);
+        }
+        let mut lo = f32::INFINITY;
+        let mut hi = f32::NEG_INFINITY;
+        let mut sq = 0f32;
+        for &x in &self.resid {
+            lo = lo.min(x);
+            hi = hi.max(x);
+            sq += x * x;
+        }
+        let norm = sq.sqrt();
+        let qc = if l2 {
+            0.0
+        } else {
+            kernels::dot(&self.query, &sketch.center)
+        };
+        if norm <= 0.0 || hi <= lo {
+            self.planes.clear();
+            self.planes.resize(4 * p / 64, 0);
+            return Against {
+                norm,
+                lo: 0.0,
+                delta: 0.0,
+                sum: 0.0,
+                slack: 0.0,
+                qc,
+            };
+        }
+        let delta = (hi - lo) / 15.0;
+        let inv = 1.0 / delta;
+        self.levels.clear();
+        self.levels
+            .extend(self.resid.iter().map(|x| ((x - lo) * inv + 0.5) as u8));
+        kernels::bit_planes(&self.levels, &mut self.planes);
+        let sum = self.resid.iter().sum::<f32>() / norm;
+        // Rounding errors are at most delta / 2 per coordinate and roughly independent:
+        // <x, err> has a standard deviation of delta / sqrt(12) (|x| = 1); allow four.
+        let slack = 4.0 * (delta / norm) / 12f32.sqrt() * (p as f32).sqrt();
+        Against {
+            norm,
+            lo: lo / norm,
+            delta: delta / norm,
+            sum,
+            slack,
+            qc,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn rotation_is_orthogonal() {
+        let r = Rotation::for_dim(100);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let a: Vec<f32> = (0..100).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let b: Vec<f32> = (0..100).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let (mut ra, mut rb) = (Vec::new(), Vec::new());
+        r.apply(&a, &mut ra);
+        r.apply(&b, &mut rb);
+        assert_eq!(ra.len(), 128);
+        let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| p * q).sum::<f32>();
+        assert!((dot(&a, &b) - dot(&ra, &rb)).abs() < 1e-4);
+        assert!((dot(&a, &a) - dot(&ra, &ra)).abs() < 1e-4);
+    }
+
+    fn check_bounds(l2: bool, dim: usize, seed: u64) {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let n = 400;
+        let shift: Vec<f32> = (0..dim).map(|_| rng.gen_range(-2.0..2.0)).collect();
+        let vectors: Vec<f32> = (0..n * dim)
+            .map(|i| shift[i % dim] + rng.gen_range(-1.0f32..1.0))
+            .collect();
+        let sketch = Sketch::build(&vectors, dim).unwrap();
+        let mut prepared = SketchQuery::default();
+        let mut violations = 0;
+        let mut tight = 0;
+        for _ in 0..20 {
+            let q: Vec<f32> = (0..dim)
+                .map(|d| shift[d] + rng.gen_range(-1.5f32..1.5))
+                .collect();
+            prepared.reset(&q);
+            let mut lower = vec![0f32; n];
+            sketch.lower_bounds(&mut prepared, l2, &mut lower);
+            for (i, v) in vectors.chunks_exact(dim).enumerate() {
+                let exact = if l2 {
+                    kernels::scalar::l2sq(&q, v)
+                } else {
+                    -kernels::scalar::dot(&q, v)
+                };
+                if lower[i] > exact + 1e-3 * exact.abs().max(1.0) {
+                    violations += 1;
+                }
+                // The bound is useful: within a quarter of the distance spread.
+                if (exact - lower[i]).abs() < 0.25 * exact.abs().max(1.0) {
+                    tight += 1;
+                }
+            }
+        }
+        let total = 20 * n;
+        assert!(
+            violations * 50 <= total,
+            "l2={l2} dim={dim}: {violations} of {total} bounds above the distance"
+        );
+        assert!(
+            tight * 2 >= total,
+            "l2={l2} dim={dim}: only {tight} of {total} bounds are useful"
+        );
+    }
+
+    #[test]
+    fn lower_bounds_hold_for_l2_and_inner_product() {
+        for (dim, seed) in [(64, 1), (128, 2), (384, 3), (200, 4)] {
+            check_bounds(true, dim, seed);
+            check_bounds(false, dim, seed + 10);
+        }
+    }
+
+    #[test]
+    fn small_chunks_and_low_dimensions_carry_no_sketch() {
+        assert!(Sketch::build(&vec![0.5; 8 * 128], 128).is_none());
+        assert!(Sketch::build(&vec![0.5; 100 * 32], 32).is_none());
+        // Identical rows: zero residuals estimate exactly.
+        let s = Sketch::build(&vec![0.5; 100 * 64], 64).unwrap();
+        let mut q = SketchQuery::default();
+        q.reset(&[0.5; 64]);
+        let mut out = vec![1f32; 100];
+        s.lower_bounds(&mut q, true, &mut out);
+        assert!(out.iter().all(|d| d.abs() < 1e-4), "{:?}", &out[..4]);
+    }
+}
