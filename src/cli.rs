@@ -325,6 +325,10 @@ pub struct BenchArgs {
     /// Also sweep Drift's targets with the binary prefilter off (`drift-sq8`).
     #[arg(long)]
     pub sq8_only: bool,
+    /// Rows to re-upsert on a second thread while the queries run again at the default
+    /// target (the `drift-ingest` row: latency under ingest); 0 skips it.
+    #[arg(long, default_value_t = 20_000)]
+    pub ingest_rows: usize,
     /// Drift searches before measuring (the recall monitor learns the workload).
     #[arg(long, default_value_t = 10_000)]
     pub warmup: usize,
@@ -615,6 +619,7 @@ fn bench(dir: &PathBuf, a: BenchArgs) -> Result<()> {
             .transpose()
             .context("--settings is not valid index settings")?,
         sq8_only: a.sq8_only,
+        ingest_rows: a.ingest_rows,
         peers,
         batch: 1000,
         warmup: a.warmup,

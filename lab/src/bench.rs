@@ -72,6 +72,9 @@ pub struct BenchConfig {
     pub peers: Vec<PeerSpec>,
     /// Rows per upsert call when building Drift.
     pub batch: usize,
+    /// Rows re-upserted (same ids, same vectors) by a second thread while the queries run
+    /// once more at the default target: latency under ingest (0 = skip).
+    pub ingest_rows: usize,
     /// Searches Drift runs before measuring (cycling through the queries at the collection's
     /// default target), so that the live recall monitor has seen the workload as it would
     /// in service; at least one pass over the queries.
@@ -346,6 +349,63 @@ pub fn run(
         }));
         points.push(p);
         progress("drift sweep", i as u64 + 1, drift_sweep.len() as u64);
+    }
+    if cfg.ingest_rows > 0 {
+        // Latency under ingest: the same vectors re-upserted under the same ids (the truth
+        // stays valid) on another thread, in the bench's batch size, while the queries run
+        // at the default target, cycling until the writer is done.
+        let n = cfg.ingest_rows.min(rows);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let (mut answers, mut ns) = (vec![Vec::new(); nq], Vec::new());
+        let before = coll.stats();
+        let t = Instant::now();
+        let written = std::thread::scope(|s| -> Result<usize> {
+            let writer = s.spawn(|| -> Result<usize> {
+                let out = (|| {
+                    for start in (0..n).step_by(cfg.batch.max(1)) {
+                        let end = (start + cfg.batch.max(1)).min(n);
+                        let batch = (start..end)
+                            .map(|i| Record::new(ids[i], base[i * dim..(i + 1) * dim].to_vec()))
+                            .collect();
+                        coll.upsert(batch)?;
+                    }
+                    coll.flush()?;
+                    Ok(n)
+                })();
+                done.store(true, std::sync::atomic::Ordering::Release);
+                out
+            });
+            let mut i = 0;
+            while !done.load(std::sync::atomic::Ordering::Acquire) || i < nq {
+                let qi = i % nq;
+                let q = &queries[qi * dim..(qi + 1) * dim];
+                let t = Instant::now();
+                let hits = coll.search(q, &default)?;
+                ns.push(t.elapsed().as_nanos() as u64);
+                answers[qi] = hits.iter().map(|h| h.id).collect();
+                i += 1;
+            }
+            writer
+                .join()
+                .map_err(|_| LabError::Invalid("the ingest thread panicked".into()))?
+        })?;
+        let after = coll.stats();
+        let (b, c) = crate::run::scanned_per_search(&before, &after);
+        let mut p = scorer.point("drift-ingest", "rows", written as f64, &answers, &ns)?;
+        p.buckets = Some(b);
+        p.codes = Some(c);
+        p.refined = Some(crate::run::per_search(&before, &after, |s| {
+            s.mean_codes_refined
+        }));
+        progress(
+            &format!(
+                "drift under ingest ({:.0} rows/s)",
+                written as f64 / t.elapsed().as_secs_f64()
+            ),
+            1,
+            1,
+        );
+        points.push(p);
     }
     let st = coll.stats();
     systems.push(BenchSystem {

@@ -52,6 +52,7 @@ fn bench_scores_drift_and_the_peers_on_the_same_truth() {
     sq8.knobs = vec![1, 8, 64];
     let cfg = BenchConfig {
         sq8_only: false,
+        ingest_rows: 0,
         base,
         queries,
         metric: Metric::L2,

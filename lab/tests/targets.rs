@@ -48,6 +48,7 @@ fn check(label: &str, base: PathBuf, queries: PathBuf, metric: Metric) -> Vec<St
     let db = Database::open(dir.path()).unwrap();
     let cfg = BenchConfig {
         sq8_only: false,
+        ingest_rows: 0,
         base,
         queries,
         metric,

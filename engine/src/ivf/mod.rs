@@ -327,48 +327,63 @@ impl L1 {
                     s.dists.clear();
                     s.dists.resize(rows, 0f32);
                     sketch.lower_bounds(&mut s.sketch, l2, &mut s.dists);
-                    // While the pool is not full, rows go in ascending bound order, so that
-                    // it fills with good rows and the bound soon rules the rest out.
-                    // Once it is full, the rows that pass the current bound are gathered first
-                    // and their code rows prefetched, so that their (scattered) loads overlap.
+                    // While the pool is not full, it is seeded with the rows of smallest
+                    // bound (read in memory order); then the rows whose bound beats the pool
+                    // are gathered and their code rows prefetched, so that their scattered
+                    // loads overlap, and only those are computed.
                     let mut limit = top.threshold();
-                    let sorted = !limit.is_finite();
-                    s.order.clear();
-                    if sorted {
-                        s.order.extend(0..rows as u32);
-                        let b = &s.dists;
-                        s.order
-                            .sort_unstable_by(|&x, &y| b[x as usize].total_cmp(&b[y as usize]));
-                    } else {
-                        for (r, &lb) in s.dists.iter().enumerate() {
-                            if lb < limit {
-                                s.order.push(r as u32);
-                                kernels::prefetch(&codes[r * stride..(r + 1) * stride]);
+                    let mut one = [0f32];
+                    macro_rules! refine {
+                        ($r:expr) => {{
+                            let r: usize = $r;
+                            let code = &codes[r * stride..(r + 1) * stride];
+                            match adc {
+                                AdcKernel::Factored => {
+                                    kernels::sq8_dot_scan(&s.table, code, stride, &mut one)
+                                }
+                                AdcKernel::Lut => {
+                                    kernels::adc_scan(&s.table, code, stride, &mut one)
+                                }
                             }
+                            s.refined += 1;
+                            let d = row_dist(one[0], r);
+                            if d < limit && (!check || visible(chunk.ids[r], chunk.seqs[r])) {
+                                top.push(d, (bpos as u32, ci as u32, r as u32));
+                                limit = top.threshold();
+                                kth.push(d, ());
+                            }
+                        }};
+                    }
+                    let need = pool.saturating_sub(top.len());
+                    if need > 0 {
+                        s.order.clear();
+                        s.order.extend(0..rows as u32);
+                        if need < rows {
+                            let b = &s.dists;
+                            s.order.select_nth_unstable_by(need - 1, |&x, &y| {
+                                b[x as usize].total_cmp(&b[y as usize])
+                            });
+                            s.order.truncate(need);
+                        }
+                        s.order.sort_unstable();
+                        for i in 0..s.order.len() {
+                            let r = s.order[i] as usize;
+                            refine!(r);
+                            // Computed: the second pass skips it.
+                            s.dists[r] = f32::INFINITY;
                         }
                     }
-                    let mut one = [0f32];
-                    for &r in &s.order {
-                        let r = r as usize;
-                        if s.dists[r] >= limit {
-                            if sorted {
-                                break;
-                            }
-                            continue;
+                    s.order.clear();
+                    for (r, &lb) in s.dists.iter().enumerate() {
+                        if lb < limit {
+                            s.order.push(r as u32);
+                            kernels::prefetch(&codes[r * stride..(r + 1) * stride]);
                         }
-                        let code = &codes[r * stride..(r + 1) * stride];
-                        match adc {
-                            AdcKernel::Factored => {
-                                kernels::sq8_dot_scan(&s.table, code, stride, &mut one)
-                            }
-                            AdcKernel::Lut => kernels::adc_scan(&s.table, code, stride, &mut one),
-                        }
-                        s.refined += 1;
-                        let d = row_dist(one[0], r);
-                        if d < limit && (!check || visible(chunk.ids[r], chunk.seqs[r])) {
-                            top.push(d, (bpos as u32, ci as u32, r as u32));
-                            limit = top.threshold();
-                            kth.push(d, ());
+                    }
+                    for i in 0..s.order.len() {
+                        let r = s.order[i] as usize;
+                        if s.dists[r] < limit {
+                            refine!(r);
                         }
                     }
                     continue;
