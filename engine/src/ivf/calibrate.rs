@@ -57,8 +57,13 @@ impl Trace {
             return (0, 1.0);
         }
         let mut j = m;
+        let mut memo = super::EstimateMemo::default();
         for s in 1..m {
-            if self.plan.estimate(s, alpha * self.rho[s - 1]) >= target {
+            if self
+                .plan
+                .estimate_memo(&mut memo, s, alpha * self.rho[s - 1])
+                >= target
+            {
                 j = s;
                 break;
             }

@@ -15,7 +15,7 @@ mod reshape;
 pub use bucket::{Bucket, BucketLive, Chunk};
 pub use calibrate::{Calibration, CalibrationPoint, Trace, TARGET_GRID};
 pub use probe::{select_buckets, ProbeOptions};
-pub use recall::{CapTable, RecallPlan};
+pub use recall::{CapTable, EstimateMemo, RecallPlan};
 pub use reshape::{Placed, Reshape, REFIT_CLIPPED};
 
 use std::collections::HashMap;
@@ -283,6 +283,7 @@ impl L1 {
         s.refined = 0;
         s.sketch.reset(query);
         let adc = params.adc;
+        let mut memo = EstimateMemo::default();
         for &bpos in probe {
             if s.codes >= stop.max_codes {
                 break;
@@ -290,7 +291,11 @@ impl L1 {
             // With a recall target, at least one bucket is scanned (min_probes does not apply).
             if let Some((plan, target, _, alpha)) = stop.recall {
                 if s.buckets >= 1
-                    && plan.estimate(s.buckets, alpha * kth.threshold().max(0.0).sqrt()) >= target
+                    && plan.estimate_memo(
+                        &mut memo,
+                        s.buckets,
+                        alpha * kth.threshold().max(0.0).sqrt(),
+                    ) >= target
                 {
                     break;
                 }

@@ -78,6 +78,26 @@ impl CapTable {
     }
 }
 
+/// What [`RecallPlan::estimate_memo`] remembers between calls of one scan.
+#[derive(Debug, Clone, Copy)]
+pub struct EstimateMemo {
+    rho: f32,
+    scanned: usize,
+    got: f32,
+    all: f32,
+}
+
+impl Default for EstimateMemo {
+    fn default() -> Self {
+        EstimateMemo {
+            rho: f32::NAN,
+            scanned: 0,
+            got: 0.0,
+            all: 0.0,
+        }
+    }
+}
+
 /// Candidate buckets of one query, nearest centroid first, with what the estimate needs.
 #[derive(Debug, Clone)]
 pub struct RecallPlan {
@@ -132,6 +152,46 @@ impl RecallPlan {
         }
     }
 
+    /// Mass of bucket `j` (in scan order) for a k-th distance `rho`.
+    #[inline]
+    fn mass(&self, j: usize, rho: f32) -> f32 {
+        if j == 0 {
+            self.w[0]
+        } else if rho > 0.0 {
+            self.w[j] * self.table.share(self.h[j] / rho)
+        } else {
+            0.0
+        }
+    }
+
+    /// [`RecallPlan::estimate`] for a scan that calls it with `scanned` growing: the masses
+    /// are recomputed only when `rho` changed since the last call (`memo` carries them).
+    pub fn estimate_memo(&self, memo: &mut EstimateMemo, scanned: usize, rho: f32) -> f32 {
+        if self.order.is_empty() {
+            return 1.0;
+        }
+        if !rho.is_finite() {
+            return 0.0;
+        }
+        if memo.rho != rho || scanned < memo.scanned {
+            memo.rho = rho;
+            memo.all = (0..self.h.len()).map(|j| self.mass(j, rho)).sum();
+            memo.got = (0..scanned.min(self.h.len()))
+                .map(|j| self.mass(j, rho))
+                .sum();
+        } else {
+            for j in memo.scanned..scanned.min(self.h.len()) {
+                memo.got += self.mass(j, rho);
+            }
+        }
+        memo.scanned = scanned;
+        if memo.all <= 0.0 {
+            1.0
+        } else {
+            memo.got / memo.all
+        }
+    }
+
     /// Estimated share of the k nearest neighbours held by the first `scanned` buckets,
     /// given the k-th best distance found so far (`rho`, Euclidean).
     pub fn estimate(&self, scanned: usize, rho: f32) -> f32 {
@@ -167,6 +227,29 @@ impl RecallPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_memoized_estimate_equals_the_direct_one() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let n = 40;
+        let plan = RecallPlan {
+            order: (0..n).collect(),
+            h: (0..n).map(|j| j as f32 * 0.05).collect(),
+            w: (0..n).map(|_| rng.gen_range(0.2f32..2.0)).collect(),
+            table: CapTable::for_dim(32),
+        };
+        let mut memo = EstimateMemo::default();
+        let mut rho = 2.0f32;
+        for scanned in 1..n {
+            if rng.gen_bool(0.3) {
+                rho *= 0.9;
+            }
+            let a = plan.estimate_memo(&mut memo, scanned, rho);
+            let b = plan.estimate(scanned, rho);
+            assert!((a - b).abs() < 1e-4, "scanned {scanned}: {a} vs {b}");
+        }
+    }
 
     #[test]
     fn cap_share_matches_known_values() {
