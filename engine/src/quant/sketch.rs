@@ -142,6 +142,8 @@ struct RowFactors {
 #[derive(Debug)]
 pub struct Sketch {
     rotation: Arc<Rotation>,
+    /// Fingerprint of the centre.
+    key: u64,
     /// Chunk mean in the original space (the inner-product metric needs `<q, c>`).
     center: Vec<f32>,
     /// `R c`.
@@ -154,9 +156,10 @@ pub struct Sketch {
 }
 
 impl Sketch {
-    /// Sketches `vectors` (row-major, `dim` columns); `None` when the chunk is too small or
-    /// the dimension too low for a sketch to pay.
-    pub fn build(vectors: &[f32], dim: usize) -> Option<Sketch> {
+    /// Sketches `vectors` (row-major, `dim` columns) around `center` (`None`: their mean);
+    /// `None` when the chunk is too small or the dimension too low for a sketch to pay.
+    /// Chunks sketched around the same centre share the query's per-centre preparation.
+    pub fn build(vectors: &[f32], dim: usize, center: Option<&[f32]>) -> Option<Sketch> {
         let n = vectors.len() / dim.max(1);
         if dim < MIN_DIM || n < MIN_ROWS {
             return None;
@@ -164,13 +167,22 @@ impl Sketch {
         let rotation = Rotation::for_dim(dim);
         let p = rotation.padded();
         let words = p / 64;
-        let mut center = vec![0f64; dim];
-        for v in vectors.chunks_exact(dim) {
-            for (c, x) in center.iter_mut().zip(v) {
-                *c += *x as f64;
+        let center: Vec<f32> = match center {
+            Some(c) => c.to_vec(),
+            None => {
+                let mut sum = vec![0f64; dim];
+                for v in vectors.chunks_exact(dim) {
+                    for (c, x) in sum.iter_mut().zip(v) {
+                        *c += *x as f64;
+                    }
+                }
+                sum.iter().map(|c| (c / n as f64) as f32).collect()
             }
-        }
-        let center: Vec<f32> = center.iter().map(|c| (c / n as f64) as f32).collect();
+        };
+        // FNV-1a over the centre's bits: equal centres, equal keys.
+        let key = center.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
+            (h ^ x.to_bits() as u64).wrapping_mul(0x0100_0000_01b3)
+        });
         let mut center_rot = Vec::new();
         rotation.apply(&center, &mut center_rot);
         let mut bits = vec![0u64; n * words];
@@ -210,6 +222,7 @@ impl Sketch {
         }
         Some(Sketch {
             rotation,
+            key,
             center,
             center_rot,
             words,
@@ -269,6 +282,7 @@ impl Sketch {
 }
 
 /// What a query contributes against one chunk's sketch.
+#[derive(Debug, Clone, Copy)]
 struct Against {
     /// `|R (q - c)|` (L2) or `|q|` (inner product).
     norm: f32,
@@ -294,6 +308,8 @@ pub struct SketchQuery {
     levels: Vec<u8>,
     planes: Vec<u64>,
     dots: Vec<u32>,
+    /// The last centre prepared for (key, metric) and what it gave; `planes` belong to it.
+    last: Option<(u64, bool, Against)>,
 }
 
 impl SketchQuery {
@@ -303,10 +319,23 @@ impl SketchQuery {
         self.query.extend_from_slice(query);
         self.rotated.clear();
         self.padded = 0;
+        self.last = None;
     }
 
-    /// Quantizes the query's unit residual against `sketch` into 4 bit planes.
+    /// Quantizes the query's unit residual against `sketch` into 4 bit planes (reusing the
+    /// last preparation when the centre is the same).
     fn against(&mut self, sketch: &Sketch, l2: bool) -> Against {
+        if let Some((key, m, a)) = self.last {
+            if key == sketch.key && m == l2 {
+                return a;
+            }
+        }
+        let a = self.prepare(sketch, l2);
+        self.last = Some((sketch.key, l2, a));
+        a
+    }
+
+    fn prepare(&mut self, sketch: &Sketch, l2: bool) -> Against {
         if self.padded != sketch.rotation.padded() {
             sketch.rotation.apply(&self.query, &mut self.rotated);
             self.padded = sketch.rotation.padded();
@@ -398,7 +427,7 @@ mod tests {
         let vectors: Vec<f32> = (0..n * dim)
             .map(|i| shift[i % dim] + rng.gen_range(-1.0f32..1.0))
             .collect();
-        let sketch = Sketch::build(&vectors, dim).unwrap();
+        let sketch = Sketch::build(&vectors, dim, None).unwrap();
         let mut prepared = SketchQuery::default();
         let mut violations = 0;
         let mut tight = 0;
@@ -444,11 +473,48 @@ mod tests {
     }
 
     #[test]
+    fn chunks_around_one_centre_reuse_the_query_preparation() {
+        let dim = 256;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut rows =
+            |n: usize| -> Vec<f32> { (0..n * dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect() };
+        let (a, b) = (rows(50), rows(70));
+        let centre = vec![0.1f32; dim];
+        let sa = Sketch::build(&a, dim, Some(&centre)).unwrap();
+        let sb = Sketch::build(&b, dim, Some(&centre)).unwrap();
+        let sc = Sketch::build(&b, dim, None).unwrap();
+        assert_eq!(sa.key, sb.key);
+        assert_ne!(sb.key, sc.key);
+        let q: Vec<f32> = (0..dim).map(|d| (d as f32 * 0.01).sin()).collect();
+        for l2 in [true, false] {
+            let mut shared = SketchQuery::default();
+            shared.reset(&q);
+            let mut out_a = vec![0f32; 50];
+            let mut out_b = vec![0f32; 70];
+            sa.lower_bounds(&mut shared, l2, &mut out_a);
+            sb.lower_bounds(&mut shared, l2, &mut out_b);
+            let mut fresh = SketchQuery::default();
+            fresh.reset(&q);
+            let mut want = vec![0f32; 70];
+            sb.lower_bounds(&mut fresh, l2, &mut want);
+            assert_eq!(out_b, want);
+            // A different centre is prepared anew, not served from the cache.
+            let mut out_c = vec![0f32; 70];
+            sc.lower_bounds(&mut shared, l2, &mut out_c);
+            let mut fresh = SketchQuery::default();
+            fresh.reset(&q);
+            let mut want_c = vec![0f32; 70];
+            sc.lower_bounds(&mut fresh, l2, &mut want_c);
+            assert_eq!(out_c, want_c);
+        }
+    }
+
+    #[test]
     fn small_chunks_and_low_dimensions_carry_no_sketch() {
-        assert!(Sketch::build(&vec![0.5; 8 * 384], 384).is_none());
-        assert!(Sketch::build(&vec![0.5; 100 * 128], 128).is_none());
+        assert!(Sketch::build(&vec![0.5; 8 * 384], 384, None).is_none());
+        assert!(Sketch::build(&vec![0.5; 100 * 128], 128, None).is_none());
         // Identical rows: zero residuals estimate exactly.
-        let s = Sketch::build(&vec![0.5; 100 * 256], 256).unwrap();
+        let s = Sketch::build(&vec![0.5; 100 * 256], 256, None).unwrap();
         let mut q = SketchQuery::default();
         q.reset(&[0.5; 256]);
         let mut out = vec![1f32; 100];

@@ -30,8 +30,8 @@ pub struct S3Fifo<K: Eq + Hash + Clone> {
     small: VecDeque<K>,
     main: VecDeque<K>,
     ghost: VecDeque<K>,
-    ghost_set: HashSet<K>,
-    meta: HashMap<K, Meta>,
+    ghost_set: HashSet<K, foldhash::fast::RandomState>,
+    meta: HashMap<K, Meta, foldhash::fast::RandomState>,
     small_bytes: u64,
     main_bytes: u64,
 }
@@ -44,8 +44,8 @@ impl<K: Eq + Hash + Clone> S3Fifo<K> {
             small: VecDeque::new(),
             main: VecDeque::new(),
             ghost: VecDeque::new(),
-            ghost_set: HashSet::new(),
-            meta: HashMap::new(),
+            ghost_set: HashSet::default(),
+            meta: HashMap::default(),
             small_bytes: 0,
             main_bytes: 0,
         }
@@ -194,7 +194,10 @@ impl CacheCounters {
 pub type BlockKey = (u64, u32, u32);
 
 /// The blocks held and their eviction order.
-type Blocks = (HashMap<BlockKey, Arc<[f32]>>, S3Fifo<BlockKey>);
+type Blocks = (
+    HashMap<BlockKey, Arc<[f32]>, foldhash::fast::RandomState>,
+    S3Fifo<BlockKey>,
+);
 
 /// Decoded cold blocks kept in memory under a byte budget.
 #[derive(Debug)]
@@ -208,7 +211,7 @@ impl BlockCache {
     /// A cache holding at most `budget` bytes of decoded vectors.
     pub fn new(budget: u64) -> Self {
         BlockCache {
-            inner: Mutex::new((HashMap::new(), S3Fifo::new(budget))),
+            inner: Mutex::new((HashMap::default(), S3Fifo::new(budget))),
             counters: CacheCounters::default(),
         }
     }
