@@ -322,7 +322,7 @@ impl Default for MaintenanceSettings {
             eps: 1.0,
             compact_ratio: 0.25,
             reassign_neighbours: 8,
-            reassign_min_share: 0.2,
+            reassign_min_share: 0.3,
             budget: 16_384,
         }
     }
