@@ -7,12 +7,21 @@ use drift_engine::kernels::{
 };
 use rand::{Rng, SeedableRng};
 
+/// A benchmark group with this file's timing.
+fn group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.measurement_time(std::time::Duration::from_secs(3));
+    g.warm_up_time(std::time::Duration::from_secs(1));
+    g
+}
+
 fn bench(c: &mut Criterion) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let rows = 4096;
-    let mut g = c.benchmark_group("adc_scan");
-    g.measurement_time(std::time::Duration::from_secs(3));
-    g.warm_up_time(std::time::Duration::from_secs(1));
+    let mut g = group(c, "adc_scan");
     for dim in [64usize, 128] {
         let codes: Vec<u8> = (0..rows * dim).map(|_| rng.gen()).collect();
         let lut: Vec<f32> = (0..dim * 256).map(|_| rng.gen_range(0.0..10.0)).collect();
@@ -35,9 +44,7 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     // Binary sketch scan: 512-bit codes (a 384-d vector after padding), four query planes.
-    let mut g = c.benchmark_group("bits_scan");
-    g.measurement_time(std::time::Duration::from_secs(3));
-    g.warm_up_time(std::time::Duration::from_secs(1));
+    let mut g = group(c, "bits_scan");
     for words in [2usize, 8] {
         let codes: Vec<u64> = (0..rows * words).map(|_| rng.gen()).collect();
         let levels: Vec<u8> = (0..words * 64).map(|_| rng.gen_range(0..16)).collect();

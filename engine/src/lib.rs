@@ -29,6 +29,7 @@ pub mod kernels;
 pub mod kmeans;
 pub mod maintain;
 pub mod memtable;
+mod per_dim;
 pub mod quant;
 pub mod storage;
 pub mod topk;

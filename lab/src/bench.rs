@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use drift_engine::distance::Distance;
-use drift_engine::{CollectionConfig, Database, IndexSettings, Metric, Record, SearchParams};
+use drift_engine::{
+    CollectionConfig, CollectionStats, Database, IndexSettings, Metric, Record, SearchParams,
+};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::Value;
@@ -284,15 +286,33 @@ pub fn run(
         config.settings = s.clone();
     }
     let coll = db.create_collection(name, config)?;
+    // Upserts base rows `0..n` (ids from `first_id`) in the bench's batch size.
+    let upsert_rows = |n: usize, each: &dyn Fn(usize)| -> Result<()> {
+        for start in (0..n).step_by(cfg.batch.max(1)) {
+            let end = (start + cfg.batch.max(1)).min(n);
+            let batch = (start..end)
+                .map(|i| Record::new(ids[i], base[i * dim..(i + 1) * dim].to_vec()))
+                .collect();
+            coll.upsert(batch)?;
+            each(end);
+        }
+        Ok(())
+    };
+    // Buckets, codes and SQ8 distances per search between two stats snapshots.
+    let with_scan_counts =
+        |mut p: BenchPoint, before: &CollectionStats, after: &CollectionStats| {
+            let (b, c) = crate::run::scanned_per_search(before, after);
+            p.buckets = Some(b);
+            p.codes = Some(c);
+            p.refined = Some(crate::run::per_search(before, after, |s| {
+                s.mean_codes_refined
+            }));
+            p
+        };
     let t = Instant::now();
-    for start in (0..rows).step_by(cfg.batch.max(1)) {
-        let end = (start + cfg.batch.max(1)).min(rows);
-        let batch = (start..end)
-            .map(|i| Record::new(ids[i], base[i * dim..(i + 1) * dim].to_vec()))
-            .collect();
-        coll.upsert(batch)?;
-        progress("drift build", end as u64, rows as u64);
-    }
+    upsert_rows(rows, &|end| {
+        progress("drift build", end as u64, rows as u64)
+    })?;
     coll.flush()?;
     let build_s = t.elapsed().as_secs_f64();
     let by_target = |system: &'static str, prefilter: bool| {
@@ -311,11 +331,7 @@ pub fn run(
             p.recall_target = None;
             ("drift", "nprobe", n as f64, p)
         }))
-        .chain(
-            by_target("drift-sq8", false)
-                .filter(|_| cfg.sq8_only)
-                .collect::<Vec<_>>(),
-        )
+        .chain(by_target("drift-sq8", false).take(if cfg.sq8_only { usize::MAX } else { 0 }))
         .collect();
     // Untimed warm-up at the default target: caches fill, and the recall monitor samples
     // the workload and sets its depth, as it would in service.
@@ -339,15 +355,8 @@ pub fn run(
             ns.push(t.elapsed().as_nanos() as u64);
             answers.push(hits.iter().map(|h| h.id).collect::<Vec<_>>());
         }
-        let after = coll.stats();
-        let (b, c) = crate::run::scanned_per_search(&before, &after);
-        let mut p = scorer.point(system, knob, *value, &answers, &ns)?;
-        p.buckets = Some(b);
-        p.codes = Some(c);
-        p.refined = Some(crate::run::per_search(&before, &after, |s| {
-            s.mean_codes_refined
-        }));
-        points.push(p);
+        let p = scorer.point(system, knob, *value, &answers, &ns)?;
+        points.push(with_scan_counts(p, &before, &coll.stats()));
         progress("drift sweep", i as u64 + 1, drift_sweep.len() as u64);
     }
     if cfg.ingest_rows > 0 {
@@ -361,17 +370,9 @@ pub fn run(
         let t = Instant::now();
         let written = std::thread::scope(|s| -> Result<usize> {
             let writer = s.spawn(|| -> Result<usize> {
-                let out = (|| {
-                    for start in (0..n).step_by(cfg.batch.max(1)) {
-                        let end = (start + cfg.batch.max(1)).min(n);
-                        let batch = (start..end)
-                            .map(|i| Record::new(ids[i], base[i * dim..(i + 1) * dim].to_vec()))
-                            .collect();
-                        coll.upsert(batch)?;
-                    }
-                    coll.flush()?;
-                    Ok(n)
-                })();
+                let out = upsert_rows(n, &|_| {})
+                    .and_then(|()| Ok(coll.flush()?))
+                    .map(|_| n);
                 done.store(true, std::sync::atomic::Ordering::Release);
                 out
             });
@@ -389,14 +390,8 @@ pub fn run(
                 .join()
                 .map_err(|_| LabError::Invalid("the ingest thread panicked".into()))?
         })?;
-        let after = coll.stats();
-        let (b, c) = crate::run::scanned_per_search(&before, &after);
-        let mut p = scorer.point("drift-ingest", "rows", written as f64, &answers, &ns)?;
-        p.buckets = Some(b);
-        p.codes = Some(c);
-        p.refined = Some(crate::run::per_search(&before, &after, |s| {
-            s.mean_codes_refined
-        }));
+        let p = scorer.point("drift-ingest", "rows", written as f64, &answers, &ns)?;
+        let p = with_scan_counts(p, &before, &coll.stats());
         progress(
             &format!(
                 "drift under ingest ({:.0} rows/s)",

@@ -37,7 +37,7 @@ pub struct Chunk {
 fn sketch_codes(quant: &Sq8, codes: &[u8]) -> Option<Sketch> {
     let dim = quant.dim();
     let rows = codes.len() / quant.stride().max(1);
-    if dim < crate::quant::sketch::MIN_DIM || rows < crate::quant::sketch::MIN_ROWS {
+    if !Sketch::pays(dim, rows) {
         return None;
     }
     let mut decoded = Vec::with_capacity(rows * dim);

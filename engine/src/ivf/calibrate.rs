@@ -91,7 +91,7 @@ impl L1 {
         };
         let plan = RecallPlan::new(self, query, params.max_probes);
         let vis = |id: u64, seq: u64| id != exclude && visible(id, seq);
-        let mut scratch = Scratch::default();
+        let mut scratch = Scratch::for_query(query);
         let unlimited = Stop {
             max_codes: usize::MAX,
             recall: None,

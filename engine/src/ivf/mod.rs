@@ -54,6 +54,25 @@ struct Scratch {
     refined: usize,
 }
 
+impl Scratch {
+    /// Buffers for the scans of one query (its sketch rotation is computed once, on first use,
+    /// however many scans follow).
+    fn for_query(query: &[f32]) -> Scratch {
+        let mut s = Scratch::default();
+        s.sketch.reset(query);
+        s
+    }
+}
+
+/// The ADC distances of the code rows in `codes` (`stride` bytes each) into `out`, by kernel:
+/// the factored kernel gives `q·c`, the LUT kernel the distance itself.
+fn adc_distances(adc: AdcKernel, table: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
+    match adc {
+        AdcKernel::Factored => kernels::sq8_dot_scan(table, codes, stride, out),
+        AdcKernel::Lut => kernels::adc_scan(table, codes, stride, out),
+    }
+}
+
 /// When a scan stops: a budget of codes, and optionally a recall target (plan, target, k,
 /// stretch of the k-th distance).
 struct Stop<'a> {
@@ -203,7 +222,7 @@ impl L1 {
                 .zip(params.recall_target)
                 .map(|(p, t)| (p, t, params.k, opts.alpha)),
         };
-        let mut scratch = Scratch::default();
+        let mut scratch = Scratch::for_query(query);
         let cands = self.scan(
             query,
             params,
@@ -281,7 +300,6 @@ impl L1 {
         s.codes = 0;
         s.buckets = 0;
         s.refined = 0;
-        s.sketch.reset(query);
         let adc = params.adc;
         let mut memo = EstimateMemo::default();
         for &bpos in probe {
@@ -342,14 +360,7 @@ impl L1 {
                         ($r:expr) => {{
                             let r: usize = $r;
                             let code = &codes[r * stride..(r + 1) * stride];
-                            match adc {
-                                AdcKernel::Factored => {
-                                    kernels::sq8_dot_scan(&s.table, code, stride, &mut one)
-                                }
-                                AdcKernel::Lut => {
-                                    kernels::adc_scan(&s.table, code, stride, &mut one)
-                                }
-                            }
+                            adc_distances(adc, &s.table, code, stride, &mut one);
                             s.refined += 1;
                             let d = row_dist(one[0], r);
                             if d < limit && (!check || visible(chunk.ids[r], chunk.seqs[r])) {
@@ -395,12 +406,7 @@ impl L1 {
                 }
                 s.dists.clear();
                 s.dists.resize(rows, 0f32);
-                match adc {
-                    AdcKernel::Factored => {
-                        kernels::sq8_dot_scan(&s.table, codes, stride, &mut s.dists)
-                    }
-                    AdcKernel::Lut => kernels::adc_scan(&s.table, codes, stride, &mut s.dists),
-                }
+                adc_distances(adc, &s.table, codes, stride, &mut s.dists);
                 s.refined += rows;
                 let mut limit = top.threshold();
                 for (r, &x) in s.dists.iter().enumerate() {

@@ -11,13 +11,11 @@
 //! holds the ball's centre and counts in full. Scanning stops once the scanned buckets hold
 //! the target share. As `rho` shrinks with each scanned bucket, far caps vanish.
 
-use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
-
-use parking_lot::RwLock;
 
 use super::L1;
 use crate::kernels;
+use crate::per_dim::{self, PerDim};
 
 /// Resolution of the cap table over `h / rho` in [0, 1].
 const STEPS: usize = 2048;
@@ -51,16 +49,8 @@ impl CapTable {
 
     /// Cached table for `dim`.
     pub fn for_dim(dim: usize) -> Arc<CapTable> {
-        static TABLES: LazyLock<RwLock<HashMap<usize, Arc<CapTable>>>> =
-            LazyLock::new(|| RwLock::new(HashMap::new()));
-        if let Some(t) = TABLES.read().get(&dim) {
-            return t.clone();
-        }
-        TABLES
-            .write()
-            .entry(dim)
-            .or_insert_with(|| Arc::new(CapTable::new(dim)))
-            .clone()
+        static TABLES: PerDim<CapTable> = LazyLock::new(Default::default);
+        per_dim::get_or_make(&TABLES, dim, CapTable::new)
     }
 
     /// Cap share at `t = h / rho` (1/2 at 0, 0 from 1 on, 1 - share(-t) below 0).
@@ -165,7 +155,8 @@ impl RecallPlan {
     }
 
     /// [`RecallPlan::estimate`] for a scan that calls it with `scanned` growing: the masses
-    /// are recomputed only when `rho` changed since the last call (`memo` carries them).
+    /// are recomputed only when `rho` changed since the last call (`memo` carries them; a
+    /// fresh memo computes from scratch).
     pub fn estimate_memo(&self, memo: &mut EstimateMemo, scanned: usize, rho: f32) -> f32 {
         if self.order.is_empty() {
             return 1.0;
@@ -195,32 +186,7 @@ impl RecallPlan {
     /// Estimated share of the k nearest neighbours held by the first `scanned` buckets,
     /// given the k-th best distance found so far (`rho`, Euclidean).
     pub fn estimate(&self, scanned: usize, rho: f32) -> f32 {
-        if self.order.is_empty() {
-            return 1.0;
-        }
-        if !rho.is_finite() {
-            return 0.0;
-        }
-        let mut got = 0f32;
-        let mut all = 0f32;
-        for (j, (h, w)) in self.h.iter().zip(&self.w).enumerate() {
-            let mass = if j == 0 {
-                *w
-            } else if rho > 0.0 {
-                w * self.table.share(h / rho)
-            } else {
-                0.0
-            };
-            all += mass;
-            if j < scanned {
-                got += mass;
-            }
-        }
-        if all <= 0.0 {
-            1.0
-        } else {
-            got / all
-        }
+        self.estimate_memo(&mut EstimateMemo::default(), scanned, rho)
     }
 }
 
@@ -245,6 +211,7 @@ mod tests {
             if rng.gen_bool(0.3) {
                 rho *= 0.9;
             }
+            // Running (masses carried) against from scratch.
             let a = plan.estimate_memo(&mut memo, scanned, rho);
             let b = plan.estimate(scanned, rho);
             assert!((a - b).abs() < 1e-4, "scanned {scanned}: {a} vs {b}");

@@ -3,7 +3,8 @@
 //! enter the candidate pool.
 //!
 //! A chunk's sketch is built from its SQ8 decodes `v` (so the bound is on exactly the
-//! distance the SQ8 scan would compute), relative to the chunk's mean `c`: each residual
+//! distance the SQ8 scan would compute), relative to a centre `c` (the bucket's quantizer-box
+//! middle, shared by its chunks, so a query is prepared once per bucket): each residual
 //! `o = (v - c) / |v - c|` is rotated by a fixed random orthogonal map `R` and stored as the
 //! signs of its `P` coordinates (`P` = the dimension rounded up to a power of two). With
 //! `x = sign(R o) / sqrt(P)`, `f = <x, R o>` and a unit query residual `u`,
@@ -15,12 +16,10 @@
 //! Walsh–Hadamard transform: O(P log P) per vector, deterministic (a fixed seed, no stored
 //! matrix), so sketches are derived data, rebuilt whenever a chunk is built or loaded.
 
-use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use parking_lot::RwLock;
-
 use crate::kernels;
+use crate::per_dim::{self, PerDim};
 
 /// Confidence multiplier of the estimator's error bound (RaBitQ's `epsilon_0`).
 pub const EPS0: f32 = 1.9;
@@ -28,9 +27,10 @@ pub const EPS0: f32 = 1.9;
 /// Rows below which a chunk carries no sketch (scanning its SQ8 codes is as cheap).
 pub const MIN_ROWS: usize = 16;
 
-/// Dimensions below which sketches are not built. Measured (`drift bench`): at 96 dimensions
-/// an SQ8 distance is cheap enough that the popcount pass and the pool ordering cost more than
-/// they save (69 against 55 µs per query); at 384 the prefilter gave 1.7x the queries/s.
+/// Dimensions below which sketches are not built. Measured (`lab/tests/bench.rs` at 96
+/// dimensions, one bucket per query): an SQ8 distance is cheap enough there that the popcount
+/// pass and the pool ordering cost more than they save (69 against 55 µs per query); on the
+/// 384-d PyPI set (`drift bench --sq8-only`) the prefilter gave 1.4x the queries/s.
 pub const MIN_DIM: usize = 256;
 
 /// Rounds of sign flip + Hadamard transform.
@@ -64,16 +64,8 @@ impl Rotation {
 
     /// The cached rotation for `dim`.
     pub fn for_dim(dim: usize) -> Arc<Rotation> {
-        static CACHE: LazyLock<RwLock<HashMap<usize, Arc<Rotation>>>> =
-            LazyLock::new(|| RwLock::new(HashMap::new()));
-        if let Some(r) = CACHE.read().get(&dim) {
-            return r.clone();
-        }
-        CACHE
-            .write()
-            .entry(dim)
-            .or_insert_with(|| Arc::new(Rotation::new(dim)))
-            .clone()
+        static CACHE: PerDim<Rotation> = LazyLock::new(Default::default);
+        per_dim::get_or_make(&CACHE, dim, Rotation::new)
     }
 
     /// Coordinates after rotation.
@@ -156,12 +148,17 @@ pub struct Sketch {
 }
 
 impl Sketch {
+    /// Whether `rows` rows of dimension `dim` get a sketch ([`MIN_DIM`], [`MIN_ROWS`]).
+    pub fn pays(dim: usize, rows: usize) -> bool {
+        dim >= MIN_DIM && rows >= MIN_ROWS
+    }
+
     /// Sketches `vectors` (row-major, `dim` columns) around `center` (`None`: their mean);
     /// `None` when the chunk is too small or the dimension too low for a sketch to pay.
     /// Chunks sketched around the same centre share the query's per-centre preparation.
     pub fn build(vectors: &[f32], dim: usize, center: Option<&[f32]>) -> Option<Sketch> {
         let n = vectors.len() / dim.max(1);
-        if dim < MIN_DIM || n < MIN_ROWS {
+        if !Sketch::pays(dim, n) {
             return None;
         }
         let rotation = Rotation::for_dim(dim);
@@ -486,26 +483,24 @@ mod tests {
         assert_eq!(sa.key, sb.key);
         assert_ne!(sb.key, sc.key);
         let q: Vec<f32> = (0..dim).map(|d| (d as f32 * 0.01).sin()).collect();
+        let bounds = |s: &Sketch, prepared: &mut SketchQuery, l2: bool| {
+            let mut out = vec![0f32; s.len()];
+            s.lower_bounds(prepared, l2, &mut out);
+            out
+        };
+        let fresh = |s: &Sketch, l2: bool| {
+            let mut prepared = SketchQuery::default();
+            prepared.reset(&q);
+            bounds(s, &mut prepared, l2)
+        };
         for l2 in [true, false] {
             let mut shared = SketchQuery::default();
             shared.reset(&q);
-            let mut out_a = vec![0f32; 50];
-            let mut out_b = vec![0f32; 70];
-            sa.lower_bounds(&mut shared, l2, &mut out_a);
-            sb.lower_bounds(&mut shared, l2, &mut out_b);
-            let mut fresh = SketchQuery::default();
-            fresh.reset(&q);
-            let mut want = vec![0f32; 70];
-            sb.lower_bounds(&mut fresh, l2, &mut want);
-            assert_eq!(out_b, want);
+            bounds(&sa, &mut shared, l2);
+            // Served from the preparation made for `sa`: the same bounds as prepared anew.
+            assert_eq!(bounds(&sb, &mut shared, l2), fresh(&sb, l2));
             // A different centre is prepared anew, not served from the cache.
-            let mut out_c = vec![0f32; 70];
-            sc.lower_bounds(&mut shared, l2, &mut out_c);
-            let mut fresh = SketchQuery::default();
-            fresh.reset(&q);
-            let mut want_c = vec![0f32; 70];
-            sc.lower_bounds(&mut fresh, l2, &mut want_c);
-            assert_eq!(out_c, want_c);
+            assert_eq!(bounds(&sc, &mut shared, l2), fresh(&sc, l2));
         }
     }
 
