@@ -30,7 +30,8 @@ pub const MIN_ROWS: usize = 16;
 /// Dimensions below which sketches are not built. Measured (`lab/tests/bench.rs` at 96
 /// dimensions, one bucket per query): an SQ8 distance is cheap enough there that the popcount
 /// pass and the pool ordering cost more than they save (69 against 55 µs per query); on the
-/// 384-d PyPI set (`drift bench --sq8-only`) the prefilter gave 1.4x the queries/s.
+/// 384-d PyPI set (`drift bench --sq8-only`) the prefilter gave 1.04x to 1.4x the queries/s
+/// across runs.
 pub const MIN_DIM: usize = 256;
 
 /// Rounds of sign flip + Hadamard transform.
