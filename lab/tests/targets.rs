@@ -78,9 +78,10 @@ fn check(label: &str, base: PathBuf, queries: PathBuf, metric: Metric) -> Vec<St
             p.buckets.unwrap_or(0.0),
             p.qps
         );
-        // The window is [t - 0.01, t + 0.04]; the upper side is held to t + 0.05 here
-        // because a data set whose queries need one or two buckets (generated clusters) can
-        // land up to 0.947 at target 0.90 (README, known gaps). Falling short is never allowed.
+        // The window is [t - 0.01, t + 0.04]; the upper side is held to t + 0.05 here:
+        // runs land between t + 0.02 and t + 0.037 at target 0.90 (the fit aims at target +
+        // margin + one standard error of its queries' mean), and a run-to-run spread of about
+        // 0.006 would make t + 0.04 fail now and then. Falling short is never allowed.
         if !(p.recall >= t - 0.01 && p.recall <= t + 0.05) {
             bad.push(format!("{label} target {t:.2}: recall {:.4}", p.recall));
         }
@@ -190,6 +191,16 @@ fn topic_stream_of_real_embeddings_holds_its_targets() {
         out: dir.path().join("out"),
     };
     let out = replay(&mut driver, &cfg, &direct, &|_, _, _| {}).unwrap();
+    for r in out.records.iter().filter(|r| r.recall.is_some()) {
+        println!(
+            "step {:>2} {:<11} recall {:.4} codes/q {:>6.0} monitor {:?}",
+            r.step,
+            r.system,
+            r.recall.unwrap_or(0.0),
+            r.codes_per_query.unwrap_or(0.0),
+            r.monitored_recall
+        );
+    }
     let summary = drift_lab::report::summarize(&out);
     println!("{}", drift_lab::report::table(&summary));
     let sys = |name: &str| summary.systems.iter().find(|s| s.system == name).unwrap();
@@ -199,10 +210,12 @@ fn topic_stream_of_real_embeddings_holds_its_targets() {
         "target 0.95: mean {:.4}",
         d95.mean_recall
     );
-    // Known gap: the first step (one topic of 5,577 rows, queries from all 16 topics) sits
-    // near 0.93 before the monitor has seen enough queries; every later step holds 0.94.
+    // The first step (one topic of 5,577 rows, queried from all 16 topics) is the cold start:
+    // the calibration from stored rows is provisional (searches aim at half the miss rate)
+    // until the monitor's real queries replace it. With 300 queries per step a step's mean
+    // moves by about 0.006 between runs; the 1,000-query reference run holds 0.94 at every step.
     assert!(
-        d95.min_recall >= 0.92,
+        d95.min_recall >= 0.93,
         "target 0.95: min {:.4}",
         d95.min_recall
     );
@@ -217,9 +230,15 @@ fn topic_stream_of_real_embeddings_holds_its_targets() {
         d99.min_recall
     );
     // Static IVF (22 buckets trained on the first topic) lands near 0.96 by scanning far more
-    // codes; Drift holds its target with fewer. (Recall at equal codes needs a sweep of both:
-    // not asserted here.)
+    // codes; Drift reaches as much recall (within the noise of 300 queries) with fewer codes,
+    // so at equal codes it is at or above the baseline.
     assert!(ivf.mean_recall >= 0.9, "{summary:?}");
+    assert!(
+        d95.mean_recall >= ivf.mean_recall - 0.005,
+        "drift {:.4} vs static IVF {:.4}",
+        d95.mean_recall,
+        ivf.mean_recall
+    );
     assert!(d95.codes_per_query.unwrap() < ivf.codes_per_query.unwrap());
     let rewritten = d95.rewritten_per_insert.unwrap();
     assert!(

@@ -39,12 +39,24 @@ const MIN_QUERIES: usize = 32;
 /// Monitored searches needed before the monitor judges the recall.
 const MIN_JUDGED: usize = 32;
 /// Real queries (with their exact answers) needed to refit from the workload.
-const MIN_REAL: usize = 64;
+const MIN_REAL: usize = 48;
+/// Real queries needed to replace a provisional calibration (fitted on stored rows) whose
+/// searches show no shortfall: more queries, a steadier fit. A suspected shortfall replaces
+/// it at [`MIN_REAL`].
+const CONFIRM_REAL: usize = 192;
 /// Most real queries kept for refits (the newest).
 const MAX_REAL: usize = 512;
 /// Sampling share while the window holds fewer than [`MIN_JUDGED`] searches (after open and
-/// after each refit), so that a fresh calibration is judged quickly; the CPU cap still holds.
-const EAGER_RATE: f64 = 0.1;
+/// after each refit) or its mean lies below the target (a shortfall suspected, not yet
+/// confirmed), so that a fresh calibration is judged, and a shortfall corrected, within a few
+/// hundred searches; the CPU cap still holds.
+const EAGER_RATE: f64 = 0.5;
+/// Normal quantile of the one-sided test that confirms a shortfall (95% one-sided): a refit
+/// from real queries costs one fit, a missed shortfall costs recall.
+const Z_SHORT: f64 = 1.645;
+/// Normal quantile of the test that confirms a surplus (97.5% one-sided): shallower searches
+/// are only worth a refit when the surplus is clear.
+const Z_SURPLUS: f64 = 1.96;
 /// CPU the monitor may spend ahead of its share (a burst), microseconds.
 const BURST_MICROS: f64 = 200_000.0;
 
@@ -89,6 +101,16 @@ struct Window {
     dev: VecDeque<f32>,
     /// Measured recall.
     recalls: VecDeque<f32>,
+    /// Sum of `dev` (kept so that admitting a search needs no pass over the window).
+    dev_sum: f64,
+}
+
+impl Window {
+    /// Whether the monitor should sample eagerly: too few searches to judge, or a mean
+    /// below the target that is not yet confirmed.
+    fn eager(&self) -> bool {
+        self.dev.len() < MIN_JUDGED || self.dev_sum < 0.0
+    }
 }
 
 #[derive(Debug, Default)]
@@ -130,8 +152,9 @@ pub struct RecallStats {
     pub ci_high: Option<f64>,
     /// Target of the latest monitored search.
     pub monitored_target: Option<f32>,
-    /// Times measured recall left its band and the calibration was refitted from the
-    /// monitored queries (deeper when recall fell short, shallower when far above).
+    /// Times the calibration was refitted from the monitored queries: measured recall left
+    /// its band (deeper when it fell short, shallower when far above), or a provisional
+    /// calibration from stored rows was replaced.
     pub refits_from_queries: u64,
     /// Monitored queries kept for such refits.
     pub real_queries: usize,
@@ -152,10 +175,7 @@ impl Monitor {
         }
         if draw >= rate {
             let s = self.inner.lock();
-            let eager = s
-                .windows
-                .get(&s.target.to_bits())
-                .is_none_or(|w| w.dev.len() < MIN_JUDGED);
+            let eager = s.windows.get(&s.target.to_bits()).is_none_or(Window::eager);
             if !eager {
                 return false;
             }
@@ -165,8 +185,9 @@ impl Monitor {
     }
 
     /// Records one measured recall and keeps the query. Returns true when the window holds
-    /// enough searches, its 95% interval lies below the target or above `target + 3 *
-    /// margin` (at least 0.03), and enough real queries are kept to refit from them.
+    /// enough searches, its mean lies confidently below the target ([`Z_SHORT`]) or above
+    /// `target + 3 * margin` (at least 0.03, [`Z_SURPLUS`]), and enough real queries are kept
+    /// to refit from them.
     fn record(
         &self,
         recall: f32,
@@ -185,17 +206,31 @@ impl Monitor {
         let enough_real = s.real.len() >= MIN_REAL;
         let w = s.windows.entry(target.to_bits()).or_default();
         w.dev.push_back(recall - target);
+        w.dev_sum += (recall - target) as f64;
         w.recalls.push_back(recall);
         while w.dev.len() > window {
-            w.dev.pop_front();
+            if let Some(d) = w.dev.pop_front() {
+                w.dev_sum -= d as f64;
+            }
             w.recalls.pop_front();
         }
         if w.dev.len() < MIN_JUDGED.min(window) || !enough_real {
             return false;
         }
-        let (mean, half) = mean_ci(&w.dev);
+        let (mean, sd_mean) = mean_sd(&w.dev);
         let slack = (3.0 * margin).max(0.03) as f64;
-        mean + half < 0.0 || mean - half > slack
+        mean + Z_SHORT * sd_mean < 0.0 || mean - Z_SURPLUS * sd_mean > slack
+    }
+
+    /// Whether a provisional calibration should now give way to one fitted on the kept real
+    /// queries: enough of them, fewer when searches at `target` fall short on average.
+    fn replace_provisional(&self, target: f32) -> bool {
+        let s = self.inner.lock();
+        let short = s
+            .windows
+            .get(&target.to_bits())
+            .is_some_and(|w| w.dev.len() >= MIN_JUDGED && w.dev_sum < 0.0);
+        s.real.len() >= CONFIRM_REAL || (short && s.real.len() >= MIN_REAL)
     }
 
     /// Starts a new window (after a refit, so that it measures the new calibration only);
@@ -209,12 +244,18 @@ impl Monitor {
     }
 }
 
-/// Mean and half-width of the 95% interval.
-fn mean_ci(w: &VecDeque<f32>) -> (f64, f64) {
+/// Mean and standard error of the mean.
+fn mean_sd(w: &VecDeque<f32>) -> (f64, f64) {
     let n = w.len().max(1) as f64;
     let mean = w.iter().map(|&x| x as f64).sum::<f64>() / n;
     let var = w.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (mean, 1.96 * (var / n).sqrt())
+    (mean, (var / n).sqrt())
+}
+
+/// Mean and half-width of the 95% interval.
+fn mean_ci(w: &VecDeque<f32>) -> (f64, f64) {
+    let (mean, sd) = mean_sd(w);
+    (mean, 1.96 * sd)
 }
 
 impl Collection {
@@ -223,10 +264,11 @@ impl Collection {
         self.calibration.load_full()
     }
 
-    /// The stretch of the recall estimate for `target` (1 when uncalibrated).
+    /// The stretch of the recall estimate for `target` (1 when uncalibrated; deeper while
+    /// the calibration is provisional, see [`Calibration::search_alpha`]).
     pub(crate) fn recall_alpha(&self, target: f32) -> f32 {
         match self.calibration.load().as_ref() {
-            Some(c) => c.alpha(target),
+            Some(c) => c.search_alpha(target),
             None => 1.0,
         }
     }
@@ -289,7 +331,7 @@ impl Collection {
 
     /// Refits the calibration from the queries the monitor kept (the real workload), their
     /// answers recomputed over L1 (the layer the traces cover).
-    fn refit_from_queries(&self) {
+    fn refit_from_queries(&self, reason: &'static str) {
         let started = Instant::now();
         let (snap, v) = self.snapshot();
         let c = match self.fit_from_real(snap, &v) {
@@ -304,7 +346,8 @@ impl Collection {
         tracing::info!(
             collection = %self.name,
             queries = c.queries,
-            "measured recall left its band: recall calibration refitted from monitored queries"
+            reason,
+            "recall calibration refitted from monitored queries"
         );
     }
 
@@ -405,16 +448,28 @@ impl Collection {
         if rows.len() < MIN_ROWS {
             return Ok(None);
         }
+        let live = rows.len();
+        // Queries come from the held-out rows (no centroid fit saw them), unless too few.
+        let held: Vec<(u32, u32, u32)> = rows
+            .iter()
+            .copied()
+            .filter(|p| crate::ivf::held_out(l1.chunk(*p).ids[p.2 as usize]))
+            .collect();
+        let pool = if held.len() >= MIN_QUERIES {
+            held
+        } else {
+            rows.clone()
+        };
         let dim = self.config.dim;
-        let by_budget = settings.calibration_budget / (rows.len() as u64 * dim as u64).max(1);
+        let by_budget = settings.calibration_budget / (live as u64 * dim as u64).max(1);
         let nq = (by_budget as usize)
             .clamp(MIN_QUERIES, settings.calibration_queries.max(1))
             .min(settings.calibration_queries.max(1))
-            .min(rows.len());
-        let mut rng = rand::rngs::StdRng::seed_from_u64(rows.len() as u64 ^ snap);
-        let picks: Vec<(u32, u32, u32)> = sample(&mut rng, rows.len(), nq)
+            .min(pool.len());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(live as u64 ^ snap);
+        let picks: Vec<(u32, u32, u32)> = sample(&mut rng, pool.len(), nq)
             .into_iter()
-            .map(|i| rows[i])
+            .map(|i| pool[i])
             .collect();
         let mut queries = Vec::with_capacity(nq * dim);
         let mut own = Vec::with_capacity(nq);
@@ -430,7 +485,6 @@ impl Collection {
             let q = &queries[i * dim..(i + 1) * dim];
             l1.trace(q, &params, &within_kth(&truth[i], k), own[i], &visible)
         });
-        let live = rows.len();
         Ok(Some(Calibration::fit(
             &traces,
             settings.margin,
@@ -465,8 +519,10 @@ impl Collection {
                     let qi = first + j;
                     let q = &queries[qi * dim..(qi + 1) * dim];
                     for (r, row) in vectors.chunks_exact(dim).enumerate() {
-                        if ids[r] != own[qi] && visible(ids[r], seqs[r]) {
-                            top.push(dist.eval(q, row), ids[r]);
+                        // Visibility (an id-map lookup) only for rows that would be kept.
+                        let d = dist.eval(q, row);
+                        if d < top.threshold() && ids[r] != own[qi] && visible(ids[r], seqs[r]) {
+                            top.push(d, ids[r]);
                         }
                     }
                 }
@@ -493,14 +549,23 @@ impl Collection {
         }
         for bucket in v.l1.buckets() {
             for chunk in &bucket.chunks {
-                // The monitor comes back for every sample: it keeps blocks in the cache; a
-                // calibration reads each row once and does not.
-                let vectors = if nq == 1 {
-                    chunk.vectors_cached()?
-                } else {
-                    chunk.vectors()?
-                };
-                feed(&chunk.ids, &chunk.seqs, &vectors, &mut tops);
+                // A calibration reads each row once (blocks not cached, one pass per chunk
+                // over every query); the monitor comes back for every sample: it keeps blocks
+                // in the cache and reads them in place, block by block.
+                if nq > 1 {
+                    feed(&chunk.ids, &chunk.seqs, &chunk.vectors()?, &mut tops);
+                    continue;
+                }
+                chunk.cold.for_each_block(true, |first, vectors| {
+                    let n = vectors.len() / dim;
+                    let end = (first + n).min(chunk.ids.len());
+                    feed(
+                        &chunk.ids[first..end],
+                        &chunk.seqs[first..end],
+                        vectors,
+                        &mut tops,
+                    );
+                })?;
             }
         }
         Ok(tops
@@ -575,8 +640,16 @@ impl Collection {
         self.monitor
             .micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        if refit && self.config.settings.recall.calibrate && v.l1.is_trained() {
-            self.refit_from_queries();
+        // A calibration fitted on stored rows is replaced by one fitted on real queries as
+        // soon as the monitor has kept enough of them.
+        let provisional = self.calibration().is_some_and(|c| c.provisional())
+            && self.monitor.replace_provisional(s.target);
+        if (refit || provisional) && self.config.settings.recall.calibrate && v.l1.is_trained() {
+            self.refit_from_queries(if refit {
+                "measured recall left its band"
+            } else {
+                "the calibration from stored rows was provisional"
+            });
         }
     }
 

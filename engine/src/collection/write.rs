@@ -212,7 +212,7 @@ impl Collection {
         report.rows = rows.len();
         let mut l1 = (*v.l1).clone();
         if !l1.is_trained() {
-            l1 = self.untrained_layer(&rows.vectors);
+            l1 = self.untrained_layer(&rows.ids, &rows.vectors);
             report.trained = true;
             self.counters.trainings.fetch_add(1, Ordering::Relaxed);
         }
@@ -254,7 +254,7 @@ impl Collection {
         let (rows, max_seq) = self.current_rows(&v.frozen, Some(&v.l1))?;
         let sample_rows = prepared.len() / dim;
         let k = self.bucket_count(sample_rows.max(self.idmap.live()));
-        let layer = self.train_layer(&prepared, k);
+        let layer = self.train_layer(&[], &prepared, k);
         let report = TrainReport {
             buckets: layer.buckets().len(),
             sample_rows,
@@ -276,17 +276,32 @@ impl Collection {
     }
 
     /// The first layer, trained on (a sample of) the rows being flushed.
-    fn untrained_layer(&self, vectors: &[f32]) -> L1 {
+    fn untrained_layer(&self, ids: &[u64], vectors: &[f32]) -> L1 {
         let dim = self.config.dim;
         let n = vectors.len() / dim;
         let k = self.bucket_count(n.max(1));
-        self.train_layer(vectors, k)
+        self.train_layer(ids, vectors, k)
     }
 
-    /// k-means on at most `train_sample` rows; each bucket starts empty with a quantizer
-    /// fitted on the sample rows routed to it (re-fitted when its first rows arrive).
-    fn train_layer(&self, vectors: &[f32], k: usize) -> L1 {
+    /// k-means on at most `train_sample` rows (with `ids`, the held-out ones left out: see
+    /// [`crate::ivf::held_out`]); each bucket starts empty with a quantizer fitted on the
+    /// sample rows routed to it (re-fitted when its first rows arrive).
+    fn train_layer(&self, ids: &[u64], vectors: &[f32], k: usize) -> L1 {
         let dim = self.config.dim;
+        let held_in: Vec<f32>;
+        let vectors = if ids.len() * dim == vectors.len()
+            && ids.iter().filter(|&&id| !crate::ivf::held_out(id)).count() >= k.max(2)
+        {
+            held_in = ids
+                .iter()
+                .zip(vectors.chunks_exact(dim))
+                .filter(|(&id, _)| !crate::ivf::held_out(id))
+                .flat_map(|(_, v)| v.iter().copied())
+                .collect();
+            &held_in[..]
+        } else {
+            vectors
+        };
         let n = vectors.len() / dim;
         let cap = self.config.settings.train_sample;
         let sample: Vec<f32> = if n > cap {

@@ -143,11 +143,6 @@ impl Chunk {
     pub fn vectors(&self) -> Result<Arc<[f32]>> {
         self.cold.all()
     }
-
-    /// [`Chunk::vectors`], keeping the blocks read in the block cache.
-    pub fn vectors_cached(&self) -> Result<Arc<[f32]>> {
-        self.cold.all_with(true)
-    }
 }
 
 /// Counters of a bucket that outlive copy-on-write copies of it.

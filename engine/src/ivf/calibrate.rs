@@ -8,7 +8,11 @@
 //! and `alpha` is learned per target from the collection itself:
 //!
 //! 1. stored rows serve as queries (their own id excluded), with their exact top-k over
-//!    every visible row (the caller computes them);
+//!    every visible row (the caller computes them). They are drawn from the **held-out**
+//!    rows ([`held_out`]: one id in 32, by hash), which no k-means or split fit ever sees:
+//!    centroids fitted on a sample carve their boundaries through the sample's own gaps, so
+//!    rows of the sample sit farther from the boundaries than new vectors do, and a stretch
+//!    fitted on them would overshoot on real queries;
 //! 2. a [`Trace`] per query records, after each bucket in probe order, the k-th best code
 //!    distance (what the live probe sees) and how many true neighbours sit in the re-rank pool
 //!    (what the answer would hold after the exact re-rank);
@@ -24,6 +28,19 @@ use serde::{Deserialize, Serialize};
 use super::{RecallPlan, Scratch, Stop, L1};
 use crate::config::SearchParams;
 use crate::topk::TopK;
+
+/// One row in this many (by id hash) is held out of every centroid fit.
+pub const HOLD_OUT: u64 = 32;
+
+/// Whether row `id` is held out of centroid fits (training k-means, split 2-means), so that
+/// calibration queries drawn from such rows look like new vectors to the partition.
+pub fn held_out(id: u64) -> bool {
+    // splitmix64 finalizer: ids are often sequential.
+    let mut z = id.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)).is_multiple_of(HOLD_OUT)
+}
 
 /// Targets the calibration is fitted at; between them `alpha` is interpolated.
 pub const TARGET_GRID: [f32; 16] = [
@@ -170,18 +187,23 @@ pub struct CalibrationPoint {
 
 impl Calibration {
     /// Fits `alpha` per target on `traces`, aiming at `target + margin`: the smallest stretch
-    /// whose mean recall reaches it, by bisection on `log(alpha)` (mean recall grows with
-    /// alpha), never below the previous target's.
+    /// whose mean recall, less one standard error of that mean (few queries, a noisy mean:
+    /// aim higher), reaches it, by bisection on `log(alpha)` (mean recall grows with alpha),
+    /// never below the previous target's.
     pub fn fit(traces: &[Trace], margin: f32, rows: usize, buckets: usize) -> Calibration {
         let n = traces.len().max(1) as f32;
-        let eval = |target: f32, alpha: f32| -> (f32, f32) {
-            let (mut b, mut r) = (0f32, 0f32);
+        // (mean buckets, mean recall, mean recall less its standard error)
+        let eval = |target: f32, alpha: f32| -> (f32, f32, f32) {
+            let (mut b, mut r, mut r2) = (0f32, 0f32, 0f32);
             for t in traces {
                 let (j, rec) = t.stop(target, alpha);
                 b += j as f32;
                 r += rec;
+                r2 += rec * rec;
             }
-            (b / n, r / n)
+            let mean = r / n;
+            let var = ((r2 / n - mean * mean) * n / (n - 1.0).max(1.0)).max(0.0);
+            (b / n, mean, mean - (var / n).sqrt())
         };
         let ceiling = traces
             .iter()
@@ -193,10 +215,15 @@ impl Calibration {
         for &target in &TARGET_GRID {
             let want = (target + margin).min(ceiling);
             let (mut lo, mut hi) = (floor, ALPHA_MAX.ln());
-            if eval(target, lo.exp()).1 < want {
+            // At the ceiling the standard error cannot vanish: the mean reaching it is enough.
+            let ok = |alpha: f32| {
+                let (_, mean, low) = eval(target, alpha);
+                low >= want || mean >= ceiling
+            };
+            if !ok(lo.exp()) {
                 for _ in 0..BISECT_STEPS {
                     let mid = 0.5 * (lo + hi);
-                    if eval(target, mid.exp()).1 >= want {
+                    if ok(mid.exp()) {
                         hi = mid;
                     } else {
                         lo = mid;
@@ -207,7 +234,7 @@ impl Calibration {
             }
             floor = hi;
             let alpha = hi.exp();
-            let (b, r) = eval(target, alpha);
+            let (b, r, _) = eval(target, alpha);
             points.push(CalibrationPoint {
                 target,
                 alpha,
@@ -222,6 +249,24 @@ impl Calibration {
             buckets,
             ceiling,
             source: "rows".into(),
+        }
+    }
+
+    /// Whether this calibration was fitted on stored rows rather than on real queries: it
+    /// is an extrapolation to the workload until the monitor has seen real queries.
+    pub fn provisional(&self) -> bool {
+        self.source != "queries"
+    }
+
+    /// The stretch a search for `target` uses: [`Calibration::alpha`], aimed at half the
+    /// miss rate (`1 - (1 - target) / 2`) while the calibration is
+    /// [`provisional`](Calibration::provisional), so that queries unlike the stored rows
+    /// (another topic, another image set) do not fall short before the monitor refits.
+    pub fn search_alpha(&self, target: f32) -> f32 {
+        if self.provisional() {
+            self.alpha(1.0 - (1.0 - target) / 2.0)
+        } else {
+            self.alpha(target)
         }
     }
 

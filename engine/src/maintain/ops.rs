@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::distance::Distance;
 use crate::error::Result;
+use crate::ivf::held_out;
 use crate::ivf::{Bucket, Reshape};
 use crate::kmeans::kmeans;
 use crate::memtable::MemBuffer;
@@ -201,12 +202,28 @@ pub fn compact(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Result<Option<O
     Ok(Some(out))
 }
 
-/// Side (0 or 1) of every row: local 2-means, or a median cut along the line between the
-/// two means when 2-means leaves a side smaller than `min_child` (so both halves stay
-/// above the merge threshold and a split cannot be undone by the next merge).
+/// Side (0 or 1) of every row: local 2-means (fitted without the held-out rows, which then
+/// go to the nearer mean), or a median cut along the line between the two means when 2-means
+/// leaves a side smaller than `min_child` (so both halves stay above the merge threshold and
+/// a split cannot be undone by the next merge).
 fn two_way(rows: &MemBuffer, dim: usize, min_child: usize) -> Vec<usize> {
     let n = rows.len();
-    let km = kmeans(&rows.vectors, dim, 2, SPLIT_ITERS, 0x5b17 ^ n as u64);
+    let fit_rows: Vec<usize> = (0..n).filter(|&i| !held_out(rows.ids[i])).collect();
+    let km = if fit_rows.len() >= 2 && fit_rows.len() < n {
+        let fit: Vec<f32> = fit_rows
+            .iter()
+            .flat_map(|&i| rows.vectors[i * dim..(i + 1) * dim].iter().copied())
+            .collect();
+        let mut km = kmeans(&fit, dim, 2, SPLIT_ITERS, 0x5b17 ^ n as u64);
+        km.assignment = rows
+            .vectors
+            .chunks_exact(dim)
+            .map(|v| crate::kmeans::nearest(&km.centroids, dim, v).0 as u32)
+            .collect();
+        km
+    } else {
+        kmeans(&rows.vectors, dim, 2, SPLIT_ITERS, 0x5b17 ^ n as u64)
+    };
     let mut side: Vec<usize> = km.assignment.iter().map(|a| *a as usize).collect();
     let ones = side.iter().filter(|s| **s == 1).count();
     let floor = min_child.min(n / 2).max(1);

@@ -159,6 +159,24 @@ impl ColdVectors {
         })
     }
 
+    /// Calls `f(first_row, rows)` for the vectors block by block (one call with every row
+    /// while they are resident), without concatenating them; blocks read are kept in the
+    /// cache when `keep`.
+    pub fn for_each_block(&self, keep: bool, mut f: impl FnMut(usize, &[f32])) -> Result<()> {
+        if let Some(all) = self.in_memory() {
+            f(0, &all);
+            return Ok(());
+        }
+        let s = self.location().ok_or_else(|| {
+            Error::Internal("chunk vectors are neither in memory nor stored".into())
+        })?;
+        let per = s.layout.block_rows as usize;
+        for b in 0..s.layout.blocks.len() {
+            f(b * per, &s.block(b, self.rows, self.dim, keep)?);
+        }
+        Ok(())
+    }
+
     /// Every row's vector, row-major. Blocks read for this are not cached (bulk readers:
     /// calibration, rebuilds, scans).
     pub fn all(&self) -> Result<Arc<[f32]>> {
