@@ -557,6 +557,15 @@ impl SearchOverrides {
 
 /// Largest `k` a single search may ask for.
 pub const MAX_K: usize = 10_000;
+/// Largest re-rank factor (candidates kept per requested neighbour).
+pub const MAX_RERANK: usize = 1_000;
+/// Largest candidate pool of one search (`k * rerank`): what a search may allocate for
+/// candidates is bounded before anything is allocated.
+pub const MAX_POOL: usize = 1_000_000;
+/// Largest bucket count a search may ask to probe (`nprobe`, `min_probes`, `max_probes`).
+pub const MAX_PROBES: usize = 1 << 20;
+/// Largest `ef_search` (candidate list of the memtable graph).
+pub const MAX_EF_SEARCH: usize = 100_000;
 
 /// Options of one search. Build with [`SearchDefaults::to_params`] or
 /// `Collection::search_params`, then adjust fields.
@@ -606,8 +615,34 @@ impl SearchParams {
         if self.k == 0 || self.k > MAX_K {
             return bad(format!("k must be in 1..={MAX_K}, got {}", self.k));
         }
-        if self.nprobe == Some(0) {
-            return bad("nprobe must be at least 1".into());
+        if let Some(n) = self.nprobe {
+            if n == 0 || n > MAX_PROBES {
+                return bad(format!("nprobe must be in 1..={MAX_PROBES}, got {n}"));
+            }
+        }
+        if self.rerank > MAX_RERANK {
+            return bad(format!(
+                "rerank must be in 0..={MAX_RERANK}, got {}",
+                self.rerank
+            ));
+        }
+        if self.k.saturating_mul(self.rerank.max(1)) > MAX_POOL {
+            return bad(format!(
+                "k * rerank must be at most {MAX_POOL}, got {} * {}",
+                self.k, self.rerank
+            ));
+        }
+        if self.max_probes > MAX_PROBES {
+            return bad(format!(
+                "max_probes must be at most {MAX_PROBES}, got {}",
+                self.max_probes
+            ));
+        }
+        if self.ef_search > MAX_EF_SEARCH {
+            return bad(format!(
+                "ef_search must be at most {MAX_EF_SEARCH}, got {}",
+                self.ef_search
+            ));
         }
         if let Some(r) = self.recall_target {
             if !(r > 0.0 && r <= 1.0) {
@@ -663,6 +698,11 @@ pub struct CollectionConfig {
 
 /// Largest supported dimension.
 pub const MAX_DIM: usize = 65_536;
+
+/// Largest magnitude of a stored or query vector component. Squared distances sum `dim`
+/// squared differences: at `MAX_DIM` dimensions of `2 * MAX_ABS_VALUE` each they stay below
+/// 3e35, far from `f32::MAX`, and so do quantizer ranges, norms and centroid sums.
+pub const MAX_ABS_VALUE: f32 = 1e15;
 
 impl CollectionConfig {
     /// A configuration with default settings.

@@ -36,6 +36,21 @@ pub enum Error {
         /// The bad value, as text.
         value: String,
     },
+    /// A vector holds a value so large that distances or quantizer ranges could overflow.
+    #[error(
+        "vector for id {id} has a value out of range ({value}) at position {position}: \
+         values must lie within ±{limit:e} so that distances stay finite"
+    )]
+    OutOfRange {
+        /// Offending id (or query row).
+        id: u64,
+        /// Index of the first bad component.
+        position: usize,
+        /// The bad value, as text.
+        value: String,
+        /// The largest magnitude accepted.
+        limit: f32,
+    },
     /// A payload is not a JSON object or is too large.
     #[error("payload for id {id} is invalid: {reason}")]
     InvalidPayload {
@@ -104,6 +119,7 @@ impl Error {
             self,
             Error::DimensionMismatch { .. }
                 | Error::NonFinite { .. }
+                | Error::OutOfRange { .. }
                 | Error::InvalidPayload { .. }
                 | Error::InvalidName { .. }
                 | Error::CollectionNotFound(_)

@@ -21,6 +21,7 @@ pub fn status(e: Error) -> Status {
     match e {
         Error::DimensionMismatch { .. }
         | Error::NonFinite { .. }
+        | Error::OutOfRange { .. }
         | Error::InvalidPayload { .. }
         | Error::InvalidName { .. }
         | Error::InvalidArgument(_) => Status::invalid_argument(msg),

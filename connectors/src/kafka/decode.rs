@@ -67,6 +67,8 @@ pub enum BadKind {
     Dimension,
     /// The vector holds NaN or an infinity.
     NonFinite,
+    /// The vector holds a value too large for finite distances.
+    OutOfRange,
     /// The message or its payload exceeds a size limit.
     Oversized,
     /// The payload is not a JSON object.
@@ -84,6 +86,7 @@ impl BadKind {
             BadKind::Undecodable => "undecodable",
             BadKind::Dimension => "dimension",
             BadKind::NonFinite => "non-finite",
+            BadKind::OutOfRange => "out-of-range",
             BadKind::Oversized => "oversized",
             BadKind::Payload => "payload",
             BadKind::UnknownCollection => "unknown-collection",
@@ -111,6 +114,7 @@ impl From<drift_engine::Error> for BadRecord {
         let kind = match &e {
             E::DimensionMismatch { .. } => BadKind::Dimension,
             E::NonFinite { .. } => BadKind::NonFinite,
+            E::OutOfRange { .. } => BadKind::OutOfRange,
             E::InvalidPayload { reason, .. } if reason.contains("limit") => BadKind::Oversized,
             E::InvalidPayload { .. } => BadKind::Payload,
             E::CollectionNotFound(_) => BadKind::UnknownCollection,

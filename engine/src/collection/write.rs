@@ -90,6 +90,18 @@ fn check_vector(collection: &str, config: &CollectionConfig, id: u64, v: &[f32])
             value: x.to_string(),
         });
     }
+    if let Some((position, x)) = v
+        .iter()
+        .enumerate()
+        .find(|(_, x)| x.abs() > crate::config::MAX_ABS_VALUE)
+    {
+        return Err(Error::OutOfRange {
+            id,
+            position,
+            value: x.to_string(),
+            limit: crate::config::MAX_ABS_VALUE,
+        });
+    }
     Ok(())
 }
 

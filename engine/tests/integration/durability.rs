@@ -139,6 +139,76 @@ fn bad_input_is_rejected_and_loses_nothing() {
     assert_eq!(c.stats().live_vectors, 10);
 }
 
+/// Values near f32::MAX are finite but overflow distances and quantizer ranges: they are
+/// refused at write time, naming the record; the largest accepted values survive a flush
+/// and a restart, and oversized search requests are refused before anything is allocated.
+#[test]
+fn huge_values_and_oversized_requests_are_refused_and_nothing_breaks() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_db, c) = open_with(dir.path(), "c", 4);
+        c.upsert(records(0, 300, 4, 5)).unwrap();
+        let err = c.upsert(vec![
+            Record::new(900, vec![3e38, -3e38, 0.0, 0.0]),
+            Record::new(901, vec![-3e38, 3e38, 0.0, 0.0]),
+        ]);
+        match err {
+            Err(
+                e @ Error::OutOfRange {
+                    id: 900,
+                    position: 0,
+                    ..
+                },
+            ) => {
+                assert!(e.to_string().contains("id 900"), "{e}");
+                assert!(e.is_user_error());
+            }
+            other => panic!("{other:?}"),
+        }
+        let big = drift_engine::config::MAX_ABS_VALUE;
+        c.upsert(vec![
+            Record::new(902, vec![big, -big, big, 0.0]),
+            Record::new(903, vec![-big, big, -big, 0.0]),
+        ])
+        .unwrap();
+        c.flush().unwrap();
+        assert!(matches!(
+            c.search(&[3e38, 0.0, 0.0, 0.0], &c.search_params(3)),
+            Err(Error::OutOfRange { .. })
+        ));
+        let mut p = c.search_params(10);
+        for (field, value) in [("rerank", usize::MAX / 2), ("rerank", 1_001)] {
+            p.rerank = value;
+            let e = c.search(&[0.0; 4], &p).unwrap_err();
+            assert!(e.to_string().contains(field), "{e}");
+        }
+        p = c.search_params(10_000);
+        p.rerank = 1_000;
+        assert!(c
+            .search(&[0.0; 4], &p)
+            .unwrap_err()
+            .to_string()
+            .contains("k * rerank"));
+        p = c.search_params(10);
+        p.nprobe = Some(usize::MAX);
+        assert!(c.search(&[0.0; 4], &p).is_err());
+        p = c.search_params(10);
+        p.max_probes = usize::MAX;
+        assert!(c.search(&[0.0; 4], &p).is_err());
+        p = c.search_params(10);
+        p.ef_search = usize::MAX;
+        assert!(c.search(&[0.0; 4], &p).is_err());
+    }
+    let (_db, c) = open_with(dir.path(), "c", 4);
+    assert_eq!(c.stats().live_vectors, 302);
+    assert!(c.get(900).unwrap().is_none());
+    let hits = c
+        .search(&[1e15, -1e15, 1e15, 0.0], &c.search_params(1))
+        .unwrap();
+    assert_eq!(hits[0].id, 902);
+    assert!(hits[0].distance.is_finite());
+}
+
 #[test]
 fn cosine_and_inner_product_rank_correctly() {
     let dir = tempfile::tempdir().unwrap();
