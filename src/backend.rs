@@ -34,6 +34,8 @@ pub struct Listed {
     pub metric: String,
     /// Live vectors.
     pub live: u64,
+    /// Why the collection is unavailable, when it failed to open.
+    pub error: Option<String>,
 }
 
 /// What a flush did, as printed.
@@ -88,8 +90,19 @@ impl Backend for Database {
                 dim: cfg.dim,
                 metric: cfg.metric.name().to_string(),
                 live,
+                error: None,
             });
         }
+        for (name, error) in self.failed() {
+            out.push(Listed {
+                name,
+                dim: 0,
+                metric: String::new(),
+                live: 0,
+                error: Some(error),
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
@@ -164,6 +177,7 @@ impl Backend for Remote {
                 dim: i.dim as usize,
                 metric: i.metric,
                 live: i.live_vectors,
+                error: None,
             })
             .collect())
     }

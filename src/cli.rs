@@ -467,10 +467,13 @@ fn collection(be: &dyn Backend, dir: &Path, cmd: CollectionCmd) -> Result<()> {
         }
         CollectionCmd::List => {
             for c in be.list()? {
-                println!(
-                    "{}\tdim={}\tmetric={}\tvectors={}",
-                    c.name, c.dim, c.metric, c.live
-                );
+                match &c.error {
+                    Some(e) => println!("{}\tUNAVAILABLE\t{e}", c.name),
+                    None => println!(
+                        "{}\tdim={}\tmetric={}\tvectors={}",
+                        c.name, c.dim, c.metric, c.live
+                    ),
+                }
             }
         }
         CollectionCmd::Drop { name } => {

@@ -185,7 +185,8 @@ pub struct RecallSettings {
     /// Budget of one fit's exact ground truth, in multiply-adds (queries x rows x dim);
     /// fewer queries are used on large collections (never fewer than 32).
     pub calibration_budget: u64,
-    /// Mean recall the calibration aims above each target.
+    /// Mean recall the calibration aims above each target (beyond one standard error of the
+    /// fit's mean).
     pub margin: f32,
     /// Share of searches by recall target re-run exactly in the background (0 = off).
     pub monitor_rate: f64,

@@ -21,6 +21,8 @@ pub struct Database {
     root: PathBuf,
     _lock: File,
     collections: RwLock<BTreeMap<String, Arc<Collection>>>,
+    /// Collections that failed to open, with the error: listed, refused, droppable.
+    failed: RwLock<BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for Database {
@@ -78,6 +80,7 @@ impl Database {
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
         }
         let mut collections = BTreeMap::new();
+        let mut failed = BTreeMap::new();
         for entry in std::fs::read_dir(&cdir).at(&cdir)? {
             let entry = entry.at(&cdir)?;
             let name = entry.file_name().to_string_lossy().to_string();
@@ -90,13 +93,22 @@ impl Database {
             if !entry.path().join(CONFIG_FILE).exists() {
                 continue;
             }
-            let coll = Collection::open(&name, &entry.path())?;
-            collections.insert(name, coll);
+            // One collection that cannot open does not take the others down.
+            match Collection::open(&name, &entry.path()) {
+                Ok(coll) => {
+                    collections.insert(name, coll);
+                }
+                Err(e) => {
+                    tracing::error!(collection = %name, error = %e, "collection failed to open; the others are served");
+                    failed.insert(name, e.to_string());
+                }
+            }
         }
         Ok(Database {
             root,
             _lock: lock,
             collections: RwLock::new(collections),
+            failed: RwLock::new(failed),
         })
     }
 
@@ -114,25 +126,53 @@ impl Database {
         validate_name(name)?;
         config.validate()?;
         let mut map = self.collections.write();
-        if map.contains_key(name) {
+        if map.contains_key(name) || self.failed.read().contains_key(name) {
             return Err(Error::CollectionExists(name.to_string()));
         }
         let dir = self.root.join(COLLECTIONS_DIR).join(name);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).at(&dir)?;
         }
-        let coll = Collection::create(name, &dir, config)?;
-        map.insert(name.to_string(), coll.clone());
-        Ok(coll)
+        match Collection::create(name, &dir, config) {
+            Ok(coll) => {
+                map.insert(name.to_string(), coll.clone());
+                Ok(coll)
+            }
+            Err(e) => {
+                // All or nothing: a failed create (an unusable storage uri, a full disk)
+                // leaves no directory behind to trip the next open.
+                if dir.exists() {
+                    if let Err(rm) = std::fs::remove_dir_all(&dir) {
+                        tracing::warn!(dir = %dir.display(), error = %rm, "cannot remove what a failed create left");
+                    }
+                }
+                Err(e)
+            }
+        }
     }
 
     /// The collection called `name`.
     pub fn collection(&self, name: &str) -> Result<Arc<Collection>> {
-        self.collections
+        if let Some(c) = self.collections.read().get(name) {
+            return Ok(c.clone());
+        }
+        match self.failed.read().get(name) {
+            Some(reason) => Err(Error::Unavailable {
+                name: name.to_string(),
+                reason: reason.clone(),
+            }),
+            None => Err(Error::CollectionNotFound(name.to_string())),
+        }
+    }
+
+    /// Collections that failed to open, with their error, sorted by name. Every access to one
+    /// returns [`Error::Unavailable`]; [`Database::drop_collection`] removes it.
+    pub fn failed(&self) -> Vec<(String, String)> {
+        self.failed
             .read()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| Error::CollectionNotFound(name.to_string()))
+            .iter()
+            .map(|(n, e)| (n.clone(), e.clone()))
+            .collect()
     }
 
     /// Names and configurations of all collections, sorted by name.
@@ -146,13 +186,18 @@ impl Database {
 
     /// Deletes a collection and its files. Handles to it fail with `Closed` afterwards.
     pub fn drop_collection(&self, name: &str) -> Result<()> {
-        let coll = self
-            .collections
-            .write()
-            .remove(name)
-            .ok_or_else(|| Error::CollectionNotFound(name.to_string()))?;
-        coll.close();
-        let dir = coll.dir().to_path_buf();
+        let removed = self.collections.write().remove(name);
+        let dir = match removed {
+            Some(coll) => {
+                coll.close();
+                coll.dir().to_path_buf()
+            }
+            // A collection that failed to open can be dropped too.
+            None if self.failed.write().remove(name).is_some() => {
+                self.root.join(COLLECTIONS_DIR).join(name)
+            }
+            None => return Err(Error::CollectionNotFound(name.to_string())),
+        };
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())

@@ -104,6 +104,15 @@ pub enum Error {
     /// The object store (OpenDAL) failed.
     #[error("storage error: {0}")]
     Storage(String),
+    /// The collection exists on disk but could not be opened (damage, a missing object
+    /// store); the rest of the database works. Drop it, or repair its files and re-open.
+    #[error("collection '{name}' is unavailable: it failed to open: {reason}")]
+    Unavailable {
+        /// Collection name.
+        name: String,
+        /// Why it failed to open (file and offset when known).
+        reason: String,
+    },
     /// The collection was dropped or the database closed while the call was running.
     #[error("collection '{0}' is closed")]
     Closed(String),

@@ -78,10 +78,11 @@ fn check(label: &str, base: PathBuf, queries: PathBuf, metric: Metric) -> Vec<St
             p.buckets.unwrap_or(0.0),
             p.qps
         );
-        // The window is [t - 0.01, t + 0.04]; the upper side is held to t + 0.05 here:
-        // runs land between t + 0.02 and t + 0.037 at target 0.90 (the fit aims at target +
-        // margin + one standard error of its queries' mean), and a run-to-run spread of about
-        // 0.006 would make t + 0.04 fail now and then. Falling short is never allowed.
+        // The goal window is [t - 0.01, t + 0.04]; the upper side is held to t + 0.05 here:
+        // sets whose queries need two or three buckets (MNIST, clusters) move in steps and
+        // have landed from t + 0.02 to t + 0.046 at target 0.90 across runs (the fit aims at
+        // target + margin + one standard error of its queries' mean). Falling short is
+        // never allowed.
         if !(p.recall >= t - 0.01 && p.recall <= t + 0.05) {
             bad.push(format!("{label} target {t:.2}: recall {:.4}", p.recall));
         }

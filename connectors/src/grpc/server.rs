@@ -27,7 +27,7 @@ pub fn status(e: Error) -> Status {
         | Error::InvalidArgument(_) => Status::invalid_argument(msg),
         Error::CollectionNotFound(_) => Status::not_found(msg),
         Error::CollectionExists(_) => Status::already_exists(msg),
-        Error::Closed(_) => Status::unavailable(msg),
+        Error::Closed(_) | Error::Unavailable { .. } => Status::unavailable(msg),
         _ => Status::internal(msg),
     }
 }

@@ -46,8 +46,9 @@ const MIN_REAL: usize = 48;
 const CONFIRM_REAL: usize = 192;
 /// Most real queries kept for refits (the newest).
 const MAX_REAL: usize = 512;
-/// Sampling share while the window holds fewer than [`MIN_JUDGED`] searches (after open and
-/// after each refit) or its mean lies below the target (a shortfall suspected, not yet
+/// Sampling share while the calibration is provisional, while the window holds fewer than
+/// [`MIN_JUDGED`] searches (after open and after each refit), or while its mean lies below the
+/// target (a shortfall suspected, not yet
 /// confirmed), so that a fresh calibration is judged, and a shortfall corrected, within a few
 /// hundred searches; the CPU cap still holds.
 const EAGER_RATE: f64 = 0.5;
@@ -161,9 +162,10 @@ pub struct RecallStats {
 }
 
 impl Monitor {
-    /// Whether to sample this search: a `rate` share of searches, while the monitor's CPU
-    /// stays within `cpu` of one core since open.
-    fn admit(&self, rate: f64, cpu: f64) -> bool {
+    /// Whether to sample this search: a `rate` share of searches (the eager share while
+    /// `provisional`, see [`EAGER_RATE`]), while the monitor's CPU stays within `cpu` of one
+    /// core since open.
+    fn admit(&self, rate: f64, cpu: f64, provisional: bool) -> bool {
         if rate <= 0.0 || cpu <= 0.0 {
             return false;
         }
@@ -173,7 +175,7 @@ impl Monitor {
         if draw >= rate.max(EAGER_RATE) {
             return false;
         }
-        if draw >= rate {
+        if draw >= rate && !provisional {
             let s = self.inner.lock();
             let eager = s.windows.get(&s.target.to_bits()).is_none_or(Window::eager);
             if !eager {
@@ -589,7 +591,16 @@ impl Collection {
         returned: &[crate::api::Hit],
     ) {
         let s = &self.config.settings.recall;
-        if self.monitor.admit(s.monitor_rate, s.monitor_cpu) {
+        // A provisional calibration waits for real queries: sample eagerly until it is replaced.
+        let provisional = self
+            .calibration
+            .load()
+            .as_ref()
+            .is_some_and(|c| c.provisional());
+        if self
+            .monitor
+            .admit(s.monitor_rate, s.monitor_cpu, provisional)
+        {
             self.worker
                 .send(super::worker::Task::Monitor(Box::new(Sample {
                     query: query.to_vec(),

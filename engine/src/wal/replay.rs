@@ -79,6 +79,11 @@ pub fn read_file(
 ) -> Result<usize> {
     let mut pos = 0usize;
     while pos < data.len() {
+        // Zeros after the last record (what some file systems leave after a power loss, or a
+        // preallocated tail) hold no record: cut them, in any file.
+        if data[pos..].iter().all(|b| *b == 0) {
+            return Ok(pos);
+        }
         let rest = data.len() - pos;
         let torn_or = |reason: String| -> Result<usize> {
             if is_last {
@@ -112,8 +117,9 @@ pub fn read_file(
         }
         let body = &data[pos + FRAME_HEADER..end];
         if crc32c::crc32c(body) != crc {
-            // Only the very last record of the newest file may be half-written.
-            if is_last && end == data.len() {
+            // Only the very last record of the newest file may be half-written (possibly
+            // followed by zeros).
+            if is_last && data[end..].iter().all(|b| *b == 0) {
                 return Ok(pos);
             }
             return Err(Error::corrupt(path, pos as u64, "record checksum mismatch"));
@@ -169,6 +175,40 @@ mod tests {
             // Restore the full file for the next round.
             write_log(dir.path(), 1, 10);
         }
+    }
+
+    #[test]
+    fn zero_filled_tails_are_cut_in_any_file_and_after_a_torn_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let older = write_log(dir.path(), 1, 5);
+        let newest = write_log(dir.path(), 6, 5);
+        for p in [&older, &newest] {
+            let mut data = std::fs::read(p).unwrap();
+            data.extend_from_slice(&[0u8; 64]);
+            std::fs::write(p, &data).unwrap();
+        }
+        let r = replay(dir.path(), 0).unwrap();
+        assert_eq!(r.ops.len(), 10);
+        assert_eq!(r.torn_bytes, 64);
+        // Cut on disk: a second open sees clean files.
+        assert_eq!(replay(dir.path(), 0).unwrap().torn_bytes, 0);
+        // A half-written last record followed by zeros is a torn tail too.
+        let mut data = std::fs::read(&newest).unwrap();
+        let len = data.len();
+        for b in &mut data[len - 10..] {
+            *b = 0;
+        }
+        data.extend_from_slice(&[0u8; 64]);
+        std::fs::write(&newest, &data).unwrap();
+        let r = replay(dir.path(), 0).unwrap();
+        assert_eq!(r.ops.len(), 9);
+        // Zeros before a valid record are damage, not a tail.
+        let mut data = std::fs::read(&older).unwrap();
+        for b in &mut data[..8] {
+            *b = 0;
+        }
+        std::fs::write(&older, &data).unwrap();
+        assert!(matches!(replay(dir.path(), 0), Err(Error::Corrupt { .. })));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use drift_engine::{Database, Error, Metric, Record, Write};
 
-use crate::{open_with, records};
+use crate::{open_with, records, small_config};
 
 fn nearest(c: &drift_engine::Collection, v: &[f32]) -> u64 {
     let mut p = c.search_params(1);
@@ -383,4 +383,72 @@ fn a_torn_batch_never_advances_its_offsets() {
     // The rows logged before the torn record survive; replaying the batch from offset 10
     // upserts them again, which changes nothing.
     assert_eq!(c.stats().live_vectors, 20);
+}
+
+/// One damaged collection does not take the database down: it is listed with its error,
+/// refused on every access, and can be dropped; the others keep working. A create that
+/// fails leaves nothing behind.
+#[test]
+fn a_collection_that_cannot_open_is_isolated_and_a_failed_create_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Database::open(dir.path()).unwrap();
+        for name in ["a", "b"] {
+            let c = db.create_collection(name, small_config(4)).unwrap();
+            c.upsert(records(0, 600, 4, 9)).unwrap();
+            c.flush().unwrap();
+        }
+    }
+    // Damage every file of b's manifest history.
+    let bdir = dir.path().join("collections").join("b");
+    let mut damaged = 0;
+    for entry in walk(&bdir) {
+        let name = entry.file_name().unwrap().to_string_lossy().to_string();
+        if name.ends_with(".mf") {
+            std::fs::write(&entry, b"not a manifest").unwrap();
+            damaged += 1;
+        }
+    }
+    assert!(damaged > 0, "no manifest found under {}", bdir.display());
+    let db = Database::open(dir.path()).expect("the database opens without b");
+    let a = db.collection("a").unwrap();
+    assert_eq!(a.stats().live_vectors, 600);
+    a.upsert(records(600, 10, 4, 9)).unwrap();
+    let err = db.collection("b").unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err}");
+    assert!(err.to_string().contains(".mf"), "{err}");
+    let failed = db.failed();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0, "b");
+    assert!(matches!(
+        db.create_collection("b", small_config(4)),
+        Err(Error::CollectionExists(_))
+    ));
+    db.drop_collection("b").unwrap();
+    assert!(db.failed().is_empty());
+    assert!(!bdir.exists());
+    db.create_collection("b", small_config(4)).unwrap();
+
+    // A create whose object store cannot be used fails whole.
+    let mut cfg = small_config(4);
+    cfg.settings.storage.uri = "fs:///proc/drift-cannot-write-here".into();
+    assert!(db.create_collection("c", cfg).is_err());
+    assert!(!dir.path().join("collections").join("c").exists());
+    drop(db);
+    let db = Database::open(dir.path()).unwrap();
+    assert!(db.failed().is_empty(), "{:?}", db.failed());
+    assert_eq!(db.list().len(), 2);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
