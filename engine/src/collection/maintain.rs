@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::Collection;
+use super::{Collection, Durable};
 use crate::error::Result;
 use crate::maintain::{
     ops, policy_for, Action, BucketView, LayerView, MaintainReport, OpContext, Policy,
@@ -132,22 +132,26 @@ impl Collection {
             report.compacted_tombstones += o.dropped_stale as u64;
             spent += o.written.max(1);
         }
-        if !report.is_idle() {
+        let work = Durable {
+            passes: 1,
+            splits: report.splits,
+            merges: report.merges,
+            compactions: report.compactions,
+            moved: report.moved,
+            written: report.written,
+            compacted_tombstones: report.compacted_tombstones,
+            ..Default::default()
+        };
+        if report.is_idle() {
+            self.counters.add(&work);
+        } else {
+            // The counters become durable with the pass they count.
             let (layer, placed) = shape.finish();
             let layer = self.install(layer, &[], placed);
-            self.commit(&layer, self.checkpoint_seq.load(Ordering::Acquire))?;
+            self.commit(&layer, self.checkpoint_seq.load(Ordering::Acquire), &work)?;
         }
         report.millis = started.elapsed().as_secs_f64() * 1e3;
         let c = &self.counters;
-        c.passes.fetch_add(1, Ordering::Relaxed);
-        c.splits.fetch_add(report.splits, Ordering::Relaxed);
-        c.merges.fetch_add(report.merges, Ordering::Relaxed);
-        c.compactions
-            .fetch_add(report.compactions, Ordering::Relaxed);
-        c.moved.fetch_add(report.moved, Ordering::Relaxed);
-        c.written.fetch_add(report.written, Ordering::Relaxed);
-        c.compacted_tombstones
-            .fetch_add(report.compacted_tombstones, Ordering::Relaxed);
         c.maintenance_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         if !report.is_idle() {

@@ -46,6 +46,74 @@ pub(crate) struct Version {
     pub(crate) l1: Arc<L1>,
 }
 
+/// Work counted by one commit, made durable with it (see [`Counters::durable`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Durable {
+    pub(crate) flushes: u64,
+    pub(crate) trainings: u64,
+    pub(crate) passes: u64,
+    pub(crate) splits: u64,
+    pub(crate) merges: u64,
+    pub(crate) compactions: u64,
+    pub(crate) moved: u64,
+    pub(crate) written: u64,
+    pub(crate) compacted_tombstones: u64,
+}
+
+impl Counters {
+    fn durable_fields(&self) -> [(&'static str, &AtomicU64); 9] {
+        [
+            ("flushes", &self.flushes),
+            ("trainings", &self.trainings),
+            ("passes", &self.passes),
+            ("splits", &self.splits),
+            ("merges", &self.merges),
+            ("compactions", &self.compactions),
+            ("moved", &self.moved),
+            ("written", &self.written),
+            ("compacted_tombstones", &self.compacted_tombstones),
+        ]
+    }
+
+    /// The cumulative counters as they will be once `plus` is counted: what a commit writes
+    /// into the manifest, so that they survive restarts.
+    pub(crate) fn durable(&self, plus: &Durable) -> std::collections::BTreeMap<String, u64> {
+        let add = [
+            plus.flushes,
+            plus.trainings,
+            plus.passes,
+            plus.splits,
+            plus.merges,
+            plus.compactions,
+            plus.moved,
+            plus.written,
+            plus.compacted_tombstones,
+        ];
+        self.durable_fields()
+            .iter()
+            .zip(add)
+            .map(|((n, a), d)| (n.to_string(), a.load(Ordering::Relaxed) + d))
+            .collect()
+    }
+
+    /// Counts `d` (after its commit succeeded).
+    pub(crate) fn add(&self, d: &Durable) {
+        let m = self.durable(d);
+        for (n, a) in self.durable_fields() {
+            a.store(m[n], Ordering::Relaxed);
+        }
+    }
+
+    /// Takes up the counters a manifest recorded.
+    fn restore(&self, m: &std::collections::BTreeMap<String, u64>) {
+        for (n, a) in self.durable_fields() {
+            if let Some(v) = m.get(n) {
+                a.store(*v, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) flushes: AtomicU64,
@@ -172,6 +240,7 @@ impl Collection {
             flush_pending: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         });
+        coll.counters.restore(&coll.persist.counters());
         let replayed_ops = replayed.ops.len();
         coll.apply(replayed.ops);
         coll.applied_seq.store(replayed.last_seq, Ordering::Release);

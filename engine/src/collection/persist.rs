@@ -138,6 +138,11 @@ impl Persist {
 
     /// Loads the newest manifest's state into `idmap`; returns the layer and the WAL
     /// sequence number it covers (an empty layer and 0 for a new collection).
+    /// The cumulative counters of the last committed (or recovered) manifest.
+    pub(crate) fn counters(&self) -> BTreeMap<String, u64> {
+        self.state.lock().manifest.counters.clone()
+    }
+
     pub(crate) fn recover(&self, dim: usize, metric: Metric, idmap: &IdMap) -> Result<(L1, u64)> {
         let store = self.store();
         let mut versions: Vec<(u64, String)> = store
@@ -317,7 +322,12 @@ impl Persist {
 
     /// Makes `layer` durable as covering every WAL record up to `seq`: writes its chunks
     /// that are not stored yet, the pending deletes up to `seq`, and a new manifest.
-    pub(crate) fn commit(&self, layer: &L1, seq: u64) -> Result<()> {
+    pub(crate) fn commit(
+        &self,
+        layer: &L1,
+        seq: u64,
+        counters: BTreeMap<String, u64>,
+    ) -> Result<()> {
         let store = self.store();
         let dim = layer.dim();
         let mut s = self.state.lock();
@@ -450,6 +460,7 @@ impl Persist {
             segments: live,
             tombstones,
             offsets: s.offsets.clone(),
+            counters,
             buckets: layer
                 .buckets()
                 .iter()

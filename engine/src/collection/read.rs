@@ -80,11 +80,11 @@ pub struct CollectionStats {
     pub checkpoint_seq: u64,
     /// Bytes in live WAL files.
     pub wal_bytes: u64,
-    /// Flushes since open.
+    /// Flushes (cumulative across restarts: persisted with the manifest).
     pub flushes: u64,
-    /// Trainings since open.
+    /// Trainings (cumulative across restarts).
     pub trainings: u64,
-    /// Searches since open.
+    /// Searches since this process opened the collection.
     pub searches: u64,
     /// Mean buckets probed per search since open.
     pub mean_buckets_probed: f64,
@@ -95,21 +95,22 @@ pub struct CollectionStats {
     pub mean_codes_refined: f64,
     /// Maintenance policy in charge.
     pub policy: String,
-    /// Maintenance passes since open.
+    /// Maintenance passes (cumulative across restarts; idle passes count once a later
+    /// commit records them).
     pub maintenance_passes: u64,
-    /// Bucket splits since open.
+    /// Bucket splits (cumulative across restarts).
     pub splits: u64,
-    /// Scatter merges since open.
+    /// Scatter merges (cumulative across restarts).
     pub merges: u64,
-    /// Compactions since open.
+    /// Compactions (cumulative across restarts).
     pub compactions: u64,
-    /// Rows reassigned to another bucket (split defectors, scattered rows) since open.
+    /// Rows reassigned to another bucket (split defectors, scattered rows), cumulative.
     pub reassigned: u64,
-    /// Rows rewritten by maintenance since open.
+    /// Rows rewritten by maintenance, cumulative across restarts.
     pub maintenance_written: u64,
-    /// Stale rows dropped by maintenance since open.
+    /// Stale rows dropped by maintenance, cumulative across restarts.
     pub compacted_tombstones: u64,
-    /// Time spent in maintenance since open, milliseconds.
+    /// Time spent in maintenance since this process opened the collection, milliseconds.
     pub maintenance_ms: f64,
     /// SIMD kernel family in use.
     pub kernel: String,

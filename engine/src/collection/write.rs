@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{Collection, Version};
+use super::{Collection, Durable, Version};
 use crate::api::{Record, Write};
 use crate::config::{CollectionConfig, Metric};
 use crate::distance::normalize;
@@ -226,14 +226,17 @@ impl Collection {
         if !l1.is_trained() {
             l1 = self.untrained_layer(&rows.ids, &rows.vectors);
             report.trained = true;
-            self.counters.trainings.fetch_add(1, Ordering::Relaxed);
         }
         let (layer, placed, stats) = self.place(&l1, rows)?;
         report.buckets_touched = stats.0;
         report.refits = stats.1;
-        self.publish(layer, &v.frozen, placed, max_seq)?;
+        let work = Durable {
+            flushes: 1,
+            trainings: u64::from(report.trained),
+            ..Default::default()
+        };
+        self.publish(layer, &v.frozen, placed, max_seq, &work)?;
         report.checkpoint_seq = self.checkpoint_seq.load(Ordering::Acquire);
-        self.counters.flushes.fetch_add(1, Ordering::Relaxed);
         drop(_m);
         // Refits happen at flushes and maintenance passes only (deterministic points), when
         // the layer changed by a quarter since the last fit.
@@ -274,8 +277,11 @@ impl Collection {
         };
         let (layer, placed, _) = self.place(&layer, rows)?;
         let max_seq = max_seq.max(self.checkpoint_seq.load(Ordering::Acquire));
-        self.publish(layer, &v.frozen, placed, max_seq)?;
-        self.counters.trainings.fetch_add(1, Ordering::Relaxed);
+        let work = Durable {
+            trainings: 1,
+            ..Default::default()
+        };
+        self.publish(layer, &v.frozen, placed, max_seq, &work)?;
         drop(_m);
         self.calibration.store(None);
         self.calibrate_if_stale();
@@ -411,14 +417,18 @@ impl Collection {
         flushed: &[Arc<Memtable>],
         placed: Placed,
         seq: u64,
+        work: &Durable,
     ) -> Result<()> {
         let layer = self.install(layer, flushed, placed);
-        self.commit(&layer, seq)
+        self.commit(&layer, seq, work)
     }
 
-    /// Makes `layer` durable as covering the WAL through `seq`, then retires the WAL.
-    pub(super) fn commit(&self, layer: &L1, seq: u64) -> Result<()> {
-        self.persist.commit(layer, seq)?;
+    /// Makes `layer` durable as covering the WAL through `seq`, with the counters including
+    /// `work`, then counts `work` and retires the WAL.
+    pub(super) fn commit(&self, layer: &L1, seq: u64, work: &Durable) -> Result<()> {
+        self.persist
+            .commit(layer, seq, self.counters.durable(work))?;
+        self.counters.add(work);
         self.checkpoint_seq.fetch_max(seq, Ordering::AcqRel);
         self.wal.retire_through(seq)?;
         failpoint("wal-retired");

@@ -10,7 +10,9 @@
 //! u32, body: version u64, seq u64, next object u64, next bucket u32, dim u32, segments
 //! (count u32, numbers u64), tombstone files (count u32, numbers u64), source offsets (count
 //! u32, then name as text and offset i64), buckets (count u32, then per bucket: id u32,
-//! rows appended u64, radius f32, centroid, anchor, chunk count u32, (segment u64, chunk u32)).
+//! rows appended u64, radius f32, centroid, anchor, chunk count u32, (segment u64, chunk u32)),
+//! then (format 2) cumulative counters (count u32, then name as text and value u64). Format
+//! 1 manifests (no counters) are still read.
 //!
 //! Tombstone file layout: `"DRIFTTB1"`, count u64, (id u64, seq u64) × count, CRC32C u32.
 
@@ -20,7 +22,7 @@ use crate::codec::{put_f32s, put_opt_str, ByteReader};
 use crate::storage::segment::FormatError;
 
 const MAGIC: &[u8; 8] = b"DRIFTMF1";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 const HEADER: usize = 8 + 4 + 8 + 4;
 const TOMB_MAGIC: &[u8; 8] = b"DRIFTTB1";
 
@@ -90,6 +92,9 @@ pub struct Manifest {
     pub offsets: BTreeMap<String, i64>,
     /// Buckets in routing order.
     pub buckets: Vec<BucketEntry>,
+    /// Cumulative work counters (flushes, splits, merges, …) as of this state, so that they
+    /// survive restarts.
+    pub counters: BTreeMap<String, u64>,
 }
 
 impl Manifest {
@@ -125,6 +130,11 @@ impl Manifest {
                 b.extend_from_slice(&c.to_le_bytes());
             }
         }
+        b.extend_from_slice(&(self.counters.len() as u32).to_le_bytes());
+        for (name, v) in &self.counters {
+            put_opt_str(&mut b, Some(name));
+            b.extend_from_slice(&v.to_le_bytes());
+        }
         let mut out = Vec::with_capacity(HEADER + b.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT.to_le_bytes());
@@ -151,7 +161,7 @@ impl Manifest {
         }
         let mut h = ByteReader::new(&data[8..HEADER]);
         let format = h.u32().map_err(|e| bad(8, e))?;
-        if format != FORMAT {
+        if format != 1 && format != FORMAT {
             return Err(bad(8, format!("unsupported manifest format {format}")));
         }
         let len = h.u64().map_err(|e| bad(12, e))?;
@@ -223,6 +233,17 @@ impl Manifest {
                 anchor,
                 chunks: refs,
             });
+        }
+        if format >= 2 {
+            let n = r.u32().map_err(|e| at(&r, e))?;
+            for _ in 0..n {
+                let name = r
+                    .opt_str()
+                    .map_err(|e| at(&r, e))?
+                    .ok_or_else(|| at(&r, "counter without a name".into()))?;
+                let v = r.u64().map_err(|e| at(&r, e))?;
+                m.counters.insert(name, v);
+            }
         }
         if r.remaining() != 0 {
             return Err(at(&r, format!("{} stray bytes at the end", r.remaining())));
@@ -299,7 +320,24 @@ mod tests {
                 anchor: vec![1.5, 2.5],
                 chunks: vec![(4, 0), (8, 2)],
             }],
+            counters: [("flushes".to_string(), 12), ("splits".to_string(), 3)].into(),
         }
+    }
+
+    #[test]
+    fn format_1_without_counters_is_still_read() {
+        let mut m = sample();
+        m.counters.clear();
+        let bytes = m.encode();
+        // Format 1: the same body without the trailing (empty) counter section.
+        let body = &bytes[HEADER..bytes.len() - 4];
+        let mut old = Vec::new();
+        old.extend_from_slice(MAGIC);
+        old.extend_from_slice(&1u32.to_le_bytes());
+        old.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        old.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
+        old.extend_from_slice(body);
+        assert_eq!(Manifest::decode(&old).unwrap(), m);
     }
 
     #[test]

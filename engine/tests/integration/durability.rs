@@ -452,3 +452,31 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Work counters (flushes, trainings, splits, rows rewritten, …) are cumulative across
+/// restarts: a new process reports what earlier ones did.
+#[test]
+fn work_counters_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = {
+        let (_db, c) = open_with(dir.path(), "c", 4);
+        c.upsert(records(0, 3000, 4, 11)).unwrap();
+        c.flush().unwrap();
+        c.upsert(records(3000, 3000, 4, 12)).unwrap();
+        c.flush().unwrap();
+        c.maintain(8).unwrap();
+        c.stats()
+    };
+    assert!(before.flushes >= 2 && before.trainings >= 1, "{before:?}");
+    let (_db, c) = open_with(dir.path(), "c", 4);
+    let after = c.stats();
+    assert_eq!(after.flushes, before.flushes);
+    assert_eq!(after.trainings, before.trainings);
+    assert_eq!(after.splits, before.splits);
+    assert_eq!(after.merges, before.merges);
+    assert_eq!(after.maintenance_written, before.maintenance_written);
+    assert_eq!(after.reassigned, before.reassigned);
+    c.upsert(records(6000, 500, 4, 13)).unwrap();
+    c.flush().unwrap();
+    assert_eq!(c.stats().flushes, before.flushes + 1);
+}
