@@ -103,6 +103,11 @@ pub enum Command {
         /// collection, ...}]`).
         #[arg(long)]
         sink: Option<PathBuf>,
+        /// Object store under which collections created by clients keep their segments
+        /// (`fs:///dir`, `s3://bucket/prefix?endpoint=…`; the collection name is appended).
+        /// Clients cannot choose a storage location. Default: each collection's directory.
+        #[arg(long)]
+        storage_root: Option<String>,
     },
     /// End-to-end demo: upsert generated (or given) vectors, search, report recall and latency.
     Demo(DemoArgs),
@@ -447,7 +452,14 @@ pub fn run(cli: Cli) -> Result<()> {
             listen,
             metrics,
             sink,
-        } => crate::serve::run(&cli.data_dir, &listen, metrics.as_deref(), sink.as_ref()),
+            storage_root,
+        } => crate::serve::run(
+            &cli.data_dir,
+            &listen,
+            metrics.as_deref(),
+            sink.as_ref(),
+            storage_root.as_deref(),
+        ),
         Command::Demo(a) => demo(&cli.data_dir, a),
         Command::Bench(a) => bench(&cli.data_dir, a),
         Command::Lab(cmd) => crate::lab::run(cmd),

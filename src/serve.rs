@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use drift_connectors::grpc::{serve, serve_metrics, Metrics};
+use drift_connectors::grpc::{serve_metrics, serve_service, DriftService, Metrics};
 use drift_connectors::kafka::{Sink, SinkConfig, SinkTarget};
 use drift_engine::Database;
 use serde::Deserialize;
@@ -38,6 +38,7 @@ pub fn run(
     listen: &str,
     metrics_addr: Option<&str>,
     sink_file: Option<&PathBuf>,
+    storage_root: Option<&str>,
 ) -> Result<()> {
     let sinks_cfg = sink_file.map(|p| read_sink_file(p)).transpose()?;
     let db = Arc::new(
@@ -100,7 +101,9 @@ pub fn run(
                 }
             }));
         }
-        let server = tokio::spawn(serve(db.clone(), metrics.clone(), listener, stopped()));
+        let service = DriftService::new(db.clone(), metrics.clone())
+            .with_storage_root(storage_root.unwrap_or_default());
+        let server = tokio::spawn(serve_service(service, listener, stopped()));
         crate::sink::shutdown_signal().await;
         eprintln!("drift serve: stopping");
         let _ = stop_tx.send(true);

@@ -300,3 +300,57 @@ async fn bad_input_gets_a_status_that_names_it_and_loses_nothing() {
     assert_eq!(hits[0].id, 3);
     server.stop().await;
 }
+
+/// A hostile client: a storage location of its choosing, a huge rerank, values that would
+/// overflow distances. Each gets a clear error, nothing is written, and the server keeps
+/// answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_are_refused_and_the_server_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let mut c = server.client().await;
+    let err = c
+        .create_collection(pb::CreateCollectionRequest {
+            name: "evil".into(),
+            dim: DIM as u32,
+            metric: "l2".into(),
+            settings_json: r#"{"storage": {"uri": "fs:///etc"}}"#.into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+    assert!(err.message().contains("storage.uri"), "{err}");
+    assert!(!dir.path().join("collections").join("evil").exists());
+    create(&mut c, "a").await;
+    c.upsert(pb::UpsertRequest {
+        collection: "a".into(),
+        records: records(0..50, 1),
+    })
+    .await
+    .unwrap();
+    let mut req = search("a", vector(1, 1), 10);
+    req.rerank = Some(u32::MAX);
+    let err = c.search(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("rerank"), "{err}");
+    let mut huge = vector(60, 1);
+    huge[0] = 3e38;
+    let err = c
+        .upsert(pb::UpsertRequest {
+            collection: "a".into(),
+            records: vec![pb::Record {
+                id: 60,
+                vector: huge,
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("id 60"), "{err}");
+    // Still serving, nothing lost.
+    let hits = search_hits(&mut c, search("a", vector(7, 1), 1)).await;
+    assert_eq!(hits[0].id, 7);
+    assert_eq!(listed(&mut c).await, vec![("a".to_string(), 50)]);
+    server.stop().await;
+}

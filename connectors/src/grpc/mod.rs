@@ -16,4 +16,4 @@ pub mod pb {
 }
 
 pub use metrics::{serve_metrics, Metrics};
-pub use server::{serve, status, DriftService, MAX_MESSAGE_BYTES};
+pub use server::{serve, serve_service, status, DriftService, MAX_MESSAGE_BYTES};

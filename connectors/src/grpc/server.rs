@@ -37,12 +37,26 @@ pub fn status(e: Error) -> Status {
 pub struct DriftService {
     db: Arc<Database>,
     metrics: Arc<Metrics>,
+    /// Object-store root of collections created through the service (server configuration;
+    /// empty: each collection's own directory). Clients never choose a storage location.
+    storage_root: String,
 }
 
 impl DriftService {
     /// Serves `db`, counting into `metrics`.
     pub fn new(db: Arc<Database>, metrics: Arc<Metrics>) -> Self {
-        DriftService { db, metrics }
+        DriftService {
+            db,
+            metrics,
+            storage_root: String::new(),
+        }
+    }
+
+    /// Collections created by clients store their objects under `root` (`storage.uri`; the
+    /// collection's name is appended).
+    pub fn with_storage_root(mut self, root: impl Into<String>) -> Self {
+        self.storage_root = root.into();
+        self
     }
 
     fn count_error<T>(&self, r: Result<T, Status>) -> Result<T, Status> {
@@ -124,6 +138,14 @@ impl Drift for DriftService {
                 Status::invalid_argument(format!("settings_json is not valid index settings: {e}"))
             })?;
         }
+        // A client must not point the server at a path or an object store of its choosing
+        // (signed with the server's credentials): the location is server configuration.
+        if !config.settings.storage.uri.is_empty() {
+            return Err(Status::permission_denied(
+                "storage.uri is chosen by the server (drift serve --storage-root), not by a client",
+            ));
+        }
+        config.settings.storage.uri = self.storage_root.clone();
         let name = r.name.clone();
         let c = self
             .blocking(move |db| db.create_collection(&name, config))
@@ -301,13 +323,23 @@ impl Drift for DriftService {
 }
 
 /// Serves `db` on `listener` until `shutdown` resolves; in-flight calls finish first.
+/// Collections created by clients keep their objects in their own directory.
 pub async fn serve(
     db: Arc<Database>,
     metrics: Arc<Metrics>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let svc = pb::drift_server::DriftServer::new(DriftService::new(db, metrics))
+    serve_service(DriftService::new(db, metrics), listener, shutdown).await
+}
+
+/// [`serve`] with a configured service (for example [`DriftService::with_storage_root`]).
+pub async fn serve_service(
+    service: DriftService,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let svc = pb::drift_server::DriftServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     tonic::transport::Server::builder()

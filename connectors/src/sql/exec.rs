@@ -18,7 +18,7 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
-use drift_engine::config::MAX_K;
+use drift_engine::config::{MAX_K, MAX_PROBES};
 use drift_engine::{Record, SearchParams, VectorRead};
 use futures::stream;
 
@@ -304,7 +304,7 @@ fn search(
         let batch = rows.to_batch(&full, dim)?;
         let batch = apply_filters(batch, filters)?;
         let done =
-            batch.num_rows() >= k || p.k == MAX_K || (exhausted && p.nprobe == Some(usize::MAX));
+            batch.num_rows() >= k || p.k == MAX_K || (exhausted && p.nprobe == Some(MAX_PROBES));
         if done || filters.is_empty() {
             let idx: Vec<usize> = out
                 .fields()
@@ -314,7 +314,7 @@ fn search(
             return Ok(batch.project(&idx)?.slice(0, batch.num_rows().min(k)));
         }
         // Not enough rows passed: widen to every bucket and fetch more.
-        p.nprobe = Some(usize::MAX);
+        p.nprobe = Some(MAX_PROBES);
         p.recall_target = None;
         fetch = if exhausted {
             p.k
