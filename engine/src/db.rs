@@ -190,6 +190,11 @@ impl Database {
         let dir = match removed {
             Some(coll) => {
                 coll.close();
+                // Objects in a store of their own (storage.uri) go too: re-creating the
+                // collection there must not bring the old data back.
+                if !coll.config().settings.storage.uri.is_empty() {
+                    coll.purge_objects()?;
+                }
                 coll.dir().to_path_buf()
             }
             // A collection that failed to open can be dropped too.

@@ -255,6 +255,11 @@ impl Collection {
         Ok(coll)
     }
 
+    /// Deletes the collection's objects from its object store (used by drop).
+    pub(crate) fn purge_objects(&self) -> Result<()> {
+        self.persist.purge()
+    }
+
     /// The collection's name.
     pub fn name(&self) -> &str {
         &self.name

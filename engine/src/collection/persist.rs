@@ -138,6 +138,22 @@ impl Persist {
 
     /// Loads the newest manifest's state into `idmap`; returns the layer and the WAL
     /// sequence number it covers (an empty layer and 0 for a new collection).
+    /// Deletes every object of the collection from its store: manifests first (so that an
+    /// interrupted purge leaves no state that names the rest), then segments and tombstones.
+    pub(crate) fn purge(&self) -> Result<()> {
+        let store = self.store();
+        for dir in [
+            manifest::MANIFEST_DIR,
+            manifest::SEGMENT_DIR,
+            manifest::TOMBSTONE_DIR,
+        ] {
+            for name in store.list(dir)? {
+                store.delete(&name)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The cumulative counters of the last committed (or recovered) manifest.
     pub(crate) fn counters(&self) -> BTreeMap<String, u64> {
         self.state.lock().manifest.counters.clone()

@@ -480,3 +480,29 @@ fn work_counters_survive_a_restart() {
     c.flush().unwrap();
     assert_eq!(c.stats().flushes, before.flushes + 1);
 }
+
+/// Dropping a collection whose objects live in a store of their own removes them: creating
+/// it again at the same location starts empty.
+#[test]
+fn drop_removes_the_objects_of_a_separate_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    let mut cfg = small_config(4);
+    cfg.settings.storage.uri = format!("fs://{}", objects.path().display());
+    let c = db.create_collection("c", cfg.clone()).unwrap();
+    c.upsert(records(0, 700, 4, 3)).unwrap();
+    c.flush().unwrap();
+    let stored = walk(&objects.path().join("c"));
+    assert!(!stored.is_empty());
+    drop(c);
+    db.drop_collection("c").unwrap();
+    let left = if objects.path().join("c").exists() {
+        walk(&objects.path().join("c"))
+    } else {
+        Vec::new()
+    };
+    assert!(left.is_empty(), "{left:?}");
+    let c = db.create_collection("c", cfg).unwrap();
+    assert_eq!(c.stats().live_vectors, 0);
+}

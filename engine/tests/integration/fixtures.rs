@@ -106,8 +106,11 @@ fn fixture_collection_reads_back_unchanged() {
     }
     let mf = only_file(&objects.join("manifest"));
     let bytes = std::fs::read(&mf).unwrap();
+    // The fixture pins manifest format 1 (no counters); it still reads, and what it reads
+    // round-trips through the current format.
     let m = Manifest::decode(&bytes).unwrap();
-    assert_eq!(m.encode(), bytes);
+    assert_eq!(bytes[8], 1, "the fixture is a format 1 manifest");
+    assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
     assert_eq!(m.dim, 4);
     assert_eq!(m.tombstones.len(), 1);
 
