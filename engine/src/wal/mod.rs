@@ -163,7 +163,12 @@ impl Wal {
                 .open(&path)
                 .at(&path)?;
             sync_dir(&f.dir)?;
-            f.files.push((first_seq, path));
+            // A crash right after an earlier rotation may have left this very file (empty):
+            // it is already listed, and must be listed once, or a checkpoint would retire it
+            // as an "older" entry while it holds new records.
+            if f.files.last().map(|x| x.0) != Some(first_seq) {
+                f.files.push((first_seq, path));
+            }
             f.current = Some(file);
             f.current_len = 0;
         }
@@ -194,7 +199,8 @@ impl Wal {
     pub fn retire_through(&self, seq: u64) -> Result<usize> {
         let mut f = self.files.lock();
         let mut removed = 0;
-        while f.files.len() >= 2 && f.files[1].0 <= seq + 1 {
+        // Never the file being written (the last entry), whatever the numbers say.
+        while f.files.len() >= 2 && f.files[1].0 <= seq + 1 && f.files[0].1 != f.files[1].1 {
             let (_, path) = f.files.remove(0);
             let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             std::fs::remove_file(&path).at(&path)?;
@@ -213,4 +219,44 @@ impl Wal {
 /// Fsyncs a directory so that a created, renamed or deleted entry in it is durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upsert(id: u64) -> WalOp {
+        WalOp::Upsert {
+            id,
+            vector: vec![id as f32; 4],
+            payload: None,
+        }
+    }
+
+    /// A crash right after rotation created the next file (empty): after re-open the next
+    /// write lands in that same file, which is listed once, so a checkpoint of the records
+    /// before it never deletes it.
+    #[test]
+    fn a_file_left_by_a_crash_after_rotation_is_not_retired_with_new_records() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let wal = Wal::open(dir.path(), &replay(dir.path(), 0).unwrap()).unwrap();
+            wal.commit((1..=10).map(upsert).collect(), &|_| {}).unwrap();
+        }
+        // The crash: the rotation's file exists, nothing was written to it.
+        std::fs::write(dir.path().join(file_name(11)), b"").unwrap();
+        let replayed = replay(dir.path(), 0).unwrap();
+        assert_eq!(replayed.ops.len(), 10);
+        let wal = Wal::open(dir.path(), &replayed).unwrap();
+        wal.commit((11..=15).map(upsert).collect(), &|_| {})
+            .unwrap();
+        // A checkpoint covering 1..=10 retires the first file only.
+        assert_eq!(wal.retire_through(10).unwrap(), 1);
+        // Even a checkpoint past everything keeps the file being written.
+        wal.retire_through(1000).unwrap();
+        drop(wal);
+        let after = replay(dir.path(), 10).unwrap();
+        let ids: Vec<u64> = after.ops.iter().map(|(s, _)| *s).collect();
+        assert_eq!(ids, (11..=15).collect::<Vec<_>>());
+    }
 }
