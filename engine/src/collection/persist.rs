@@ -387,6 +387,9 @@ impl Persist {
             let (bytes, meta) = segment::encode(dim, &inputs);
             let seg = next_object;
             next_object += 1;
+            // Reserved at once: whatever happens to this commit, no later one reuses the name
+            // (chunks may point into this object even if the manifest write fails).
+            s.manifest.next_object = next_object;
             let len = bytes.len() as u64;
             store.write(&segment_name(seg), bytes)?;
             written.push(segment_name(seg));
@@ -457,9 +460,12 @@ impl Persist {
                 dropped_tombs.push(name);
             }
         }
+        let mut fresh_tomb_name = None;
         if !fresh_tombs.is_empty() {
             let t = next_object;
             next_object += 1;
+            s.manifest.next_object = next_object;
+            fresh_tomb_name = Some(tombstone_name(t));
             store.write(&tombstone_name(t), encode_tombstones(&fresh_tombs))?;
             written.push(tombstone_name(t));
             tombstones.push(t);
@@ -493,9 +499,17 @@ impl Persist {
         };
         let result = store.write(&manifest_name(m.version), m.encode());
         if let Err(e) = result {
-            // Not committed: what this attempt wrote is garbage (the chunks stay marked as
-            // stored in those objects, so keep them until a later commit supersedes them).
+            // Not committed; the WAL is kept. The new segment stays (chunks in memory point
+            // into it; the next commit names it). Names are never reused: the next manifest
+            // gets the next version (this one may have landed after all), and the previous
+            // manifest, the segments this layer no longer names and the unreferenced
+            // tombstone file become garbage once a later commit is durable.
             tracing::warn!(error = %e, "manifest write failed; the WAL is kept");
+            let previous = manifest_name(s.manifest.version);
+            s.manifest.version = m.version;
+            s.garbage.push(previous);
+            s.garbage.extend(dropped.iter().map(|n| segment_name(*n)));
+            s.garbage.extend(fresh_tomb_name);
             return Err(e);
         }
         failpoint("manifest-written");

@@ -506,3 +506,36 @@ fn drop_removes_the_objects_of_a_separate_store() {
     let c = db.create_collection("c", cfg).unwrap();
     assert_eq!(c.stats().live_vectors, 0);
 }
+
+/// A commit whose manifest write fails (here: the manifest folder replaced by a file) keeps
+/// the WAL and reuses no object name: the next commit writes a new segment instead of
+/// overwriting the one the failed attempt's chunks already point into.
+#[test]
+fn a_failed_manifest_write_loses_nothing_and_reuses_no_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = dir.path().join("collections/c/objects");
+    let expect = |c: &drift_engine::Collection, n: u64| {
+        for r in records(0, n as usize, 4, 21).iter().step_by(13) {
+            let got = c.get(r.id).unwrap().expect("acknowledged row");
+            assert_eq!(got.vector, r.vector, "id {}", r.id);
+        }
+        assert_eq!(c.stats().live_vectors, n as usize);
+    };
+    {
+        let (_db, c) = open_with(dir.path(), "c", 4);
+        let all = records(0, 1200, 4, 21);
+        c.upsert(all[..700].to_vec()).unwrap();
+        c.flush().unwrap();
+        std::fs::rename(objects.join("manifest"), objects.join("manifest.saved")).unwrap();
+        std::fs::write(objects.join("manifest"), b"in the way").unwrap();
+        c.upsert(all[700..1000].to_vec()).unwrap();
+        assert!(c.flush().is_err(), "the manifest write must fail");
+        std::fs::remove_file(objects.join("manifest")).unwrap();
+        std::fs::rename(objects.join("manifest.saved"), objects.join("manifest")).unwrap();
+        c.upsert(all[1000..].to_vec()).unwrap();
+        c.flush().unwrap();
+        expect(&c, 1200);
+    }
+    let (_db, c) = open_with(dir.path(), "c", 4);
+    expect(&c, 1200);
+}
