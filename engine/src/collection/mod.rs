@@ -60,7 +60,25 @@ pub(crate) struct Durable {
     pub(crate) compacted_tombstones: u64,
 }
 
+impl Durable {
+    /// The values in the order of [`Counters::durable_fields`].
+    fn values(&self) -> [u64; 9] {
+        [
+            self.flushes,
+            self.trainings,
+            self.passes,
+            self.splits,
+            self.merges,
+            self.compactions,
+            self.moved,
+            self.written,
+            self.compacted_tombstones,
+        ]
+    }
+}
+
 impl Counters {
+    /// The counters persisted with the manifest, by name.
     fn durable_fields(&self) -> [(&'static str, &AtomicU64); 9] {
         [
             ("flushes", &self.flushes),
@@ -78,29 +96,17 @@ impl Counters {
     /// The cumulative counters as they will be once `plus` is counted: what a commit writes
     /// into the manifest, so that they survive restarts.
     pub(crate) fn durable(&self, plus: &Durable) -> std::collections::BTreeMap<String, u64> {
-        let add = [
-            plus.flushes,
-            plus.trainings,
-            plus.passes,
-            plus.splits,
-            plus.merges,
-            plus.compactions,
-            plus.moved,
-            plus.written,
-            plus.compacted_tombstones,
-        ];
         self.durable_fields()
             .iter()
-            .zip(add)
+            .zip(plus.values())
             .map(|((n, a), d)| (n.to_string(), a.load(Ordering::Relaxed) + d))
             .collect()
     }
 
     /// Counts `d` (after its commit succeeded).
     pub(crate) fn add(&self, d: &Durable) {
-        let m = self.durable(d);
-        for (n, a) in self.durable_fields() {
-            a.store(m[n], Ordering::Relaxed);
+        for ((_, a), v) in self.durable_fields().iter().zip(d.values()) {
+            a.fetch_add(v, Ordering::Relaxed);
         }
     }
 

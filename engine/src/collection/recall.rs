@@ -48,9 +48,8 @@ const CONFIRM_REAL: usize = 192;
 const MAX_REAL: usize = 512;
 /// Sampling share while the calibration is provisional, while the window holds fewer than
 /// [`MIN_JUDGED`] searches (after open and after each refit), or while its mean lies below the
-/// target (a shortfall suspected, not yet
-/// confirmed), so that a fresh calibration is judged, and a shortfall corrected, within a few
-/// hundred searches; the CPU cap still holds.
+/// target (a shortfall suspected, not yet confirmed), so that a fresh calibration is judged,
+/// and a shortfall corrected, within a few hundred searches; the CPU cap still holds.
 const EAGER_RATE: f64 = 0.5;
 /// Normal quantile of the one-sided test that confirms a shortfall (95% one-sided): a refit
 /// from real queries costs one fit, a missed shortfall costs recall.
@@ -107,10 +106,15 @@ struct Window {
 }
 
 impl Window {
+    /// Whether enough searches are in to judge, and their mean lies below the target.
+    fn short(&self) -> bool {
+        self.dev.len() >= MIN_JUDGED && self.dev_sum < 0.0
+    }
+
     /// Whether the monitor should sample eagerly: too few searches to judge, or a mean
     /// below the target that is not yet confirmed.
     fn eager(&self) -> bool {
-        self.dev.len() < MIN_JUDGED || self.dev_sum < 0.0
+        self.dev.len() < MIN_JUDGED || self.short()
     }
 }
 
@@ -165,7 +169,7 @@ impl Monitor {
     /// Whether to sample this search: a `rate` share of searches (the eager share while
     /// `provisional`, see [`EAGER_RATE`]), while the monitor's CPU stays within `cpu` of one
     /// core since open.
-    fn admit(&self, rate: f64, cpu: f64, provisional: bool) -> bool {
+    fn admit(&self, rate: f64, cpu: f64, provisional: impl FnOnce() -> bool) -> bool {
         if rate <= 0.0 || cpu <= 0.0 {
             return false;
         }
@@ -175,7 +179,7 @@ impl Monitor {
         if draw >= rate.max(EAGER_RATE) {
             return false;
         }
-        if draw >= rate && !provisional {
+        if draw >= rate && !provisional() {
             let s = self.inner.lock();
             let eager = s.windows.get(&s.target.to_bits()).is_none_or(Window::eager);
             if !eager {
@@ -228,10 +232,7 @@ impl Monitor {
     /// queries: enough of them, fewer when searches at `target` fall short on average.
     fn replace_provisional(&self, target: f32) -> bool {
         let s = self.inner.lock();
-        let short = s
-            .windows
-            .get(&target.to_bits())
-            .is_some_and(|w| w.dev.len() >= MIN_JUDGED && w.dev_sum < 0.0);
+        let short = s.windows.get(&target.to_bits()).is_some_and(Window::short);
         s.real.len() >= CONFIRM_REAL || (short && s.real.len() >= MIN_REAL)
     }
 
@@ -460,7 +461,7 @@ impl Collection {
         let pool = if held.len() >= MIN_QUERIES {
             held
         } else {
-            rows.clone()
+            rows
         };
         let dim = self.config.dim;
         let by_budget = settings.calibration_budget / (live as u64 * dim as u64).max(1);
@@ -591,12 +592,14 @@ impl Collection {
         returned: &[crate::api::Hit],
     ) {
         let s = &self.config.settings.recall;
-        // A provisional calibration waits for real queries: sample eagerly until it is replaced.
-        let provisional = self
-            .calibration
-            .load()
-            .as_ref()
-            .is_some_and(|c| c.provisional());
+        // A provisional calibration waits for real queries: sample eagerly until it is
+        // replaced (looked up only for the draws that fall in the eager band).
+        let provisional = || {
+            self.calibration
+                .load()
+                .as_ref()
+                .is_some_and(|c| c.provisional())
+        };
         if self
             .monitor
             .admit(s.monitor_rate, s.monitor_cpu, provisional)

@@ -306,16 +306,8 @@ impl Collection {
     /// sample rows routed to it (re-fitted when its first rows arrive).
     fn train_layer(&self, ids: &[u64], vectors: &[f32], k: usize) -> L1 {
         let dim = self.config.dim;
-        let held_in: Vec<f32>;
-        let vectors = if ids.len() * dim == vectors.len()
-            && ids.iter().filter(|&&id| !crate::ivf::held_out(id)).count() >= k.max(2)
-        {
-            held_in = ids
-                .iter()
-                .zip(vectors.chunks_exact(dim))
-                .filter(|(&id, _)| !crate::ivf::held_out(id))
-                .flat_map(|(_, v)| v.iter().copied())
-                .collect();
+        let held_in = crate::ivf::held_in_vectors(ids, vectors, dim);
+        let vectors = if ids.len() * dim == vectors.len() && held_in.len() >= k.max(2) * dim {
             &held_in[..]
         } else {
             vectors

@@ -42,6 +42,16 @@ pub fn held_out(id: u64) -> bool {
     (z ^ (z >> 31)).is_multiple_of(HOLD_OUT)
 }
 
+/// The vectors (row-major, `dim` wide) of the rows whose id is not [`held_out`]: what a
+/// centroid fit may see.
+pub fn held_in_vectors(ids: &[u64], vectors: &[f32], dim: usize) -> Vec<f32> {
+    ids.iter()
+        .zip(vectors.chunks_exact(dim))
+        .filter(|(&id, _)| !held_out(id))
+        .flat_map(|(_, v)| v.iter().copied())
+        .collect()
+}
+
 /// Targets the calibration is fitted at; between them `alpha` is interpolated.
 pub const TARGET_GRID: [f32; 16] = [
     0.5, 0.6, 0.7, 0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995, 0.999,

@@ -13,7 +13,9 @@ mod recall;
 mod reshape;
 
 pub use bucket::{Bucket, BucketLive, Chunk};
-pub use calibrate::{held_out, Calibration, CalibrationPoint, Trace, HOLD_OUT, TARGET_GRID};
+pub use calibrate::{
+    held_in_vectors, held_out, Calibration, CalibrationPoint, Trace, HOLD_OUT, TARGET_GRID,
+};
 pub use probe::{select_buckets, ProbeOptions};
 pub use recall::{CapTable, EstimateMemo, RecallPlan};
 pub use reshape::{Placed, Reshape, REFIT_CLIPPED};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::distance::Distance;
 use crate::error::Result;
-use crate::ivf::held_out;
+use crate::ivf::held_in_vectors;
 use crate::ivf::{Bucket, Reshape};
 use crate::kmeans::kmeans;
 use crate::memtable::MemBuffer;
@@ -208,12 +208,8 @@ pub fn compact(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Result<Option<O
 /// a split cannot be undone by the next merge).
 fn two_way(rows: &MemBuffer, dim: usize, min_child: usize) -> Vec<usize> {
     let n = rows.len();
-    let fit_rows: Vec<usize> = (0..n).filter(|&i| !held_out(rows.ids[i])).collect();
-    let km = if fit_rows.len() >= 2 && fit_rows.len() < n {
-        let fit: Vec<f32> = fit_rows
-            .iter()
-            .flat_map(|&i| rows.vectors[i * dim..(i + 1) * dim].iter().copied())
-            .collect();
+    let fit = held_in_vectors(&rows.ids, &rows.vectors, dim);
+    let km = if fit.len() >= 2 * dim && fit.len() < rows.vectors.len() {
         let mut km = kmeans(&fit, dim, 2, SPLIT_ITERS, 0x5b17 ^ n as u64);
         km.assignment = rows
             .vectors
