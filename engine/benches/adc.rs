@@ -3,7 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use drift_engine::kernels::{
-    adc_scan_with, bit_planes, bits_scan_with, sq8_dot_scan_with, KernelKind,
+    adc_scan_with, nibble_pack, nibble_scan_with, nibble_tables, sq8_dot_scan_with, KernelKind,
 };
 use rand::{Rng, SeedableRng};
 
@@ -43,18 +43,20 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
 
-    // Binary sketch scan: 512-bit codes (a 384-d vector after padding), four query planes.
-    let mut g = group(c, "bits_scan");
+    // Binary sketch scan: 512-bit codes (a 384-d vector after padding), a 4-bit query
+    // through per-nibble tables.
+    let mut g = group(c, "nibble_scan");
     for words in [2usize, 8] {
         let codes: Vec<u64> = (0..rows * words).map(|_| rng.gen()).collect();
         let levels: Vec<u8> = (0..words * 64).map(|_| rng.gen_range(0..16)).collect();
-        let mut planes = Vec::new();
-        bit_planes(&levels, &mut planes);
+        let (mut tables, mut packed) = (Vec::new(), Vec::new());
+        nibble_tables(&levels, &mut tables);
+        nibble_pack(&codes, words, &mut packed);
         let mut out = vec![0u32; rows];
         g.throughput(Throughput::Elements(rows as u64));
         for (name, kind) in [("avx2", KernelKind::Avx2), ("scalar", KernelKind::Scalar)] {
             g.bench_with_input(BenchmarkId::new(name, words * 64), &words, |b, &words| {
-                b.iter(|| bits_scan_with(kind, &planes, &codes, words, &mut out))
+                b.iter(|| nibble_scan_with(kind, &tables, &packed, words * 16, &mut out))
             });
         }
     }

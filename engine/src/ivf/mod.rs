@@ -384,6 +384,10 @@ impl L1 {
                             s.order.truncate(need);
                         }
                         s.order.sort_unstable();
+                        for &r in &s.order {
+                            let r = r as usize;
+                            kernels::prefetch(&codes[r * stride..(r + 1) * stride]);
+                        }
                         for i in 0..s.order.len() {
                             let r = s.order[i] as usize;
                             refine!(r);

@@ -132,81 +132,78 @@ mod imp {
         unsafe { sq8_dot_avx2(w, codes, stride, out) }
     }
 
-    /// Binary dot products with the hardware population count, the word count a constant so
-    /// that the loops unroll into straight-line `and` + `popcnt`.
-    #[target_feature(enable = "avx2,fma,popcnt")]
-    fn bits_scan_fixed<const W: usize>(planes: &[u64], codes: &[u64], out: &mut [u32]) {
-        let p: [[u64; W]; 4] =
-            std::array::from_fn(|j| planes[j * W..(j + 1) * W].try_into().expect("W words"));
-        for (code, o) in codes.chunks_exact(W).zip(out.iter_mut()) {
-            let code: &[u64; W] = code.try_into().expect("W code words");
-            let mut acc = 0i32;
-            for (j, plane) in p.iter().enumerate() {
-                let mut ones = 0i32;
-                for w in 0..W {
-                    // SAFETY: popcnt is enabled for this function.
-                    ones += _popcnt64((code[w] & plane[w]) as i64);
+    /// Nibble table scan, 32 rows per step: each 32-byte lane of a block holds two nibble
+    /// groups of 32 rows; `vpshufb` looks up both groups' sixteen-entry tables for all 32
+    /// rows at once. Four groups are summed in bytes (at most 4 * 60 = 240), then widened
+    /// into 16-bit even-row and odd-row accumulators, which are emptied into `u32` every 256
+    /// steps (256 * 240 < 65536).
+    #[target_feature(enable = "avx2")]
+    fn nibble_scan_avx2(tables: &[u8], packed: &[u8], groups: usize, out: &mut [u32]) {
+        const BLOCK: usize = super::super::NIBBLE_BLOCK;
+        let pairs = groups / 2;
+        let quads = groups / 4;
+        let nib = _mm256_set1_epi8(0x0f);
+        let low = _mm256_set1_epi16(0x00ff);
+        for (b, o) in out.chunks_exact_mut(BLOCK).enumerate() {
+            let base = packed[b * pairs * BLOCK..(b + 1) * pairs * BLOCK].as_ptr();
+            let tab = tables.as_ptr();
+            let mut total = [0u32; BLOCK];
+            let mut q = 0;
+            while q < quads {
+                let end = (q + 256).min(quads);
+                let mut even = _mm256_setzero_si256();
+                let mut odd = _mm256_setzero_si256();
+                while q < end {
+                    // SAFETY: quad `q` covers bytes `64q..64q + 64` of this block's
+                    // `pairs * 32 = 64 * quads` bytes.
+                    let (x0, x1) = unsafe {
+                        (
+                            _mm256_loadu_si256(base.add(64 * q) as *const __m256i),
+                            _mm256_loadu_si256(base.add(64 * q + 32) as *const __m256i),
+                        )
+                    };
+                    // SAFETY: groups `4q..4q + 4` have their 64 table bytes at `64q`
+                    // (`tables.len() == 16 * groups`, checked by the caller). Each 128-bit
+                    // half of a shuffle table holds the same 16 entries.
+                    let (lo0, hi0, lo1, hi1) = unsafe {
+                        let t = |at: usize| {
+                            _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                                tab.add(at) as *const __m128i
+                            ))
+                        };
+                        (t(64 * q), t(64 * q + 16), t(64 * q + 32), t(64 * q + 48))
+                    };
+                    let a = _mm256_shuffle_epi8(lo0, _mm256_and_si256(x0, nib));
+                    let c =
+                        _mm256_shuffle_epi8(hi0, _mm256_and_si256(_mm256_srli_epi16::<4>(x0), nib));
+                    let d = _mm256_shuffle_epi8(lo1, _mm256_and_si256(x1, nib));
+                    let e =
+                        _mm256_shuffle_epi8(hi1, _mm256_and_si256(_mm256_srli_epi16::<4>(x1), nib));
+                    let sum = _mm256_add_epi8(_mm256_add_epi8(a, c), _mm256_add_epi8(d, e));
+                    even = _mm256_add_epi16(even, _mm256_and_si256(sum, low));
+                    odd = _mm256_add_epi16(odd, _mm256_srli_epi16::<8>(sum));
+                    q += 1;
                 }
-                acc += ones << j;
+                let (mut ev, mut od) = ([0u16; 16], [0u16; 16]);
+                // SAFETY: each array holds exactly 32 bytes.
+                unsafe {
+                    _mm256_storeu_si256(ev.as_mut_ptr() as *mut __m256i, even);
+                    _mm256_storeu_si256(od.as_mut_ptr() as *mut __m256i, odd);
+                }
+                for k in 0..16 {
+                    total[2 * k] += ev[k] as u32;
+                    total[2 * k + 1] += od[k] as u32;
+                }
             }
-            *o = acc as u32;
+            o.copy_from_slice(&total);
         }
     }
 
-    #[target_feature(enable = "avx2,fma,popcnt")]
-    fn bits_scan_popcnt(planes: &[u64], codes: &[u64], words: usize, out: &mut [u32]) {
-        match words {
-            2 => bits_scan_fixed::<2>(planes, codes, out),
-            4 => bits_scan_fixed::<4>(planes, codes, out),
-            8 => bits_scan_fixed::<8>(planes, codes, out),
-            16 => bits_scan_fixed::<16>(planes, codes, out),
-            _ => super::super::scalar::bits_scan(planes, codes, words, out),
-        }
-    }
-
-    /// Bit planes: shifting each level's bit `j` into the byte's top bit and collecting the
-    /// top bits of 32 bytes at a time.
-    #[target_feature(enable = "avx2,fma")]
-    fn bit_planes_avx2(levels: &[u8], planes: &mut Vec<u64>) {
-        let words = levels.len() / 64;
-        planes.clear();
-        planes.resize(4 * words, 0);
-        for (w, block) in levels.chunks_exact(64).enumerate() {
-            // SAFETY: `block` holds 64 readable bytes; unaligned loads are allowed.
-            let (a, b) = unsafe {
-                (
-                    _mm256_loadu_si256(block.as_ptr() as *const __m256i),
-                    _mm256_loadu_si256(block.as_ptr().add(32) as *const __m256i),
-                )
-            };
-            // Byte shifts do not exist: shift 16-bit lanes; only each byte's bit 7 is read.
-            let planes_of = |v: __m256i| -> [u32; 4] {
-                [
-                    _mm256_movemask_epi8(_mm256_slli_epi16::<7>(v)) as u32,
-                    _mm256_movemask_epi8(_mm256_slli_epi16::<6>(v)) as u32,
-                    _mm256_movemask_epi8(_mm256_slli_epi16::<5>(v)) as u32,
-                    _mm256_movemask_epi8(_mm256_slli_epi16::<4>(v)) as u32,
-                ]
-            };
-            let (lo, hi) = (planes_of(a), planes_of(b));
-            for j in 0..4 {
-                planes[j * words + w] = lo[j] as u64 | ((hi[j] as u64) << 32);
-            }
-        }
-    }
-
-    /// Binary dot products (see `scalar::bits_scan`).
+    /// Nibble table scan (see `scalar::nibble_scan`).
     #[inline]
-    pub fn bits_scan(planes: &[u64], codes: &[u64], words: usize, out: &mut [u32]) {
-        // SAFETY: only called when `cpu()` detected avx2, fma and popcnt.
-        unsafe { bits_scan_popcnt(planes, codes, words, out) }
-    }
-
-    /// Bit planes of 4-bit levels (see `scalar::bit_planes`).
-    #[inline]
-    pub fn bit_planes(levels: &[u8], planes: &mut Vec<u64>) {
-        // SAFETY: only called when `cpu()` detected avx2 and fma.
-        unsafe { bit_planes_avx2(levels, planes) }
+    pub fn nibble_scan(tables: &[u8], packed: &[u8], groups: usize, out: &mut [u32]) {
+        // SAFETY: only called when `cpu()` detected avx2; sizes checked by the caller.
+        unsafe { nibble_scan_avx2(tables, packed, groups, out) }
     }
 
     /// AVX2 table-lookup ADC.
@@ -219,9 +216,7 @@ mod imp {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod imp {
-    pub use super::super::scalar::{
-        adc_scan, bit_planes, bits_scan, dot, l2sq, sq8_dot_scan, sq8_lut,
-    };
+    pub use super::super::scalar::{adc_scan, dot, l2sq, nibble_scan, sq8_dot_scan, sq8_lut};
 }
 
-pub use imp::{adc_scan, bit_planes, bits_scan, dot, l2sq, sq8_dot_scan, sq8_lut};
+pub use imp::{adc_scan, dot, l2sq, nibble_scan, sq8_dot_scan, sq8_lut};

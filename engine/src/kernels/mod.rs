@@ -140,50 +140,53 @@ pub fn prefetch(bytes: &[u8]) {
     let _ = bytes;
 }
 
-/// Binary dot products of code rows (`words` u64 each) with four query bit planes:
-/// `out[i] = sum_j 2^j * popcount(code_i & plane_j)`.
+/// Rows per block of the packed binary-code layout ([`nibble_pack`]).
+pub const NIBBLE_BLOCK: usize = 32;
+
+pub use scalar::{nibble_pack, nibble_tables};
+
+/// Binary dot products of packed code rows with a 4-bit query, through per-nibble tables
+/// ([`nibble_tables`]): `out[i] = sum_g tables[16 g + nibble_g(row i)]`, which is the sum of
+/// the query levels at row `i`'s set bits.
 ///
-/// `planes.len() == 4 * words`, `codes.len() == out.len() * words`.
+/// `groups` (nibbles per row) is a multiple of 4, `tables.len() == 16 * groups`,
+/// `out.len()` a multiple of [`NIBBLE_BLOCK`] and `packed.len() == out.len() * groups / 2`.
 #[inline]
-pub fn bits_scan(planes: &[u64], codes: &[u64], words: usize, out: &mut [u32]) {
-    bits_scan_with(cpu(), planes, codes, words, out)
+pub fn nibble_scan(tables: &[u8], packed: &[u8], groups: usize, out: &mut [u32]) {
+    nibble_scan_with(cpu(), tables, packed, groups, out)
 }
 
-/// [`bits_scan`] with an explicit kernel.
-pub fn bits_scan_with(
+/// [`nibble_scan`] with an explicit kernel.
+pub fn nibble_scan_with(
     kind: KernelKind,
-    planes: &[u64],
-    codes: &[u64],
-    words: usize,
+    tables: &[u8],
+    packed: &[u8],
+    groups: usize,
     out: &mut [u32],
 ) {
-    assert_eq!(
-        planes.len(),
-        4 * words,
-        "query bit planes have the wrong size"
-    );
-    assert_eq!(codes.len(), out.len() * words, "codes and output disagree");
-    match kind {
-        KernelKind::Avx2 if cpu() == KernelKind::Avx2 => avx2::bits_scan(planes, codes, words, out),
-        _ => scalar::bits_scan(planes, codes, words, out),
-    }
-}
-
-/// Splits 4-bit `levels` (a multiple of 64 of them) into four bit planes.
-#[inline]
-pub fn bit_planes(levels: &[u8], planes: &mut Vec<u64>) {
-    bit_planes_with(cpu(), levels, planes)
-}
-
-/// [`bit_planes`] with an explicit kernel.
-pub fn bit_planes_with(kind: KernelKind, levels: &[u8], planes: &mut Vec<u64>) {
     assert!(
-        levels.len().is_multiple_of(64),
-        "bit planes need a multiple of 64 levels"
+        groups.is_multiple_of(4),
+        "nibble groups must be a multiple of 4"
+    );
+    assert_eq!(
+        tables.len(),
+        16 * groups,
+        "nibble tables have the wrong size"
+    );
+    assert!(
+        out.len().is_multiple_of(NIBBLE_BLOCK),
+        "nibble scan output must cover whole blocks"
+    );
+    assert_eq!(
+        packed.len(),
+        out.len() * groups / 2,
+        "packed codes and output disagree"
     );
     match kind {
-        KernelKind::Avx2 if cpu() == KernelKind::Avx2 => avx2::bit_planes(levels, planes),
-        _ => scalar::bit_planes(levels, planes),
+        KernelKind::Avx2 if cpu() == KernelKind::Avx2 => {
+            avx2::nibble_scan(tables, packed, groups, out)
+        }
+        _ => scalar::nibble_scan(tables, packed, groups, out),
     }
 }
 
@@ -214,6 +217,27 @@ mod tests {
                 prop::collection::vec(-100f32..100.0, n),
             )
         })
+    }
+
+    #[test]
+    fn nibble_scan_sums_long_codes_past_the_16_bit_accumulators() {
+        // 5120 bits of ones against levels of 15: 76,800 per row, more than a u16 holds.
+        let words = 80;
+        let levels = vec![15u8; words * 64];
+        let codes = vec![u64::MAX; 40 * words];
+        let mut tables = Vec::new();
+        nibble_tables(&levels, &mut tables);
+        let mut packed = Vec::new();
+        nibble_pack(&codes, words, &mut packed);
+        for kind in [KernelKind::Avx2, KernelKind::Scalar] {
+            let mut out = vec![0u32; 64];
+            nibble_scan_with(kind, &tables, &packed, words * 16, &mut out);
+            assert!(
+                out[..40].iter().all(|&d| d == 15 * 64 * words as u32),
+                "{kind:?}"
+            );
+            assert!(out[40..].iter().all(|&d| d == 0), "{kind:?}: padding rows");
+        }
     }
 
     proptest! {
@@ -256,30 +280,35 @@ mod tests {
         }
 
         #[test]
-        fn binary_kernels_match_a_bitwise_reference(
+        fn nibble_kernels_match_a_bitwise_reference(
             words in 1usize..10,
-            rows in 0usize..30,
+            rows in 0usize..80,
             seed in any::<u64>(),
         ) {
             use rand::{Rng, SeedableRng};
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
             let levels: Vec<u8> = (0..words * 64).map(|_| rng.gen_range(0u8..16)).collect();
             let codes: Vec<u64> = (0..rows * words).map(|_| rng.gen()).collect();
-            let mut fast_planes = Vec::new();
-            let mut slow_planes = Vec::new();
-            bit_planes_with(KernelKind::Avx2, &levels, &mut fast_planes);
-            bit_planes_with(KernelKind::Scalar, &levels, &mut slow_planes);
-            prop_assert_eq!(&fast_planes, &slow_planes);
-            let mut fast = vec![0u32; rows];
-            let mut slow = vec![0u32; rows];
-            bits_scan_with(KernelKind::Avx2, &fast_planes, &codes, words, &mut fast);
-            bits_scan_with(KernelKind::Scalar, &slow_planes, &codes, words, &mut slow);
-            for r in 0..rows {
-                // sum of the levels at the code's set bits
-                let want: u32 = (0..words * 64)
-                    .filter(|&i| codes[r * words + i / 64] >> (i % 64) & 1 == 1)
-                    .map(|i| levels[i] as u32)
-                    .sum();
+            let mut tables = Vec::new();
+            nibble_tables(&levels, &mut tables);
+            let mut packed = Vec::new();
+            nibble_pack(&codes, words, &mut packed);
+            let padded = rows.div_ceil(NIBBLE_BLOCK) * NIBBLE_BLOCK;
+            let groups = words * 16;
+            let mut fast = vec![7u32; padded];
+            let mut slow = vec![7u32; padded];
+            nibble_scan_with(KernelKind::Avx2, &tables, &packed, groups, &mut fast);
+            nibble_scan_with(KernelKind::Scalar, &tables, &packed, groups, &mut slow);
+            for r in 0..padded {
+                // sum of the levels at the code's set bits; padding rows are zero codes
+                let want: u32 = if r < rows {
+                    (0..words * 64)
+                        .filter(|&i| codes[r * words + i / 64] >> (i % 64) & 1 == 1)
+                        .map(|i| levels[i] as u32)
+                        .sum()
+                } else {
+                    0
+                };
                 prop_assert_eq!(fast[r], want, "avx2 row {}", r);
                 prop_assert_eq!(slow[r], want, "scalar row {}", r);
             }

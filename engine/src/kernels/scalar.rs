@@ -100,37 +100,64 @@ pub fn sq8_dot_scan(w: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
     }
 }
 
-/// Binary dot products: `out[i] = sum_j 2^j * popcount(code_i & plane_j)` for code rows of
-/// `words` u64 words and four bit planes of the query (`planes.len() == 4 * words`).
-#[inline(always)]
-pub fn bits_scan(planes: &[u64], codes: &[u64], words: usize, out: &mut [u32]) {
-    for (code, o) in codes.chunks_exact(words).zip(out.iter_mut()) {
-        let mut acc = 0u32;
-        for (j, plane) in planes.chunks_exact(words).enumerate() {
-            let mut ones = 0u32;
-            for (c, p) in code.iter().zip(plane) {
-                ones += (c & p).count_ones();
-            }
-            acc += ones << j;
+/// Sixteen-entry tables of 4-bit query `levels`, one per group of four code bits: entry `m`
+/// of group `g` is the sum of `levels[4g + j]` over the set bits `j` of `m` (at most 60).
+pub fn nibble_tables(levels: &[u8], tables: &mut Vec<u8>) {
+    tables.clear();
+    tables.reserve(levels.len() * 4);
+    for group in levels.chunks(4) {
+        let mut t = [0u8; 16];
+        for m in 1..16usize {
+            let low = m.trailing_zeros() as usize;
+            t[m] = t[m & (m - 1)] + group.get(low).map_or(0, |l| l & 15);
         }
-        *o = acc;
+        tables.extend_from_slice(&t);
     }
 }
 
-/// Splits 4-bit levels into four bit planes of `levels.len() / 64` words each (bit `i % 64`
-/// of word `j * words + i / 64` is bit `j` of `levels[i]`).
+/// Nibble `g` of a row-major binary code (bits `4g..4g + 4`).
 #[inline(always)]
-pub fn bit_planes(levels: &[u8], planes: &mut Vec<u64>) {
-    let words = levels.len() / 64;
-    planes.clear();
-    planes.resize(4 * words, 0);
-    for (w, block) in levels.chunks_exact(64).enumerate() {
-        for j in 0..4 {
-            let mut word = 0u64;
-            for (i, l) in block.iter().enumerate() {
-                word |= (((l >> j) & 1) as u64) << i;
+fn nibble(code: &[u64], g: usize) -> u8 {
+    ((code[g / 16] >> ((g % 16) * 4)) & 15) as u8
+}
+
+/// Packs row-major binary codes (`words` u64 per row) into the blocked layout that
+/// [`nibble_scan`] reads: blocks of [`super::NIBBLE_BLOCK`] rows (the last padded with zero
+/// rows); inside a block, for each pair of nibble groups `(2h, 2h + 1)`, 32 bytes whose byte
+/// `i` holds row `i`'s nibble `2h` in its low half and nibble `2h + 1` in its high half.
+pub fn nibble_pack(codes: &[u64], words: usize, out: &mut Vec<u8>) {
+    let block = super::NIBBLE_BLOCK;
+    let rows = codes.len() / words.max(1);
+    let pairs = words * 8;
+    let blocks = rows.div_ceil(block);
+    out.clear();
+    out.resize(blocks * pairs * block, 0);
+    for (r, code) in codes.chunks_exact(words).enumerate() {
+        let (b, i) = (r / block, r % block);
+        for h in 0..pairs {
+            out[(b * pairs + h) * block + i] = nibble(code, 2 * h) | nibble(code, 2 * h + 1) << 4;
+        }
+    }
+}
+
+/// Table scan of packed binary codes: `out[i] = sum_g tables[16 g + nibble_g(row i)]` for
+/// every row of the blocks in `packed` (`groups` nibbles per row, `out.len()` rows, a
+/// multiple of [`super::NIBBLE_BLOCK`]).
+#[inline(always)]
+pub fn nibble_scan(tables: &[u8], packed: &[u8], groups: usize, out: &mut [u32]) {
+    let block = super::NIBBLE_BLOCK;
+    let pairs = groups / 2;
+    for (b, o) in out.chunks_exact_mut(block).enumerate() {
+        o.fill(0);
+        let bytes = &packed[b * pairs * block..(b + 1) * pairs * block];
+        for (h, lane) in bytes.chunks_exact(block).enumerate() {
+            let (lo, hi) = (
+                &tables[32 * h..32 * h + 16],
+                &tables[32 * h + 16..32 * h + 32],
+            );
+            for (acc, &x) in o.iter_mut().zip(lane) {
+                *acc += lo[(x & 15) as usize] as u32 + hi[(x >> 4) as usize] as u32;
             }
-            planes[j * words + w] = word;
         }
     }
 }

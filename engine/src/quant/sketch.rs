@@ -10,7 +10,8 @@
 //! `x = sign(R o) / sqrt(P)`, `f = <x, R o>` and a unit query residual `u`,
 //! `<o, u> ≈ <x, R u> / f`, with an error below `EPS0 * sqrt((1 - f²) / (f² (P - 1)))` with
 //! high probability (Gao & Long, SIGMOD'24). The query side is quantized to 4 bits per
-//! coordinate, so `<x, R u>` is four AND + popcount passes over the code words.
+//! coordinate, so `<x, R u>` is a sum of table lookups: one sixteen-entry table per group of
+//! four code bits, looked up for 32 rows at a time by a byte shuffle (the FastScan layout).
 //!
 //! The rotation is three rounds of random sign flips followed by a normalized
 //! Walsh–Hadamard transform: O(P log P) per vector, deterministic (a fixed seed, no stored
@@ -118,17 +119,17 @@ fn splitmix(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Per-row factors of a sketch.
-#[derive(Debug, Clone, Copy, Default)]
+/// Per-row factors of a sketch, one column each (so the bound loop vectorizes).
+#[derive(Debug, Default)]
 struct RowFactors {
     /// `|v - c|²`.
-    r2: f32,
+    r2: Vec<f32>,
     /// `2 |v - c| / (f sqrt(P))`: turns `sqrt(P) <x, u>` into `2 |v - c| <o, u>`.
-    g: f32,
+    g: Vec<f32>,
     /// `2 |v - c| * EPS0 * sqrt((1 - f²) / (f² (P - 1)))`: the bound on that product.
-    e: f32,
+    e: Vec<f32>,
     /// Set bits of the code.
-    ones: f32,
+    ones: Vec<f32>,
 }
 
 /// One chunk's binary sketch.
@@ -141,11 +142,11 @@ pub struct Sketch {
     center: Vec<f32>,
     /// `R c`.
     center_rot: Vec<f32>,
-    /// u64 words per code.
-    words: usize,
-    /// Code words, row-major.
-    bits: Vec<u64>,
-    rows: Vec<RowFactors>,
+    /// Nibble groups per code (`P / 4`).
+    groups: usize,
+    /// Codes in the blocked layout of [`kernels::nibble_pack`].
+    packed: Vec<u8>,
+    rows: RowFactors,
 }
 
 impl Sketch {
@@ -184,7 +185,7 @@ impl Sketch {
         let mut center_rot = Vec::new();
         rotation.apply(&center, &mut center_rot);
         let mut bits = vec![0u64; n * words];
-        let mut rows = Vec::with_capacity(n);
+        let mut rows = RowFactors::default();
         let mut resid = vec![0f32; dim];
         let mut rot = Vec::with_capacity(p);
         let sqrt_p = (p as f32).sqrt();
@@ -211,68 +212,77 @@ impl Sketch {
                 1.0
             };
             let spread = ((1.0 - f * f).max(0.0) / (f * f * (p as f32 - 1.0))).sqrt();
-            rows.push(RowFactors {
-                r2: norm * norm,
-                g: 2.0 * norm / (f * sqrt_p),
-                e: 2.0 * norm * EPS0 * spread,
-                ones: ones as f32,
-            });
+            rows.r2.push(norm * norm);
+            rows.g.push(2.0 * norm / (f * sqrt_p));
+            rows.e.push(2.0 * norm * EPS0 * spread);
+            rows.ones.push(ones as f32);
         }
+        let mut packed = Vec::new();
+        kernels::nibble_pack(&bits, words, &mut packed);
         Some(Sketch {
             rotation,
             key,
             center,
             center_rot,
-            words,
-            bits,
+            groups: p / 4,
+            packed,
             rows,
         })
     }
 
     /// Rows sketched.
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.rows.r2.len()
     }
 
     /// True when no rows are sketched.
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.rows.r2.is_empty()
     }
 
     /// Bytes held in memory.
     pub fn resident_bytes(&self) -> usize {
-        self.bits.len() * 8 + self.rows.len() * std::mem::size_of::<RowFactors>()
+        self.packed.len() + self.len() * 4 * std::mem::size_of::<f32>()
     }
 
     /// Lower bounds (`l2`: on the squared L2 distance; otherwise on the negated inner
     /// product) of the first `out.len()` rows' SQ8 distances to the query `prepared`.
     pub fn lower_bounds(&self, prepared: &mut SketchQuery, l2: bool, out: &mut [f32]) {
-        let n = out.len().min(self.rows.len());
+        let n = out.len().min(self.len());
         let q = prepared.against(self, l2);
+        let block = kernels::NIBBLE_BLOCK;
+        let padded = n.div_ceil(block) * block;
         let mut dots = std::mem::take(&mut prepared.dots);
         dots.clear();
-        dots.resize(n, 0);
-        kernels::bits_scan(
-            &prepared.planes,
-            &self.bits[..n * self.words],
-            self.words,
+        dots.resize(padded, 0);
+        kernels::nibble_scan(
+            &prepared.tables,
+            &self.packed[..padded * self.groups / 2],
+            self.groups,
             &mut dots,
         );
-        // sqrt(P) <x, u> = (2 <b, u> - sum u) with <b, u> ≈ lo * ones + delta * dot.
-        let (rq, lo2, d2, sum) = (q.norm, 2.0 * q.lo, 2.0 * q.delta, q.sum);
+        // sqrt(P) <x, u> = (2 <b, u> - sum u) with <b, u> ≈ lo * ones + delta * dot; the
+        // bound subtracts `e + g * slack` (in units of the estimate) from the estimate.
+        let (rq, lo2, d2, sum, slack) = (q.norm, 2.0 * q.lo, 2.0 * q.delta, q.sum, q.slack);
+        let r = &self.rows;
+        let cols = r.r2[..n]
+            .iter()
+            .zip(&r.g[..n])
+            .zip(&r.e[..n])
+            .zip(&r.ones[..n])
+            .zip(&dots[..n]);
         if l2 {
             let rq2 = rq * rq;
-            for ((o, row), &dot) in out.iter_mut().zip(&self.rows).zip(&dots) {
-                let x = lo2 * row.ones + d2 * dot as f32 - sum;
-                let est = row.r2 + rq2 - rq * row.g * x;
-                *o = est - rq * (row.e + row.g * q.slack);
+            for (o, ((((&r2, &g), &e), &ones), &dot)) in out.iter_mut().zip(cols) {
+                let x = lo2 * ones + d2 * (dot as i32 as f32) - sum;
+                *o = r2 + rq2 - rq * (g * (x + slack) + e);
             }
         } else {
             let base = -q.qc;
-            for ((o, row), &dot) in out.iter_mut().zip(&self.rows).zip(&dots) {
-                let x = lo2 * row.ones + d2 * dot as f32 - sum;
-                let est = base - 0.5 * rq * row.g * x;
-                *o = est - 0.5 * rq * (row.e + row.g * q.slack);
+            let half = 0.5 * rq;
+            for (o, ((((_, &g), &e), &ones), &dot)) in out.iter_mut().zip(cols) {
+                let x = lo2 * ones + d2 * (dot as i32 as f32) - sum;
+                *o = base - half * (g * (x + slack) + e);
             }
         }
         prepared.dots = dots;
@@ -304,9 +314,9 @@ pub struct SketchQuery {
     padded: usize,
     resid: Vec<f32>,
     levels: Vec<u8>,
-    planes: Vec<u64>,
+    tables: Vec<u8>,
     dots: Vec<u32>,
-    /// The last centre prepared for (key, metric) and what it gave; `planes` belong to it.
+    /// The last centre prepared for (key, metric) and what it gave; `tables` belong to it.
     last: Option<(u64, bool, Against)>,
 }
 
@@ -365,8 +375,8 @@ impl SketchQuery {
             kernels::dot(&self.query, &sketch.center)
         };
         if norm <= 0.0 || hi <= lo {
-            self.planes.clear();
-            self.planes.resize(4 * p / 64, 0);
+            self.tables.clear();
+            self.tables.resize(4 * p, 0);
             return Against {
                 norm,
                 lo: 0.0,
@@ -381,7 +391,7 @@ impl SketchQuery {
         self.levels.clear();
         self.levels
             .extend(self.resid.iter().map(|x| ((x - lo) * inv + 0.5) as u8));
-        kernels::bit_planes(&self.levels, &mut self.planes);
+        kernels::nibble_tables(&self.levels, &mut self.tables);
         let sum = self.resid.iter().sum::<f32>() / norm;
         // Rounding errors are at most delta / 2 per coordinate and roughly independent:
         // <x, err> has a standard deviation of delta / sqrt(12) (|x| = 1); allow four.
