@@ -105,11 +105,30 @@ pub fn sq8_dot_scan(w: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
 pub fn nibble_tables(levels: &[u8], tables: &mut Vec<u8>) {
     tables.clear();
     tables.reserve(levels.len() * 4);
+    // MASKS[j][m] selects level j into entry m when bit j of m is set: entry sums are four
+    // AND + ADD over sixteen bytes, which vectorize.
+    const MASKS: [[u8; 16]; 4] = {
+        let mut m = [[0u8; 16]; 4];
+        let mut j = 0;
+        while j < 4 {
+            let mut e = 0;
+            while e < 16 {
+                if e >> j & 1 == 1 {
+                    m[j][e] = 0xff;
+                }
+                e += 1;
+            }
+            j += 1;
+        }
+        m
+    };
     for group in levels.chunks(4) {
         let mut t = [0u8; 16];
-        for m in 1..16usize {
-            let low = m.trailing_zeros() as usize;
-            t[m] = t[m & (m - 1)] + group.get(low).map_or(0, |l| l & 15);
+        for (mask, &l) in MASKS.iter().zip(group) {
+            let l = l & 15;
+            for (e, &m) in t.iter_mut().zip(mask) {
+                *e += l & m;
+            }
         }
         tables.extend_from_slice(&t);
     }
