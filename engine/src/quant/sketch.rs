@@ -4,13 +4,16 @@
 //!
 //! A chunk's sketch is built from its SQ8 decodes `v` (so the bound is on exactly the
 //! distance the SQ8 scan would compute), relative to a centre `c` (the bucket's quantizer-box
-//! middle, shared by its chunks, so a query is prepared once per bucket): each residual
+//! middle, shared by its chunks): each residual
 //! `o = (v - c) / |v - c|` is rotated by a fixed random orthogonal map `R` and stored as the
 //! signs of its `P` coordinates (`P` = the dimension rounded up to a power of two). With
 //! `x = sign(R o) / sqrt(P)`, `f = <x, R o>` and a unit query residual `u`,
 //! `<o, u> ≈ <x, R u> / f`, with an error below `EPS0 * sqrt((1 - f²) / (f² (P - 1)))` with
-//! high probability (Gao & Long, SIGMOD'24). The query side is quantized to 4 bits per
-//! coordinate, so `<x, R u>` is a sum of table lookups: one sixteen-entry table per group of
+//! high probability (Gao & Long, SIGMOD'24). Since `R` is linear,
+//! `<x, R (q - c)> = <x, R q> - <x, R c>`, and the second term is a per-row constant stored
+//! with the code: the rotated query `R q` is quantized to 4 bits per coordinate once per
+//! search, whatever the centres of the buckets it scans (per centre only `|q - c|` is
+//! computed), and `<x, R q>` is a sum of table lookups: one sixteen-entry table per group of
 //! four code bits, looked up for 32 rows at a time by a byte shuffle (the FastScan layout).
 //!
 //! The rotation is three rounds of random sign flips followed by a normalized
@@ -130,6 +133,9 @@ struct RowFactors {
     e: Vec<f32>,
     /// Set bits of the code.
     ones: Vec<f32>,
+    /// `sqrt(P) <x, R c>`: the centre's share of the code's product with a rotated query, so
+    /// that one preparation of `R q` serves every centre.
+    kc: Vec<f32>,
 }
 
 /// One chunk's binary sketch.
@@ -198,11 +204,15 @@ impl Sketch {
             let code = &mut bits[i * words..(i + 1) * words];
             let mut abs = 0f32;
             let mut ones = 0u32;
+            let mut kc = 0f32;
             for (j, x) in rot.iter().enumerate() {
                 abs += x.abs();
                 if *x > 0.0 {
                     code[j / 64] |= 1 << (j % 64);
                     ones += 1;
+                    kc += center_rot[j];
+                } else {
+                    kc -= center_rot[j];
                 }
             }
             // f = <sign(Ro) / sqrt(P), Ro / |Ro|>; a zero residual estimates exactly.
@@ -216,6 +226,7 @@ impl Sketch {
             rows.g.push(2.0 * norm / (f * sqrt_p));
             rows.e.push(2.0 * norm * EPS0 * spread);
             rows.ones.push(ones as f32);
+            rows.kc.push(kc);
         }
         let mut packed = Vec::new();
         kernels::nibble_pack(&bits, words, &mut packed);
@@ -242,14 +253,15 @@ impl Sketch {
 
     /// Bytes held in memory.
     pub fn resident_bytes(&self) -> usize {
-        self.packed.len() + self.len() * 4 * std::mem::size_of::<f32>()
+        self.packed.len() + self.len() * 5 * std::mem::size_of::<f32>()
     }
 
     /// Lower bounds (`l2`: on the squared L2 distance; otherwise on the negated inner
     /// product) of the first `out.len()` rows' SQ8 distances to the query `prepared`.
     pub fn lower_bounds(&self, prepared: &mut SketchQuery, l2: bool, out: &mut [f32]) {
         let n = out.len().min(self.len());
-        let q = prepared.against(self, l2);
+        let a = prepared.against(self, l2);
+        let q = prepared.global;
         let block = kernels::NIBBLE_BLOCK;
         let padded = n.div_ceil(block) * block;
         let mut dots = std::mem::take(&mut prepared.dots);
@@ -261,28 +273,30 @@ impl Sketch {
             self.groups,
             &mut dots,
         );
-        // sqrt(P) <x, u> = (2 <b, u> - sum u) with <b, u> ≈ lo * ones + delta * dot; the
-        // bound subtracts `e + g * slack` (in units of the estimate) from the estimate.
-        let (rq, lo2, d2, sum, slack) = (q.norm, 2.0 * q.lo, 2.0 * q.delta, q.sum, q.slack);
+        // X = sqrt(P) <x, R q> = 2 <b, R q> - sum(R q), with <b, R q> ≈ lo * ones + delta *
+        // dot; against the centre, sqrt(P) <x, R (q - c)> = X - kc. The bound subtracts the
+        // estimator's error (`rq * e`) and the query's rounding (`g * slack`).
+        let (lo2, d2, sum, slack) = (2.0 * q.lo, 2.0 * q.delta, q.sum, q.slack);
+        let rq = a.norm;
         let r = &self.rows;
         let cols = r.r2[..n]
             .iter()
             .zip(&r.g[..n])
             .zip(&r.e[..n])
             .zip(&r.ones[..n])
+            .zip(&r.kc[..n])
             .zip(&dots[..n]);
         if l2 {
             let rq2 = rq * rq;
-            for (o, ((((&r2, &g), &e), &ones), &dot)) in out.iter_mut().zip(cols) {
-                let x = lo2 * ones + d2 * (dot as i32 as f32) - sum;
-                *o = r2 + rq2 - rq * (g * (x + slack) + e);
+            for (o, (((((&r2, &g), &e), &ones), &kc), &dot)) in out.iter_mut().zip(cols) {
+                let x = lo2 * ones + d2 * (dot as i32 as f32) - sum - kc;
+                *o = r2 + rq2 - g * (x + slack) - rq * e;
             }
         } else {
-            let base = -q.qc;
-            let half = 0.5 * rq;
-            for (o, ((((_, &g), &e), &ones), &dot)) in out.iter_mut().zip(cols) {
+            let base = -a.qc;
+            for (o, (((((_, &g), &e), &ones), _), &dot)) in out.iter_mut().zip(cols) {
                 let x = lo2 * ones + d2 * (dot as i32 as f32) - sum;
-                *o = base - half * (g * (x + slack) + e);
+                *o = base - 0.5 * (g * (x + slack) + rq * e);
             }
         }
         prepared.dots = dots;
@@ -294,29 +308,34 @@ impl Sketch {
 struct Against {
     /// `|R (q - c)|` (L2) or `|q|` (inner product).
     norm: f32,
-    /// Quantization of the unit query residual: value = `lo + delta * level`, in units of
-    /// `1 / norm` folded in (see [`SketchQuery::against`]).
-    lo: f32,
-    delta: f32,
-    /// Sum of the unit residual's coordinates.
-    sum: f32,
-    /// Allowance for the 4-bit rounding of the query, in the units of `x`.
-    slack: f32,
     /// `<q, c>` (inner product only).
     qc: f32,
 }
 
-/// A query prepared for sketch scans: rotated once, quantized per chunk.
+/// The rotated query's 4-bit quantization, shared by every centre.
+#[derive(Debug, Clone, Copy, Default)]
+struct Global {
+    /// Coordinate value = `lo + delta * level`.
+    lo: f32,
+    delta: f32,
+    /// Sum of the rotated query's coordinates.
+    sum: f32,
+    /// Allowance for the rounding, in units of `sqrt(P) <x, R q>`.
+    slack: f32,
+}
+
+/// A query prepared for sketch scans: rotated and quantized once (on first use), whatever
+/// the centres of the sketches it meets; per centre only `|q - c|` (or `<q, c>`) is computed.
 #[derive(Debug, Default)]
 pub struct SketchQuery {
     query: Vec<f32>,
     rotated: Vec<f32>,
     padded: usize,
-    resid: Vec<f32>,
     levels: Vec<u8>,
     tables: Vec<u8>,
     dots: Vec<u32>,
-    /// The last centre prepared for (key, metric) and what it gave; `tables` belong to it.
+    global: Global,
+    /// The last centre prepared for (key, metric) and what it gave.
     last: Option<(u64, bool, Against)>,
 }
 
@@ -330,73 +349,65 @@ impl SketchQuery {
         self.last = None;
     }
 
-    /// Quantizes the query's unit residual against `sketch` into 4 bit planes (reusing the
-    /// last preparation when the centre is the same).
+    /// The query against `sketch`'s centre (reusing the last one when the centre is the same).
     fn against(&mut self, sketch: &Sketch, l2: bool) -> Against {
+        if self.padded != sketch.rotation.padded() {
+            sketch.rotation.apply(&self.query, &mut self.rotated);
+            self.padded = sketch.rotation.padded();
+            self.quantize();
+            self.last = None;
+        }
         if let Some((key, m, a)) = self.last {
             if key == sketch.key && m == l2 {
                 return a;
             }
         }
-        let a = self.prepare(sketch, l2);
+        let a = if l2 {
+            Against {
+                norm: kernels::l2sq(&self.rotated, &sketch.center_rot).sqrt(),
+                qc: 0.0,
+            }
+        } else {
+            Against {
+                norm: kernels::dot(&self.rotated, &self.rotated).sqrt(),
+                qc: kernels::dot(&self.query, &sketch.center),
+            }
+        };
         self.last = Some((sketch.key, l2, a));
         a
     }
 
-    fn prepare(&mut self, sketch: &Sketch, l2: bool) -> Against {
-        if self.padded != sketch.rotation.padded() {
-            sketch.rotation.apply(&self.query, &mut self.rotated);
-            self.padded = sketch.rotation.padded();
-        }
+    /// Quantizes the rotated query to 4 bits per coordinate and builds its nibble tables.
+    fn quantize(&mut self) {
         let p = self.padded;
-        self.resid.clear();
-        if l2 {
-            self.resid.extend(
-                self.rotated
-                    .iter()
-                    .zip(&sketch.center_rot)
-                    .map(|(q, c)| q - c),
-            );
-        } else {
-            self.resid.extend_from_slice(&self.rotated);
-        }
-        let (lo, hi, sq, total) = stats(&self.resid);
-        let norm = sq.sqrt();
-        let qc = if l2 {
-            0.0
-        } else {
-            kernels::dot(&self.query, &sketch.center)
-        };
-        if norm <= 0.0 || hi <= lo {
+        let (lo, hi, _, sum) = stats(&self.rotated);
+        if hi <= lo {
+            // A constant vector: every level 0 and `lo` exact.
             self.tables.clear();
             self.tables.resize(4 * p, 0);
-            return Against {
-                norm,
-                lo: 0.0,
+            self.global = Global {
+                lo: if lo.is_finite() { lo } else { 0.0 },
                 delta: 0.0,
-                sum: 0.0,
+                sum,
                 slack: 0.0,
-                qc,
             };
+            return;
         }
         let delta = (hi - lo) / 15.0;
         let inv = 1.0 / delta;
         self.levels.clear();
         self.levels
-            .extend(self.resid.iter().map(|x| ((x - lo) * inv + 0.5) as u8));
+            .extend(self.rotated.iter().map(|x| ((x - lo) * inv + 0.5) as u8));
         kernels::nibble_tables(&self.levels, &mut self.tables);
-        let sum = total / norm;
         // Rounding errors are at most delta / 2 per coordinate and roughly independent:
-        // <x, err> has a standard deviation of delta / sqrt(12) (|x| = 1); allow four.
-        let slack = 4.0 * (delta / norm) / 12f32.sqrt() * (p as f32).sqrt();
-        Against {
-            norm,
-            lo: lo / norm,
-            delta: delta / norm,
+        // sum_i s_i err_i has a standard deviation of delta sqrt(P / 12); allow four.
+        let slack = 4.0 * delta / 12f32.sqrt() * (p as f32).sqrt();
+        self.global = Global {
+            lo,
+            delta,
             sum,
             slack,
-            qc,
-        }
+        };
     }
 }
 
