@@ -324,13 +324,29 @@ impl L1 {
             let bucket = &self.buckets[bpos];
             let check = eager || bucket.live.dead() > 0;
             let stride = bucket.quant.stride();
-            let base = match adc {
-                AdcKernel::Factored => bucket.quant.query_weights(query, self.metric, &mut s.table),
-                AdcKernel::Lut => {
-                    bucket.quant.build_lut(query, self.metric, &mut s.table);
-                    0.0
-                }
-            };
+            // The bucket's SQ8 query weights (or table) and base term, prepared on first use:
+            // with the sketch prefilter, most far buckets have no row whose bound survives.
+            let mut base: Option<f32> = None;
+            macro_rules! base {
+                () => {
+                    match base {
+                        Some(b) => b,
+                        None => {
+                            let b = match adc {
+                                AdcKernel::Factored => {
+                                    bucket.quant.query_weights(query, self.metric, &mut s.table)
+                                }
+                                AdcKernel::Lut => {
+                                    bucket.quant.build_lut(query, self.metric, &mut s.table);
+                                    0.0
+                                }
+                            };
+                            base = Some(b);
+                            b
+                        }
+                    }
+                };
+            }
             // The factored kernel returns q·c; d = base + |c|² - q·c for L2 and
             // base - q·c for inner product. The LUT kernel returns d itself.
             let sign = if adc == AdcKernel::Factored {
@@ -345,7 +361,8 @@ impl L1 {
                 }
                 let codes = &chunk.codes.as_slice()[..rows * stride];
                 let norms = (adc == AdcKernel::Factored && l2).then_some(chunk.norms.as_slice());
-                let row_dist = |x: f32, r: usize| base + norms.map_or(0.0, |n| n[r]) + sign * x;
+                let row_dist =
+                    |base: f32, x: f32, r: usize| base + norms.map_or(0.0, |n| n[r]) + sign * x;
                 s.codes += rows;
                 if let Some(sketch) = chunk.sketch.as_ref().filter(|_| params.prefilter) {
                     // Lower bounds first; the SQ8 distance only where one can still enter.
@@ -362,9 +379,10 @@ impl L1 {
                         ($r:expr) => {{
                             let r: usize = $r;
                             let code = &codes[r * stride..(r + 1) * stride];
+                            let b = base!();
                             adc_distances(adc, &s.table, code, stride, &mut one);
                             s.refined += 1;
-                            let d = row_dist(one[0], r);
+                            let d = row_dist(b, one[0], r);
                             if d < limit && (!check || visible(chunk.ids[r], chunk.seqs[r])) {
                                 top.push(d, (bpos as u32, ci as u32, r as u32));
                                 limit = top.threshold();
@@ -412,11 +430,12 @@ impl L1 {
                 }
                 s.dists.clear();
                 s.dists.resize(rows, 0f32);
+                let b = base!();
                 adc_distances(adc, &s.table, codes, stride, &mut s.dists);
                 s.refined += rows;
                 let mut limit = top.threshold();
                 for (r, &x) in s.dists.iter().enumerate() {
-                    let d = row_dist(x, r);
+                    let d = row_dist(b, x, r);
                     if d < limit && (!check || visible(chunk.ids[r], chunk.seqs[r])) {
                         top.push(d, (bpos as u32, ci as u32, r as u32));
                         limit = top.threshold();
