@@ -22,6 +22,8 @@ use crate::vecfile::{read_all, split_rows};
 
 /// Most maintenance passes run after the build before the sweep starts.
 const QUIESCE_PASSES: usize = 1_000;
+/// Longest the warm-up goes on waiting for the monitor to replace a provisional calibration.
+const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(180);
 
 /// One peer to run, with its build parameters and knob values.
 #[derive(Debug, Clone)]
@@ -349,6 +351,24 @@ pub fn run(
         coll.search(&queries[qi * dim..(qi + 1) * dim], &default)?;
         if i % 256 == 0 || i + 1 == warm {
             progress("drift warm-up", i as u64 + 1, warm as u64);
+        }
+    }
+    // A calibration fitted on stored rows is provisional until the monitor has replaced it
+    // from real queries (within its CPU share); the warm-up continues until then, so that
+    // the sweep measures the steady state rather than the refit.
+    let settle = Instant::now();
+    let mut i = 0;
+    while coll.calibration().is_some_and(|c| c.provisional()) && settle.elapsed() < SETTLE_LIMIT {
+        let qi = i % nq;
+        coll.search(&queries[qi * dim..(qi + 1) * dim], &default)?;
+        i += 1;
+        if i % 1024 == 0 {
+            let limit = SETTLE_LIMIT.as_secs();
+            progress(
+                "drift settling, s",
+                settle.elapsed().as_secs().min(limit),
+                limit,
+            );
         }
     }
     for (i, (system, knob, value, params)) in drift_sweep.iter().enumerate() {

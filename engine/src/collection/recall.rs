@@ -73,7 +73,13 @@ pub(crate) struct Sample {
 #[derive(Debug)]
 pub(crate) struct Monitor {
     inner: Mutex<MonitorState>,
+    /// CPU spent on monitored searches and the refits they triggered, microseconds.
     pub(crate) micros: AtomicU64,
+    /// Samples admitted and not yet run.
+    pending: AtomicU64,
+    /// What the last sample cost, microseconds: queued samples are charged this much ahead,
+    /// so a queue cannot outgrow the CPU share before the first of them has run.
+    cost: AtomicU64,
     started: Instant,
 }
 
@@ -82,6 +88,8 @@ impl Default for Monitor {
         Monitor {
             inner: Mutex::default(),
             micros: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+            cost: AtomicU64::new(0),
             started: Instant::now(),
         }
     }
@@ -145,7 +153,8 @@ pub struct RecallStats {
     pub calibration_ms: f64,
     /// Searches re-run exactly by the monitor since open.
     pub monitored: u64,
-    /// Time spent re-running them, milliseconds.
+    /// Time spent re-running them and on the refits they triggered (which also count in
+    /// `calibration_ms`), milliseconds: what the `recall.monitor_cpu` share limits.
     pub monitor_ms: f64,
     /// Monitored searches in the current window of the latest monitored target.
     pub window: usize,
@@ -187,7 +196,23 @@ impl Monitor {
             }
         }
         let allowed = self.started.elapsed().as_micros() as f64 * cpu + BURST_MICROS;
-        (self.micros.load(Ordering::Relaxed) as f64) < allowed
+        let queued = self.pending.load(Ordering::Relaxed) * self.cost.load(Ordering::Relaxed);
+        if ((self.micros.load(Ordering::Relaxed) + queued) as f64) < allowed {
+            self.pending.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Books one sample's run (and any refit it triggered): `micros` spent.
+    fn ran(&self, micros: u64) {
+        self.micros.fetch_add(micros, Ordering::Relaxed);
+        self.cost.store(micros, Ordering::Relaxed);
+        // Saturating: a sample queued before a restart of the counters still completes.
+        let _ = self
+            .pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| p.checked_sub(1));
     }
 
     /// Records one measured recall and keeps the query. Returns true when the window holds
@@ -651,9 +676,6 @@ impl Collection {
                 false
             }
         };
-        self.monitor
-            .micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         // A calibration fitted on stored rows is replaced by one fitted on real queries as
         // soon as the monitor has kept enough of them.
         let provisional = self.calibration().is_some_and(|c| c.provisional())
@@ -665,6 +687,7 @@ impl Collection {
                 "the calibration from stored rows was provisional"
             });
         }
+        self.monitor.ran(started.elapsed().as_micros() as u64);
     }
 
     /// The recall part of [`Collection::stats`].
