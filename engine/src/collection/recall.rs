@@ -205,10 +205,11 @@ impl Monitor {
         }
     }
 
-    /// Books one sample's run (and any refit it triggered): `micros` spent.
-    fn ran(&self, micros: u64) {
-        self.micros.fetch_add(micros, Ordering::Relaxed);
-        self.cost.store(micros, Ordering::Relaxed);
+    /// Books one sample's run: `sample` microseconds for its exact search, `total` with any
+    /// refit it triggered (refits are rare; queued samples are charged the search alone).
+    fn ran(&self, sample: u64, total: u64) {
+        self.micros.fetch_add(total, Ordering::Relaxed);
+        self.cost.store(sample, Ordering::Relaxed);
         // Saturating: a sample queued before a restart of the counters still completes.
         let _ = self
             .pending
@@ -676,6 +677,7 @@ impl Collection {
                 false
             }
         };
+        let sample = started.elapsed().as_micros() as u64;
         // A calibration fitted on stored rows is replaced by one fitted on real queries as
         // soon as the monitor has kept enough of them.
         let provisional = self.calibration().is_some_and(|c| c.provisional())
@@ -687,7 +689,8 @@ impl Collection {
                 "the calibration from stored rows was provisional"
             });
         }
-        self.monitor.ran(started.elapsed().as_micros() as u64);
+        self.monitor
+            .ran(sample, started.elapsed().as_micros() as u64);
     }
 
     /// The recall part of [`Collection::stats`].
