@@ -13,6 +13,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Exit status when stdout's reader has gone (128 + SIGPIPE).
+const BROKEN_PIPE_STATUS: i32 = 141;
+
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         let msg = info
@@ -21,6 +24,11 @@ fn main() -> ExitCode {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
+        // A reader that went away (`drift ... | head`) ends the command quietly, with the
+        // status a shell gives a process stopped by SIGPIPE.
+        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+            std::process::exit(BROKEN_PIPE_STATUS);
+        }
         let at = info
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))

@@ -232,6 +232,32 @@ fn lifecycle(r: &Runner) {
 }
 
 #[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    ok(dir.path(), &["collection", "create", "--dim", "2", "c"]);
+    // `drift ... | head -0`: stdout is closed before drift writes its many lines.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_drift"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["collection", "stats", "c"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("internal error"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(141)),
+        "{:?}",
+        out.status
+    );
+}
+
+#[test]
 fn second_process_is_refused_while_the_directory_is_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let _held = drift_engine::Database::open(dir.path()).unwrap();
