@@ -22,7 +22,8 @@ use crate::vecfile::{read_all, split_rows};
 
 /// Most maintenance passes run after the build before the sweep starts.
 const QUIESCE_PASSES: usize = 1_000;
-/// Longest the warm-up goes on waiting for the monitor to replace a provisional calibration.
+/// Longest the warm-up (from its start) goes on waiting for the monitor to replace a
+/// provisional calibration.
 const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(180);
 
 /// One peer to run, with its build parameters and knob values.
@@ -343,32 +344,20 @@ pub fn run(
         .chain(by_target("drift-sq8", false).take(if cfg.sq8_only { usize::MAX } else { 0 }))
         .collect();
     // Untimed warm-up at the default target: caches fill, and the recall monitor samples
-    // the workload and sets its depth, as it would in service.
+    // the workload and sets its depth, as it would in service. Past `warm` searches it goes
+    // on while the calibration is still the provisional one fitted on stored rows (up to
+    // SETTLE_LIMIT), so that the sweep measures the steady state rather than the refit.
     let default = coll.search_params(cfg.k);
     let warm = cfg.warmup.max(nq);
-    for i in 0..warm {
-        let qi = i % nq;
-        coll.search(&queries[qi * dim..(qi + 1) * dim], &default)?;
-        if i % 256 == 0 || i + 1 == warm {
-            progress("drift warm-up", i as u64 + 1, warm as u64);
-        }
-    }
-    // A calibration fitted on stored rows is provisional until the monitor has replaced it
-    // from real queries (within its CPU share); the warm-up continues until then, so that
-    // the sweep measures the steady state rather than the refit.
-    let settle = Instant::now();
+    let started = Instant::now();
+    let provisional = || coll.calibration().is_some_and(|c| c.provisional());
     let mut i = 0;
-    while coll.calibration().is_some_and(|c| c.provisional()) && settle.elapsed() < SETTLE_LIMIT {
+    while i < warm || (provisional() && started.elapsed() < SETTLE_LIMIT) {
         let qi = i % nq;
         coll.search(&queries[qi * dim..(qi + 1) * dim], &default)?;
         i += 1;
-        if i % 1024 == 0 {
-            let limit = SETTLE_LIMIT.as_secs();
-            progress(
-                "drift settling, s",
-                settle.elapsed().as_secs().min(limit),
-                limit,
-            );
+        if i % 256 == 0 {
+            progress("drift warm-up", i.min(warm) as u64, warm as u64);
         }
     }
     for (i, (system, knob, value, params)) in drift_sweep.iter().enumerate() {

@@ -210,7 +210,7 @@ impl Monitor {
     fn ran(&self, sample: u64, total: u64) {
         self.micros.fetch_add(total, Ordering::Relaxed);
         self.cost.store(sample, Ordering::Relaxed);
-        // Saturating: a sample queued before a restart of the counters still completes.
+        // Saturating, so that a miscount can never wrap and shut admission for good.
         let _ = self
             .pending
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| p.checked_sub(1));

