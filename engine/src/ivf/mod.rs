@@ -40,6 +40,9 @@ pub struct L1 {
     metric: Metric,
     centroids: Vec<f32>,
     buckets: Vec<Arc<Bucket>>,
+    /// Rows stored per bucket (stale ones included), beside the centroids so that routing
+    /// does not visit every bucket's chunks.
+    stored: Vec<u32>,
     by_id: HashMap<u32, usize>,
     next_id: u32,
 }
@@ -104,9 +107,11 @@ impl L1 {
     pub fn from_buckets(dim: usize, metric: Metric, buckets: Vec<Arc<Bucket>>, next_id: u32) -> L1 {
         let mut centroids = Vec::with_capacity(buckets.len() * dim);
         let mut by_id = HashMap::with_capacity(buckets.len());
+        let mut stored = Vec::with_capacity(buckets.len());
         for (i, b) in buckets.iter().enumerate() {
             centroids.extend_from_slice(&b.centroid);
             by_id.insert(b.id, i);
+            stored.push(u32::try_from(b.rows()).unwrap_or(u32::MAX));
         }
         let next_id = buckets
             .iter()
@@ -119,6 +124,7 @@ impl L1 {
             metric,
             centroids,
             buckets,
+            stored,
             by_id,
             next_id,
         }
@@ -132,6 +138,11 @@ impl L1 {
     /// All buckets, in routing order.
     pub fn buckets(&self) -> &[Arc<Bucket>] {
         &self.buckets
+    }
+
+    /// Live rows of the bucket at position `pos`: its stored rows less its stale ones.
+    pub fn live_rows(&self, pos: usize) -> usize {
+        (self.stored[pos] as usize).saturating_sub(self.buckets[pos].live.dead())
     }
 
     /// Row-major centroids, one per bucket, in the same order.

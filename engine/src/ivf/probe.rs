@@ -31,15 +31,17 @@ pub fn select_buckets(
     params: &SearchParams,
     opts: &ProbeOptions,
 ) -> Vec<usize> {
-    let mut cands = nonempty_by(l1, query, |q, c| match l1.metric {
+    let dist = |q: &[f32], c: &[f32]| match l1.metric {
         Metric::InnerProduct => -kernels::dot(q, c),
         _ => kernels::l2sq(q, c).sqrt(),
-    });
-    cands.sort_by(|a, b| a.0.total_cmp(&b.0));
+    };
     if let Some(n) = params.nprobe {
-        cands.truncate(n);
-        return cands.into_iter().map(|c| c.1).collect();
+        return nearest_live(l1, query, n, dist)
+            .into_iter()
+            .map(|c| c.1)
+            .collect();
     }
+    let cands = nearest_live(l1, query, usize::MAX, dist);
     if cands.is_empty() {
         return Vec::new();
     }
@@ -54,10 +56,10 @@ pub fn select_buckets(
     let guard = (params.guardrail - 1.0) * scale;
     let mut scored: Vec<(f32, usize, bool)> = cands
         .iter()
-        .map(|&(d, i)| {
+        .map(|&(d, i, live)| {
             let gap = d - d_min;
             let geom = (-params.lambda * gap / scale).exp();
-            let live = l1.buckets()[i].live_rows() as f32;
+            let live = live as f32;
             let reliability = match params.scoring {
                 Scoring::Reliability => 1.0 - (-live / tau).exp(),
                 Scoring::Linear => (live / opts.target.max(1.0)).min(1.0),
@@ -81,16 +83,45 @@ pub fn select_buckets(
     chosen
 }
 
-/// (distance, position) of every bucket with live rows, by `dist(query, centroid)`.
-pub(super) fn nonempty_by(
+/// (distance, position, live rows) of the `max` buckets with live rows nearest to `query` by
+/// `dist(query, centroid)`, nearest first.
+///
+/// Distances come from the contiguous centroid array and the stored row counts beside it;
+/// only the buckets that make the cut are visited for their live count (a bucket whose rows
+/// are all stale is skipped and the next nearest takes its place).
+pub(super) fn nearest_live(
     l1: &L1,
     query: &[f32],
+    max: usize,
     dist: impl Fn(&[f32], &[f32]) -> f32,
-) -> Vec<(f32, usize)> {
-    l1.centroids()
+) -> Vec<(f32, usize, usize)> {
+    let mut cands: Vec<(f32, usize)> = l1
+        .centroids()
         .chunks_exact(query.len())
+        .zip(&l1.stored)
         .enumerate()
-        .filter(|(i, _)| l1.buckets()[*i].live_rows() > 0)
-        .map(|(i, c)| (dist(query, c), i))
-        .collect()
+        .filter(|(_, (_, &rows))| rows > 0)
+        .map(|(i, (c, _))| (dist(query, c), i))
+        .collect();
+    let by_dist = |a: &(f32, usize), b: &(f32, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+    let mut out = Vec::with_capacity(max.min(cands.len()));
+    let mut from = 0;
+    while out.len() < max && from < cands.len() {
+        // Order the next window of candidates; a window is short only when stale-only buckets
+        // were skipped, so this loop runs once in practice.
+        let want = (max - out.len()).min(cands.len() - from);
+        let rest = &mut cands[from..];
+        if want < rest.len() {
+            rest.select_nth_unstable_by(want - 1, by_dist);
+        }
+        rest[..want].sort_unstable_by(by_dist);
+        for &(d, i) in &rest[..want] {
+            let live = l1.live_rows(i);
+            if live > 0 {
+                out.push((d, i, live));
+            }
+        }
+        from += want;
+    }
+    out
 }

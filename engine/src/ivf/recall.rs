@@ -104,20 +104,14 @@ impl RecallPlan {
     /// The nearest `max` non-empty buckets of `l1` for `query` (L2 geometry).
     pub fn new(l1: &L1, query: &[f32], max: usize) -> RecallPlan {
         let dim = query.len();
-        let mut cands = super::probe::nonempty_by(l1, query, kernels::l2sq);
-        let max = max.max(1).min(cands.len());
-        if max > 0 && max < cands.len() {
-            cands.select_nth_unstable_by(max - 1, |a, b| a.0.total_cmp(&b.0));
-            cands.truncate(max);
-        }
-        cands.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let cands = super::probe::nearest_live(l1, query, max.max(1), kernels::l2sq);
         let order: Vec<usize> = cands.iter().map(|c| c.1).collect();
         let c0 = order
             .first()
             .map(|&p| &l1.centroids()[p * dim..(p + 1) * dim]);
         let h = cands
             .iter()
-            .map(|&(d2, p)| match c0 {
+            .map(|&(d2, p, _)| match c0 {
                 Some(c0) => {
                     let gap = kernels::l2sq(&l1.centroids()[p * dim..(p + 1) * dim], c0).sqrt();
                     if gap > 0.0 {
@@ -129,10 +123,7 @@ impl RecallPlan {
                 None => 0.0,
             })
             .collect();
-        let lives: Vec<f32> = order
-            .iter()
-            .map(|&p| l1.buckets()[p].live_rows() as f32)
-            .collect();
+        let lives: Vec<f32> = cands.iter().map(|c| c.2 as f32).collect();
         let mean = (lives.iter().sum::<f32>() / lives.len().max(1) as f32).max(1.0);
         RecallPlan {
             order,
