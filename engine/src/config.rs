@@ -135,6 +135,11 @@ pub struct StorageSettings {
     pub block_cache_bytes: u64,
     /// Disk budget for local copies of remote objects, in bytes.
     pub disk_cache_bytes: u64,
+    /// Re-rank from plain f32 copies of stored vectors, memory-mapped from the collection's
+    /// local `vectors/` directory (page cache, outside the heap), rather than from decoded
+    /// ALP blocks in the block cache (heap). Costs 4 bytes per dimension per row of local
+    /// disk.
+    pub mapped_vectors: bool,
     /// Chunks (one base, then deltas) a bucket may hold before the next append rebuilds it
     /// into a single new base.
     pub max_chunks: usize,
@@ -146,6 +151,7 @@ impl Default for StorageSettings {
             uri: String::new(),
             block_cache_bytes: 256 << 20,
             disk_cache_bytes: 4 << 30,
+            mapped_vectors: true,
             max_chunks: 8,
         }
     }

@@ -173,6 +173,8 @@ pub(crate) const CONFIG_FILE: &str = "config.json";
 const WAL_DIR: &str = "wal";
 const OBJECT_DIR: &str = "objects";
 const CACHE_DIR: &str = "cache";
+/// Memory-mapped plain copies of stored vectors (derived data, see `storage::mapped`).
+const VECTORS_DIR: &str = "vectors";
 
 /// The object-store URI of collection `name` stored in `dir` under `uri` (see
 /// [`crate::StorageSettings::uri`]).
@@ -217,6 +219,7 @@ impl Collection {
         let persist = Persist::open(
             &store_uri(&storage.uri, name, dir),
             &dir.join(CACHE_DIR),
+            &dir.join(VECTORS_DIR),
             storage,
         )?;
         let (l1, ck_seq) = persist.recover(config.dim, config.metric, &idmap)?;

@@ -27,6 +27,7 @@ use crate::storage::manifest::{
     self, decode_tombstones, encode_tombstones, manifest_name, object_number, segment_name,
     tombstone_name, BucketEntry, Manifest,
 };
+use crate::storage::mapped::MappedDir;
 use crate::storage::segment::{self, Bloom, ChunkInput, FormatError};
 use crate::storage::store::Store;
 
@@ -79,6 +80,8 @@ pub struct StorageStats {
     pub disk_cache_evictions: u64,
     /// Bytes in the disk cache.
     pub disk_cache_bytes: u64,
+    /// Bytes of stored vectors memory-mapped for re-ranking (page cache, not heap).
+    pub mapped_vector_bytes: u64,
 }
 
 /// A collection's durable L1 state and the objects behind it.
@@ -99,6 +102,7 @@ impl Persist {
     pub(crate) fn open(
         uri: &str,
         cache_dir: &std::path::Path,
+        vectors_dir: &std::path::Path,
         s: &StorageSettings,
     ) -> Result<Self> {
         let store = Arc::new(Store::open(uri, cache_dir, s.disk_cache_bytes)?);
@@ -106,6 +110,10 @@ impl Persist {
             cold: Arc::new(ColdSource {
                 store,
                 blocks: BlockCache::new(s.block_cache_bytes),
+                mapped: s
+                    .mapped_vectors
+                    .then(|| MappedDir::open(vectors_dir))
+                    .transpose()?,
             }),
             state: Mutex::new(State::default()),
             pending_deletes: Mutex::new(Vec::new()),
@@ -148,7 +156,18 @@ impl Persist {
             manifest::TOMBSTONE_DIR,
         ] {
             for name in store.list(dir)? {
-                store.delete(&name)?;
+                self.delete_object(&name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes object `name`, and the mapped vector files of a segment.
+    fn delete_object(&self, name: &str) -> Result<()> {
+        self.store().delete(name)?;
+        if let (Some(dir), true) = (&self.cold.mapped, name.starts_with(manifest::SEGMENT_DIR)) {
+            if let Some(n) = object_number(name) {
+                dir.forget_segment(n);
             }
         }
         Ok(())
@@ -329,9 +348,12 @@ impl Persist {
             }
         }
         drop(s);
+        if let Some(dir) = &self.cold.mapped {
+            dir.retain(|n| keep_segments.contains(&n));
+        }
         for n in doomed {
             tracing::debug!(object = %n, "removing an object no manifest names");
-            self.store().delete(&n)?;
+            self.delete_object(&n)?;
         }
         Ok(())
     }
@@ -530,7 +552,7 @@ impl Persist {
         };
         drop(s);
         for name in old_garbage {
-            if let Err(e) = store.delete(&name) {
+            if let Err(e) = self.delete_object(&name) {
                 tracing::warn!(object = %name, error = %e, "cannot delete an old object");
             }
         }
@@ -556,6 +578,7 @@ impl Persist {
             disk_cache_misses: dm,
             disk_cache_evictions: de,
             disk_cache_bytes: db,
+            mapped_vector_bytes: self.cold.mapped.as_ref().map_or(0, |d| d.mapped_bytes()),
         }
     }
 }

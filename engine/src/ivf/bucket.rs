@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::kernels;
 use crate::memtable::MemBuffer;
 use crate::quant::{AlignedCodes, Sketch, Sq8};
-use crate::storage::cold::{ColdVectors, RowVec};
+use crate::storage::cold::ColdVectors;
 
 /// Queries after which a bucket's temperature halves.
 pub const HEAT_HALF_LIFE: f64 = 1000.0;
@@ -135,8 +135,13 @@ impl Chunk {
     }
 
     /// Exact vector of row `r`.
-    pub fn vector(&self, r: usize) -> Result<RowVec> {
+    pub fn vector(&self, r: usize) -> Result<Vec<f32>> {
         self.cold.row(r)
+    }
+
+    /// `f` applied to the exact vector of row `r`, read in place.
+    pub fn with_vector<T>(&self, r: usize, f: impl FnOnce(&[f32]) -> T) -> Result<T> {
+        self.cold.with_row(r, f)
     }
 
     /// Exact vectors of every row (row-major); blocks read are not cached.

@@ -285,8 +285,9 @@ impl L1 {
         let mut exact: TopK<RowRef> = TopK::new(params.k);
         for cand in cands {
             let (b, c, r) = cand.item;
-            let v = self.buckets[b as usize].chunks[c as usize].vector(r as usize)?;
-            exact.push(dist.eval(query, &v), cand.item);
+            let d = self.buckets[b as usize].chunks[c as usize]
+                .with_vector(r as usize, |v| dist.eval(query, v))?;
+            exact.push(d, cand.item);
         }
         Ok((exact.into_sorted(), counts))
     }

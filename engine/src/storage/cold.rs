@@ -1,17 +1,18 @@
 //! The cold tier of a chunk: its exact f32 vectors, used for re-ranking and rebuilding.
 //!
 //! A chunk is born with its vectors in memory. Once its segment is durable the vectors are
-//! dropped from memory and read back on demand, one ALP block at a time, through the
-//! collection's [`BlockCache`] (and, for remote stores, the disk object cache), so resident
-//! memory stays close to codes + ids.
+//! dropped from memory. Single rows (re-ranking) are then read from a memory-mapped plain
+//! copy ([`MappedDir`]), or, with `storage.mapped_vectors` off or when that copy cannot be
+//! made, one ALP block at a time through the collection's [`BlockCache`] (and, for remote
+//! stores, the disk object cache). Either way resident heap stays close to codes + ids.
 
-use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
 use crate::storage::cache::BlockCache;
+use crate::storage::mapped::{MappedDir, MappedRows};
 use crate::storage::segment::{self, ColdLayout};
 use crate::storage::store::Store;
 
@@ -22,6 +23,8 @@ pub struct ColdSource {
     pub store: Arc<Store>,
     /// Decoded blocks kept in memory.
     pub blocks: BlockCache,
+    /// Memory-mapped plain copies of stored chunks (None: `storage.mapped_vectors` is off).
+    pub mapped: Option<MappedDir>,
 }
 
 /// A chunk's place in a stored segment.
@@ -40,6 +43,18 @@ pub struct StoredCold {
 impl StoredCold {
     fn name(&self) -> String {
         crate::storage::manifest::segment_name(self.segment)
+    }
+
+    /// (segment, chunk, fingerprint of the blocks): what names the chunk's mapped copy.
+    fn mapped_key(&self) -> (u64, u32, u64) {
+        let crcs: Vec<u8> = self
+            .layout
+            .blocks
+            .iter()
+            .flat_map(|b| b.crc.to_le_bytes())
+            .collect();
+        let tag = crc32c::crc32c(&crcs) as u64 | (self.layout.blocks.len() as u64) << 32;
+        (self.segment, self.chunk, tag)
     }
 
     /// Decoded block `b` (from the cache, or read, checked and decoded; cached when
@@ -74,21 +89,8 @@ pub struct ColdVectors {
     rows: u32,
     resident: RwLock<Option<Arc<[f32]>>>,
     stored: OnceLock<StoredCold>,
-}
-
-/// One row's vector, borrowed from a decoded block.
-pub struct RowVec {
-    block: Arc<[f32]>,
-    start: usize,
-    dim: usize,
-}
-
-impl Deref for RowVec {
-    type Target = [f32];
-
-    fn deref(&self) -> &[f32] {
-        &self.block[self.start..self.start + self.dim]
-    }
+    /// The mapped copy once stored (None inside: mapping is off or failed; blocks are read).
+    mapped: OnceLock<Option<MappedRows>>,
 }
 
 impl ColdVectors {
@@ -99,6 +101,7 @@ impl ColdVectors {
             rows: (vectors.len() / dim.max(1)) as u32,
             resident: RwLock::new(Some(vectors.into())),
             stored: OnceLock::new(),
+            mapped: OnceLock::new(),
         }
     }
 
@@ -109,6 +112,7 @@ impl ColdVectors {
             rows,
             resident: RwLock::new(None),
             stored: OnceLock::new(),
+            mapped: OnceLock::new(),
         };
         let _ = c.stored.set(stored);
         c
@@ -127,11 +131,43 @@ impl ColdVectors {
         self.stored.get()
     }
 
-    /// Records that the vectors are durable in a segment and drops the in-memory copy.
+    /// Records that the vectors are durable in a segment and drops the in-memory copy (after
+    /// writing its mapped copy, when mapping is on).
     pub fn mark_stored(&self, stored: StoredCold) {
+        if let (Some(dir), Some(all)) = (&stored.source.mapped, self.in_memory()) {
+            let m = dir
+                .write(stored.mapped_key(), self.dim, &all)
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "cannot write a mapped vector file; re-ranking reads blocks")
+                })
+                .ok();
+            let _ = self.mapped.set(m);
+        }
         if self.stored.set(stored).is_ok() {
             *self.resident.write() = None;
         }
+    }
+
+    /// The mapped copy of stored vectors, made on first use (from the decoded blocks) when
+    /// mapping is on and no copy is whole yet.
+    fn mapped(&self, s: &StoredCold) -> Option<&MappedRows> {
+        self.mapped
+            .get_or_init(|| {
+                let dir = s.source.mapped.as_ref()?;
+                let rows = self.rows as usize;
+                dir.get_or_write(s.mapped_key(), rows, self.dim, || {
+                    let mut out = Vec::with_capacity(rows * self.dim);
+                    for b in 0..s.layout.blocks.len() {
+                        out.extend_from_slice(&s.block(b, self.rows, self.dim, false)?);
+                    }
+                    Ok(out)
+                })
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "cannot map stored vectors; re-ranking reads blocks")
+                })
+                .ok()
+            })
+            .as_ref()
     }
 
     /// The in-memory copy, if the vectors are still resident.
@@ -139,24 +175,27 @@ impl ColdVectors {
         self.resident.read().clone()
     }
 
-    /// The vector of row `r`.
-    pub fn row(&self, r: usize) -> Result<RowVec> {
-        if let Some(all) = self.in_memory() {
-            return Ok(RowVec {
-                block: all,
-                start: r * self.dim,
-                dim: self.dim,
-            });
+    /// `f` applied to the vector of row `r`, read in place (no copy, no reference count)
+    /// when the vectors are resident or mapped.
+    pub fn with_row<T>(&self, r: usize, f: impl FnOnce(&[f32]) -> T) -> Result<T> {
+        if let Some(all) = self.resident.read().as_deref() {
+            return Ok(f(&all[r * self.dim..(r + 1) * self.dim]));
         }
         let s = self.location().ok_or_else(|| {
             Error::Internal("chunk vectors are neither in memory nor stored".into())
         })?;
+        if let Some(m) = self.mapped(s) {
+            return Ok(f(m.row(r)));
+        }
         let per = s.layout.block_rows as usize;
-        Ok(RowVec {
-            block: s.block(r / per, self.rows, self.dim, true)?,
-            start: (r % per) * self.dim,
-            dim: self.dim,
-        })
+        let block = s.block(r / per, self.rows, self.dim, true)?;
+        let start = (r % per) * self.dim;
+        Ok(f(&block[start..start + self.dim]))
+    }
+
+    /// The vector of row `r`.
+    pub fn row(&self, r: usize) -> Result<Vec<f32>> {
+        self.with_row(r, <[f32]>::to_vec)
     }
 
     /// Calls `f(first_row, rows)` for the vectors block by block (one call with every row
@@ -170,6 +209,10 @@ impl ColdVectors {
         let s = self.location().ok_or_else(|| {
             Error::Internal("chunk vectors are neither in memory nor stored".into())
         })?;
+        if let Some(Some(m)) = self.mapped.get() {
+            f(0, m.all());
+            return Ok(());
+        }
         let per = s.layout.block_rows as usize;
         for b in 0..s.layout.blocks.len() {
             f(b * per, &s.block(b, self.rows, self.dim, keep)?);
@@ -183,8 +226,9 @@ impl ColdVectors {
         self.all_with(false)
     }
 
-    /// Every row's vector, row-major, keeping the blocks read in the cache when `keep`
-    /// (readers that come back: the recall monitor).
+    /// Every row's vector, row-major. When `keep` (readers that come back: the recall
+    /// monitor) they come from the mapped copy, made now if need be, or the blocks read are
+    /// kept in the cache.
     pub fn all_with(&self, keep: bool) -> Result<Arc<[f32]>> {
         if let Some(all) = self.in_memory() {
             return Ok(all);
@@ -192,6 +236,14 @@ impl ColdVectors {
         let s = self.location().ok_or_else(|| {
             Error::Internal("chunk vectors are neither in memory nor stored".into())
         })?;
+        let mapped = if keep {
+            self.mapped(s)
+        } else {
+            self.mapped.get().and_then(Option::as_ref)
+        };
+        if let Some(m) = mapped {
+            return Ok(m.all().into());
+        }
         let mut out = Vec::with_capacity(self.rows as usize * self.dim);
         for b in 0..s.layout.blocks.len() {
             out.extend_from_slice(&s.block(b, self.rows, self.dim, keep)?);

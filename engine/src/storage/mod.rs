@@ -5,6 +5,7 @@ pub mod alp;
 pub mod cache;
 pub mod cold;
 pub mod manifest;
+pub mod mapped;
 pub mod segment;
 pub mod store;
 
