@@ -426,11 +426,10 @@ impl L1 {
                         }
                     }
                     s.order.clear();
-                    for (r, &lb) in s.dists.iter().enumerate() {
-                        if lb < limit {
-                            s.order.push(r as u32);
-                            kernels::prefetch(&codes[r * stride..(r + 1) * stride]);
-                        }
+                    kernels::indices_below(&s.dists, limit, &mut s.order);
+                    for &r in &s.order {
+                        let r = r as usize;
+                        kernels::prefetch(&codes[r * stride..(r + 1) * stride]);
                     }
                     for i in 0..s.order.len() {
                         let r = s.order[i] as usize;

@@ -199,6 +199,36 @@ mod imp {
         }
     }
 
+    /// Eight comparisons per step; the set bits of the mask give the indices.
+    #[target_feature(enable = "avx2")]
+    fn indices_below_avx2(values: &[f32], limit: f32, out: &mut Vec<u32>) {
+        let lim = _mm256_set1_ps(limit);
+        let mut chunks = values.chunks_exact(8);
+        let mut at = 0u32;
+        for c in chunks.by_ref() {
+            // SAFETY: `c` holds exactly eight f32.
+            let v = unsafe { _mm256_loadu_ps(c.as_ptr()) };
+            let mut mask = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(v, lim)) as u32;
+            while mask != 0 {
+                out.push(at + mask.trailing_zeros());
+                mask &= mask - 1;
+            }
+            at += 8;
+        }
+        for (i, &v) in chunks.remainder().iter().enumerate() {
+            if v < limit {
+                out.push(at + i as u32);
+            }
+        }
+    }
+
+    /// Indices of values below a limit (see `scalar::indices_below`).
+    #[inline]
+    pub fn indices_below(values: &[f32], limit: f32, out: &mut Vec<u32>) {
+        // SAFETY: only called when `cpu()` detected avx2.
+        unsafe { indices_below_avx2(values, limit, out) }
+    }
+
     /// Nibble table scan (see `scalar::nibble_scan`).
     #[inline]
     pub fn nibble_scan(tables: &[u8], packed: &[u8], groups: usize, out: &mut [u32]) {
@@ -216,7 +246,9 @@ mod imp {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod imp {
-    pub use super::super::scalar::{adc_scan, dot, l2sq, nibble_scan, sq8_dot_scan, sq8_lut};
+    pub use super::super::scalar::{
+        adc_scan, dot, indices_below, l2sq, nibble_scan, sq8_dot_scan, sq8_lut,
+    };
 }
 
-pub use imp::{adc_scan, dot, l2sq, nibble_scan, sq8_dot_scan, sq8_lut};
+pub use imp::{adc_scan, dot, indices_below, l2sq, nibble_scan, sq8_dot_scan, sq8_lut};

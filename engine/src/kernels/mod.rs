@@ -140,6 +140,20 @@ pub fn prefetch(bytes: &[u8]) {
     let _ = bytes;
 }
 
+/// Appends to `out` the index of every value in `values` below `limit` (NaN is never
+/// below), in increasing order.
+pub fn indices_below(values: &[f32], limit: f32, out: &mut Vec<u32>) {
+    indices_below_with(cpu(), values, limit, out)
+}
+
+/// [`indices_below`] with an explicit kernel.
+pub fn indices_below_with(kind: KernelKind, values: &[f32], limit: f32, out: &mut Vec<u32>) {
+    match kind {
+        KernelKind::Avx2 if cpu() == KernelKind::Avx2 => avx2::indices_below(values, limit, out),
+        _ => scalar::indices_below(values, limit, out),
+    }
+}
+
 /// Rows per block of the packed binary-code layout ([`nibble_pack`]).
 pub const NIBBLE_BLOCK: usize = 32;
 
@@ -277,6 +291,25 @@ mod tests {
                 prop_assert!(close(fast[r], want, scale), "avx2 row {r}: {} vs {want}", fast[r]);
                 prop_assert!(close(slow[r], want, scale), "scalar row {r}: {} vs {want}", slow[r]);
             }
+        }
+
+        #[test]
+        fn indices_below_kernels_match_a_filter(
+            values in proptest::collection::vec(
+                prop_oneof![-4.0f32..4.0, Just(f32::NAN), Just(f32::INFINITY), Just(-0.0f32)],
+                0..70,
+            ),
+            limit in prop_oneof![-4.0f32..4.0, Just(f32::INFINITY), Just(f32::NAN)],
+        ) {
+            let want: Vec<u32> = (0..values.len() as u32)
+                .filter(|&i| values[i as usize] < limit)
+                .collect();
+            // Appended after what the vector already holds.
+            let (mut fast, mut slow) = (vec![99u32], vec![99u32]);
+            indices_below_with(KernelKind::Avx2, &values, limit, &mut fast);
+            indices_below_with(KernelKind::Scalar, &values, limit, &mut slow);
+            prop_assert_eq!(&fast[1..], &want[..]);
+            prop_assert_eq!(&slow[1..], &want[..]);
         }
 
         #[test]

@@ -159,6 +159,17 @@ pub fn nibble_pack(codes: &[u64], words: usize, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends to `out` the index of every value below `limit` (NaN is never below), in order.
+pub fn indices_below(values: &[f32], limit: f32, out: &mut Vec<u32>) {
+    out.extend(
+        values
+            .iter()
+            .enumerate()
+            .filter(|(_, &v)| v < limit)
+            .map(|(i, _)| i as u32),
+    );
+}
+
 /// Table scan of packed binary codes: `out[i] = sum_g tables[16 g + nibble_g(row i)]` for
 /// every row of the blocks in `packed` (`groups` nibbles per row, `out.len()` rows, a
 /// multiple of [`super::NIBBLE_BLOCK`]).
