@@ -167,7 +167,8 @@ impl Collection {
     /// Holds the maintenance lock, so no flush or pass runs meanwhile.
     pub fn audit(&self) -> Audit {
         let _m = self.maintenance.lock();
-        let (snap, v) = self.snapshot();
+        let (pin, v) = self.snapshot();
+        let snap = pin.seq();
         let mut audit = Audit {
             live: self.idmap.live(),
             ..Default::default()

@@ -304,6 +304,8 @@ impl Collection {
     fn apply(&self, batch: Vec<Sequenced>) {
         let cap = self.config.settings.memtable_capacity;
         let mut last = None;
+        // Versions superseded at or below this may go (see `idmap`): read before the batch.
+        let floor = self.idmap.floor(self.applied_seq.load(Ordering::SeqCst));
         let mut ops = batch.into_iter().peekable();
         while ops.peek().is_some() {
             let v = self.version.load_full();
@@ -327,10 +329,10 @@ impl Collection {
                         payload,
                     } => {
                         buf.push(id, seq, &vector, payload.map(Arc::from));
-                        self.idmap.upsert(id, seq)
+                        self.idmap.upsert(id, seq, floor)
                     }
                     WalOp::Delete { id } => {
-                        let gone = self.idmap.delete(id, seq);
+                        let gone = self.idmap.delete(id, seq, floor);
                         if gone.is_some() {
                             self.persist.note_delete(id, seq);
                         }

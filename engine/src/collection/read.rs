@@ -11,7 +11,7 @@ use crate::api::{Hit, Record};
 use crate::config::SearchParams;
 use crate::distance::{reported, Distance};
 use crate::error::Result;
-use crate::idmap::Loc;
+use crate::idmap::{Loc, Pin};
 use crate::ivf::ProbeOptions;
 use crate::topk::TopK;
 
@@ -134,10 +134,12 @@ impl Collection {
         self.config.settings.search.to_params(k)
     }
 
-    pub(super) fn snapshot(&self) -> (u64, Arc<Version>) {
-        // Read the sequence first: every row at or below it is in this version or a newer one.
-        let seq = self.applied_seq.load(Ordering::Acquire);
-        (seq, self.version.load_full())
+    /// A pinned snapshot and the version it reads: while the pin lives, the id map keeps
+    /// every version of every id the snapshot can see.
+    pub(super) fn snapshot(&self) -> (Pin, Arc<Version>) {
+        // The sequence first: every row at or below it is in this version or a newer one.
+        let pin = self.idmap.pin(|| self.applied_seq.load(Ordering::SeqCst));
+        (pin, self.version.load_full())
     }
 
     /// The `params.k` nearest records to `query`, nearest first.
@@ -145,7 +147,8 @@ impl Collection {
         self.check_open()?;
         params.validate()?;
         let q = self.prepare_vector(0, query)?;
-        let (snap, v) = self.snapshot();
+        let (pin, v) = self.snapshot();
+        let snap = pin.seq();
         let visible = |id: u64, seq: u64| self.idmap.visible(id, seq, snap);
         let dist = Distance::for_metric(self.config.metric);
         let k = params.k;
@@ -312,11 +315,11 @@ impl Collection {
 
     /// Iterates over every live record of one snapshot, `batch_size` records at a time.
     pub fn scan(self: &Arc<Self>, batch_size: usize) -> ScanIter {
-        let (snap, version) = self.snapshot();
+        let (pin, version) = self.snapshot();
         ScanIter {
             coll: self.clone(),
             version,
-            snap,
+            pin,
             batch_size: batch_size.max(1),
             part: 0,
             row: 0,
@@ -452,7 +455,7 @@ impl Rows<'_> {
 pub struct ScanIter {
     coll: Arc<Collection>,
     version: Arc<Version>,
-    snap: u64,
+    pin: Pin,
     batch_size: usize,
     /// Index over parts: L1 chunks in order, then frozen memtables, then active.
     part: usize,
@@ -462,7 +465,7 @@ pub struct ScanIter {
 impl ScanIter {
     fn part_rows(&self, part: usize, out: &mut Vec<Record>, want: usize) -> Result<Option<usize>> {
         let dim = self.coll.config.dim;
-        let visible = |id, seq| self.coll.idmap.visible(id, seq, self.snap);
+        let visible = |id, seq| self.coll.idmap.visible(id, seq, self.pin.seq());
         let mut idx = part;
         for b in self.version.l1.buckets() {
             if idx < b.chunks.len() {

@@ -307,7 +307,8 @@ impl Collection {
     pub fn calibrate(&self) -> Result<Option<Arc<Calibration>>> {
         self.check_open()?;
         let started = Instant::now();
-        let (snap, v) = self.snapshot();
+        let (pin, v) = self.snapshot();
+        let snap = pin.seq();
         let fitted = match self.fit_from_real(snap, &v)? {
             Some(c) => Some(c),
             None => self.fit_calibration(snap, &v)?,
@@ -362,7 +363,8 @@ impl Collection {
     /// answers recomputed over L1 (the layer the traces cover).
     fn refit_from_queries(&self, reason: &'static str) {
         let started = Instant::now();
-        let (snap, v) = self.snapshot();
+        let (pin, v) = self.snapshot();
+        let snap = pin.seq();
         let c = match self.fit_from_real(snap, &v) {
             Ok(Some(c)) => self.install_calibration(c, started),
             Ok(None) => return,

@@ -119,3 +119,43 @@ async fn async_api_runs_off_the_runtime_threads() {
     assert_eq!(hits[0].id, probe.id);
     assert_eq!(c.delete_async(vec![probe.id]).await.unwrap(), 1);
 }
+
+#[test]
+fn a_long_scan_sees_its_snapshot_however_often_ids_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, c) = open_with(dir.path(), "pinned", 16);
+    let first = records(0, 600, 16, 1);
+    c.upsert(first[..300].to_vec()).unwrap();
+    c.flush().unwrap();
+    c.upsert(first[300..].to_vec()).unwrap();
+    let mut scan = c.clone().scan(50);
+    let mut seen: std::collections::HashMap<u64, Vec<f32>> = Default::default();
+    for r in scan.next().unwrap().unwrap() {
+        seen.insert(r.id, r.vector);
+    }
+    // Every id changes three times (and some are deleted) while the scan is under way, with a
+    // flush in between so that the new versions land in buckets and memtables alike.
+    for round in 0..3u64 {
+        c.upsert(records(0, 600, 16, 100 + round)).unwrap();
+        if round == 1 {
+            c.flush().unwrap();
+        }
+    }
+    c.delete(&(0..600).step_by(7).collect::<Vec<_>>()).unwrap();
+    for batch in scan {
+        for r in batch.unwrap() {
+            assert!(seen.insert(r.id, r.vector).is_none(), "id {} twice", r.id);
+        }
+    }
+    assert_eq!(seen.len(), 600, "the scan lost rows of its snapshot");
+    for r in &first {
+        assert_eq!(
+            seen[&r.id], r.vector,
+            "id {} is not the snapshot's version",
+            r.id
+        );
+    }
+    // A new scan sees the current state.
+    let now: usize = c.clone().scan(100).map(|b| b.unwrap().len()).sum();
+    assert_eq!(now, 600 - 600usize.div_ceil(7));
+}
