@@ -180,6 +180,11 @@ impl IdMap {
         }
     }
 
+    /// The smallest pinned snapshot sequence (`u64::MAX` when nothing is pinned).
+    pub fn oldest_pin(&self) -> u64 {
+        self.pins.oldest.load(Ordering::SeqCst)
+    }
+
     /// The sequence at or below which a writer that read `applied` before its batch may
     /// drop superseded versions.
     pub fn floor(&self, applied: u64) -> u64 {

@@ -45,8 +45,9 @@ struct SegmentInfo {
 struct State {
     manifest: Manifest,
     segments: HashMap<u64, SegmentInfo>,
-    /// Objects dropped by the last commit, deleted by the next one.
-    garbage: Vec<String>,
+    /// Objects dropped by earlier commits, with the applied sequence number when they were
+    /// dropped: deleted by a later commit once no reader pinned at or before it is left.
+    garbage: Vec<(String, u64)>,
     /// Source offsets to record with the next commit.
     offsets: BTreeMap<String, i64>,
 }
@@ -85,6 +86,16 @@ pub struct StorageStats {
 }
 
 /// A collection's durable L1 state and the objects behind it.
+/// What a commit needs to know about readers: the applied sequence number after the layer
+/// it commits was installed, and the oldest pinned snapshot (`u64::MAX` when none). An
+/// object dropped at applied sequence `a` may be read by a reader pinned at or before `a`
+/// (it may hold the version from before the install), never by a later one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Readers {
+    pub(crate) applied: u64,
+    pub(crate) oldest_pin: u64,
+}
+
 #[derive(Debug)]
 pub(crate) struct Persist {
     pub(crate) cold: Arc<ColdSource>,
@@ -360,11 +371,13 @@ impl Persist {
 
     /// Makes `layer` durable as covering every WAL record up to `seq`: writes its chunks
     /// that are not stored yet, the pending deletes up to `seq`, and a new manifest.
+    /// `readers` tells which dropped objects a reader may still use (see [`Readers`]).
     pub(crate) fn commit(
         &self,
         layer: &L1,
         seq: u64,
         counters: BTreeMap<String, u64>,
+        readers: Readers,
     ) -> Result<()> {
         let store = self.store();
         let dim = layer.dim();
@@ -529,21 +542,32 @@ impl Persist {
             tracing::warn!(error = %e, "manifest write failed; the WAL is kept");
             let previous = manifest_name(s.manifest.version);
             s.manifest.version = m.version;
-            s.garbage.push(previous);
-            s.garbage.extend(dropped.iter().map(|n| segment_name(*n)));
-            s.garbage.extend(fresh_tomb_name);
+            let tag = readers.applied;
+            s.garbage.push((previous, tag));
+            s.garbage
+                .extend(dropped.iter().map(|n| (segment_name(*n), tag)));
+            s.garbage.extend(fresh_tomb_name.map(|n| (n, tag)));
             return Err(e);
         }
         failpoint("manifest-written");
         self.pending_deletes.lock().drain(..cut);
 
-        // 5. Garbage of the previous commit goes now; this commit's drops go next time.
-        let old_garbage = std::mem::take(&mut s.garbage);
-        s.garbage = dropped
-            .iter()
-            .map(|n| segment_name(*n))
-            .chain(dropped_tombs)
-            .chain(std::iter::once(manifest_name(s.manifest.version)))
+        // 5. Garbage of earlier commits goes now unless a reader pinned before it was dropped
+        // may still read it (a long scan); this commit's drops go at a later commit.
+        let (old_garbage, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut s.garbage)
+            .into_iter()
+            .partition(|(_, tag)| readers.oldest_pin > *tag);
+        let tag = readers.applied;
+        s.garbage = kept
+            .into_iter()
+            .chain(
+                dropped
+                    .iter()
+                    .map(|n| segment_name(*n))
+                    .chain(dropped_tombs)
+                    .chain(std::iter::once(manifest_name(s.manifest.version)))
+                    .map(|n| (n, tag)),
+            )
             .collect();
         // The bucket table lives in the layer; only the manifest's bookkeeping is kept.
         s.manifest = Manifest {
@@ -551,7 +575,7 @@ impl Persist {
             ..m
         };
         drop(s);
-        for name in old_garbage {
+        for (name, _) in old_garbage {
             if let Err(e) = self.delete_object(&name) {
                 tracing::warn!(object = %name, error = %e, "cannot delete an old object");
             }

@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::persist::Readers;
 use super::{Collection, Durable, Version};
 use crate::api::{Record, Write};
 use crate::config::{CollectionConfig, Metric};
@@ -418,8 +419,12 @@ impl Collection {
     /// Makes `layer` durable as covering the WAL through `seq`, with the counters including
     /// `work`, then counts `work` and retires the WAL.
     pub(super) fn commit(&self, layer: &L1, seq: u64, work: &Durable) -> Result<()> {
+        let readers = Readers {
+            applied: self.applied_seq.load(Ordering::SeqCst),
+            oldest_pin: self.idmap.oldest_pin(),
+        };
         self.persist
-            .commit(layer, seq, self.counters.durable(work))?;
+            .commit(layer, seq, self.counters.durable(work), readers)?;
         self.counters.add(work);
         self.checkpoint_seq.fetch_max(seq, Ordering::AcqRel);
         self.wal.retire_through(seq)?;

@@ -159,3 +159,58 @@ fn a_long_scan_sees_its_snapshot_however_often_ids_change() {
     let now: usize = c.clone().scan(100).map(|b| b.unwrap().len()).sum();
     assert_eq!(now, 600 - 600usize.div_ceil(7));
 }
+
+#[test]
+fn segments_a_long_scan_reads_outlive_the_commits_that_drop_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = drift_engine::Database::open(dir.path()).unwrap();
+    let mut cfg = crate::small_config(16);
+    // Stored vectors are read from their segments (no mapped copies to fall back on).
+    cfg.settings.storage.mapped_vectors = false;
+    cfg.settings.maintenance.background = false;
+    let c = db.create_collection("gc", cfg).unwrap();
+    let first = records(0, 2000, 16, 3);
+    c.upsert(first.clone()).unwrap();
+    c.flush().unwrap();
+    let mut scan = c.clone().scan(100);
+    let mut seen = std::collections::HashMap::new();
+    for r in scan.next().unwrap().unwrap() {
+        seen.insert(r.id, r.vector);
+    }
+    // Most rows go and maintenance compacts the buckets several commits in a row: the
+    // segments the scan still reads drop out of the manifest.
+    let segments_before = c.stats().storage.segment_bytes;
+    c.delete(&(0..2000).filter(|i| i % 10 != 0).collect::<Vec<_>>())
+        .unwrap();
+    for round in 0..3 {
+        c.upsert(records(5000 + round * 10, 10, 16, 50 + round))
+            .unwrap();
+        c.maintain(8).unwrap();
+        c.flush().unwrap();
+    }
+    assert!(
+        c.stats().storage.segment_bytes < segments_before,
+        "maintenance did not replace the segments"
+    );
+    for batch in scan {
+        for r in batch.expect("a segment the scan reads was deleted under it") {
+            seen.insert(r.id, r.vector);
+        }
+    }
+    assert_eq!(seen.len(), 2000);
+    for r in &first {
+        assert_eq!(seen[&r.id], r.vector);
+    }
+    // Once the scan is gone, the next commit deletes what it held back.
+    c.upsert(records(9000, 5, 16, 99)).unwrap();
+    c.flush().unwrap();
+    c.upsert(records(9100, 5, 16, 98)).unwrap();
+    c.flush().unwrap();
+    let objects = dir.path().join("collections/gc/objects/segments");
+    let on_disk = std::fs::read_dir(&objects).unwrap().count();
+    assert_eq!(
+        on_disk,
+        c.stats().storage.segments,
+        "old segments left behind"
+    );
+}
