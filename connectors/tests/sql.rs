@@ -366,3 +366,55 @@ async fn bad_input_gives_clear_errors() {
     .await;
     assert!(e.contains("different lengths"), "{e}");
 }
+
+#[tokio::test]
+async fn a_filtered_search_checks_every_row_when_few_match() {
+    // 12,000 rows near the origin and 5 "rare" ones far away: the 10,000 nearest candidates
+    // of a query at the origin hold none of them, so only checking every row finds them.
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Database::open(dir.path()).unwrap());
+    let mut cfg = CollectionConfig::new(4, Metric::L2);
+    cfg.settings.maintenance.background = false;
+    let c = db.create_collection("big", cfg).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+    let rare = [17u64, 3000, 6001, 9999, 11998];
+    let recs: Vec<Record> = (0..12_000u64)
+        .map(|i| {
+            let far = rare.contains(&i);
+            Record {
+                id: i,
+                vector: (0..4)
+                    .map(|_| rng.gen_range(-1.0f32..1.0) + if far { 50.0 } else { 0.0 })
+                    .collect(),
+                payload: Some(format!(
+                    "{{\"kind\": \"{}\"}}",
+                    if far { "rare" } else { "common" }
+                )),
+            }
+        })
+        .collect();
+    c.upsert(recs).unwrap();
+    c.flush().unwrap();
+    let ctx = sql::context(db.clone()).unwrap();
+    let q = "SELECT id, l2_distance(vector, [0.0, 0.0, 0.0, 0.0]) AS d FROM big \
+             WHERE payload LIKE '%rare%' ORDER BY d LIMIT 10";
+    let explain = plan_text(&run(&ctx, &format!("EXPLAIN {q}")).await);
+    assert!(explain.contains("DriftIndexSearchExec"), "{explain}");
+    let mut got = ids(&run(&ctx, q).await, "id");
+    got.sort();
+    assert_eq!(
+        got,
+        rare.to_vec(),
+        "a filter matching 5 rows returns those 5"
+    );
+    // Nearest first, and k caps what comes back when more rows match.
+    let three = run(&ctx, &q.replace("LIMIT 10", "LIMIT 3")).await;
+    assert_eq!(ids(&three, "id").len(), 3);
+    let d = three[0]
+        .column(1)
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .unwrap()
+        .clone();
+    assert!(d.values().windows(2).all(|w| w[0] <= w[1]), "{d:?}");
+}

@@ -6,7 +6,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{BooleanArray, RecordBatch};
-use datafusion::arrow::compute::{and, filter_record_batch};
+use datafusion::arrow::compute::{
+    and, concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch, SortColumn,
+};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::cast::as_boolean_array;
 use datafusion::error::{DataFusionError, Result};
@@ -18,12 +20,13 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
-use drift_engine::config::{MAX_K, MAX_PROBES};
+use drift_engine::config::{Metric, MAX_K, MAX_PROBES};
+use drift_engine::distance::{normalize, reported, Distance};
 use drift_engine::{Record, SearchParams, VectorRead};
 use futures::stream;
 
 use super::engine_err;
-use super::table::{search_schema, Rows};
+use super::table::{search_schema, Rows, DISTANCE};
 
 /// Records per batch when scanning a collection.
 pub const SCAN_BATCH: usize = 8192;
@@ -226,16 +229,7 @@ impl ExecutionPlan for DriftExec {
                     else {
                         unreachable!("checked above")
                     };
-                    search(
-                        coll.as_ref(),
-                        query,
-                        *k,
-                        params,
-                        filters,
-                        *overfetch,
-                        &out,
-                        dim,
-                    )
+                    search(coll, query, *k, params, filters, *overfetch, &out, dim)
                 };
                 Ok(Box::pin(RecordBatchStreamAdapter::new(
                     schema,
@@ -260,10 +254,12 @@ fn records_to_rows(recs: Vec<Record>, wants_vector: bool) -> Rows {
 
 /// Runs the search, over-fetching until `k` rows pass the filters (or the collection has no
 /// more rows), and returns them in the `out` schema. The first round uses the caller's
-/// options; later rounds probe every bucket. Filters are evaluated on all columns.
+/// options; later rounds probe every bucket with four times the candidates; when even the
+/// largest search leaves fewer than `k` rows passing, every row of one snapshot is checked
+/// ([`exact_filtered`]). Filters are evaluated on all columns.
 #[allow(clippy::too_many_arguments)]
 fn search(
-    coll: &dyn VectorRead,
+    coll: &Arc<dyn VectorRead>,
     query: &[f32],
     k: usize,
     params: &SearchParams,
@@ -302,9 +298,13 @@ fn search(
             rows.distances.push(h.distance);
         }
         let batch = rows.to_batch(&full, dim)?;
-        let batch = apply_filters(batch, filters)?;
-        let done =
-            batch.num_rows() >= k || p.k == MAX_K || (exhausted && p.nprobe == Some(MAX_PROBES));
+        let mut batch = apply_filters(batch, filters)?;
+        let everything = exhausted && p.nprobe == Some(MAX_PROBES);
+        if batch.num_rows() < k && p.k == MAX_K && !everything && !filters.is_empty() {
+            // The largest search left too few rows passing: check every row.
+            batch = exact_filtered(coll, query, k, filters, &full, dim)?;
+        }
+        let done = batch.num_rows() >= k || p.k == MAX_K || everything;
         if done || filters.is_empty() {
             let idx: Vec<usize> = out
                 .fields()
@@ -322,6 +322,55 @@ fn search(
             fetch.saturating_mul(4)
         };
     }
+}
+
+/// The `k` nearest rows passing `filters`, by exact distance over every live row of one
+/// snapshot (in the `full` search schema, nearest first).
+fn exact_filtered(
+    coll: &Arc<dyn VectorRead>,
+    query: &[f32],
+    k: usize,
+    filters: &[Arc<dyn PhysicalExpr>],
+    full: &SchemaRef,
+    dim: usize,
+) -> Result<RecordBatch> {
+    let metric = coll.config().metric;
+    let mut q = query.to_vec();
+    if metric == Metric::Cosine && !normalize(&mut q) {
+        return Err(DataFusionError::Plan(
+            "a cosine search needs a query vector that is not zero".into(),
+        ));
+    }
+    let dist = Distance::for_metric(metric);
+    let mut kept = RecordBatch::new_empty(full.clone());
+    for recs in coll.clone().scan(SCAN_BATCH) {
+        let recs = recs.map_err(engine_err)?;
+        let mut rows = Rows::default();
+        for r in recs {
+            rows.distances
+                .push(reported(metric, dist.eval(&q, &r.vector)));
+            rows.ids.push(r.id);
+            rows.vectors.extend_from_slice(&r.vector);
+            rows.payloads.push(r.payload);
+        }
+        let passed = apply_filters(rows.to_batch(full, dim)?, filters)?;
+        if passed.num_rows() > 0 {
+            kept = nearest(&concat_batches(full, [&kept, &passed])?, k)?;
+        }
+    }
+    Ok(kept)
+}
+
+/// The `k` rows of `batch` with the smallest distance (ties by id), nearest first.
+fn nearest(batch: &RecordBatch, k: usize) -> Result<RecordBatch> {
+    let cols = [DISTANCE, "id"].map(|c| SortColumn {
+        values: batch
+            .column(batch.schema().index_of(c).expect("search schema"))
+            .clone(),
+        options: None,
+    });
+    let idx = lexsort_to_indices(&cols, Some(k))?;
+    Ok(take_record_batch(batch, &idx)?)
 }
 
 fn apply_filters(batch: RecordBatch, filters: &[Arc<dyn PhysicalExpr>]) -> Result<RecordBatch> {
