@@ -197,9 +197,16 @@ impl Database {
                 }
                 coll.dir().to_path_buf()
             }
-            // A collection that failed to open can be dropped too.
-            None if self.failed.write().remove(name).is_some() => {
-                self.root.join(COLLECTIONS_DIR).join(name)
+            // A collection that failed to open can be dropped too; its objects in a store
+            // of its own go when its configuration still says where they are (when the store
+            // cannot be reached they stay, and a later create there is refused).
+            None if self.failed.read().contains_key(name) => {
+                let dir = self.root.join(COLLECTIONS_DIR).join(name);
+                if let Err(e) = Collection::purge_unopened(name, &dir) {
+                    tracing::warn!(collection = %name, error = %e, "cannot delete the objects of a collection that failed to open; dropping it here anyway");
+                }
+                self.failed.write().remove(name);
+                dir
             }
             None => return Err(Error::CollectionNotFound(name.to_string())),
         };

@@ -195,6 +195,21 @@ impl Collection {
     pub(crate) fn create(name: &str, dir: &Path, config: CollectionConfig) -> Result<Arc<Self>> {
         config.validate()?;
         std::fs::create_dir_all(dir.join(WAL_DIR)).at(dir)?;
+        let storage = &config.settings.storage;
+        if !storage.uri.is_empty() {
+            // A store location of its own must be empty: objects left there (by a collection
+            // dropped while its store was unreachable, or another data directory) would
+            // otherwise come back as this collection's data.
+            let uri = store_uri(&storage.uri, name, dir);
+            let persist =
+                Persist::open(&uri, &dir.join(CACHE_DIR), &dir.join(VECTORS_DIR), storage)?;
+            if persist.holds_objects()? {
+                return Err(Error::InvalidArgument(format!(
+                    "storage location {uri} already holds a collection's objects; drop that \
+                     collection or choose another storage.uri"
+                )));
+            }
+        }
         let json = serde_json::to_vec_pretty(&config)
             .map_err(|e| Error::Internal(format!("cannot encode configuration: {e}")))?;
         atomic_write(&dir.join(CONFIG_FILE), &json)?;
@@ -267,6 +282,32 @@ impl Collection {
     /// Deletes the collection's objects from its object store (used by drop).
     pub(crate) fn purge_objects(&self) -> Result<()> {
         self.persist.purge()
+    }
+
+    /// Deletes the objects of the collection stored in `dir` that could not be opened, when
+    /// its configuration names a store of its own (objects under the collection's directory
+    /// go with it).
+    pub(crate) fn purge_unopened(name: &str, dir: &Path) -> Result<()> {
+        let cfg_path = dir.join(CONFIG_FILE);
+        let raw = std::fs::read(&cfg_path).at(&cfg_path)?;
+        let config: CollectionConfig = serde_json::from_slice(&raw).map_err(|e| {
+            Error::corrupt(
+                &cfg_path,
+                e.column() as u64,
+                format!("bad configuration: {e}"),
+            )
+        })?;
+        let storage = &config.settings.storage;
+        if storage.uri.is_empty() {
+            return Ok(());
+        }
+        Persist::open(
+            &store_uri(&storage.uri, name, dir),
+            &dir.join(CACHE_DIR),
+            &dir.join(VECTORS_DIR),
+            storage,
+        )?
+        .purge()
     }
 
     /// The collection's name.

@@ -173,6 +173,20 @@ impl Persist {
         Ok(())
     }
 
+    /// Whether the store holds any manifest, segment or tombstone.
+    pub(crate) fn holds_objects(&self) -> Result<bool> {
+        for dir in [
+            manifest::MANIFEST_DIR,
+            manifest::SEGMENT_DIR,
+            manifest::TOMBSTONE_DIR,
+        ] {
+            if !self.store().list(dir)?.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Deletes object `name`, and the mapped vector files of a segment.
     fn delete_object(&self, name: &str) -> Result<()> {
         self.store().delete(name)?;

@@ -440,6 +440,53 @@ fn a_collection_that_cannot_open_is_isolated_and_a_failed_create_leaves_nothing(
     assert_eq!(db.list().len(), 2);
 }
 
+#[test]
+fn dropping_a_collection_that_cannot_open_deletes_its_own_store_and_nothing_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let mut cfg = small_config(4);
+    cfg.settings.storage.uri = format!("fs://{}", store.path().display());
+    {
+        let db = Database::open(dir.path()).unwrap();
+        let c = db.create_collection("own", cfg.clone()).unwrap();
+        c.upsert(records(0, 600, 4, 9)).unwrap();
+        c.flush().unwrap();
+    }
+    let objects = store.path().join("own");
+    for f in walk(&objects) {
+        if f.extension().is_some_and(|e| e == "mf") {
+            std::fs::write(&f, b"damaged").unwrap();
+        }
+    }
+    let db = Database::open(dir.path()).unwrap();
+    assert_eq!(db.failed().len(), 1);
+    db.drop_collection("own").unwrap();
+    assert!(
+        walk(&objects).is_empty(),
+        "objects left behind: {:?}",
+        walk(&objects)
+    );
+    // Re-created at the same location, the collection starts empty.
+    let c = db.create_collection("own", cfg.clone()).unwrap();
+    assert_eq!(c.stats().live_vectors, 0);
+    c.upsert(records(0, 10, 4, 1)).unwrap();
+    c.flush().unwrap();
+
+    // Objects nobody dropped (a store that was unreachable at drop time, another data
+    // directory) make a create there fail, whole, rather than adopt them.
+    let other = tempfile::tempdir().unwrap();
+    let db2 = Database::open(other.path()).unwrap();
+    let err = db2.create_collection("own", cfg).unwrap_err();
+    assert!(err.to_string().contains("already holds"), "{err}");
+    assert!(db2.list().is_empty());
+    assert!(!other.path().join("collections").join("own").exists());
+    assert_eq!(
+        c.stats().live_vectors,
+        10,
+        "the refused create touched the owner's data"
+    );
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
