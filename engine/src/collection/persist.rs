@@ -48,8 +48,6 @@ struct State {
     /// Objects dropped by earlier commits, with the applied sequence number when they were
     /// dropped: deleted by a later commit once no reader pinned at or before it is left.
     garbage: Vec<(String, u64)>,
-    /// Source offsets to record with the next commit.
-    offsets: BTreeMap<String, i64>,
 }
 
 /// Storage sizes and cache counters, for stats.
@@ -102,6 +100,9 @@ pub(crate) struct Persist {
     state: Mutex<State>,
     /// Deletes `(id, seq)` applied since the last commit, in sequence order.
     pending_deletes: Mutex<Vec<(u64, u64)>>,
+    /// Source offsets to record with the next commit. A lock of their own: writers stage
+    /// offsets while a commit holds `state` across its object-store I/O.
+    offsets: Mutex<BTreeMap<String, i64>>,
 }
 
 fn corrupt(store: &Store, name: &str, e: FormatError) -> Error {
@@ -128,6 +129,7 @@ impl Persist {
             }),
             state: Mutex::new(State::default()),
             pending_deletes: Mutex::new(Vec::new()),
+            offsets: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -143,16 +145,16 @@ impl Persist {
     /// Source offsets logged in the WAL, to be recorded with the next commit. An offset
     /// never moves back (a replayed log holds older records than the manifest may).
     pub(crate) fn stage_offsets(&self, offsets: Vec<(String, i64)>) {
-        let mut s = self.state.lock();
+        let mut staged = self.offsets.lock();
         for (k, v) in offsets {
-            let e = s.offsets.entry(k).or_insert(v);
+            let e = staged.entry(k).or_insert(v);
             *e = (*e).max(v);
         }
     }
 
     /// Source offsets covered by the durable state (manifest plus logged records).
     pub(crate) fn offsets(&self) -> BTreeMap<String, i64> {
-        self.state.lock().offsets.clone()
+        self.offsets.lock().clone()
     }
 
     /// Loads the newest manifest's state into `idmap`; returns the layer and the WAL
@@ -288,7 +290,7 @@ impl Persist {
         let seq = m.seq;
         let mut s = self.state.lock();
         s.segments = infos;
-        s.offsets = m.offsets.clone();
+        *self.offsets.lock() = m.offsets.clone();
         s.manifest = Manifest {
             buckets: Vec::new(),
             ..m
@@ -530,7 +532,7 @@ impl Persist {
             dim: dim as u32,
             segments: live,
             tombstones,
-            offsets: s.offsets.clone(),
+            offsets: self.offsets.lock().clone(),
             counters,
             buckets: layer
                 .buckets()
