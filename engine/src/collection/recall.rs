@@ -43,7 +43,7 @@ const MIN_REAL: usize = 48;
 /// Real queries needed to replace a provisional calibration (fitted on stored rows) whose
 /// searches show no shortfall: more queries, a steadier fit. A suspected shortfall replaces
 /// it at [`MIN_REAL`].
-const CONFIRM_REAL: usize = 192;
+const CONFIRM_REAL: usize = crate::ivf::CONFIRM_QUERIES;
 /// Most real queries kept for refits (the newest).
 const MAX_REAL: usize = 512;
 /// Sampling share while the calibration is provisional, while the window holds fewer than

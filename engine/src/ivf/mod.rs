@@ -14,7 +14,8 @@ mod reshape;
 
 pub use bucket::{Bucket, BucketLive, Chunk};
 pub use calibrate::{
-    held_in_vectors, held_out, Calibration, CalibrationPoint, Trace, HOLD_OUT, TARGET_GRID,
+    held_in_vectors, held_out, Calibration, CalibrationPoint, Trace, CONFIRM_QUERIES, HOLD_OUT,
+    TARGET_GRID,
 };
 pub use probe::{select_buckets, ProbeOptions};
 pub use recall::{CapTable, EstimateMemo, RecallPlan};
