@@ -418,3 +418,55 @@ async fn a_filtered_search_checks_every_row_when_few_match() {
         .clone();
     assert!(d.values().windows(2).all(|w| w[0] <= w[1]), "{d:?}");
 }
+
+#[tokio::test]
+async fn every_order_by_distance_shape_is_an_index_search() {
+    let (_d, _db, ctx) = setup();
+    run(&ctx, "SET drift.nprobe = 100000").await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+    let q = literal(&vector(&mut rng));
+    let brute = ids(
+        &run(
+            &ctx,
+            &format!("SELECT id FROM items ORDER BY array_distance(vector, {q}) LIMIT 13"),
+        )
+        .await,
+        "id",
+    );
+    // The distance ordered by but not selected, with SELECT *, with other columns, and with
+    // OFFSET: each plans an index search and returns the exact answer (every bucket probed).
+    for (sql, skip) in [
+        (
+            format!("SELECT id FROM items ORDER BY l2_distance(vector, {q}) LIMIT 10"),
+            0,
+        ),
+        (
+            format!("SELECT * FROM items ORDER BY l2_distance(vector, {q}) LIMIT 10"),
+            0,
+        ),
+        (
+            format!("SELECT id, payload FROM items ORDER BY l2_distance(vector, {q}) LIMIT 10"),
+            0,
+        ),
+        (
+            format!("SELECT id FROM items ORDER BY l2_distance(vector, {q}) LIMIT 10 OFFSET 3"),
+            3,
+        ),
+    ] {
+        let explain = plan_text(&run(&ctx, &format!("EXPLAIN {sql}")).await);
+        assert!(explain.contains("DriftIndexSearchExec"), "{sql}\n{explain}");
+        assert!(!explain.contains("DriftScanExec"), "{sql}\n{explain}");
+        assert_eq!(
+            ids(&run(&ctx, &sql).await, "id"),
+            brute[skip..skip + 10],
+            "{sql}"
+        );
+    }
+    // An order the index cannot serve (farthest first) still gets the exact answer.
+    let far = format!("SELECT id FROM items ORDER BY l2_distance(vector, {q}) DESC LIMIT 5");
+    let want = format!("SELECT id FROM items ORDER BY array_distance(vector, {q}) DESC LIMIT 5");
+    assert_eq!(
+        ids(&run(&ctx, &far).await, "id"),
+        ids(&run(&ctx, &want).await, "id")
+    );
+}

@@ -80,7 +80,8 @@ fn search_input(
         return Ok(None);
     }
     // Walk down: projections (resolving aliases in the sort key) and filters, to the scan.
-    let mut key = sort.expr.clone();
+    // A distance that is ordered by but not selected comes aliased to its own text.
+    let mut key = sort.expr.clone().unalias();
     let mut chain: Vec<&LogicalPlan> = Vec::new();
     let mut filters: Vec<Expr> = Vec::new();
     let mut node = input;
