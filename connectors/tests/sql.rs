@@ -76,6 +76,12 @@ fn ids(batches: &[RecordBatch], col: &str) -> Vec<u64> {
     out
 }
 
+/// An ORDER BY key for the exact answer: an expression the index-search rule leaves to
+/// DataFusion's own sort over a full scan (a distance shifted by a constant orders the same).
+fn exact_key(q: &str) -> String {
+    format!("array_distance(vector, {q}) + 1.0")
+}
+
 fn literal(v: &[f32]) -> String {
     format!(
         "[{}]",
@@ -138,7 +144,7 @@ async fn vector_search_returns_the_engine_results() {
     .await;
     let exact = run(
         &ctx,
-        &format!("SELECT id FROM items ORDER BY array_distance(vector, {q}) LIMIT 10"),
+        &format!("SELECT id FROM items ORDER BY {} LIMIT 10", exact_key(&q)),
     )
     .await;
     assert_eq!(ids(&wide, "id"), ids(&exact, "id"));
@@ -167,7 +173,7 @@ async fn order_by_distance_limit_is_an_index_search_and_exact_when_scanning_ever
         let q = literal(&vector(&mut rng));
         let rewritten =
             format!("SELECT id, l2_distance(vector, {q}) AS d FROM items ORDER BY d LIMIT 10");
-        let brute = format!("SELECT id FROM items ORDER BY array_distance(vector, {q}) LIMIT 10");
+        let brute = format!("SELECT id FROM items ORDER BY {} LIMIT 10", exact_key(&q));
         assert_eq!(
             ids(&run(&ctx, &rewritten).await, "id"),
             ids(&run(&ctx, &brute).await, "id")
@@ -198,7 +204,8 @@ async fn order_by_distance_limit_is_an_index_search_and_exact_when_scanning_ever
     let brute = run(
         &ctx,
         &format!(
-            "SELECT id FROM items WHERE id % 7 = 3 ORDER BY array_distance(vector, {q}) LIMIT 10"
+            "SELECT id FROM items WHERE id % 7 = 3 ORDER BY {} LIMIT 10",
+            exact_key(&q)
         ),
     )
     .await;
@@ -428,7 +435,7 @@ async fn every_order_by_distance_shape_is_an_index_search() {
     let brute = ids(
         &run(
             &ctx,
-            &format!("SELECT id FROM items ORDER BY array_distance(vector, {q}) LIMIT 13"),
+            &format!("SELECT id FROM items ORDER BY {} LIMIT 13", exact_key(&q)),
         )
         .await,
         "id",
@@ -464,7 +471,10 @@ async fn every_order_by_distance_shape_is_an_index_search() {
     }
     // An order the index cannot serve (farthest first) still gets the exact answer.
     let far = format!("SELECT id FROM items ORDER BY l2_distance(vector, {q}) DESC LIMIT 5");
-    let want = format!("SELECT id FROM items ORDER BY array_distance(vector, {q}) DESC LIMIT 5");
+    let want = format!(
+        "SELECT id FROM items ORDER BY {} DESC LIMIT 5",
+        exact_key(&q)
+    );
     assert_eq!(
         ids(&run(&ctx, &far).await, "id"),
         ids(&run(&ctx, &want).await, "id")

@@ -10,8 +10,9 @@
 //! The sort stays (it now orders k rows); the scan becomes a [`SearchTable`] whose physical
 //! node is `DriftIndexSearchExec`. The distance must match the collection's metric:
 //! `l2_distance` ASC for L2 (and cosine, whose stored vectors are unit length),
-//! `cosine_distance` ASC for cosine, `inner_product` DESC for inner product. Anything else is
-//! left to DataFusion's own sort.
+//! `cosine_distance` ASC for cosine, `inner_product` DESC for inner product (DataFusion's
+//! `array_distance` counts as `l2_distance`). The sort key may be selected under an alias or
+//! not selected at all. Anything else is left to DataFusion's own sort.
 
 use std::sync::Arc;
 
@@ -114,8 +115,13 @@ fn search_input(
     let Expr::ScalarFunction(f) = &key else {
         return Ok(None);
     };
-    let Some(kind) = Kind::from_name(f.func.name()) else {
-        return Ok(None);
+    // DataFusion's own `array_distance` is the Euclidean distance, like `l2_distance`.
+    let kind = match f.func.name() {
+        "array_distance" => Kind::L2,
+        name => match Kind::from_name(name) {
+            Some(k) => k,
+            None => return Ok(None),
+        },
     };
     let metric = table.collection().config().metric;
     let fits = matches!(
