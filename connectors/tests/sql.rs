@@ -469,6 +469,27 @@ async fn every_order_by_distance_shape_is_an_index_search() {
             "{sql}"
         );
     }
+    // Through a subquery or a CTE, and with the k nearest in a CTE that is then filtered.
+    for sql in [
+        format!(
+            "SELECT id FROM (SELECT * FROM items) t ORDER BY l2_distance(t.vector, {q}) LIMIT 10"
+        ),
+        format!(
+            "WITH t AS (SELECT id, vector FROM items) \
+             SELECT id FROM t ORDER BY l2_distance(vector, {q}) LIMIT 10"
+        ),
+    ] {
+        let explain = plan_text(&run(&ctx, &format!("EXPLAIN {sql}")).await);
+        assert!(explain.contains("DriftIndexSearchExec"), "{sql}\n{explain}");
+        assert!(!explain.contains("DriftScanExec"), "{sql}\n{explain}");
+        assert_eq!(ids(&run(&ctx, &sql).await, "id"), brute[..10], "{sql}");
+    }
+    let in_cte = format!(
+        "WITH near AS (SELECT id, l2_distance(vector, {q}) AS d FROM items ORDER BY d LIMIT 10) \
+         SELECT id FROM near WHERE id % 2 = 0 ORDER BY d"
+    );
+    let want: Vec<u64> = brute[..10].iter().copied().filter(|i| i % 2 == 0).collect();
+    assert_eq!(ids(&run(&ctx, &in_cte).await, "id"), want);
     // An order the index cannot serve (farthest first) still gets the exact answer.
     let far = format!("SELECT id FROM items ORDER BY l2_distance(vector, {q}) DESC LIMIT 5");
     let want = format!(

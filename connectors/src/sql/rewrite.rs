@@ -102,6 +102,12 @@ fn search_input(
                 filters.push(f.predicate.clone());
                 node = f.input.as_ref();
             }
+            // A subquery or CTE around the table; filters above it name the alias, so only
+            // a filter-free path is taken through one.
+            LogicalPlan::SubqueryAlias(a) if filters.is_empty() => {
+                chain.push(node);
+                node = a.input.as_ref();
+            }
             LogicalPlan::TableScan(s) => break s,
             _ => return Ok(None),
         }
