@@ -501,3 +501,83 @@ async fn every_order_by_distance_shape_is_an_index_search() {
         ids(&run(&ctx, &want).await, "id")
     );
 }
+
+#[tokio::test]
+async fn pgvector_operators_and_string_vectors_plan_index_searches() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Database::open(dir.path()).unwrap());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let recs: Vec<Record> = (0..2000u64)
+        .map(|i| Record {
+            id: i,
+            vector: vector(&mut rng),
+            payload: None,
+        })
+        .collect();
+    for (name, metric) in [
+        ("l2", Metric::L2),
+        ("cos", Metric::Cosine),
+        ("ip", Metric::InnerProduct),
+    ] {
+        let mut cfg = CollectionConfig::new(DIM, metric);
+        cfg.settings.target_bucket_size = 64;
+        cfg.settings.maintenance.background = false;
+        let c = db.create_collection(name, cfg).unwrap();
+        c.upsert(recs.clone()).unwrap();
+        c.flush().unwrap();
+    }
+    let ctx = sql::context(db.clone()).unwrap();
+    run(&ctx, "SET drift.nprobe = 100000").await;
+    let q = vector(&mut rng);
+    let text = format!(
+        "'[{}]'",
+        q.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let arr = literal(&q);
+    for (table, op, func) in [
+        ("l2", "<->", format!("l2_distance(vector, {arr})")),
+        ("cos", "<=>", format!("cosine_distance(vector, {arr})")),
+        ("ip", "<#>", format!("-inner_product(vector, {arr})")),
+    ] {
+        // The exact answer: the distance function shifted, which the rule leaves alone.
+        let want = ids(
+            &run(
+                &ctx,
+                &format!("SELECT id FROM {table} ORDER BY {func} + 1.0 LIMIT 10"),
+            )
+            .await,
+            "id",
+        );
+        for rhs in [&text, &arr] {
+            let sql = format!("SELECT id FROM {table} ORDER BY vector {op} {rhs} LIMIT 10");
+            let explain = plan_text(&run(&ctx, &format!("EXPLAIN {sql}")).await);
+            assert!(explain.contains("DriftIndexSearchExec"), "{sql}\n{explain}");
+            assert_eq!(ids(&run(&ctx, &sql).await, "id"), want, "{sql}");
+        }
+        // The operator's value is the function's.
+        let diff = run(
+            &ctx,
+            &format!("SELECT max(abs((vector {op} {text}) - ({func}))) FROM {table}"),
+        )
+        .await;
+        let d = diff[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap()
+            .value(0);
+        assert!(d < 1e-5, "{op}: differs from {func} by {d}");
+    }
+    let e = err(
+        &ctx,
+        "SELECT id FROM l2 ORDER BY vector <-> '[1, two]' LIMIT 3",
+    )
+    .await;
+    assert!(
+        e.contains("not a vector literal") && e.contains("two"),
+        "{e}"
+    );
+}

@@ -93,6 +93,11 @@ pub fn all() -> Vec<ScalarUDF> {
         .collect()
 }
 
+/// The function computing `kind`.
+pub fn udf(kind: Kind) -> Arc<ScalarUDF> {
+    Arc::new(ScalarUDF::new_from_impl(VectorDistance::new(kind)))
+}
+
 /// One argument: a column of lists, or one constant list.
 enum Side {
     Rows(ListArray),

@@ -14,6 +14,7 @@
 
 pub mod exec;
 pub mod functions;
+pub mod operators;
 pub mod rewrite;
 pub mod search;
 pub mod table;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use datafusion::common::config::ConfigExtension;
 use datafusion::common::extensions_options;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use drift_engine::{Database, Scoring, SearchParams};
 
@@ -121,7 +122,10 @@ pub fn engine_err(e: drift_engine::Error) -> DataFusionError {
 
 /// A session configuration with the `drift.*` options registered.
 pub fn session_config() -> SessionConfig {
-    SessionConfig::new().with_option_extension(DriftOptions::default())
+    let mut config = SessionConfig::new().with_option_extension(DriftOptions::default());
+    // pgvector's `<->` is a binary operator only in dialects with geometric types.
+    config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+    config
 }
 
 /// A `SessionContext` with every collection of `db` registered (see [`register`]).
@@ -148,5 +152,8 @@ pub fn register(ctx: &SessionContext, db: Arc<Database>) -> Result<()> {
         ctx.register_udf(f);
     }
     ctx.add_optimizer_rule(Arc::new(rewrite::IndexSearchRule));
+    ctx.state_ref()
+        .write()
+        .register_expr_planner(Arc::new(operators::VectorOperators))?;
     Ok(())
 }

@@ -118,6 +118,11 @@ fn search_input(
     let Some(table) = provider.as_ref().downcast_ref::<CollectionTable>() else {
         return Ok(None);
     };
+    // A negated distance orders the other way (pgvector's `<#>` is `-inner_product`).
+    let (key, asc) = match key {
+        Expr::Negative(inner) => (*inner, !sort.asc),
+        k => (k, sort.asc),
+    };
     let Expr::ScalarFunction(f) = &key else {
         return Ok(None);
     };
@@ -131,7 +136,7 @@ fn search_input(
     };
     let metric = table.collection().config().metric;
     let fits = matches!(
-        (kind, metric, sort.asc),
+        (kind, metric, asc),
         (Kind::L2, Metric::L2 | Metric::Cosine, true)
             | (Kind::Cosine, Metric::Cosine, true)
             | (Kind::InnerProduct, Metric::InnerProduct, false)
