@@ -55,7 +55,18 @@ pub async fn execute(
     output: SqlOutput,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let statements = DFParser::parse_sql(text)?;
+    // The session's dialect (PostgreSQL: pgvector's `<->` is an operator only there).
+    let name = ctx
+        .state()
+        .config()
+        .options()
+        .sql_parser
+        .dialect
+        .as_ref()
+        .to_string();
+    let dialect = datafusion::sql::sqlparser::dialect::dialect_from_str(&name)
+        .with_context(|| format!("unknown SQL dialect {name}"))?;
+    let statements = DFParser::parse_sql_with_dialect(text, dialect.as_ref())?;
     for stmt in statements {
         let plan = ctx.state().statement_to_plan(stmt).await?;
         let batches = ctx.execute_logical_plan(plan).await?.collect().await?;

@@ -355,6 +355,28 @@ fn sql_over_a_collection() {
         ],
     );
     assert_eq!(csv.trim(), "id,vector\n3,\"[5.0, 5.0]\"");
+    // pgvector's operator and text vectors, several statements in one call.
+    let csv = ok(
+        d,
+        &[
+            "sql",
+            "--output",
+            "csv",
+            "-e",
+            "SELECT id FROM docs ORDER BY vector <-> '[5, 4]' LIMIT 1; \
+             SELECT id FROM docs ORDER BY vector <-> [0.9, 0.1] LIMIT 1",
+        ],
+    );
+    assert_eq!(csv.trim(), "id\n3\nid\n2", "{csv}");
+    fails(
+        d,
+        &[
+            "sql",
+            "-e",
+            "SELECT id FROM docs ORDER BY vector <-> '[5, x]' LIMIT 1",
+        ],
+        "not a vector literal",
+    );
     let json = ok(
         d,
         &[
