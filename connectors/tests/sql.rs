@@ -62,6 +62,16 @@ async fn err(ctx: &SessionContext, q: &str) -> String {
     }
 }
 
+/// The first column of the first row of `q`'s result, a Float64.
+async fn first_f64(ctx: &SessionContext, q: &str) -> f64 {
+    run(ctx, q).await[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .unwrap()
+        .value(0)
+}
+
 fn ids(batches: &[RecordBatch], col: &str) -> Vec<u64> {
     let mut out = Vec::new();
     for b in batches {
@@ -222,19 +232,13 @@ async fn distance_functions_agree_with_array_distance_and_by_hand() {
     let (_d, _db, ctx) = setup();
     let q = [0.5f32, -0.25, 0.125, 1.0, 0.0, -1.0, 0.75, 0.3];
     let ql = literal(&q);
-    let b = run(
+    let diff = first_f64(
         &ctx,
         &format!(
             "SELECT max(abs(l2_distance(vector, {ql}) - array_distance(vector, {ql}))) AS diff FROM items"
         ),
     )
     .await;
-    let diff = b[0]
-        .column(0)
-        .as_any()
-        .downcast_ref::<Float64Array>()
-        .unwrap()
-        .value(0);
     assert!(
         diff < 1e-6,
         "l2_distance differs from array_distance by {diff}"
@@ -558,17 +562,11 @@ async fn pgvector_operators_and_string_vectors_plan_index_searches() {
             assert_eq!(ids(&run(&ctx, &sql).await, "id"), want, "{sql}");
         }
         // The operator's value is the function's.
-        let diff = run(
+        let d = first_f64(
             &ctx,
             &format!("SELECT max(abs((vector {op} {text}) - ({func}))) FROM {table}"),
         )
         .await;
-        let d = diff[0]
-            .column(0)
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .unwrap()
-            .value(0);
         assert!(d < 1e-5, "{op}: differs from {func} by {d}");
     }
     let e = err(

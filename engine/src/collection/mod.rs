@@ -190,6 +190,30 @@ fn store_uri(uri: &str, name: &str, dir: &Path) -> String {
     out
 }
 
+/// The configuration of the collection stored in `dir`.
+fn read_config(dir: &Path) -> Result<CollectionConfig> {
+    let cfg_path = dir.join(CONFIG_FILE);
+    let raw = std::fs::read(&cfg_path).at(&cfg_path)?;
+    serde_json::from_slice(&raw).map_err(|e| {
+        Error::corrupt(
+            &cfg_path,
+            e.column() as u64,
+            format!("bad configuration: {e}"),
+        )
+    })
+}
+
+/// The durable-state handle of collection `name` in `dir` (its store, caches and mapped
+/// vectors), without reading anything yet.
+fn open_persist(name: &str, dir: &Path, storage: &crate::StorageSettings) -> Result<Persist> {
+    Persist::open(
+        &store_uri(&storage.uri, name, dir),
+        &dir.join(CACHE_DIR),
+        &dir.join(VECTORS_DIR),
+        storage,
+    )
+}
+
 impl Collection {
     /// Creates the collection's directory and configuration, then opens it.
     pub(crate) fn create(name: &str, dir: &Path, config: CollectionConfig) -> Result<Arc<Self>> {
@@ -200,10 +224,8 @@ impl Collection {
             // A store location of its own must be empty: objects left there (by a collection
             // dropped while its store was unreachable, or another data directory) would
             // otherwise come back as this collection's data.
-            let uri = store_uri(&storage.uri, name, dir);
-            let persist =
-                Persist::open(&uri, &dir.join(CACHE_DIR), &dir.join(VECTORS_DIR), storage)?;
-            if persist.holds_objects()? {
+            if open_persist(name, dir, storage)?.holds_objects()? {
+                let uri = store_uri(&storage.uri, name, dir);
                 return Err(Error::InvalidArgument(format!(
                     "storage location {uri} already holds a collection's objects; drop that \
                      collection or choose another storage.uri"
@@ -219,24 +241,11 @@ impl Collection {
     /// Opens an existing collection: configuration, durable state (manifest, segments, id
     /// map, tombstones), then WAL replay.
     pub(crate) fn open(name: &str, dir: &Path) -> Result<Arc<Self>> {
-        let cfg_path = dir.join(CONFIG_FILE);
-        let raw = std::fs::read(&cfg_path).at(&cfg_path)?;
-        let config: CollectionConfig = serde_json::from_slice(&raw).map_err(|e| {
-            Error::corrupt(
-                &cfg_path,
-                e.column() as u64,
-                format!("bad configuration: {e}"),
-            )
-        })?;
+        let config = read_config(dir)?;
         config.validate()?;
         let idmap = IdMap::default();
         let storage = &config.settings.storage;
-        let persist = Persist::open(
-            &store_uri(&storage.uri, name, dir),
-            &dir.join(CACHE_DIR),
-            &dir.join(VECTORS_DIR),
-            storage,
-        )?;
+        let persist = open_persist(name, dir, storage)?;
         let (l1, ck_seq) = persist.recover(config.dim, config.metric, &idmap)?;
         let replayed = wal::replay(&dir.join(WAL_DIR), ck_seq)?;
         let wal = Wal::open(&dir.join(WAL_DIR), &replayed)?;
@@ -288,26 +297,12 @@ impl Collection {
     /// its configuration names a store of its own (objects under the collection's directory
     /// go with it).
     pub(crate) fn purge_unopened(name: &str, dir: &Path) -> Result<()> {
-        let cfg_path = dir.join(CONFIG_FILE);
-        let raw = std::fs::read(&cfg_path).at(&cfg_path)?;
-        let config: CollectionConfig = serde_json::from_slice(&raw).map_err(|e| {
-            Error::corrupt(
-                &cfg_path,
-                e.column() as u64,
-                format!("bad configuration: {e}"),
-            )
-        })?;
+        let config = read_config(dir)?;
         let storage = &config.settings.storage;
         if storage.uri.is_empty() {
             return Ok(());
         }
-        Persist::open(
-            &store_uri(&storage.uri, name, dir),
-            &dir.join(CACHE_DIR),
-            &dir.join(VECTORS_DIR),
-            storage,
-        )?
-        .purge()
+        open_persist(name, dir, storage)?.purge()
     }
 
     /// The collection's name.

@@ -156,11 +156,7 @@ impl ColdVectors {
                 let dir = s.source.mapped.as_ref()?;
                 let rows = self.rows as usize;
                 dir.get_or_write(s.mapped_key(), rows, self.dim, || {
-                    let mut out = Vec::with_capacity(rows * self.dim);
-                    for b in 0..s.layout.blocks.len() {
-                        out.extend_from_slice(&s.block(b, self.rows, self.dim, false)?);
-                    }
-                    Ok(out)
+                    self.decode_all(s, false)
                 })
                 .map_err(|e| {
                     tracing::warn!(error = %e, "cannot map stored vectors; re-ranking reads blocks")
@@ -181,9 +177,7 @@ impl ColdVectors {
         if let Some(all) = self.resident.read().as_deref() {
             return Ok(f(&all[r * self.dim..(r + 1) * self.dim]));
         }
-        let s = self.location().ok_or_else(|| {
-            Error::Internal("chunk vectors are neither in memory nor stored".into())
-        })?;
+        let s = self.stored_at()?;
         if let Some(m) = self.mapped(s) {
             return Ok(f(m.row(r)));
         }
@@ -206,9 +200,7 @@ impl ColdVectors {
             f(0, &all);
             return Ok(());
         }
-        let s = self.location().ok_or_else(|| {
-            Error::Internal("chunk vectors are neither in memory nor stored".into())
-        })?;
+        let s = self.stored_at()?;
         if let Some(Some(m)) = self.mapped.get() {
             f(0, m.all());
             return Ok(());
@@ -233,9 +225,7 @@ impl ColdVectors {
         if let Some(all) = self.in_memory() {
             return Ok(all);
         }
-        let s = self.location().ok_or_else(|| {
-            Error::Internal("chunk vectors are neither in memory nor stored".into())
-        })?;
+        let s = self.stored_at()?;
         let mapped = if keep {
             self.mapped(s)
         } else {
@@ -244,10 +234,21 @@ impl ColdVectors {
         if let Some(m) = mapped {
             return Ok(m.all().into());
         }
+        Ok(self.decode_all(s, keep)?.into())
+    }
+
+    /// Where the vectors are stored; an error when they are neither resident nor stored.
+    fn stored_at(&self) -> Result<&StoredCold> {
+        self.location()
+            .ok_or_else(|| Error::Internal("chunk vectors are neither in memory nor stored".into()))
+    }
+
+    /// Every row decoded from the segment's blocks (kept in the block cache when `keep`).
+    fn decode_all(&self, s: &StoredCold, keep: bool) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(self.rows as usize * self.dim);
         for b in 0..s.layout.blocks.len() {
             out.extend_from_slice(&s.block(b, self.rows, self.dim, keep)?);
         }
-        Ok(out.into())
+        Ok(out)
     }
 }
