@@ -283,6 +283,13 @@ impl L1 {
             return Ok((cands, counts));
         }
         let dist = Distance::for_metric(self.metric);
+        // The candidates' vectors are scattered over the mapped files: ask for all of them
+        // first so that their cache and TLB misses overlap, then compute.
+        for cand in &cands {
+            let (b, c, r) = cand.item;
+            self.buckets[b as usize].chunks[c as usize]
+                .with_vector(r as usize, |v| kernels::prefetch(bytemuck::cast_slice(v)))?;
+        }
         let mut exact: TopK<RowRef> = TopK::new(params.k);
         for cand in cands {
             let (b, c, r) = cand.item;

@@ -31,9 +31,9 @@ pub fn select_buckets(
     params: &SearchParams,
     opts: &ProbeOptions,
 ) -> Vec<usize> {
-    let dist = |q: &[f32], c: &[f32]| match l1.metric {
-        Metric::InnerProduct => -kernels::dot(q, c),
-        _ => kernels::l2sq(q, c).sqrt(),
+    let dist = match l1.metric {
+        Metric::InnerProduct => Measure::NegDot,
+        _ => Measure::L2,
     };
     if let Some(n) = params.nprobe {
         return nearest_live(l1, query, n, dist)
@@ -83,25 +83,48 @@ pub fn select_buckets(
     chosen
 }
 
-/// (distance, position, live rows) of the `max` buckets with live rows nearest to `query` by
-/// `dist(query, centroid)`, nearest first.
+/// How [`nearest_live`] measures a centroid's distance to the query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Measure {
+    /// Euclidean distance.
+    L2,
+    /// Squared Euclidean distance.
+    L2Squared,
+    /// Negated inner product.
+    NegDot,
+}
+
+/// (distance, position, live rows) of the `max` buckets with live rows nearest to `query`
+/// by `measure`, nearest first.
 ///
-/// Distances come from the contiguous centroid array and the stored row counts beside it;
-/// only the buckets that make the cut are visited for their live count (a bucket whose rows
-/// are all stale is skipped and the next nearest takes its place).
+/// Distances come from one batched kernel pass over the contiguous centroid array and the
+/// stored row counts beside it; only the buckets that make the cut are visited for their live
+/// count (a bucket whose rows are all stale is skipped and the next nearest takes its place).
 pub(super) fn nearest_live(
     l1: &L1,
     query: &[f32],
     max: usize,
-    dist: impl Fn(&[f32], &[f32]) -> f32,
+    measure: Measure,
 ) -> Vec<(f32, usize, usize)> {
-    let mut cands: Vec<(f32, usize)> = l1
-        .centroids()
-        .chunks_exact(query.len())
+    let mut dists = vec![0f32; l1.stored.len()];
+    if measure == Measure::NegDot {
+        kernels::dot_rows(query, l1.centroids(), &mut dists);
+    } else {
+        kernels::l2sq_rows(query, l1.centroids(), &mut dists);
+    }
+    let mut cands: Vec<(f32, usize)> = dists
+        .iter()
         .zip(&l1.stored)
         .enumerate()
         .filter(|(_, (_, &rows))| rows > 0)
-        .map(|(i, (c, _))| (dist(query, c), i))
+        .map(|(i, (&d, _))| {
+            let d = match measure {
+                Measure::L2 => d.sqrt(),
+                Measure::L2Squared => d,
+                Measure::NegDot => -d,
+            };
+            (d, i)
+        })
         .collect();
     let by_dist = |a: &(f32, usize), b: &(f32, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
     let mut out = Vec::with_capacity(max.min(cands.len()));

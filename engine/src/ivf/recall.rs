@@ -104,7 +104,8 @@ impl RecallPlan {
     /// The nearest `max` non-empty buckets of `l1` for `query` (L2 geometry).
     pub fn new(l1: &L1, query: &[f32], max: usize) -> RecallPlan {
         let dim = query.len();
-        let cands = super::probe::nearest_live(l1, query, max.max(1), kernels::l2sq);
+        let cands =
+            super::probe::nearest_live(l1, query, max.max(1), super::probe::Measure::L2Squared);
         let order: Vec<usize> = cands.iter().map(|c| c.1).collect();
         let c0 = order
             .first()

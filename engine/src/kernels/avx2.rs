@@ -236,6 +236,67 @@ mod imp {
         unsafe { nibble_scan_avx2(tables, packed, groups, out) }
     }
 
+    /// One query against four rows at a time: each dimension block of the query is loaded
+    /// once for four accumulators. `l2` picks squared L2, else the inner product.
+    #[target_feature(enable = "avx2,fma")]
+    fn rows_avx2(query: &[f32], rows: &[f32], l2: bool, out: &mut [f32]) {
+        let dim = query.len();
+        let full = dim - dim % 8;
+        let tail = |row: &[f32]| -> f32 {
+            let (q, r) = (&query[full..], &row[full..]);
+            if l2 {
+                q.iter().zip(r).map(|(a, b)| (a - b) * (a - b)).sum()
+            } else {
+                q.iter().zip(r).map(|(a, b)| a * b).sum()
+            }
+        };
+        let q = query.as_ptr();
+        let mut quads = rows.chunks_exact(4 * dim);
+        let mut outs = out.chunks_exact_mut(4);
+        for (quad, o) in (&mut quads).zip(&mut outs) {
+            let p = quad.as_ptr();
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut d = 0;
+            while d < full {
+                // SAFETY: `d + 8 <= full <= dim`, and `quad` holds four rows of `dim`.
+                unsafe {
+                    let qv = _mm256_loadu_ps(q.add(d));
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let x = _mm256_loadu_ps(p.add(r * dim + d));
+                        *a = if l2 {
+                            let diff = _mm256_sub_ps(x, qv);
+                            _mm256_fmadd_ps(diff, diff, *a)
+                        } else {
+                            _mm256_fmadd_ps(x, qv, *a)
+                        };
+                    }
+                }
+                d += 8;
+            }
+            for (r, a) in acc.iter().enumerate() {
+                o[r] = hsum(*a) + tail(&quad[r * dim..(r + 1) * dim]);
+            }
+        }
+        for (row, o) in quads
+            .remainder()
+            .chunks_exact(dim)
+            .zip(outs.into_remainder())
+        {
+            *o = if l2 {
+                super::super::scalar::l2sq(query, row)
+            } else {
+                super::super::scalar::dot(query, row)
+            };
+        }
+    }
+
+    /// Distances from one query to consecutive rows (see `super::l2sq_rows`).
+    #[inline]
+    pub fn rows(query: &[f32], rows: &[f32], l2: bool, out: &mut [f32]) {
+        // SAFETY: only called when `cpu()` detected avx2 and fma; sizes checked by the caller.
+        unsafe { rows_avx2(query, rows, l2, out) }
+    }
+
     /// AVX2 table-lookup ADC.
     #[inline]
     pub fn adc_scan(lut: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
@@ -247,8 +308,8 @@ mod imp {
 #[cfg(not(target_arch = "x86_64"))]
 mod imp {
     pub use super::super::scalar::{
-        adc_scan, dot, indices_below, l2sq, nibble_scan, sq8_dot_scan, sq8_lut,
+        adc_scan, dot, indices_below, l2sq, nibble_scan, rows, sq8_dot_scan, sq8_lut,
     };
 }
 
-pub use imp::{adc_scan, dot, indices_below, l2sq, nibble_scan, sq8_dot_scan, sq8_lut};
+pub use imp::{adc_scan, dot, indices_below, l2sq, nibble_scan, rows, sq8_dot_scan, sq8_lut};

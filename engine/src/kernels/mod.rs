@@ -59,6 +59,34 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// Squared L2 distances from `query` to each row of `rows` (row-major, `query.len()` columns)
+/// into `out`, one per row: the centroid scan of routing. Panics if the sizes disagree.
+#[inline]
+pub fn l2sq_rows(query: &[f32], rows: &[f32], out: &mut [f32]) {
+    rows_with(cpu(), query, rows, true, out)
+}
+
+/// Inner products of `query` with each row of `rows` into `out` (see [`l2sq_rows`]).
+#[inline]
+pub fn dot_rows(query: &[f32], rows: &[f32], out: &mut [f32]) {
+    rows_with(cpu(), query, rows, false, out)
+}
+
+/// [`l2sq_rows`] (`l2`) or [`dot_rows`] with an explicit kernel (tests compare them).
+pub fn rows_with(kind: KernelKind, query: &[f32], rows: &[f32], l2: bool, out: &mut [f32]) {
+    assert!(
+        !query.is_empty() && rows.len() == out.len() * query.len(),
+        "rows kernel: {} values are not {} rows of {}",
+        rows.len(),
+        out.len(),
+        query.len()
+    );
+    match kind {
+        KernelKind::Avx2 if cpu() == KernelKind::Avx2 => avx2::rows(query, rows, l2, out),
+        _ => scalar::rows(query, rows, l2, out),
+    }
+}
+
 /// Builds an SQ8 lookup table: `lut[d * 256 + c]` is `(q_d - lo_d - c * step_d)^2` when
 /// `l2`, else `-q_d * (lo_d + c * step_d)`. Entries past `query.len() * 256` are untouched.
 #[inline]
@@ -268,6 +296,35 @@ mod tests {
             let scale = a.iter().zip(&b).map(|(x, y)| (*x as f64 * *y as f64).abs()).sum::<f64>();
             prop_assert!(close(dot(&a, &b), want, scale));
             prop_assert!(close(scalar::dot(&a, &b), want, scale));
+        }
+
+        #[test]
+        fn row_kernels_match_f64_reference(
+            dim in 1usize..70,
+            rows in 0usize..11,
+            seed in any::<u64>(),
+        ) {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let q: Vec<f32> = (0..dim).map(|_| rng.gen_range(-10.0f32..10.0)).collect();
+            let m: Vec<f32> = (0..rows * dim).map(|_| rng.gen_range(-10.0f32..10.0)).collect();
+            for kind in [KernelKind::Avx2, KernelKind::Scalar] {
+                for l2 in [true, false] {
+                    let mut out = vec![f32::NAN; rows];
+                    rows_with(kind, &q, &m, l2, &mut out);
+                    for (r, got) in out.iter().enumerate() {
+                        let row = &m[r * dim..(r + 1) * dim];
+                        let (want, scale) = if l2 {
+                            let w = l2_ref(&q, row);
+                            (w, w)
+                        } else {
+                            let s = q.iter().zip(row).map(|(x, y)| (*x as f64 * *y as f64).abs()).sum();
+                            (dot_ref(&q, row), s)
+                        };
+                        prop_assert!(close(*got, want, scale), "{kind:?} l2 {l2} row {r}: {got} vs {want}");
+                    }
+                }
+            }
         }
 
         #[test]

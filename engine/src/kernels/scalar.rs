@@ -38,6 +38,19 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Distances from one query to consecutive rows of `query.len()` values: squared L2 when
+/// `l2`, else the inner product (see [`super::l2sq_rows`]).
+#[inline(always)]
+pub fn rows(query: &[f32], rows: &[f32], l2: bool, out: &mut [f32]) {
+    for (row, o) in rows.chunks_exact(query.len().max(1)).zip(out.iter_mut()) {
+        *o = if l2 {
+            l2sq(query, row)
+        } else {
+            dot(query, row)
+        };
+    }
+}
+
 /// Table-lookup ADC over rows of `stride` codes (see [`super::adc_scan`]).
 #[inline(always)]
 pub fn adc_scan(lut: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
