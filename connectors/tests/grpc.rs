@@ -354,3 +354,68 @@ async fn hostile_requests_are_refused_and_the_server_stays_up() {
     assert_eq!(listed(&mut c).await, vec![("a".to_string(), 50)]);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_the_server_carry_their_claim_and_a_stale_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let mut c = server.client().await;
+    create(&mut c, "k").await;
+    let claim = |keys: &[&str]| pb::ClaimSourcesRequest {
+        collection: "k".into(),
+        keys: keys.iter().map(|k| k.to_string()).collect(),
+    };
+    let write = |ids: std::ops::Range<u64>, offset: i64, epoch: Option<u64>| pb::WriteRequest {
+        collection: "k".into(),
+        ops: records(ids, 1)
+            .into_iter()
+            .map(|r| pb::WriteOp {
+                op: Some(pb::write_op::Op::Upsert(r)),
+            })
+            .collect(),
+        offsets: vec![pb::SourceOffset {
+            key: "t/0".into(),
+            offset,
+        }],
+        epoch,
+    };
+    let old = c
+        .claim_sources(claim(&["t/0"]))
+        .await
+        .unwrap()
+        .into_inner()
+        .epoch;
+    c.write(write(0..5, 5, Some(old))).await.unwrap();
+    let new = c
+        .claim_sources(claim(&["t/0"]))
+        .await
+        .unwrap()
+        .into_inner()
+        .epoch;
+    assert!(new > old);
+    let refused = c.write(write(5..10, 10, Some(old))).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("superseded"),
+        "{}",
+        refused.message()
+    );
+    let refused = c.write(write(5..10, 10, None)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    // Bad claims are invalid arguments, and the server keeps serving.
+    let bad = c.claim_sources(claim(&[])).await.unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    c.write(write(5..10, 10, Some(new))).await.unwrap();
+    let offsets = c
+        .source_offsets(pb::CollectionRef {
+            collection: "k".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .offsets;
+    assert_eq!(offsets.len(), 1, "claim epochs are not listed as offsets");
+    assert_eq!((offsets[0].key.as_str(), offsets[0].offset), ("t/0", 10));
+    assert_eq!(listed(&mut c).await, vec![("k".to_string(), 10)]);
+    server.stop().await;
+}

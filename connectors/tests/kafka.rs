@@ -11,7 +11,7 @@ use drift_connectors::kafka::{
 };
 use drift_engine::{
     Collection, CollectionConfig, CollectionStats, Database, FlushReport, Hit, Metric, Record,
-    SearchParams, TrainReport, VectorRead, VectorWrite, Write,
+    SearchParams, SourceMark, TrainReport, VectorRead, VectorWrite, Write,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -445,12 +445,15 @@ impl VectorWrite for Throttled {
     fn delete(&self, ids: &[u64]) -> drift_engine::Result<u64> {
         self.inner.delete(ids)
     }
-    fn write(&self, w: Vec<Write>, s: &[(String, i64)]) -> drift_engine::Result<u64> {
+    fn write(&self, w: Vec<Write>, s: &SourceMark) -> drift_engine::Result<u64> {
         assert!(
             !self.blocked.load(Ordering::SeqCst),
             "wrote while backlogged"
         );
         self.inner.write(w, s)
+    }
+    fn claim_sources(&self, keys: &[String]) -> drift_engine::Result<u64> {
+        self.inner.claim_sources(keys)
     }
     fn validate(&self, r: &Record) -> drift_engine::Result<()> {
         VectorWrite::validate(&*self.inner, r)
@@ -467,6 +470,67 @@ impl VectorWrite for Throttled {
     fn train(&self, s: &[f32]) -> drift_engine::Result<TrainReport> {
         self.inner.train(s)
     }
+}
+
+/// A target whose sources are claimed by another writer just before this sink's first
+/// write: the rebalance that moved its partitions away, as a stale sink would see it.
+struct Usurped {
+    inner: Arc<Collection>,
+    taken: AtomicBool,
+}
+
+impl SinkTarget for Usurped {
+    fn write(&self, w: Vec<Write>, s: &SourceMark) -> drift_engine::Result<u64> {
+        if !self.taken.swap(true, Ordering::SeqCst) {
+            let keys: Vec<String> = s.offsets.iter().map(|(k, _)| k.clone()).collect();
+            self.inner.claim_sources(&keys)?;
+        }
+        VectorWrite::write(&*self.inner, w, s)
+    }
+    fn claim_sources(&self, keys: &[String]) -> drift_engine::Result<u64> {
+        self.inner.claim_sources(keys)
+    }
+    fn validate(&self, r: &Record) -> drift_engine::Result<()> {
+        VectorWrite::validate(&*self.inner, r)
+    }
+    fn source_offsets(&self) -> drift_engine::Result<BTreeMap<String, i64>> {
+        Ok(self.inner.source_offsets())
+    }
+    fn backlogged(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_whose_partitions_were_claimed_by_another_writer_is_fenced_and_stops() {
+    let broker = Broker::new(&["fence"]);
+    let msgs: Vec<_> = (0..40)
+        .map(|id| (key(id), json(id, &vector(id, 0), "null")))
+        .collect();
+    broker.produce("fence", &msgs);
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, coll) = collection(dir.path(), "c");
+    let target = Arc::new(Usurped {
+        inner: coll.clone(),
+        taken: AtomicBool::new(false),
+    });
+    let (result, _sink) = run(config(&broker, "fence", "c"), target).await;
+    let err = result.expect_err("a fenced sink stops").to_string();
+    assert!(
+        err.contains("superseded") && err.contains("fence/"),
+        "the error names the source and why: {err}"
+    );
+    // The stale batch was refused whole: nothing it carried was applied or positioned.
+    let s = coll.stats();
+    assert!(
+        s.live_vectors < 40,
+        "at least the fenced batch is missing ({} rows)",
+        s.live_vectors
+    );
+    // A sink that claims afresh owns the partitions again and finishes the topic.
+    let (result, _sink) = run(config(&broker, "fence", "c"), coll.clone()).await;
+    result.unwrap();
+    assert_eq!(coll.stats().live_vectors, 40);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,6 +52,37 @@ impl Write {
     }
 }
 
+/// Where a batch of writes came from: the source offsets it reaches (key → next offset to
+/// read, e.g. `topic/partition`) and, for a writer that claimed those sources with
+/// [`VectorWrite::claim_sources`], the epoch of its claim. A source that was claimed only
+/// accepts writes carrying the latest claim's epoch, so a writer that lost its partitions
+/// cannot apply a stale batch after the new owner moved on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceMark {
+    /// Offsets reached by the batch, logged in the same durable batch as the writes.
+    pub offsets: Vec<(String, i64)>,
+    /// The writer's claim epoch; `None` for a writer that never claims.
+    pub epoch: Option<u64>,
+}
+
+impl SourceMark {
+    /// Offsets from an unfenced writer.
+    pub fn offsets(offsets: Vec<(String, i64)>) -> SourceMark {
+        SourceMark {
+            offsets,
+            epoch: None,
+        }
+    }
+
+    /// Offsets from a writer holding the claim `epoch`.
+    pub fn fenced(offsets: Vec<(String, i64)>, epoch: u64) -> SourceMark {
+        SourceMark {
+            offsets,
+            epoch: Some(epoch),
+        }
+    }
+}
+
 /// One search result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Hit {
@@ -91,7 +122,10 @@ pub trait VectorWrite: VectorRead {
     fn delete(&self, ids: &[u64]) -> Result<u64>;
     /// Applies upserts and deletes in order and records the source offsets they reach in
     /// the same durable batch; returns once durable.
-    fn write(&self, writes: Vec<Write>, source: &[(String, i64)]) -> Result<u64>;
+    fn write(&self, writes: Vec<Write>, source: &SourceMark) -> Result<u64>;
+    /// Claims source keys for the caller: returns a new epoch, above every earlier claim of
+    /// any of them, that its writes to those sources must carry from now on (durable).
+    fn claim_sources(&self, keys: &[String]) -> Result<u64>;
     /// Checks a record (dimension, finite values, payload) without writing it.
     fn validate(&self, record: &Record) -> Result<()>;
     /// Source offsets covered by the durable state (key → next offset to read).
@@ -133,8 +167,11 @@ impl VectorWrite for Collection {
     fn delete(&self, ids: &[u64]) -> Result<u64> {
         Collection::delete(self, ids)
     }
-    fn write(&self, writes: Vec<Write>, source: &[(String, i64)]) -> Result<u64> {
+    fn write(&self, writes: Vec<Write>, source: &SourceMark) -> Result<u64> {
         Collection::write(self, writes, source)
+    }
+    fn claim_sources(&self, keys: &[String]) -> Result<u64> {
+        Collection::claim_sources(self, keys)
     }
     fn validate(&self, record: &Record) -> Result<()> {
         Collection::validate(self, record)

@@ -113,6 +113,15 @@ pub enum Error {
         /// Why it failed to open (file and offset when known).
         reason: String,
     },
+    /// A write carrying source offsets came from a writer whose claim on the source was
+    /// superseded (another writer claimed it since) or that never claimed it.
+    #[error("write to source '{key}' refused: {reason}")]
+    Fenced {
+        /// The source key (e.g. `topic/partition`).
+        key: String,
+        /// Which epoch was presented and which one holds the source.
+        reason: String,
+    },
     /// The collection was dropped or the database closed while the call was running.
     #[error("collection '{0}' is closed")]
     Closed(String),

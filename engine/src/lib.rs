@@ -35,7 +35,7 @@ pub mod storage;
 pub mod topk;
 pub mod wal;
 
-pub use api::{Hit, Record, VectorRead, VectorWrite, Write};
+pub use api::{Hit, Record, SourceMark, VectorRead, VectorWrite, Write};
 pub use collection::{Backlog, Collection, CollectionStats, FlushReport, TrainReport};
 pub use config::{
     AdcKernel, CollectionConfig, IndexSettings, MaintenanceSettings, Metric, PolicyKind,

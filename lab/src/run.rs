@@ -66,7 +66,7 @@ impl Transport for Direct {
         "direct"
     }
     fn write(&mut self, coll: &Arc<Collection>, writes: Vec<Write>) -> Result<()> {
-        coll.write(writes, &[])?;
+        coll.write(writes, &drift_engine::SourceMark::default())?;
         Ok(())
     }
     fn sync(&mut self, _coll: &Arc<Collection>) -> Result<()> {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use drift_engine::collection::check_record;
-use drift_engine::{CollectionConfig, Error, Metric, Record, Result, Write};
+use drift_engine::{CollectionConfig, Error, Metric, Record, Result, SourceMark, Write};
 use tonic::transport::Channel;
 
 use super::pb::{self, drift_client::DriftClient};
@@ -34,6 +34,11 @@ fn remote(e: tonic::Status) -> Error {
         tonic::Code::InvalidArgument | tonic::Code::NotFound | tonic::Code::AlreadyExists => {
             Error::InvalidArgument(e.message().to_string())
         }
+        // The server's message names the source and both epochs.
+        tonic::Code::FailedPrecondition => Error::Fenced {
+            key: "(on the server)".into(),
+            reason: e.message().to_string(),
+        },
         _ => Error::Internal(format!("server: {}: {}", e.code(), e.message())),
     }
 }
@@ -140,7 +145,7 @@ pub fn to_pb(r: Record) -> pb::Record {
 }
 
 impl SinkTarget for RemoteCollection {
-    fn write(&self, writes: Vec<Write>, source: &[(String, i64)]) -> Result<u64> {
+    fn write(&self, writes: Vec<Write>, source: &SourceMark) -> Result<u64> {
         let req = pb::WriteRequest {
             collection: self.name.clone(),
             ops: writes
@@ -153,16 +158,28 @@ impl SinkTarget for RemoteCollection {
                 })
                 .collect(),
             offsets: source
+                .offsets
                 .iter()
                 .map(|(key, offset)| pb::SourceOffset {
                     key: key.clone(),
                     offset: *offset,
                 })
                 .collect(),
+            epoch: source.epoch,
         };
         let mut c = self.remote.client();
         self.remote
             .call(async move { c.write(req).await.map(|r| r.into_inner().seq) })
+    }
+
+    fn claim_sources(&self, keys: &[String]) -> Result<u64> {
+        let req = pb::ClaimSourcesRequest {
+            collection: self.name.clone(),
+            keys: keys.to_vec(),
+        };
+        let mut c = self.remote.client();
+        self.remote
+            .call(async move { c.claim_sources(req).await.map(|r| r.into_inner().epoch) })
     }
 
     fn validate(&self, record: &Record) -> Result<()> {

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use drift_engine::{Collection, CollectionConfig, Database, Error, Metric, Record, Write};
+use drift_engine::{
+    Collection, CollectionConfig, Database, Error, Metric, Record, SourceMark, Write,
+};
 use tonic::{Request, Response, Status};
 
 use super::metrics::Metrics;
@@ -28,6 +30,7 @@ pub fn status(e: Error) -> Status {
         Error::CollectionNotFound(_) => Status::not_found(msg),
         Error::CollectionExists(_) => Status::already_exists(msg),
         Error::Closed(_) | Error::Unavailable { .. } => Status::unavailable(msg),
+        Error::Fenced { .. } => Status::failed_precondition(msg),
         _ => Status::internal(msg),
     }
 }
@@ -213,12 +216,25 @@ impl Drift for DriftService {
                 }
             });
         }
-        let offsets: Vec<(String, i64)> =
-            r.offsets.into_iter().map(|o| (o.key, o.offset)).collect();
+        let source = SourceMark {
+            offsets: r.offsets.into_iter().map(|o| (o.key, o.offset)).collect(),
+            epoch: r.epoch,
+        };
         let seq = self
-            .with(&r.collection, move |c| c.write(writes, &offsets))
+            .with(&r.collection, move |c| c.write(writes, &source))
             .await?;
         Ok(Response::new(pb::WriteResponse { seq }))
+    }
+
+    async fn claim_sources(
+        &self,
+        req: Request<pb::ClaimSourcesRequest>,
+    ) -> Result<Response<pb::ClaimSourcesResponse>, Status> {
+        let r = req.into_inner();
+        let epoch = self
+            .with(&r.collection, move |c| c.claim_sources(&r.keys))
+            .await?;
+        Ok(Response::new(pb::ClaimSourcesResponse { epoch }))
     }
 
     async fn source_offsets(

@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drift_engine::{Record, VectorWrite, Write};
+use drift_engine::{Record, SourceMark, VectorWrite, Write};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
@@ -204,7 +204,9 @@ pub enum SinkError {
 /// server ([`crate::grpc::client::RemoteCollection`]).
 pub trait SinkTarget: Send + Sync {
     /// Applies upserts and deletes in order, durable together with `source` offsets.
-    fn write(&self, writes: Vec<Write>, source: &[(String, i64)]) -> drift_engine::Result<u64>;
+    fn write(&self, writes: Vec<Write>, source: &SourceMark) -> drift_engine::Result<u64>;
+    /// Claims source keys for this writer (see [`VectorWrite::claim_sources`]).
+    fn claim_sources(&self, keys: &[String]) -> drift_engine::Result<u64>;
     /// Checks a record as the target would, without writing it.
     fn validate(&self, record: &Record) -> drift_engine::Result<()>;
     /// Source offsets in the target's durable state.
@@ -214,8 +216,11 @@ pub trait SinkTarget: Send + Sync {
 }
 
 impl<T: VectorWrite + ?Sized> SinkTarget for T {
-    fn write(&self, writes: Vec<Write>, source: &[(String, i64)]) -> drift_engine::Result<u64> {
+    fn write(&self, writes: Vec<Write>, source: &SourceMark) -> drift_engine::Result<u64> {
         VectorWrite::write(self, writes, source)
+    }
+    fn claim_sources(&self, keys: &[String]) -> drift_engine::Result<u64> {
+        VectorWrite::claim_sources(self, keys)
     }
     fn validate(&self, record: &Record) -> drift_engine::Result<()> {
         VectorWrite::validate(self, record)
@@ -248,6 +253,9 @@ struct SinkContext {
     /// Set at the first assignment; idleness is only judged after it (a group join takes
     /// seconds).
     assigned_once: std::sync::atomic::AtomicBool,
+    /// The claim epoch of the current assignment: every write carries it, so that once the
+    /// partitions move to another sink, a late batch from this one is refused.
+    epoch: parking_lot::Mutex<Option<u64>>,
 }
 
 impl SinkContext {
@@ -300,6 +308,22 @@ impl ConsumerContext for SinkContext {
                         return;
                     }
                 };
+                let keys: Vec<String> = positions
+                    .iter()
+                    .map(|(p, _)| offset_key(&self.topic, *p))
+                    .collect();
+                if !keys.is_empty() {
+                    match self.target.claim_sources(&keys) {
+                        Ok(epoch) => {
+                            *self.epoch.lock() = Some(epoch);
+                            tracing::info!(?keys, epoch, "partitions claimed");
+                        }
+                        Err(e) => {
+                            *self.fatal.lock() = Some(format!("cannot claim partitions: {e}"));
+                            return;
+                        }
+                    }
+                }
                 for (p, pos) in positions {
                     let offset = pos.map(Offset::Offset).unwrap_or(Offset::Beginning);
                     if let Err(e) = tpl.set_partition_offset(&self.topic, p, offset) {
@@ -461,6 +485,7 @@ impl Sink {
             rebalanced: parking_lot::Mutex::new(Instant::now()),
             assigned_once: std::sync::atomic::AtomicBool::new(false),
             fatal: parking_lot::Mutex::new(None),
+            epoch: parking_lot::Mutex::new(None),
         };
         let consumer: StreamConsumer<SinkContext> = self
             .client_config()
@@ -549,8 +574,9 @@ impl Sink {
                 Err(e) => break Err(e.into()),
             };
             batch.retain(|m| owned.find_partition(m.topic(), m.partition()).is_some());
+            let epoch = *consumer.context().epoch.lock();
             match self
-                .apply_batch(batch, &decoder, producer.as_ref(), &mut positions)
+                .apply_batch(batch, &decoder, producer.as_ref(), &mut positions, epoch)
                 .await
             {
                 Ok(commit) => {
@@ -624,6 +650,7 @@ impl Sink {
         decoder: &Decoder,
         producer: Option<&FutureProducer>,
         positions: &mut HashMap<i32, i64>,
+        epoch: Option<u64>,
     ) -> Result<TopicPartitionList, SinkError> {
         let cfg = &self.config;
         let mut by_partition: BTreeMap<i32, Vec<OwnedMessage>> = BTreeMap::new();
@@ -664,7 +691,10 @@ impl Sink {
             let Some(next) = w.next else { continue };
             let target = self.target.clone();
             let ops = std::mem::take(&mut w.writes);
-            let source = vec![(offset_key(&cfg.topic, w.partition), next)];
+            let source = SourceMark {
+                offsets: vec![(offset_key(&cfg.topic, w.partition), next)],
+                epoch,
+            };
             writes.push(tokio::task::spawn_blocking(move || {
                 target.write(ops, &source)
             }));

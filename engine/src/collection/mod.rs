@@ -167,6 +167,9 @@ pub struct Collection {
     monitor: recall::Monitor,
     flush_pending: AtomicBool,
     closed: AtomicBool,
+    /// Latest claim epoch per claimed source key, as admitted into the log (ahead of what is
+    /// applied): the fence writes are checked against (see [`Collection::claim_sources`]).
+    fences: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 pub(crate) const CONFIG_FILE: &str = "config.json";
@@ -272,11 +275,13 @@ impl Collection {
             monitor: recall::Monitor::default(),
             flush_pending: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            fences: Mutex::new(Default::default()),
         });
         coll.counters.restore(&coll.persist.counters());
         let replayed_ops = replayed.ops.len();
         coll.apply(replayed.ops);
         coll.applied_seq.store(replayed.last_seq, Ordering::Release);
+        *coll.fences.lock() = coll.persist.fences();
         coll.load_calibration();
         coll.worker.start(Arc::downgrade(&coll));
         tracing::debug!(

@@ -13,6 +13,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+/// Suffix of the entry, in the source-offset map, that holds a source key's latest claim
+/// epoch (source keys may not contain `@`).
+pub(crate) const FENCE_SUFFIX: &str = "@epoch";
+
 use parking_lot::Mutex;
 
 use crate::config::{Metric, StorageSettings};
@@ -142,7 +146,8 @@ impl Persist {
         self.pending_deletes.lock().push((id, seq));
     }
 
-    /// Source offsets logged in the WAL, to be recorded with the next commit. An offset
+    /// Source offsets logged in the WAL, to be recorded with the next commit (claim epochs
+    /// too, under `key` + [`FENCE_SUFFIX`]: they only grow, like offsets). An offset
     /// never moves back (a replayed log holds older records than the manifest may).
     pub(crate) fn stage_offsets(&self, offsets: Vec<(String, i64)>) {
         let mut staged = self.offsets.lock();
@@ -152,9 +157,27 @@ impl Persist {
         }
     }
 
-    /// Source offsets covered by the durable state (manifest plus logged records).
+    /// Source offsets covered by the durable state (manifest plus logged records), without
+    /// the claim epochs stored beside them.
     pub(crate) fn offsets(&self) -> BTreeMap<String, i64> {
-        self.offsets.lock().clone()
+        self.offsets
+            .lock()
+            .iter()
+            .filter(|(k, _)| !k.ends_with(FENCE_SUFFIX))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
+    /// The latest durable claim epoch of every claimed source key.
+    pub(crate) fn fences(&self) -> std::collections::HashMap<String, u64> {
+        self.offsets
+            .lock()
+            .iter()
+            .filter_map(|(k, v)| {
+                let key = k.strip_suffix(FENCE_SUFFIX)?;
+                Some((key.to_string(), u64::try_from(*v).ok()?))
+            })
+            .collect()
     }
 
     /// Loads the newest manifest's state into `idmap`; returns the layer and the WAL

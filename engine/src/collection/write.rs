@@ -3,9 +3,9 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::persist::Readers;
+use super::persist::{Readers, FENCE_SUFFIX};
 use super::{Collection, Durable, Version};
-use crate::api::{Record, Write};
+use crate::api::{Record, SourceMark, Write};
 use crate::config::{CollectionConfig, Metric};
 use crate::distance::normalize;
 use crate::error::{Error, Result};
@@ -148,7 +148,10 @@ impl Collection {
     /// the whole call and writes nothing); returns once all are durable and visible, with the
     /// sequence number of the last one.
     pub fn upsert(&self, records: Vec<Record>) -> Result<u64> {
-        self.write(records.into_iter().map(Write::Upsert).collect(), &[])
+        self.write(
+            records.into_iter().map(Write::Upsert).collect(),
+            &SourceMark::default(),
+        )
     }
 
     /// Deletes ids; returns how many of them existed. Durable and visible on return.
@@ -157,7 +160,10 @@ impl Collection {
             .iter()
             .filter(|id| self.idmap.current(**id).is_some())
             .count() as u64;
-        self.write(ids.iter().map(|&id| Write::Delete(id)).collect(), &[])?;
+        self.write(
+            ids.iter().map(|&id| Write::Delete(id)).collect(),
+            &SourceMark::default(),
+        )?;
         Ok(existing)
     }
 
@@ -166,8 +172,20 @@ impl Collection {
     /// crash they never claim writes that were lost (see [`Collection::source_offsets`]).
     /// Every upsert is validated first; one bad record rejects the call and writes nothing.
     /// Returns the sequence number of the last logged operation, once durable and visible.
-    pub fn write(&self, writes: Vec<Write>, source: &[(String, i64)]) -> Result<u64> {
+    ///
+    /// A source key that was claimed ([`Collection::claim_sources`]) accepts offsets only from
+    /// a batch carrying its latest claim's epoch; anything else is refused with
+    /// [`Error::Fenced`] and nothing is written.
+    pub fn write(&self, writes: Vec<Write>, source: &SourceMark) -> Result<u64> {
         self.check_open()?;
+        for (key, offset) in &source.offsets {
+            check_source_key(key)?;
+            if *offset < 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "source offset for '{key}' is negative ({offset})"
+                )));
+            }
+        }
         let mut ops = Vec::with_capacity(writes.len() + 1);
         // Deleting an id that neither exists nor is written earlier in the batch changes
         // nothing, so it is not logged.
@@ -193,12 +211,79 @@ impl Collection {
                 }
             }
         }
-        if !source.is_empty() {
-            ops.push(WalOp::Offsets {
-                offsets: source.to_vec(),
-            });
+        if source.offsets.is_empty() {
+            return self.wal.commit(ops, &|batch| self.apply(batch));
         }
-        self.wal.commit(ops, &|batch| self.apply(batch))
+        ops.push(WalOp::Offsets {
+            offsets: source.offsets.clone(),
+        });
+        let mut admit = |_: &mut Vec<WalOp>| {
+            let fences = self.fences.lock();
+            for (key, _) in &source.offsets {
+                let held = fences.get(key).copied();
+                if held == source.epoch {
+                    continue;
+                }
+                let reason = match (held, source.epoch) {
+                    (Some(h), Some(e)) if e < h => format!(
+                        "epoch {e} was superseded by a newer claim (epoch {h}): another writer owns this source now"
+                    ),
+                    (Some(h), Some(e)) => format!("epoch {e} was never granted (latest claim is {h})"),
+                    (Some(h), None) => format!(
+                        "the source is claimed (epoch {h}) and the write carries no epoch"
+                    ),
+                    (None, Some(e)) => format!("epoch {e} was never granted: the source was never claimed"),
+                    (None, None) => unreachable!("equal epochs are admitted"),
+                };
+                return Err(Error::Fenced {
+                    key: key.clone(),
+                    reason,
+                });
+            }
+            Ok(())
+        };
+        self.wal
+            .commit_admitted(ops, &mut admit, &|batch| self.apply(batch))
+    }
+
+    /// Claims source keys (e.g. the Kafka partitions a sink was just assigned): returns an
+    /// epoch above every earlier claim of any of them, made durable before this returns.
+    /// From then on those keys accept offsets only from writes carrying this epoch, so a
+    /// writer that lost them (a sink whose partitions moved in a rebalance) is refused.
+    pub fn claim_sources(&self, keys: &[String]) -> Result<u64> {
+        self.check_open()?;
+        if keys.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a claim needs at least one source key".into(),
+            ));
+        }
+        for key in keys {
+            check_source_key(key)?;
+        }
+        let mut epoch = 0;
+        // The epoch is chosen and fenced in log order (under the log's lock), and the record
+        // that makes it durable carries it.
+        let mut admit = |ops: &mut Vec<WalOp>| {
+            let mut fences = self.fences.lock();
+            epoch = keys
+                .iter()
+                .filter_map(|k| fences.get(k))
+                .max()
+                .map_or(1, |e| e + 1);
+            let offsets = keys
+                .iter()
+                .map(|k| {
+                    fences.insert(k.clone(), epoch);
+                    (format!("{k}{FENCE_SUFFIX}"), epoch as i64)
+                })
+                .collect();
+            ops.push(WalOp::Offsets { offsets });
+            Ok(())
+        };
+        self.wal
+            .commit_admitted(Vec::new(), &mut admit, &|batch| self.apply(batch))?;
+        tracing::info!(collection = %self.name, ?keys, epoch, "sources claimed");
+        Ok(epoch)
     }
 
     /// Moves all memtable rows into L1 buckets (training centroids first if there are none),
@@ -467,4 +552,18 @@ impl Collection {
         }
         layer
     }
+}
+
+/// Longest source key accepted.
+pub const MAX_SOURCE_KEY: usize = 512;
+
+/// A source key must be non-empty, short, and free of `@` (claim epochs are stored under
+/// `key@epoch`).
+fn check_source_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_SOURCE_KEY || key.contains('@') {
+        return Err(Error::InvalidArgument(format!(
+            "source key {key:?} must be 1..={MAX_SOURCE_KEY} bytes without '@'"
+        )));
+    }
+    Ok(())
 }

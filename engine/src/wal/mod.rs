@@ -100,12 +100,26 @@ impl Wal {
     /// number of the last one. `apply` receives durable batches in sequence order; it may be
     /// called with other writers' operations too (all writers of a log share one applier).
     pub fn commit(&self, ops: Vec<WalOp>, apply: &dyn Fn(Vec<Sequenced>)) -> Result<u64> {
+        self.commit_admitted(ops, &mut |_| Ok(()), apply)
+    }
+
+    /// [`Wal::commit`], but `admit` sees (and may complete) the operations first, in log
+    /// order with every other commit (it runs under the log's lock, before sequence numbers
+    /// are taken): an error from it is returned and nothing is logged. It must be quick and
+    /// do no I/O.
+    pub fn commit_admitted(
+        &self,
+        mut ops: Vec<WalOp>,
+        admit: &mut dyn FnMut(&mut Vec<WalOp>) -> Result<()>,
+        apply: &dyn Fn(Vec<Sequenced>),
+    ) -> Result<u64> {
         let mut st = self.state.lock();
         if let Some(why) = &st.failed {
             return Err(Error::Internal(format!(
                 "write-ahead log failed earlier: {why}"
             )));
         }
+        admit(&mut ops)?;
         if ops.is_empty() {
             return Ok(st.next_seq - 1);
         }

@@ -1,7 +1,7 @@
 //! Upsert replaces, delete hides, and both survive re-open (from WAL, from checkpoint, and
 //! from a mix); bad input is rejected without losing what was accepted.
 
-use drift_engine::{Database, Error, Metric, Record, Write};
+use drift_engine::{Database, Error, Metric, Record, SourceMark, Write};
 
 use crate::{open_with, records, small_config};
 
@@ -320,11 +320,16 @@ fn source_offsets_are_logged_with_their_writes_and_survive_reopen() {
         batch.push(Write::Delete(5));
         batch.push(Write::Delete(7));
         batch.push(Write::Upsert(records(7, 1, 8, 9).remove(0)));
-        c.write(batch, &[(key(0), 42), (key(3), 7)]).unwrap();
+        c.write(batch, &SourceMark::offsets(vec![(key(0), 42), (key(3), 7)]))
+            .unwrap();
         // Durable with the writes, before any flush.
         assert_eq!(c.source_offsets()[&key(0)], 42);
         // An older offset never moves the position back.
-        c.write(vec![], &[(key(0), 40), (key(1), 3)]).unwrap();
+        c.write(
+            vec![],
+            &SourceMark::offsets(vec![(key(0), 40), (key(1), 3)]),
+        )
+        .unwrap();
         assert_eq!(c.source_offsets()[&key(0)], 42);
     }
     let expect: std::collections::BTreeMap<String, i64> =
@@ -348,6 +353,92 @@ fn source_offsets_are_logged_with_their_writes_and_survive_reopen() {
 }
 
 #[test]
+fn a_writer_whose_claim_was_superseded_is_refused_before_and_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p0, p1) = ("events/0".to_string(), "events/1".to_string());
+    let upserts = |from: u64| -> Vec<Write> {
+        records(from, 5, 8, from)
+            .into_iter()
+            .map(Write::Upsert)
+            .collect()
+    };
+    let fenced = |e: Error| match e {
+        Error::Fenced { key, reason } => format!("{key}: {reason}"),
+        other => panic!("expected a fencing error, got {other}"),
+    };
+    {
+        let (_db, c) = open_with(dir.path(), "f", 8);
+        // Unclaimed sources take unfenced writes, as before.
+        c.write(upserts(0), &SourceMark::offsets(vec![(p0.clone(), 5)]))
+            .unwrap();
+        let old = c.claim_sources(std::slice::from_ref(&p0)).unwrap();
+        c.write(upserts(5), &SourceMark::fenced(vec![(p0.clone(), 10)], old))
+            .unwrap();
+        // A rebalance: the partition moves to another writer, which claims it.
+        let new = c.claim_sources(&[p0.clone(), p1.clone()]).unwrap();
+        assert!(new > old);
+        c.write(
+            upserts(10),
+            &SourceMark::fenced(vec![(p0.clone(), 15)], new),
+        )
+        .unwrap();
+        // The old owner's late batch is refused whole: no row, no offset.
+        let why = fenced(
+            c.write(
+                upserts(100),
+                &SourceMark::fenced(vec![(p0.clone(), 12)], old),
+            )
+            .unwrap_err(),
+        );
+        assert!(
+            why.contains("superseded") && why.contains("events/0"),
+            "{why}"
+        );
+        assert!(c.get(100).unwrap().is_none());
+        // Neither a write without an epoch nor an invented one gets through.
+        fenced(
+            c.write(upserts(200), &SourceMark::offsets(vec![(p1.clone(), 1)]))
+                .unwrap_err(),
+        );
+        fenced(
+            c.write(
+                upserts(200),
+                &SourceMark::fenced(vec![(p1.clone(), 1)], new + 5),
+            )
+            .unwrap_err(),
+        );
+        assert!(c.get(200).unwrap().is_none());
+        assert_eq!(c.source_offsets()[&p0], 15);
+        assert!(
+            !c.source_offsets().contains_key(&p1),
+            "epochs are not offsets"
+        );
+        // Bad keys are refused by name.
+        assert!(matches!(
+            c.claim_sources(&["a@b".to_string()]),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+    for flush in [false, true] {
+        // From the WAL, then from the manifest: the fence survives restarts.
+        let (_db, c) = open_with(dir.path(), "f", 8);
+        fenced(
+            c.write(upserts(300), &SourceMark::fenced(vec![(p0.clone(), 20)], 1))
+                .unwrap_err(),
+        );
+        assert_eq!(c.source_offsets()[&p0], 15);
+        assert_eq!(c.stats().live_vectors, 15);
+        let next = c.claim_sources(std::slice::from_ref(&p1)).unwrap();
+        assert!(next >= 3, "epochs only grow ({next})");
+        c.write(vec![], &SourceMark::fenced(vec![(p1.clone(), 2)], next))
+            .unwrap();
+        if flush {
+            c.flush().unwrap();
+        }
+    }
+}
+
+#[test]
 fn a_torn_batch_never_advances_its_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let wal = dir.path().join("collections/o/wal");
@@ -357,12 +448,14 @@ fn a_torn_batch_never_advances_its_offsets() {
             .into_iter()
             .map(Write::Upsert)
             .collect();
-        c.write(first, &[("t/0".into(), 10)]).unwrap();
+        c.write(first, &SourceMark::offsets(vec![("t/0".into(), 10)]))
+            .unwrap();
         let second = records(10, 10, 8, 2)
             .into_iter()
             .map(Write::Upsert)
             .collect();
-        c.write(second, &[("t/0".into(), 20)]).unwrap();
+        c.write(second, &SourceMark::offsets(vec![("t/0".into(), 20)]))
+            .unwrap();
     }
     // Cut the last bytes of the log: the second batch's offsets record is torn off.
     let newest = std::fs::read_dir(&wal)
