@@ -20,7 +20,7 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct SinkFile {
     /// The sinks (fields as in `drift sink`: brokers, topic, collection, group, format,
-    /// dlq_topic, on_error, max_batch, linger_ms, max_message_bytes, kafka).
+    /// dlq_topic, on_error, on_rewind, max_batch, linger_ms, max_message_bytes, kafka).
     pub sinks: Vec<SinkConfig>,
 }
 

@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use drift_connectors::grpc::client::RemoteCollection;
-use drift_connectors::kafka::{Format, OnError, Sink, SinkConfig, SinkStatus, SinkTarget};
+use drift_connectors::kafka::{
+    Format, OnError, OnRewind, Sink, SinkConfig, SinkStatus, SinkTarget,
+};
 use drift_engine::Database;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -39,6 +41,10 @@ pub struct SinkArgs {
     /// log) or fail (stop).
     #[arg(long, default_value = "dlq")]
     pub on_error: OnError,
+    /// A partition that now ends before the collection's position (topic deleted and
+    /// re-created): fail (stop, naming it) or reset (apply it again from its beginning).
+    #[arg(long, default_value = "fail")]
+    pub on_rewind: OnRewind,
     /// Stop after this many seconds without a new record.
     #[arg(long)]
     pub until_idle: Option<f64>,
@@ -57,6 +63,7 @@ impl SinkArgs {
         c.format = self.format;
         c.dlq_topic = self.dlq_topic.clone();
         c.on_error = self.on_error;
+        c.on_rewind = self.on_rewind;
         c.until_idle_secs = self.until_idle;
         c.max_batch = self.max_batch;
         for kv in &self.kafka {

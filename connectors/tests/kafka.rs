@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drift_connectors::kafka::{
-    encode_arrow, Format, OnError, Sink, SinkConfig, SinkError, SinkTarget,
+    encode_arrow, offset_key, offset_key_in, Format, OnError, OnRewind, Sink, SinkConfig,
+    SinkError, SinkTarget,
 };
 use drift_engine::{
     Collection, CollectionConfig, CollectionStats, Database, FlushReport, Hit, Metric, Record,
@@ -470,6 +471,64 @@ impl VectorWrite for Throttled {
     fn train(&self, s: &[f32]) -> drift_engine::Result<TrainReport> {
         self.inner.train(s)
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_behind_the_collection_is_reported_then_reset_on_request() {
+    let broker = Broker::new(&["rw"]);
+    let msgs: Vec<_> = (0..12)
+        .map(|id| (key(id), json(id, &vector(id, 0), "null")))
+        .collect();
+    broker.produce("rw", &msgs);
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, coll) = collection(dir.path(), "c");
+    // The collection applied far more of "rw" than the (re-created) topic now holds.
+    let ahead: Vec<(String, i64)> = (0..4).map(|p| (offset_key("rw", p), 1000)).collect();
+    coll.write(vec![], &SourceMark::offsets(ahead)).unwrap();
+
+    let (result, _sink) = run(config(&broker, "rw", "c"), coll.clone()).await;
+    let err = result
+        .expect_err("a rewound partition stops the sink")
+        .to_string();
+    assert!(
+        err.contains("moved backwards")
+            && err.contains("1000")
+            && err.contains("--on-rewind reset"),
+        "{err}"
+    );
+    assert_eq!(
+        coll.stats().live_vectors,
+        0,
+        "nothing applied, nothing skipped"
+    );
+
+    let mut reset = config(&broker, "rw", "c");
+    reset.on_rewind = OnRewind::Reset;
+    let (result, sink) = run(reset.clone(), coll.clone()).await;
+    result.unwrap();
+    let s = sink.stats().snapshot();
+    assert_eq!(s.rewinds, 4);
+    assert_eq!(s.upserts, 12);
+    assert_eq!(coll.stats().live_vectors, 12);
+    let offsets = coll.source_offsets();
+    let applied: i64 = (0..4)
+        .map(|p| {
+            offsets
+                .get(&offset_key_in("rw", p, 1))
+                .copied()
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(
+        applied, 12,
+        "positions live under the new generation: {offsets:?}"
+    );
+
+    // A later run finds the new generation in step with the topic: nothing again.
+    let (result, sink) = run(reset, coll.clone()).await;
+    result.unwrap();
+    let s = sink.stats().snapshot();
+    assert_eq!((s.rewinds, s.upserts), (0, 0));
 }
 
 /// A target whose sources are claimed by another writer just before this sink's first

@@ -58,6 +58,32 @@ impl std::str::FromStr for OnError {
     }
 }
 
+/// What to do when a partition holds fewer records than the collection already applied
+/// from it (the topic was deleted and re-created, or truncated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRewind {
+    /// Stop the sink with an error naming the partition and both positions.
+    #[default]
+    Fail,
+    /// Start the partition over from its beginning: its position is kept under a new
+    /// generation of its key, and its records are applied again (as upserts and deletes).
+    Reset,
+}
+
+impl std::str::FromStr for OnRewind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fail" => Ok(OnRewind::Fail),
+            "reset" => Ok(OnRewind::Reset),
+            other => Err(format!(
+                "unknown --on-rewind {other:?}: expected fail or reset"
+            )),
+        }
+    }
+}
+
 /// Settings of one sink: one topic into one collection. Deserializable from YAML for
 /// `drift serve --sink CONFIG.yaml`.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -81,6 +107,9 @@ pub struct SinkConfig {
     /// Bad-record policy; `dlq` without a dead-letter topic means `skip`.
     #[serde(default)]
     pub on_error: OnError,
+    /// What to do with a partition that moved backwards (see [`OnRewind`]).
+    #[serde(default)]
+    pub on_rewind: OnRewind,
     /// Stop after this many seconds without a new record.
     #[serde(default)]
     pub until_idle_secs: Option<f64>,
@@ -119,6 +148,7 @@ impl SinkConfig {
             format: Format::Json,
             dlq_topic: None,
             on_error: OnError::Dlq,
+            on_rewind: OnRewind::Fail,
             until_idle_secs: None,
             max_batch: default_max_batch(),
             linger_ms: default_linger_ms(),
@@ -236,9 +266,49 @@ impl<T: VectorWrite + ?Sized> SinkTarget for T {
 /// How long `until_idle` waits for a first partition assignment.
 const NEVER_ASSIGNED_WAIT: Duration = Duration::from_secs(30);
 
-/// The engine-side key of a partition's offset.
+/// The engine-side key of a partition's offset (its first generation).
 pub fn offset_key(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
+}
+
+/// The key of a partition's offset in generation `generation`: [`offset_key`] for 0, then
+/// `topic/partition#n` after the n-th reset of a rewound partition.
+pub fn offset_key_in(topic: &str, partition: i32, generation: i64) -> String {
+    match generation {
+        0 => offset_key(topic, partition),
+        n => format!("{topic}/{partition}#{n}"),
+    }
+}
+
+/// The key under which a partition's current generation is kept.
+fn generation_key(topic: &str, partition: i32) -> String {
+    format!("{topic}/{partition}!generation")
+}
+
+/// A partition as the engine knows it: its generation, the key its offset is kept under,
+/// and that offset.
+struct EnginePosition {
+    partition: i32,
+    generation: i64,
+    key: String,
+    offset: Option<i64>,
+}
+
+/// What this sink holds since its last assignment: the claim epoch its writes carry and the
+/// key of each partition's offset.
+#[derive(Debug, Clone, Default)]
+struct Claim {
+    epoch: Option<u64>,
+    keys: HashMap<i32, String>,
+}
+
+impl Claim {
+    fn key(&self, topic: &str, partition: i32) -> String {
+        self.keys
+            .get(&partition)
+            .cloned()
+            .unwrap_or_else(|| offset_key(topic, partition))
+    }
 }
 
 /// Consumer callbacks: positions from the engine on assignment, durable commit on revoke,
@@ -253,9 +323,10 @@ struct SinkContext {
     /// Set at the first assignment; idleness is only judged after it (a group join takes
     /// seconds).
     assigned_once: std::sync::atomic::AtomicBool,
-    /// The claim epoch of the current assignment: every write carries it, so that once the
+    /// The claim of the current assignment: every write carries its epoch, so that once the
     /// partitions move to another sink, a late batch from this one is refused.
-    epoch: parking_lot::Mutex<Option<u64>>,
+    claim: parking_lot::Mutex<Claim>,
+    on_rewind: OnRewind,
 }
 
 impl SinkContext {
@@ -263,7 +334,7 @@ impl SinkContext {
     fn engine_positions(
         &self,
         tpl: &TopicPartitionList,
-    ) -> drift_engine::Result<Vec<(i32, Option<i64>)>> {
+    ) -> drift_engine::Result<Vec<EnginePosition>> {
         let offsets = self.target.source_offsets()?;
         Ok(tpl
             .elements()
@@ -271,9 +342,109 @@ impl SinkContext {
             .filter(|e| e.topic() == self.topic)
             .map(|e| {
                 let p = e.partition();
-                (p, offsets.get(&offset_key(&self.topic, p)).copied())
+                let generation = offsets
+                    .get(&generation_key(&self.topic, p))
+                    .copied()
+                    .unwrap_or(0);
+                let key = offset_key_in(&self.topic, p, generation);
+                EnginePosition {
+                    partition: p,
+                    generation,
+                    offset: offsets.get(&key).copied(),
+                    key,
+                }
             })
             .collect())
+    }
+
+    /// Checks each position against its partition's end: a partition that ends before the
+    /// engine's position moved backwards. Fails, or (with [`OnRewind::Reset`]) moves it to
+    /// a new generation that starts from the beginning; returns the generations to record.
+    fn rewound(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        positions: &mut [EnginePosition],
+    ) -> Result<Vec<(String, i64)>, String> {
+        let mut moved = Vec::new();
+        for pos in positions.iter_mut() {
+            let Some(at) = pos.offset else { continue };
+            let high = match consumer.fetch_watermarks(
+                &self.topic,
+                pos.partition,
+                Duration::from_secs(10),
+            ) {
+                Ok((_, high)) => high,
+                Err(e) => {
+                    tracing::warn!(partition = pos.partition, error = %e,
+                        "cannot read the partition's end; not checking it for a rewind");
+                    continue;
+                }
+            };
+            if at <= high {
+                continue;
+            }
+            let what = format!(
+                "partition {}/{} moved backwards: the collection has applied it up to offset \
+                 {at}, but it now ends at offset {high} (deleted and re-created, or truncated?)",
+                self.topic, pos.partition
+            );
+            match self.on_rewind {
+                OnRewind::Fail => {
+                    return Err(format!(
+                        "{what}; nothing was skipped or applied. Run the sink with \
+                         --on-rewind reset to apply the partition again from its beginning"
+                    ))
+                }
+                OnRewind::Reset => {
+                    tracing::warn!("{what}; starting it over (--on-rewind reset)");
+                    self.stats.rewinds.fetch_add(1, Ordering::Relaxed);
+                    pos.generation += 1;
+                    pos.key = offset_key_in(&self.topic, pos.partition, pos.generation);
+                    pos.offset = None;
+                    moved.push((generation_key(&self.topic, pos.partition), pos.generation));
+                }
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Takes over the partitions of a new assignment: checks them for rewinds, claims their
+    /// keys (fencing their previous owner), records new generations, and returns the
+    /// positions to start from.
+    fn take_over(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &TopicPartitionList,
+    ) -> Result<Vec<EnginePosition>, String> {
+        let mut positions = self
+            .engine_positions(tpl)
+            .map_err(|e| format!("cannot read source offsets: {e}"))?;
+        let moved = self.rewound(consumer, &mut positions)?;
+        let keys: Vec<String> = positions
+            .iter()
+            .flat_map(|p| [p.key.clone(), generation_key(&self.topic, p.partition)])
+            .collect();
+        if keys.is_empty() {
+            return Ok(positions);
+        }
+        let epoch = self
+            .target
+            .claim_sources(&keys)
+            .map_err(|e| format!("cannot claim partitions: {e}"))?;
+        if !moved.is_empty() {
+            self.target
+                .write(Vec::new(), &SourceMark::fenced(moved, epoch))
+                .map_err(|e| format!("cannot record the reset partitions: {e}"))?;
+        }
+        tracing::info!(?keys, epoch, "partitions claimed");
+        *self.claim.lock() = Claim {
+            epoch: Some(epoch),
+            keys: positions
+                .iter()
+                .map(|p| (p.partition, p.key.clone()))
+                .collect(),
+        };
+        Ok(positions)
     }
 }
 
@@ -300,31 +471,20 @@ impl ConsumerContext for SinkContext {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.assigned_once.store(true, Ordering::Release);
-                let positions = match self.engine_positions(tpl) {
+                let positions = match self.take_over(consumer, tpl) {
                     Ok(p) => p,
-                    Err(e) => {
-                        // Without the engine's positions no start offset is safe: stop.
-                        *self.fatal.lock() = Some(format!("cannot read source offsets: {e}"));
+                    Err(why) => {
+                        // Without a safe start offset and a claim, consuming is not safe: stop.
+                        *self.fatal.lock() = Some(why);
                         return;
                     }
                 };
-                let keys: Vec<String> = positions
-                    .iter()
-                    .map(|(p, _)| offset_key(&self.topic, *p))
-                    .collect();
-                if !keys.is_empty() {
-                    match self.target.claim_sources(&keys) {
-                        Ok(epoch) => {
-                            *self.epoch.lock() = Some(epoch);
-                            tracing::info!(?keys, epoch, "partitions claimed");
-                        }
-                        Err(e) => {
-                            *self.fatal.lock() = Some(format!("cannot claim partitions: {e}"));
-                            return;
-                        }
-                    }
-                }
-                for (p, pos) in positions {
+                for EnginePosition {
+                    partition: p,
+                    offset: pos,
+                    ..
+                } in positions
+                {
                     let offset = pos.map(Offset::Offset).unwrap_or(Offset::Beginning);
                     if let Err(e) = tpl.set_partition_offset(&self.topic, p, offset) {
                         tracing::error!(partition = p, error = %e, "cannot set start offset");
@@ -341,7 +501,11 @@ impl ConsumerContext for SinkContext {
                 // Every applied batch is already durable (writes return after fsync); commit
                 // their positions before the partitions go to another consumer.
                 let mut commit = TopicPartitionList::new();
-                for (p, pos) in self.engine_positions(tpl).unwrap_or_else(|e| {
+                for EnginePosition {
+                    partition: p,
+                    offset: pos,
+                    ..
+                } in self.engine_positions(tpl).unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "cannot read source offsets; revoking without a commit");
                     Vec::new()
                 }) {
@@ -485,7 +649,8 @@ impl Sink {
             rebalanced: parking_lot::Mutex::new(Instant::now()),
             assigned_once: std::sync::atomic::AtomicBool::new(false),
             fatal: parking_lot::Mutex::new(None),
-            epoch: parking_lot::Mutex::new(None),
+            claim: parking_lot::Mutex::new(Claim::default()),
+            on_rewind: cfg.on_rewind,
         };
         let consumer: StreamConsumer<SinkContext> = self
             .client_config()
@@ -514,7 +679,8 @@ impl Sink {
         tracing::info!(topic = %cfg.topic, collection = %cfg.collection, group = %cfg.group_id(),
             format = ?cfg.format, "sink started");
 
-        let mut positions: HashMap<i32, i64> = HashMap::new();
+        // What this process applied, by offset key (a reset partition starts a new key).
+        let mut positions: HashMap<String, i64> = HashMap::new();
         let mut last_record = Instant::now();
         let idle = cfg.until_idle_secs.map(Duration::from_secs_f64);
         let linger = Duration::from_millis(cfg.linger_ms);
@@ -574,9 +740,9 @@ impl Sink {
                 Err(e) => break Err(e.into()),
             };
             batch.retain(|m| owned.find_partition(m.topic(), m.partition()).is_some());
-            let epoch = *consumer.context().epoch.lock();
+            let claim = consumer.context().claim.lock().clone();
             match self
-                .apply_batch(batch, &decoder, producer.as_ref(), &mut positions, epoch)
+                .apply_batch(batch, &decoder, producer.as_ref(), &mut positions, &claim)
                 .await
             {
                 Ok(commit) => {
@@ -592,7 +758,11 @@ impl Sink {
         // Final synchronous commit of the durable positions of what we still own.
         let mut commit = TopicPartitionList::new();
         let owned = consumer.assignment()?;
-        for (p, pos) in consumer
+        for EnginePosition {
+            partition: p,
+            offset: pos,
+            ..
+        } in consumer
             .context()
             .engine_positions(&owned)
             .unwrap_or_default()
@@ -649,8 +819,8 @@ impl Sink {
         batch: Vec<OwnedMessage>,
         decoder: &Decoder,
         producer: Option<&FutureProducer>,
-        positions: &mut HashMap<i32, i64>,
-        epoch: Option<u64>,
+        positions: &mut HashMap<String, i64>,
+        claim: &Claim,
     ) -> Result<TopicPartitionList, SinkError> {
         let cfg = &self.config;
         let mut by_partition: BTreeMap<i32, Vec<OwnedMessage>> = BTreeMap::new();
@@ -663,12 +833,12 @@ impl Sink {
         let mut tasks = Vec::new();
         for (p, msgs) in by_partition {
             // The engine's position, never behind what this process has applied.
-            let key = offset_key(&cfg.topic, p);
+            let key = claim.key(&cfg.topic, p);
             let pos = engine
                 .get(&key)
                 .copied()
                 .unwrap_or(0)
-                .max(positions.get(&p).copied().unwrap_or(0));
+                .max(positions.get(&key).copied().unwrap_or(0));
             let target = self.target.clone();
             let decoder = decoder.clone();
             let policy = cfg.policy();
@@ -692,8 +862,8 @@ impl Sink {
             let target = self.target.clone();
             let ops = std::mem::take(&mut w.writes);
             let source = SourceMark {
-                offsets: vec![(offset_key(&cfg.topic, w.partition), next)],
-                epoch,
+                offsets: vec![(claim.key(&cfg.topic, w.partition), next)],
+                epoch: claim.epoch,
             };
             writes.push(tokio::task::spawn_blocking(move || {
                 target.write(ops, &source)
@@ -714,7 +884,7 @@ impl Sink {
             s.deletes.fetch_add(w.deletes, Ordering::Relaxed);
             s.redelivered.fetch_add(w.redelivered, Ordering::Relaxed);
             if let Some(next) = w.next {
-                positions.insert(w.partition, next);
+                positions.insert(claim.key(&cfg.topic, w.partition), next);
                 s.set_position(w.partition, next);
                 commit.add_partition_offset(&cfg.topic, w.partition, Offset::Offset(next))?;
             }

@@ -42,6 +42,9 @@ pub struct SinkStatus {
     /// Records below the engine's position that were skipped (redelivered after a crash
     /// or rebalance; already applied).
     pub redelivered: u64,
+    /// Partitions found behind the collection's position and started over
+    /// (`--on-rewind reset`).
+    pub rewinds: u64,
     /// Bad records by kind.
     pub bad: BTreeMap<String, u64>,
     /// Bad records sent to the dead-letter topic.
@@ -84,6 +87,7 @@ pub struct SinkStats {
     pub(crate) upserts: AtomicU64,
     pub(crate) deletes: AtomicU64,
     pub(crate) redelivered: AtomicU64,
+    pub(crate) rewinds: AtomicU64,
     pub(crate) dead_lettered: AtomicU64,
     pub(crate) batches: AtomicU64,
     pub(crate) pauses: AtomicU64,
@@ -105,6 +109,7 @@ impl SinkStats {
             upserts: AtomicU64::new(0),
             deletes: AtomicU64::new(0),
             redelivered: AtomicU64::new(0),
+            rewinds: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             pauses: AtomicU64::new(0),
@@ -157,6 +162,7 @@ impl SinkStats {
             upserts: self.upserts.load(Ordering::Relaxed),
             deletes: self.deletes.load(Ordering::Relaxed),
             redelivered: self.redelivered.load(Ordering::Relaxed),
+            rewinds: self.rewinds.load(Ordering::Relaxed),
             bad: self
                 .bad
                 .lock()
