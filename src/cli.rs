@@ -105,9 +105,14 @@ pub enum Command {
         sink: Option<PathBuf>,
         /// Object store under which collections created by clients keep their segments
         /// (`fs:///dir`, `s3://bucket/prefix?endpoint=…`; the collection name is appended).
-        /// Clients cannot choose a storage location. Default: each collection's directory.
+        /// Default: each collection's directory.
         #[arg(long)]
         storage_root: Option<String>,
+        /// A location under which clients may place a collection themselves with
+        /// `storage.uri` (repeatable; same scheme, endpoint and options, below the prefix).
+        /// Without it, clients cannot choose a storage location.
+        #[arg(long = "allow-storage", value_name = "PREFIX")]
+        allow_storage: Vec<String>,
     },
     /// End-to-end demo: upsert generated (or given) vectors, search, report recall and latency.
     Demo(DemoArgs),
@@ -453,12 +458,14 @@ pub fn run(cli: Cli) -> Result<()> {
             metrics,
             sink,
             storage_root,
+            allow_storage,
         } => crate::serve::run(
             &cli.data_dir,
             &listen,
             metrics.as_deref(),
             sink.as_ref(),
             storage_root.as_deref(),
+            &allow_storage,
         ),
         Command::Demo(a) => demo(&cli.data_dir, a),
         Command::Bench(a) => bench(&cli.data_dir, a),

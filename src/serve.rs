@@ -39,6 +39,7 @@ pub fn run(
     metrics_addr: Option<&str>,
     sink_file: Option<&PathBuf>,
     storage_root: Option<&str>,
+    allow_storage: &[String],
 ) -> Result<()> {
     let sinks_cfg = sink_file.map(|p| read_sink_file(p)).transpose()?;
     let db = Arc::new(
@@ -102,7 +103,8 @@ pub fn run(
             }));
         }
         let service = DriftService::new(db.clone(), metrics.clone())
-            .with_storage_root(storage_root.unwrap_or_default());
+            .with_storage_root(storage_root.unwrap_or_default())
+            .with_allowed_storage(allow_storage.to_vec());
         let server = tokio::spawn(serve_service(service, listener, stopped()));
         crate::sink::shutdown_signal().await;
         eprintln!("drift serve: stopping");

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use drift_connectors::grpc::pb::{self, drift_client::DriftClient};
-use drift_connectors::grpc::serve;
+use drift_connectors::grpc::{serve_service, DriftService};
 use drift_engine::Database;
 use tonic::transport::Channel;
 use tonic::Code;
@@ -19,12 +19,19 @@ struct Server {
 
 impl Server {
     async fn start(dir: &std::path::Path) -> Server {
+        Server::start_with(dir, Vec::new()).await
+    }
+
+    /// A server that lets clients place collections under `allowed` storage prefixes.
+    async fn start_with(dir: &std::path::Path, allowed: Vec<String>) -> Server {
         let db = Arc::new(Database::open(dir).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let service =
+            DriftService::new(db.clone(), Default::default()).with_allowed_storage(allowed);
         let task = tokio::spawn(async move {
-            serve(db.clone(), Default::default(), listener, async {
+            serve_service(service, listener, async {
                 let _ = rx.await;
             })
             .await
@@ -418,4 +425,73 @@ async fn writes_through_the_server_carry_their_claim_and_a_stale_one_is_refused(
     assert_eq!((offsets[0].key.as_str(), offsets[0].offset), ("t/0", 10));
     assert_eq!(listed(&mut c).await, vec![("k".to_string(), 10)]);
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_place_collections_only_under_the_servers_allowed_prefixes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let tenants = format!("fs://{}/tenants", store.path().display());
+    let server = Server::start_with(dir.path(), vec![format!("{tenants}/")]).await;
+    let mut c = server.client().await;
+    let create_at = |name: &str, uri: &str| pb::CreateCollectionRequest {
+        name: name.into(),
+        dim: DIM as u32,
+        metric: "l2".into(),
+        settings_json: format!(r#"{{"storage": {{"uri": "{uri}"}}}}"#),
+    };
+    for bad in [
+        format!("{tenants}/../escape"),
+        format!("fs://{}/elsewhere", store.path().display()),
+        "s3://bucket/tenants?endpoint=http://127.0.0.1:1".to_string(),
+    ] {
+        let err = c.create_collection(create_at("x", &bad)).await.unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{bad}: {err}");
+        assert!(err.message().contains("allowed prefixes"), "{err}");
+    }
+    assert!(listed(&mut c).await.is_empty());
+    c.create_collection(create_at("acme", &format!("{tenants}/acme")))
+        .await
+        .unwrap();
+    c.upsert(pb::UpsertRequest {
+        collection: "acme".into(),
+        records: records(0..40, 1),
+    })
+    .await
+    .unwrap();
+    c.flush(pb::CollectionRef {
+        collection: "acme".into(),
+    })
+    .await
+    .unwrap();
+    let objects = store.path().join("tenants/acme/acme");
+    assert!(
+        std::fs::read_dir(&objects).unwrap().count() > 0,
+        "segments and manifest land under the allowed prefix"
+    );
+    c.drop_collection(pb::CollectionRef {
+        collection: "acme".into(),
+    })
+    .await
+    .unwrap();
+    let left: Vec<_> = walk(&objects);
+    assert!(left.is_empty(), "drop removes the collection's objects too: {left:?}");
+    server.stop().await;
+}
+
+/// Every file under `dir` (none if it does not exist).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flat_map(|e| {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p)
+            } else {
+                vec![p]
+            }
+        })
+        .collect()
 }

@@ -41,8 +41,11 @@ pub struct DriftService {
     db: Arc<Database>,
     metrics: Arc<Metrics>,
     /// Object-store root of collections created through the service (server configuration;
-    /// empty: each collection's own directory). Clients never choose a storage location.
+    /// empty: each collection's own directory).
     storage_root: String,
+    /// Locations under which a client may place a collection itself (server configuration;
+    /// empty: clients never choose a storage location).
+    allowed_storage: Vec<String>,
 }
 
 impl DriftService {
@@ -52,7 +55,15 @@ impl DriftService {
             db,
             metrics,
             storage_root: String::new(),
+            allowed_storage: Vec::new(),
         }
+    }
+
+    /// Lets clients set `storage.uri` to a location under one of `prefixes` (same scheme,
+    /// same endpoint and options, below the prefix path); anything else is refused.
+    pub fn with_allowed_storage(mut self, prefixes: Vec<String>) -> Self {
+        self.allowed_storage = prefixes;
+        self
     }
 
     /// Collections created by clients store their objects under `root` (`storage.uri`; the
@@ -143,12 +154,12 @@ impl Drift for DriftService {
         }
         // A client must not point the server at a path or an object store of its choosing
         // (signed with the server's credentials): the location is server configuration.
-        if !config.settings.storage.uri.is_empty() {
-            return Err(Status::permission_denied(
-                "storage.uri is chosen by the server (drift serve --storage-root), not by a client",
-            ));
+        if config.settings.storage.uri.is_empty() {
+            config.settings.storage.uri = self.storage_root.clone();
+        } else {
+            storage_allowed(&config.settings.storage.uri, &self.allowed_storage)
+                .map_err(Status::permission_denied)?;
         }
-        config.settings.storage.uri = self.storage_root.clone();
         let name = r.name.clone();
         let c = self
             .blocking(move |db| db.create_collection(&name, config))
@@ -395,4 +406,88 @@ fn tokio_stream_of(
 /// Source offsets as a map (for clients).
 pub fn offsets_map(offsets: Vec<pb::SourceOffset>) -> BTreeMap<String, i64> {
     offsets.into_iter().map(|o| (o.key, o.offset)).collect()
+}
+
+/// Whether a client may store a collection at `uri`: only under one of the server's
+/// `allowed` prefixes, with the same scheme, endpoint and options (the part after `?`), and a
+/// plain path (no `.`/`..` segments, empty segments or percent escapes that could step out of
+/// the prefix). The error names the uri and the prefixes allowed.
+pub fn storage_allowed(uri: &str, allowed: &[String]) -> Result<(), String> {
+    let refuse = |why: &str| {
+        let list = if allowed.is_empty() {
+            "this server lets no client choose one (drift serve --storage-root sets it)".into()
+        } else {
+            format!("allowed prefixes: {}", allowed.join(", "))
+        };
+        Err(format!("storage.uri {uri:?} is refused: {why}; {list}"))
+    };
+    let (loc, query) = uri.split_once('?').unwrap_or((uri, ""));
+    let Some((scheme, path)) = loc.split_once("://") else {
+        return refuse("it has no scheme");
+    };
+    if path.contains('%') || path.split('/').skip(1).any(|seg| seg == "." || seg == "..") {
+        return refuse("its path has escapes or dot segments");
+    }
+    if path
+        .trim_end_matches('/')
+        .split('/')
+        .skip(1)
+        .any(str::is_empty)
+    {
+        return refuse("its path has empty segments");
+    }
+    for prefix in allowed {
+        let (ploc, pquery) = prefix.split_once('?').unwrap_or((prefix, ""));
+        let Some((pscheme, ppath)) = ploc.split_once("://") else {
+            continue;
+        };
+        let base = ppath.trim_end_matches('/');
+        let under = path
+            .strip_prefix(base)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        if pscheme == scheme && pquery == query && under {
+            return Ok(());
+        }
+    }
+    refuse("it is not under an allowed prefix with the same endpoint and options")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::storage_allowed;
+
+    #[test]
+    fn only_plain_locations_under_an_allowed_prefix_pass() {
+        let allowed = vec![
+            "fs:///srv/drift/tenants/".to_string(),
+            "s3://bucket/tenants?endpoint=http://10.0.0.5:9000&region=eu".to_string(),
+        ];
+        for ok in [
+            "fs:///srv/drift/tenants/acme",
+            "fs:///srv/drift/tenants/acme/docs/",
+            "s3://bucket/tenants/acme?endpoint=http://10.0.0.5:9000&region=eu",
+        ] {
+            assert_eq!(storage_allowed(ok, &allowed), Ok(()), "{ok}");
+        }
+        for bad in [
+            "fs:///srv/drift/tenants/../../etc",
+            "fs:///srv/drift/tenants/./x",
+            "fs:///srv/drift/tenants/%2e%2e/x",
+            "fs:///srv/drift/tenants//x",
+            "fs:///srv/drift/tenantsX/a",
+            "fs:///srv/other",
+            "memory://srv/drift/tenants/a",
+            "s3://bucket/tenants/acme?endpoint=http://evil:9000&region=eu",
+            "s3://bucket/tenants/acme",
+            "/srv/drift/tenants/a",
+        ] {
+            let err = storage_allowed(bad, &allowed).expect_err(bad);
+            assert!(
+                err.contains(bad) && err.contains("allowed prefixes"),
+                "{err}"
+            );
+        }
+        let err = storage_allowed("fs:///srv/x", &[]).unwrap_err();
+        assert!(err.contains("--storage-root"), "{err}");
+    }
 }
