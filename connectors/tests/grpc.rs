@@ -475,7 +475,10 @@ async fn clients_place_collections_only_under_the_servers_allowed_prefixes() {
     .await
     .unwrap();
     let left: Vec<_> = walk(&objects);
-    assert!(left.is_empty(), "drop removes the collection's objects too: {left:?}");
+    assert!(
+        left.is_empty(),
+        "drop removes the collection's objects too: {left:?}"
+    );
     server.stop().await;
 }
 

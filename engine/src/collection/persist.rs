@@ -107,6 +107,31 @@ pub(crate) struct Persist {
     /// Source offsets to record with the next commit. A lock of their own: writers stage
     /// offsets while a commit holds `state` across its object-store I/O.
     offsets: Mutex<BTreeMap<String, i64>>,
+    /// What the last durable state holds, copied out of `state` when it changes, so that
+    /// stats never wait for a commit's object-store I/O.
+    published: Mutex<Published>,
+}
+
+/// The durable state's sizes and counters, as of the last commit (or recovery).
+#[derive(Debug, Clone, Default)]
+struct Published {
+    manifest_version: u64,
+    segments: usize,
+    segment_bytes: u64,
+    tombstone_files: usize,
+    counters: BTreeMap<String, u64>,
+}
+
+impl Published {
+    fn of(s: &State) -> Published {
+        Published {
+            manifest_version: s.manifest.version,
+            segments: s.segments.len(),
+            segment_bytes: s.segments.values().map(|i| i.bytes).sum(),
+            tombstone_files: s.manifest.tombstones.len(),
+            counters: s.manifest.counters.clone(),
+        }
+    }
 }
 
 fn corrupt(store: &Store, name: &str, e: FormatError) -> Error {
@@ -132,6 +157,7 @@ impl Persist {
                     .transpose()?,
             }),
             state: Mutex::new(State::default()),
+            published: Mutex::new(Published::default()),
             pending_deletes: Mutex::new(Vec::new()),
             offsets: Mutex::new(BTreeMap::new()),
         })
@@ -225,7 +251,7 @@ impl Persist {
 
     /// The cumulative counters of the last committed (or recovered) manifest.
     pub(crate) fn counters(&self) -> BTreeMap<String, u64> {
-        self.state.lock().manifest.counters.clone()
+        self.published.lock().counters.clone()
     }
 
     pub(crate) fn recover(&self, dim: usize, metric: Metric, idmap: &IdMap) -> Result<(L1, u64)> {
@@ -318,6 +344,7 @@ impl Persist {
             buckets: Vec::new(),
             ..m
         };
+        *self.published.lock() = Published::of(&s);
         drop(s);
         self.remove_orphans()?;
         Ok((layer, seq))
@@ -613,6 +640,7 @@ impl Persist {
             buckets: Vec::new(),
             ..m
         };
+        *self.published.lock() = Published::of(&s);
         drop(s);
         for (name, _) in old_garbage {
             if let Err(e) = self.delete_object(&name) {
@@ -624,15 +652,15 @@ impl Persist {
 
     /// Sizes and counters.
     pub(crate) fn stats(&self) -> StorageStats {
-        let s = self.state.lock();
+        let s = self.published.lock().clone();
         let (block_hits, block_misses, block_evictions) = self.cold.blocks.counters.snapshot();
         let (dh, dm, de, db) = self.store().cache_stats();
         StorageStats {
             uri: self.store().uri().to_string(),
-            manifest_version: s.manifest.version,
-            segments: s.segments.len(),
-            segment_bytes: s.segments.values().map(|i| i.bytes).sum(),
-            tombstone_files: s.manifest.tombstones.len(),
+            manifest_version: s.manifest_version,
+            segments: s.segments,
+            segment_bytes: s.segment_bytes,
+            tombstone_files: s.tombstone_files,
             block_cache_hits: block_hits,
             block_cache_misses: block_misses,
             block_cache_evictions: block_evictions,

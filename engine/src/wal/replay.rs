@@ -85,44 +85,36 @@ pub fn read_file(
             return Ok(pos);
         }
         let rest = data.len() - pos;
-        let torn_or = |reason: String| -> Result<usize> {
-            if is_last {
+        // In the newest file, a bad record with no whole record anywhere after it is the
+        // torn tail of the last write (a partial header or body, or stale bytes where the
+        // write never landed): cut. With a whole record after it, acknowledged records
+        // would be lost behind the damage: an error.
+        let damaged = |reason: String| -> Result<usize> {
+            if is_last && whole_record_after(data, pos + 1).is_none() {
                 Ok(pos)
             } else {
                 Err(Error::corrupt(path, pos as u64, reason))
             }
         };
         if rest < FRAME_HEADER {
-            return torn_or(format!(
+            return damaged(format!(
                 "{rest} stray bytes where a record header should be"
             ));
         }
         let len = u32::from_le_bytes(data[pos..pos + 4].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(data[pos + 4..pos + 8].try_into().expect("4 bytes"));
         if len > MAX_RECORD {
-            if is_last && data[pos..].iter().all(|b| *b == 0) {
-                return Ok(pos);
-            }
-            return Err(Error::corrupt(
-                path,
-                pos as u64,
-                format!("record length {len} is larger than any record"),
-            ));
+            return damaged(format!("record length {len} is larger than any record"));
         }
         let end = pos + FRAME_HEADER + len;
         if end > data.len() {
-            return torn_or(format!(
+            return damaged(format!(
                 "record of {len} bytes runs past the end of the file"
             ));
         }
         let body = &data[pos + FRAME_HEADER..end];
         if crc32c::crc32c(body) != crc {
-            // Only the very last record of the newest file may be half-written (possibly
-            // followed by zeros).
-            if is_last && data[end..].iter().all(|b| *b == 0) {
-                return Ok(pos);
-            }
-            return Err(Error::corrupt(path, pos as u64, "record checksum mismatch"));
+            return damaged("record checksum mismatch".into());
         }
         let (seq, op) = decode_record(body).map_err(|e| Error::corrupt(path, pos as u64, e))?;
         if seq <= out.last_seq && seq > checkpoint_seq {
@@ -139,6 +131,20 @@ pub fn read_file(
         pos = end;
     }
     Ok(pos)
+}
+
+/// The offset of the first whole record (plausible length, inside the file, checksum
+/// matching) starting at or after `from`, if any.
+fn whole_record_after(data: &[u8], from: usize) -> Option<usize> {
+    (from..data.len().saturating_sub(FRAME_HEADER - 1)).find(|&p| {
+        let len = u32::from_le_bytes(data[p..p + 4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(data[p + 4..p + 8].try_into().expect("4 bytes"));
+        let end = p + FRAME_HEADER + len;
+        len > 0
+            && len <= MAX_RECORD
+            && end <= data.len()
+            && crc32c::crc32c(&data[p + FRAME_HEADER..end]) == crc
+    })
 }
 
 #[cfg(test)]
@@ -209,6 +215,44 @@ mod tests {
         }
         std::fs::write(&older, &data).unwrap();
         assert!(matches!(replay(dir.path(), 0), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn stray_bytes_after_the_last_record_are_a_torn_tail_but_not_before_a_record() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for round in 0..200 {
+            let dir = tempfile::tempdir().unwrap();
+            let p = write_log(dir.path(), 1, 6);
+            let clean = std::fs::read(&p).unwrap();
+            let junk: Vec<u8> = (0..rng.gen_range(1..300)).map(|_| rng.gen()).collect();
+            let mut data = clean.clone();
+            data.extend_from_slice(&junk);
+            std::fs::write(&p, &data).unwrap();
+            let r = replay(dir.path(), 0).unwrap();
+            assert_eq!(r.ops.len(), 6, "round {round}");
+            assert_eq!(
+                std::fs::read(&p).unwrap(),
+                clean,
+                "round {round}: cut on disk"
+            );
+            // The same bytes with a whole record after them: acknowledged data would be
+            // lost behind the damage, so it is an error naming the place.
+            let mut data = clean[..clean.len() / 2].to_vec();
+            let at = data.len();
+            data.extend_from_slice(&junk);
+            write_log(dir.path(), 100, 1);
+            let tail = std::fs::read(dir.path().join(super::super::file_name(100))).unwrap();
+            std::fs::remove_file(dir.path().join(super::super::file_name(100))).unwrap();
+            data.extend_from_slice(&tail);
+            std::fs::write(&p, &data).unwrap();
+            match replay(dir.path(), 0) {
+                Err(Error::Corrupt { offset, .. }) => {
+                    assert!(offset as usize <= at, "round {round}")
+                }
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
     }
 
     #[test]

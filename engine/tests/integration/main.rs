@@ -10,6 +10,7 @@ mod fixtures;
 mod maintenance;
 mod recall;
 mod remote;
+mod simulation;
 
 use drift_engine::{CollectionConfig, Database, Metric, Record};
 use rand::{Rng, SeedableRng};
