@@ -4,6 +4,7 @@
 pub mod alp;
 pub mod cache;
 pub mod cold;
+pub mod fault;
 pub mod manifest;
 pub mod mapped;
 pub mod segment;

@@ -140,6 +140,10 @@ impl Store {
             .map_err(|e| Error::Storage(format!("{uri}: {e}")))?;
             (op, Some(dir))
         };
+        let op = match super::fault::Faults::registered(uri) {
+            Some(plan) => op.layer(super::fault::FaultLayer(plan)),
+            None => op,
+        };
         let cache = match local {
             Some(_) => None,
             None => Some(DiskCache::open(cache_dir, cache_bytes)?),
