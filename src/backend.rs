@@ -58,6 +58,8 @@ pub trait Backend {
     fn list(&self) -> Result<Vec<Listed>>;
     /// Drops a collection.
     fn drop_collection(&self, name: &str) -> Result<()>;
+    /// Repairs a collection that failed to open; returns the steps taken and the live count.
+    fn repair(&self, name: &str) -> Result<(Vec<String>, usize)>;
     /// Stats as JSON.
     fn stats(&self, name: &str) -> Result<serde_json::Value>;
     /// Durable upsert of a batch.
@@ -108,6 +110,11 @@ impl Backend for Database {
 
     fn drop_collection(&self, name: &str) -> Result<()> {
         Ok(Database::drop_collection(self, name)?)
+    }
+
+    fn repair(&self, name: &str) -> Result<(Vec<String>, usize)> {
+        let r = self.repair_collection(name)?;
+        Ok((r.actions, r.live_vectors))
     }
 
     fn stats(&self, name: &str) -> Result<serde_json::Value> {
@@ -187,6 +194,13 @@ impl Backend for Remote {
         let req = coll(name);
         self.call(async move { c.drop_collection(req).await })?;
         Ok(())
+    }
+
+    fn repair(&self, name: &str) -> Result<(Vec<String>, usize)> {
+        anyhow::bail!(
+            "repair works on the data directory itself: stop the server, run \
+             `drift --data-dir DIR collection repair {name}`, then start it again"
+        )
     }
 
     fn stats(&self, name: &str) -> Result<serde_json::Value> {

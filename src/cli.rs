@@ -159,6 +159,13 @@ pub enum CollectionCmd {
         /// Collection name.
         name: String,
     },
+    /// Make a collection that fails to open usable again, discarding as little as possible:
+    /// a damaged WAL is cut at the damage, a damaged newest manifest is set aside for the
+    /// previous one. Prints each step and what it lost.
+    Repair {
+        /// Collection name.
+        name: String,
+    },
     /// Counts, buckets, memtables, WAL size.
     Stats {
         /// Collection name.
@@ -498,6 +505,18 @@ fn collection(be: &dyn Backend, dir: &Path, cmd: CollectionCmd) -> Result<()> {
         CollectionCmd::Drop { name } => {
             be.drop_collection(&name)?;
             println!("dropped collection '{name}'");
+        }
+        CollectionCmd::Repair { name } => {
+            let (actions, live) = be.repair(&name)?;
+            if actions.is_empty() {
+                println!("collection '{name}' opens: nothing to repair ({live} live vectors)");
+            }
+            for a in &actions {
+                println!("repaired: {a}");
+            }
+            if !actions.is_empty() {
+                println!("collection '{name}' opens again with {live} live vectors");
+            }
         }
         CollectionCmd::Stats { name, json } => {
             let mut value = be.stats(&name)?;

@@ -510,3 +510,53 @@ fn lab_errors_name_the_file_line_and_reason() {
         "missing.fbin",
     );
 }
+
+#[test]
+fn a_collection_with_a_damaged_log_is_listed_then_repaired_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["collection", "create", "docs", "--dim", "4"]);
+    ok(d, &["collection", "create", "other", "--dim", "4"]);
+    let jsonl = d.join("p.jsonl");
+    let lines: String = (0..40)
+        .map(|i| format!("{{\"id\": {i}, \"vector\": [{i}, 1, 2, 3]}}\n"))
+        .collect();
+    std::fs::write(&jsonl, lines).unwrap();
+    for name in ["docs", "other"] {
+        for _ in 0..3 {
+            ok(d, &["upsert", name, "--input", jsonl.to_str().unwrap()]);
+        }
+    }
+    // Damage in the middle of the log: the collection is set aside, the other is served.
+    let wal = d.join("collections/docs/wal");
+    let newest = std::fs::read_dir(&wal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    let mut data = std::fs::read(&newest).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0x77;
+    std::fs::write(&newest, data).unwrap();
+    let listed = ok(d, &["collection", "list"]);
+    assert!(listed.contains("docs\tUNAVAILABLE"), "{listed}");
+    assert!(listed.contains("other\tdim=4"), "{listed}");
+    // The open logs the damage; the command fails naming the file and offset.
+    let out = Runner {
+        dir: d,
+        server: None,
+    }
+    .drift(&["collection", "stats", "docs"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("unavailable") && err.contains(".wal at offset"),
+        "{err}"
+    );
+    let out = ok(d, &["collection", "repair", "docs"]);
+    assert!(out.contains("repaired: cut WAL file"), "{out}");
+    assert!(out.contains("opens again with"), "{out}");
+    assert!(ok(d, &["collection", "list"]).contains("docs\tdim=4"));
+    let again = ok(d, &["collection", "repair", "docs"]);
+    assert!(again.contains("nothing to repair"), "{again}");
+    fails(d, &["collection", "repair", "nope"], "does not exist");
+}

@@ -16,6 +16,17 @@ const LOCK_FILE: &str = "LOCK";
 /// Longest collection name.
 pub const MAX_NAME_LEN: usize = 128;
 
+/// What [`Database::repair_collection`] did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RepairReport {
+    /// The collection.
+    pub name: String,
+    /// Each step taken, with what it discarded.
+    pub actions: Vec<String>,
+    /// Live vectors once it opened.
+    pub live_vectors: usize,
+}
+
 /// An open data directory.
 pub struct Database {
     root: PathBuf,
@@ -163,6 +174,69 @@ impl Database {
             }),
             None => Err(Error::CollectionNotFound(name.to_string())),
         }
+    }
+
+    /// Repairs a collection that failed to open, step by step, discarding as little as
+    /// possible, and opens it; returns what was done (and what was lost).
+    ///
+    /// - Damage in a WAL file: the file is cut at the damage and the newer files are removed
+    ///   (the records after the damage are lost; they were acknowledged).
+    /// - A damaged newest manifest: it is moved to `damaged/` in the collection's store and
+    ///   the previous manifest is used (rows that only the damaged commit held, and the WAL
+    ///   no longer does, are lost).
+    /// - A damaged segment or tombstone file is not repaired: restore it from a backup or
+    ///   drop the collection; the error says which.
+    ///
+    /// A collection that opens already needs no repair (an empty report).
+    pub fn repair_collection(&self, name: &str) -> Result<RepairReport> {
+        if let Some(c) = self.collections.read().get(name) {
+            return Ok(RepairReport {
+                name: name.to_string(),
+                actions: Vec::new(),
+                live_vectors: c.stats().live_vectors,
+            });
+        }
+        if !self.failed.read().contains_key(name) {
+            return Err(Error::CollectionNotFound(name.to_string()));
+        }
+        let dir = self.root.join(COLLECTIONS_DIR).join(name);
+        let mut actions = Vec::new();
+        // Each step removes one damaged place; a handful is plenty.
+        for _ in 0..16 {
+            let e = match Collection::open(name, &dir) {
+                Ok(c) => {
+                    let live_vectors = c.stats().live_vectors;
+                    self.collections.write().insert(name.to_string(), c);
+                    self.failed.write().remove(name);
+                    tracing::warn!(collection = %name, ?actions, "collection repaired");
+                    return Ok(RepairReport {
+                        name: name.to_string(),
+                        actions,
+                        live_vectors,
+                    });
+                }
+                Err(e) => e,
+            };
+            match Collection::repair_step(name, &dir, &e)? {
+                Some(action) => actions.push(action),
+                None => {
+                    self.failed.write().insert(name.to_string(), e.to_string());
+                    let done = if actions.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (after: {})", actions.join("; "))
+                    };
+                    return Err(Error::Unavailable {
+                        name: name.to_string(),
+                        reason: format!("cannot be repaired automatically: {e}{done}"),
+                    });
+                }
+            }
+        }
+        Err(Error::Unavailable {
+            name: name.to_string(),
+            reason: format!("still damaged after: {}", actions.join("; ")),
+        })
     }
 
     /// Collections that failed to open, with their error, sorted by name. Every access to one

@@ -41,6 +41,6 @@ pub use config::{
     AdcKernel, CollectionConfig, IndexSettings, MaintenanceSettings, Metric, PolicyKind,
     RecallSettings, Scoring, SearchDefaults, SearchOverrides, SearchParams, StorageSettings,
 };
-pub use db::Database;
+pub use db::{Database, RepairReport};
 pub use error::{Error, Result};
 pub use maintain::{MaintainReport, Policy};

@@ -298,6 +298,65 @@ impl Collection {
         self.persist.purge()
     }
 
+    /// One repair step for the collection in `dir` that failed to open with `err`: cuts a
+    /// damaged WAL file at the damage (and removes the newer files), or moves a damaged
+    /// newest manifest aside so that the previous one is used. Returns what it did, or
+    /// `None` when `err` is not damage it can repair.
+    pub(crate) fn repair_step(name: &str, dir: &Path, err: &Error) -> Result<Option<String>> {
+        let Error::Corrupt {
+            path,
+            offset,
+            reason,
+        } = err
+        else {
+            return Ok(None);
+        };
+        let wal_dir = dir.join(WAL_DIR);
+        if path.parent() == Some(wal_dir.as_path()) {
+            let cut = std::fs::metadata(path)
+                .at(path)?
+                .len()
+                .saturating_sub(*offset);
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .at(path)?;
+            f.set_len(*offset).at(path)?;
+            f.sync_all().at(path)?;
+            let mut later = Vec::new();
+            for entry in std::fs::read_dir(&wal_dir).at(&wal_dir)? {
+                let p = entry.at(&wal_dir)?.path();
+                if p.file_name() > path.file_name() {
+                    later.push(p);
+                }
+            }
+            later.sort();
+            for p in &later {
+                std::fs::remove_file(p).at(p)?;
+            }
+            wal::sync_dir(&wal_dir)?;
+            return Ok(Some(format!(
+                "cut WAL file {} at offset {offset} ({reason}): {cut} bytes and {} newer WAL files \
+                 discarded; the records in them are lost",
+                path.display(),
+                later.len()
+            )));
+        }
+        let file = path.file_name().map(|f| f.to_string_lossy().to_string());
+        let Some(file) = file.filter(|f| f.ends_with(".mf")) else {
+            return Ok(None);
+        };
+        let config = read_config(dir)?;
+        let persist = open_persist(name, dir, &config.settings.storage)?;
+        let object = format!("{}{file}", crate::storage::manifest::MANIFEST_DIR);
+        let aside = persist.set_aside(&object)?;
+        Ok(Some(format!(
+            "moved the damaged manifest {} ({reason}) to {aside}; the previous manifest is used \
+             (rows that only the damaged commit held, and the WAL no longer does, are lost)",
+            path.display()
+        )))
+    }
+
     /// Deletes the objects of the collection stored in `dir` that could not be opened, when
     /// its configuration names a store of its own (objects under the collection's directory
     /// go with it).

@@ -650,6 +650,16 @@ impl Persist {
         Ok(())
     }
 
+    /// Moves object `name` to `damaged/<name>` in the store (copy, then delete): out of
+    /// the way of recovery, kept for inspection. Returns the new name.
+    pub(crate) fn set_aside(&self, name: &str) -> Result<String> {
+        let store = self.store();
+        let aside = format!("damaged/{name}");
+        store.write(&aside, store.read(name)?)?;
+        store.delete(name)?;
+        Ok(aside)
+    }
+
     /// Sizes and counters.
     pub(crate) fn stats(&self) -> StorageStats {
         let s = self.published.lock().clone();

@@ -679,3 +679,120 @@ fn a_failed_manifest_write_loses_nothing_and_reuses_no_name() {
     let (_db, c) = open_with(dir.path(), "c", 4);
     expect(&c, 1200);
 }
+
+/// Flips one byte of `path` at `at` (from the end when negative).
+fn flip(path: &std::path::Path, at: i64) {
+    let mut data = std::fs::read(path).unwrap();
+    let i = if at < 0 { data.len() as i64 + at } else { at } as usize;
+    data[i] ^= 0x5a;
+    std::fs::write(path, data).unwrap();
+}
+
+/// Files under `dir`, sorted.
+fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+fn quiet_config() -> drift_engine::CollectionConfig {
+    let mut c = crate::small_config(8);
+    c.settings.maintenance.background = false;
+    c
+}
+
+#[test]
+fn repair_cuts_a_damaged_wal_at_the_damage_and_keeps_everything_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Database::open(dir.path()).unwrap();
+        let c = db.create_collection("w", quiet_config()).unwrap();
+        for b in 0..3u64 {
+            c.upsert(records(b * 50, 50, 8, b)).unwrap();
+        }
+        db.close();
+    }
+    let wal = files(&dir.path().join("collections/w/wal"));
+    let newest = wal.last().unwrap();
+    let len = std::fs::metadata(newest).unwrap().len() as i64;
+    flip(newest, len / 2);
+    let db = Database::open(dir.path()).unwrap();
+    assert_eq!(db.failed().len(), 1, "the damaged collection is set aside");
+    let report = db.repair_collection("w").unwrap();
+    assert_eq!(report.actions.len(), 1, "{report:?}");
+    assert!(report.actions[0].contains("cut WAL file"), "{report:?}");
+    let c = db.collection("w").unwrap();
+    // What survives is exactly the records before the damage: a prefix of the ids.
+    let live = c.stats().live_vectors;
+    assert!(live > 0 && live < 150, "{live}");
+    assert_eq!(report.live_vectors, live);
+    for id in 0..150u64 {
+        assert_eq!(c.get(id).unwrap().is_some(), id < live as u64, "id {id}");
+    }
+    // It works again and stays repaired.
+    c.upsert(records(1000, 5, 8, 9)).unwrap();
+    db.close();
+    drop(db);
+    let db = Database::open(dir.path()).unwrap();
+    assert!(db.failed().is_empty());
+    assert_eq!(db.collection("w").unwrap().stats().live_vectors, live + 5);
+    // Nothing to repair now.
+    assert!(db.repair_collection("w").unwrap().actions.is_empty());
+}
+
+#[test]
+fn repair_falls_back_to_the_previous_manifest_and_refuses_a_damaged_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = dir.path().join("collections/m/objects");
+    {
+        let db = Database::open(dir.path()).unwrap();
+        let c = db.create_collection("m", quiet_config()).unwrap();
+        c.upsert(records(0, 600, 8, 1)).unwrap();
+        c.flush().unwrap();
+        c.upsert(records(600, 100, 8, 2)).unwrap();
+        c.flush().unwrap();
+        db.close();
+    }
+    let manifests = files(&objects.join("manifest"));
+    assert_eq!(
+        manifests.len(),
+        2,
+        "the previous manifest is kept one commit longer"
+    );
+    flip(manifests.last().unwrap(), -3);
+    {
+        let db = Database::open(dir.path()).unwrap();
+        let report = db.repair_collection("m").unwrap();
+        assert!(
+            report.actions.len() == 1 && report.actions[0].contains("previous manifest"),
+            "{report:?}"
+        );
+        assert!(objects.join("damaged/manifest").exists());
+        let c = db.collection("m").unwrap();
+        // The first flush's rows are all back; the second commit's come back from the WAL
+        // as far as it still holds them.
+        let live = c.stats().live_vectors;
+        assert!((600..=700).contains(&live), "{live}");
+        for id in 0..600 {
+            assert!(c.get(id).unwrap().is_some(), "id {id}");
+        }
+        c.flush().unwrap();
+        db.close();
+    }
+    // A damaged segment is not guessed around: the error names it, the collection stays
+    // set aside, and it can still be dropped.
+    let segment = files(&objects.join("segments")).remove(0);
+    flip(&segment, 40);
+    let db = Database::open(dir.path()).unwrap();
+    let err = db.repair_collection("m").unwrap_err().to_string();
+    assert!(
+        err.contains("cannot be repaired") && err.contains("segments"),
+        "{err}"
+    );
+    assert_eq!(db.failed().len(), 1);
+    db.drop_collection("m").unwrap();
+    assert!(db.failed().is_empty());
+}
