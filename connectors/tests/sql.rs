@@ -579,3 +579,63 @@ async fn pgvector_operators_and_string_vectors_plan_index_searches() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn hostile_statements_are_refused_by_name_and_the_session_keeps_answering() {
+    let (_d, _db, ctx) = setup();
+    let q8 = "[1.0, 2.0, 3, 4, 5, 6, 7, 8]";
+    let cases = [
+        (
+            format!("SELECT * FROM vector_search('items', {q8}, 100000000000)"),
+            "k",
+        ),
+        (
+            format!("SELECT * FROM vector_search('items', {q8}, 3, 'rerank=100000000')"),
+            "rerank",
+        ),
+        (
+            format!("SELECT * FROM vector_search('items', {q8}, 3, 'nprobe=2000000')"),
+            "nprobe",
+        ),
+        (
+            format!("SELECT * FROM vector_search('items', {q8}, 3, 'recall_target=7')"),
+            "recall target must be in (0, 1]",
+        ),
+        (
+            "SELECT * FROM vector_search('items', [CAST('NaN' AS FLOAT), 2, 3, 4, 5, 6, 7, 8], 3)"
+                .to_string(),
+            "is NaN: values must be finite",
+        ),
+        (
+            format!(
+                "SELECT * FROM vector_search('items', [{}], 3)",
+                vec!["1"; 100_000].join(",")
+            ),
+            "dimension 8",
+        ),
+    ];
+    for (q, needle) in &cases {
+        let e = err(&ctx, q).await;
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+    // A LIMIT far beyond the index's reach answers with every row, not an allocation error.
+    let batches = run(
+        &ctx,
+        &format!("SELECT id FROM items ORDER BY l2_distance(vector, {q8}) LIMIT 1000000000"),
+    )
+    .await;
+    assert_eq!(
+        batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+        ROWS as usize
+    );
+    // The session (and the database behind it) still answers.
+    let hits = ids(
+        &run(
+            &ctx,
+            &format!("SELECT id FROM vector_search('items', {q8}, 5)"),
+        )
+        .await,
+        "id",
+    );
+    assert_eq!(hits.len(), 5);
+}
