@@ -255,20 +255,19 @@ impl L1 {
         counts.codes = scratch.codes;
         counts.refined = scratch.refined;
         let held = cands.len();
-        let mut cands: Vec<_> = cands
-            .into_iter()
-            .filter(|c| {
-                let chunk = self.chunk(c.item);
-                let r = c.item.2 as usize;
-                visible(chunk.ids[r], chunk.seqs[r])
-            })
-            .collect();
-        if cands.len() < held && held == pool {
+        let is_visible = |item: RowRef| {
+            let chunk = self.chunk(item);
+            let r = item.2 as usize;
+            visible(chunk.ids[r], chunk.seqs[r])
+        };
+        // Lazily checked candidates that turn out hidden leave the pool short: scan the same
+        // buckets again, checking every row as it is read.
+        let rescan = |scratch: &mut Scratch| {
             let again = Stop {
                 max_codes: stop.max_codes,
                 recall: None,
             };
-            cands = self.scan(
+            self.scan(
                 query,
                 params,
                 &probe[..scanned],
@@ -276,28 +275,57 @@ impl L1 {
                 visible,
                 true,
                 &again,
-                &mut scratch,
-            );
-        }
+                scratch,
+            )
+        };
         if params.rerank == 0 {
+            let mut cands: Vec<_> = cands.into_iter().filter(|c| is_visible(c.item)).collect();
+            if cands.len() < held && held == pool {
+                cands = rescan(&mut scratch);
+            }
             return Ok((cands, counts));
         }
+        // Re-rank the whole pool, then check visibility in exact order only until k rows
+        // pass (the id map lookups are cache misses; most candidates never need one).
+        let ranked = self.rerank(query, &cands)?;
+        let mut hits = Vec::with_capacity(params.k);
+        let mut hidden = false;
+        for c in ranked {
+            if hits.len() == params.k {
+                break;
+            }
+            if is_visible(c.item) {
+                hits.push(c);
+            } else {
+                hidden = true;
+            }
+        }
+        if hidden && hits.len() < params.k && held == pool {
+            let cands = rescan(&mut scratch);
+            hits = self.rerank(query, &cands)?;
+            hits.truncate(params.k);
+        }
+        Ok((hits, counts))
+    }
+
+    /// Exact distances of `cands`, nearest first.
+    fn rerank(&self, query: &[f32], cands: &[Scored<RowRef>]) -> Result<Vec<Scored<RowRef>>> {
         let dist = Distance::for_metric(self.metric);
         // The candidates' vectors are scattered over the mapped files: ask for all of them
         // first so that their cache and TLB misses overlap, then compute.
-        for cand in &cands {
+        for cand in cands {
             let (b, c, r) = cand.item;
             self.buckets[b as usize].chunks[c as usize]
                 .with_vector(r as usize, |v| kernels::prefetch(bytemuck::cast_slice(v)))?;
         }
-        let mut exact: TopK<RowRef> = TopK::new(params.k);
+        let mut exact: TopK<RowRef> = TopK::new(cands.len());
         for cand in cands {
             let (b, c, r) = cand.item;
             let d = self.buckets[b as usize].chunks[c as usize]
                 .with_vector(r as usize, |v| dist.eval(query, v))?;
             exact.push(d, cand.item);
         }
-        Ok((exact.into_sorted(), counts))
+        Ok(exact.into_sorted())
     }
 
     /// Scans the codes of the `probe` buckets in order and keeps the `pool` nearest by
