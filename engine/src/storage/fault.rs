@@ -5,6 +5,8 @@
 //! [`Faults::for_store`] registers a plan for a storage URI; every [`super::Store`] opened
 //! on that URI afterwards goes through the layer, and the plan's failure rates can be
 //! changed at any time. Stores of URIs without a plan are untouched (one map lookup at open).
+//! [`Faults::for_wal`] does the same for a write-ahead log directory (plain files, not
+//! OpenDAL): a failing log write leaves half its bytes behind, as a full disk does.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -60,6 +62,24 @@ impl Faults {
         registry().lock().get(uri).cloned()
     }
 
+    /// The plan for the write-ahead log in `dir` (a collection's `wal/` directory): its
+    /// [`FaultOp::Write`] rate makes log writes fail half-written, as a full disk would.
+    pub fn for_wal(dir: &std::path::Path) -> Arc<Faults> {
+        Faults::for_store(&wal_key(dir))
+    }
+
+    /// Whether this write to the log in `dir` fails (no plan: never, after one map lookup).
+    pub(crate) fn wal_write_fails(dir: &std::path::Path) -> bool {
+        let plan = {
+            let all = registry().lock();
+            if all.is_empty() {
+                return false;
+            }
+            all.get(&wal_key(dir)).cloned()
+        };
+        plan.is_some_and(|p| p.strike(FaultOp::Write, "wal").is_err())
+    }
+
     /// Makes `percent` (0..=100) of the `op` operations fail from now on.
     pub fn set(&self, op: FaultOp, percent: u32) {
         self.rates[op as usize].store(percent.min(100), Ordering::Relaxed);
@@ -97,6 +117,12 @@ impl Faults {
             format!("injected fault: {op:?} of {path} failed"),
         ))
     }
+}
+
+/// The registry key of the log in `dir` (canonical, so that any spelling of it matches).
+fn wal_key(dir: &std::path::Path) -> String {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    format!("wal:{}", dir.display())
 }
 
 /// The layer: wraps a store's service so that each operation first asks the plan.

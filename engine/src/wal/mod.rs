@@ -187,12 +187,32 @@ impl Wal {
             f.current_len = 0;
         }
         let path = f.files.last().map(|x| x.1.clone()).unwrap_or_default();
+        let fail = crate::storage::fault::Faults::wal_write_fails(&f.dir);
+        let before = f.current_len;
         let file = f
             .current
             .as_mut()
             .expect("current WAL file was just opened");
-        file.write_all(bytes).at(&path)?;
-        file.sync_data().at(&path)?;
+        let written = if fail {
+            // A full disk: part of the batch lands, then the write fails.
+            file.write_all(&bytes[..bytes.len() / 2])
+                .and_then(|()| {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::StorageFull,
+                        "injected fault: no space left on device",
+                    ))
+                })
+        } else {
+            file.write_all(bytes).and_then(|()| file.sync_data())
+        };
+        if let Err(e) = written {
+            // Cut what landed of the failed batch, so that no part of a write that was never
+            // acknowledged comes back at the next open (should even this fail, the log is
+            // failed for this process, and the next open cuts a torn tail).
+            let _ = file.set_len(before);
+            let _ = file.sync_data();
+            return Err(Error::io(&path, e));
+        }
         f.current_len += bytes.len() as u64;
         f.bytes_total += bytes.len() as u64;
         Ok(())

@@ -405,3 +405,39 @@ fn object_store_faults_fail_commits_cleanly_and_lose_nothing() {
         faults.injected()
     );
 }
+
+#[test]
+fn a_full_disk_under_the_log_fails_writes_cleanly_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = 5;
+    let mut model = Model::new();
+    {
+        let (db, c) = open_with(dir.path(), "sim", DIM);
+        let faults = Faults::for_wal(&dir.path().join("collections/sim/wal"));
+        for i in 0..120u64 {
+            let o = op(seed, i);
+            assert!(run_faulty(&c, &o), "op {i}");
+            apply(&mut model, &o);
+        }
+        // The disk fills: the next batch lands half-written and fails, naming the cause.
+        faults.set(FaultOp::Write, 100);
+        let err = c.upsert(crate::records(10_000, 5, DIM, 1)).unwrap_err();
+        assert!(err.to_string().contains("no space left"), "{err}");
+        faults.clear();
+        // The log stops taking writes until a restart (fail-stop), and says so; reads go on.
+        let err = c.upsert(crate::records(10_010, 1, DIM, 2)).unwrap_err();
+        assert!(err.to_string().contains("write-ahead log failed"), "{err}");
+        assert!(c.get(10_000).unwrap().is_none());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let q: Vec<f32> = (0..DIM).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        assert!(!c.search(&q, &c.search_params(5)).unwrap().is_empty());
+        db.close();
+    }
+    // After the restart the half-written batch is a torn tail: cut. Everything acknowledged
+    // is there, and the collection takes writes again.
+    let (_db, c) = open_with(dir.path(), "sim", DIM);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    check(&c, &model, 0, &mut rng);
+    c.upsert(crate::records(10_000, 5, DIM, 1)).unwrap();
+    assert!(c.get(10_004).unwrap().is_some());
+}
