@@ -639,3 +639,45 @@ async fn hostile_statements_are_refused_by_name_and_the_session_keeps_answering(
     );
     assert_eq!(hits.len(), 5);
 }
+
+#[tokio::test]
+async fn an_id_predicate_pre_filters_the_search_and_ranks_exactly_those_rows() {
+    let (_d, db, ctx) = setup();
+    let coll = db.collection("items").unwrap();
+    let q8 = [0.5f32; 8];
+    let wanted = [3u64, 77, 150, 999, 2500];
+    // By hand: the wanted rows' exact distances, nearest first.
+    let mut truth: Vec<(f64, u64)> = wanted
+        .iter()
+        .map(|&id| {
+            let v = coll.get(id).unwrap().unwrap().vector;
+            let d: f32 = v.iter().zip(&q8).map(|(a, b)| (a - b) * (a - b)).sum();
+            (d as f64, id)
+        })
+        .collect();
+    truth.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let list = wanted.map(|i| i.to_string()).join(", ");
+    for q in [
+        format!(
+            "SELECT id FROM items WHERE id IN ({list}, 123456789) ORDER BY l2_distance(vector, {}) LIMIT 10",
+            literal(&q8)
+        ),
+        format!(
+            "SELECT id FROM vector_search('items', {}, 10) WHERE id IN ({list})",
+            literal(&q8)
+        ),
+    ] {
+        let explain = plan_text(&run(&ctx, &format!("EXPLAIN {q}")).await);
+        assert!(explain.contains("prefilter=ids("), "{explain}");
+        let got = ids(&run(&ctx, &q).await, "id");
+        let want: Vec<u64> = truth.iter().map(|t| t.1).collect();
+        assert_eq!(got, want, "{q}");
+    }
+    // With a payload predicate as well, only the rows passing both, still ranked exactly.
+    let q = format!(
+        "SELECT id FROM items WHERE id IN ({list}) AND payload LIKE '%\"n\": 7%' \
+         ORDER BY l2_distance(vector, {}) LIMIT 10",
+        literal(&q8)
+    );
+    assert_eq!(ids(&run(&ctx, &q).await, "id"), vec![77]);
+}

@@ -63,8 +63,15 @@ pub enum Mode {
         filters: Vec<Arc<dyn PhysicalExpr>>,
         /// First over-fetch factor when there are filters.
         overfetch: usize,
+        /// The only ids the filters can pass (sorted, distinct), when an id predicate says
+        /// so: few enough are ranked exactly, by id, instead of searching the index.
+        ids: Option<Vec<u64>>,
     },
 }
+
+/// Largest id set that a search pre-filters (ranks each id's stored vector exactly) rather
+/// than searching the index and filtering after.
+pub const PREFILTER_MAX_IDS: usize = 4096;
 
 /// The plan node; see the module docs.
 pub struct DriftExec {
@@ -128,14 +135,23 @@ impl DisplayAs for DriftExec {
                 ids.len()
             ),
             Mode::Search {
-                k, params, filters, ..
+                k,
+                params,
+                filters,
+                ids,
+                ..
             } => write!(
                 f,
-                "DriftIndexSearchExec: collection={}, k={k}, nprobe={}, recall_target={}, filters={}",
+                "DriftIndexSearchExec: collection={}, k={k}, nprobe={}, recall_target={}, filters={}{}",
                 self.table,
                 params.nprobe.map_or("adaptive".into(), |n| n.to_string()),
                 params.recall_target.map_or("off".into(), |r| r.to_string()),
-                filters.len()
+                filters.len(),
+                match ids {
+                    Some(ids) if ids.len() <= PREFILTER_MAX_IDS =>
+                        format!(", prefilter=ids({})", ids.len()),
+                    _ => String::new(),
+                }
             ),
         }
     }
@@ -225,11 +241,17 @@ impl ExecutionPlan for DriftExec {
                         params,
                         filters,
                         overfetch,
+                        ids,
                     } = mode.as_ref()
                     else {
                         unreachable!("checked above")
                     };
-                    search(coll, query, *k, params, filters, *overfetch, &out, dim)
+                    match ids {
+                        Some(ids) if ids.len() <= PREFILTER_MAX_IDS => {
+                            by_ids(coll, query, *k, ids, filters, &out, dim)
+                        }
+                        _ => search(coll, query, *k, params, filters, *overfetch, &out, dim),
+                    }
                 };
                 Ok(Box::pin(RecordBatchStreamAdapter::new(
                     schema,
@@ -324,6 +346,52 @@ fn search(
     }
 }
 
+/// Pre-filtered search: the `k` nearest of the records with these `ids` that pass every
+/// filter, by exact distance, in the `out` schema (a filter matching 5 rows gives those 5).
+fn by_ids(
+    coll: &Arc<dyn VectorRead>,
+    query: &[f32],
+    k: usize,
+    ids: &[u64],
+    filters: &[Arc<dyn PhysicalExpr>],
+    out: &SchemaRef,
+    dim: usize,
+) -> Result<RecordBatch> {
+    let full = search_schema(dim);
+    let (q, dist, metric) = exact_query(coll, query)?;
+    let mut rows = Rows::default();
+    for id in ids {
+        if let Some(r) = coll.get(*id).map_err(engine_err)? {
+            rows.distances
+                .push(reported(metric, dist.eval(&q, &r.vector)));
+            rows.ids.push(r.id);
+            rows.vectors.extend_from_slice(&r.vector);
+            rows.payloads.push(r.payload);
+        }
+    }
+    let passed = apply_filters(rows.to_batch(&full, dim)?, filters)?;
+    let batch = nearest(&passed, k)?;
+    let idx: Vec<usize> = out
+        .fields()
+        .iter()
+        .map(|f| full.index_of(f.name()))
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(batch.project(&idx)?)
+}
+
+/// The query as exact ranking needs it (normalized for cosine), the internal distance and
+/// the metric its values are reported in.
+fn exact_query(coll: &Arc<dyn VectorRead>, query: &[f32]) -> Result<(Vec<f32>, Distance, Metric)> {
+    let metric = coll.config().metric;
+    let mut q = query.to_vec();
+    if metric == Metric::Cosine && !normalize(&mut q) {
+        return Err(DataFusionError::Plan(
+            "a cosine search needs a query vector that is not zero".into(),
+        ));
+    }
+    Ok((q, Distance::for_metric(metric), metric))
+}
+
 /// The `k` nearest rows passing `filters`, by exact distance over every live row of one
 /// snapshot (in the `full` search schema, nearest first).
 fn exact_filtered(
@@ -334,14 +402,7 @@ fn exact_filtered(
     full: &SchemaRef,
     dim: usize,
 ) -> Result<RecordBatch> {
-    let metric = coll.config().metric;
-    let mut q = query.to_vec();
-    if metric == Metric::Cosine && !normalize(&mut q) {
-        return Err(DataFusionError::Plan(
-            "a cosine search needs a query vector that is not zero".into(),
-        ));
-    }
-    let dist = Distance::for_metric(metric);
+    let (q, dist, metric) = exact_query(coll, query)?;
     let mut kept = RecordBatch::new_empty(full.clone());
     for recs in coll.clone().scan(SCAN_BATCH) {
         let recs = recs.map_err(engine_err)?;

@@ -116,10 +116,25 @@ impl TableProvider for SearchTable {
         let dim = self.coll.config().dim;
         let full = search_schema(dim);
         let df = DFSchema::try_from(full.as_ref().clone())?;
+        let raw_filters = filters;
         let filters = filters
             .iter()
             .map(|f| state.create_physical_expr(unqualified(f)?, &df))
             .collect::<Result<Vec<_>>>()?;
+        // The ids every row must have, if an id predicate says (intersected over filters).
+        let mut ids: Option<Vec<u64>> = None;
+        for f in raw_filters {
+            if let Some(allowed) = crate::sql::table::id_filter(f) {
+                ids = Some(match ids {
+                    None => allowed,
+                    Some(prev) => prev.into_iter().filter(|i| allowed.contains(i)).collect(),
+                });
+            }
+        }
+        if let Some(ids) = ids.as_mut() {
+            ids.sort_unstable();
+            ids.dedup();
+        }
         let schema = projected(&self.schema, projection)?;
         let k = limit.map_or(self.k, |l| l.min(self.k));
         let coll: Arc<dyn VectorRead> = self.coll.clone();
@@ -130,6 +145,7 @@ impl TableProvider for SearchTable {
             params: self.params.clone(),
             filters,
             overfetch: self.overfetch,
+            ids,
         };
         Ok(Arc::new(DriftExec::new(&self.name, dim, schema, mode)))
     }

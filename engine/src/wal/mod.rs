@@ -195,13 +195,12 @@ impl Wal {
             .expect("current WAL file was just opened");
         let written = if fail {
             // A full disk: part of the batch lands, then the write fails.
-            file.write_all(&bytes[..bytes.len() / 2])
-                .and_then(|()| {
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::StorageFull,
-                        "injected fault: no space left on device",
-                    ))
-                })
+            file.write_all(&bytes[..bytes.len() / 2]).and_then(|()| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "injected fault: no space left on device",
+                ))
+            })
         } else {
             file.write_all(bytes).and_then(|()| file.sync_data())
         };
