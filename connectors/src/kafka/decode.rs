@@ -240,8 +240,56 @@ fn f32le(key: Option<&[u8]>, value: &[u8]) -> Result<Write, BadRecord> {
     Ok(Write::Upsert(Record::new(id, vector)))
 }
 
+/// Walks the messages of an Arrow IPC stream and checks that each one's declared metadata
+/// and body lengths fit inside `value`. The reader allocates what a message declares before
+/// reading it: unchecked, ten bytes claiming a 2 GB message make it allocate 2 GB (found by
+/// the `kafka_value` fuzz target).
+fn check_ipc_framing(value: &[u8]) -> Result<(), String> {
+    let word = |at: usize| -> Option<i32> {
+        value
+            .get(at..at + 4)
+            .map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")))
+    };
+    let mut pos = 0usize;
+    while pos < value.len() {
+        let mut len = word(pos).ok_or("the stream ends inside a message length")?;
+        pos += 4;
+        if len == -1 {
+            // Continuation marker, then the length.
+            len = word(pos).ok_or("the stream ends inside a message length")?;
+            pos += 4;
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let left = value.len() - pos;
+        let meta_len =
+            usize::try_from(len).map_err(|_| format!("message length {len} is negative"))?;
+        if meta_len > left {
+            return Err(format!(
+                "a message declares {meta_len} bytes of metadata, only {left} bytes follow"
+            ));
+        }
+        let message = datafusion::arrow::ipc::root_as_message(&value[pos..pos + meta_len])
+            .map_err(|e| format!("bad message metadata: {e}"))?;
+        pos += meta_len;
+        let left = value.len() - pos;
+        let body = message.bodyLength();
+        let body_len =
+            usize::try_from(body).map_err(|_| format!("message body length {body} is negative"))?;
+        if body_len > left {
+            return Err(format!(
+                "a message declares a body of {body_len} bytes, only {left} bytes follow"
+            ));
+        }
+        pos += body_len;
+    }
+    Ok(())
+}
+
 fn arrow(value: &[u8]) -> Result<Vec<Write>, BadRecord> {
     let undecodable = |m: String| bad(BadKind::Undecodable, m);
+    check_ipc_framing(value).map_err(|e| undecodable(format!("not an Arrow IPC stream: {e}")))?;
     let reader = StreamReader::try_new(Cursor::new(value), None)
         .map_err(|e| undecodable(format!("not an Arrow IPC stream: {e}")))?;
     let mut out = Vec::new();
@@ -506,6 +554,25 @@ mod tests {
                 .kind,
             BadKind::Undecodable
         );
+    }
+
+    #[test]
+    fn arrow_messages_that_declare_more_than_they_hold_are_refused_before_any_allocation() {
+        // Continuation marker, then a metadata length of ~2 GB: ten bytes in all.
+        let claim = [0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x7f, 0x00, 0x00];
+        let e = dec(Format::Arrow).decode(None, Some(&claim)).unwrap_err();
+        assert_eq!(e.kind, BadKind::Undecodable);
+        assert!(e.reason.contains("declares"), "{}", e.reason);
+        // A whole stream passes the framing check; each of its prefixes is refused cleanly
+        // or, when it ends at a message boundary, decodes to a prefix of the whole.
+        let msg = encode_arrow(2, &[(1, Some(vec![1.0, 2.0]), None)]);
+        assert!(check_ipc_framing(&msg).is_ok());
+        let whole = dec(Format::Arrow).decode(None, Some(&msg)).unwrap();
+        for cut in 1..msg.len() {
+            if let Ok(part) = dec(Format::Arrow).decode(None, Some(&msg[..cut])) {
+                assert!(whole.starts_with(&part), "prefix of {cut} bytes");
+            }
+        }
     }
 
     #[test]
