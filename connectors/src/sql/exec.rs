@@ -63,8 +63,8 @@ pub enum Mode {
         filters: Vec<Arc<dyn PhysicalExpr>>,
         /// First over-fetch factor when there are filters.
         overfetch: usize,
-        /// The only ids the filters can pass (sorted, distinct), when an id predicate says
-        /// so: few enough are ranked exactly, by id, instead of searching the index.
+        /// The only ids the filters can pass (sorted, distinct, at most
+        /// [`PREFILTER_MAX_IDS`]): ranked exactly, by id, instead of searching the index.
         ids: Option<Vec<u64>>,
     },
 }
@@ -147,11 +147,8 @@ impl DisplayAs for DriftExec {
                 params.nprobe.map_or("adaptive".into(), |n| n.to_string()),
                 params.recall_target.map_or("off".into(), |r| r.to_string()),
                 filters.len(),
-                match ids {
-                    Some(ids) if ids.len() <= PREFILTER_MAX_IDS =>
-                        format!(", prefilter=ids({})", ids.len()),
-                    _ => String::new(),
-                }
+                ids.as_ref()
+                    .map_or(String::new(), |ids| format!(", prefilter=ids({})", ids.len()))
             ),
         }
     }
@@ -247,10 +244,8 @@ impl ExecutionPlan for DriftExec {
                         unreachable!("checked above")
                     };
                     match ids {
-                        Some(ids) if ids.len() <= PREFILTER_MAX_IDS => {
-                            by_ids(coll, query, *k, ids, filters, &out, dim)
-                        }
-                        _ => search(coll, query, *k, params, filters, *overfetch, &out, dim),
+                        Some(ids) => by_ids(coll, query, *k, ids, filters, &out, dim),
+                        None => search(coll, query, *k, params, filters, *overfetch, &out, dim),
                     }
                 };
                 Ok(Box::pin(RecordBatchStreamAdapter::new(
@@ -328,12 +323,8 @@ fn search(
         }
         let done = batch.num_rows() >= k || p.k == MAX_K || everything;
         if done || filters.is_empty() {
-            let idx: Vec<usize> = out
-                .fields()
-                .iter()
-                .map(|f| full.index_of(f.name()))
-                .collect::<std::result::Result<_, _>>()?;
-            return Ok(batch.project(&idx)?.slice(0, batch.num_rows().min(k)));
+            let n = batch.num_rows().min(k);
+            return Ok(project(&batch, &full, out)?.slice(0, n));
         }
         // Not enough rows passed: widen to every bucket and fetch more.
         p.nprobe = Some(MAX_PROBES);
@@ -358,19 +349,17 @@ fn by_ids(
     dim: usize,
 ) -> Result<RecordBatch> {
     let full = search_schema(dim);
-    let (q, dist, metric) = exact_query(coll, query)?;
-    let mut rows = Rows::default();
+    let exact = Exact::new(coll, query)?;
+    let mut recs = Vec::with_capacity(ids.len());
     for id in ids {
-        if let Some(r) = coll.get(*id).map_err(engine_err)? {
-            rows.distances
-                .push(reported(metric, dist.eval(&q, &r.vector)));
-            rows.ids.push(r.id);
-            rows.vectors.extend_from_slice(&r.vector);
-            rows.payloads.push(r.payload);
-        }
+        recs.extend(coll.get(*id).map_err(engine_err)?);
     }
-    let passed = apply_filters(rows.to_batch(&full, dim)?, filters)?;
-    let batch = nearest(&passed, k)?;
+    let passed = apply_filters(exact.rows(recs).to_batch(&full, dim)?, filters)?;
+    project(&nearest(&passed, k)?, &full, out)
+}
+
+/// The columns of `out` taken from `batch` (in the `full` search schema).
+fn project(batch: &RecordBatch, full: &SchemaRef, out: &SchemaRef) -> Result<RecordBatch> {
     let idx: Vec<usize> = out
         .fields()
         .iter()
@@ -379,17 +368,42 @@ fn by_ids(
     Ok(batch.project(&idx)?)
 }
 
-/// The query as exact ranking needs it (normalized for cosine), the internal distance and
-/// the metric its values are reported in.
-fn exact_query(coll: &Arc<dyn VectorRead>, query: &[f32]) -> Result<(Vec<f32>, Distance, Metric)> {
-    let metric = coll.config().metric;
-    let mut q = query.to_vec();
-    if metric == Metric::Cosine && !normalize(&mut q) {
-        return Err(DataFusionError::Plan(
-            "a cosine search needs a query vector that is not zero".into(),
-        ));
+/// Exact ranking against one query: the query as it needs it (normalized for cosine), the
+/// internal distance, and the metric its values are reported in.
+struct Exact {
+    q: Vec<f32>,
+    dist: Distance,
+    metric: Metric,
+}
+
+impl Exact {
+    fn new(coll: &Arc<dyn VectorRead>, query: &[f32]) -> Result<Exact> {
+        let metric = coll.config().metric;
+        let mut q = query.to_vec();
+        if metric == Metric::Cosine && !normalize(&mut q) {
+            return Err(DataFusionError::Plan(
+                "a cosine search needs a query vector that is not zero".into(),
+            ));
+        }
+        Ok(Exact {
+            q,
+            dist: Distance::for_metric(metric),
+            metric,
+        })
     }
-    Ok((q, Distance::for_metric(metric), metric))
+
+    /// `recs` as rows of the search schema, each with its exact distance.
+    fn rows(&self, recs: Vec<Record>) -> Rows {
+        let mut rows = Rows::default();
+        for r in recs {
+            rows.distances
+                .push(reported(self.metric, self.dist.eval(&self.q, &r.vector)));
+            rows.ids.push(r.id);
+            rows.vectors.extend_from_slice(&r.vector);
+            rows.payloads.push(r.payload);
+        }
+        rows
+    }
 }
 
 /// The `k` nearest rows passing `filters`, by exact distance over every live row of one
@@ -402,18 +416,10 @@ fn exact_filtered(
     full: &SchemaRef,
     dim: usize,
 ) -> Result<RecordBatch> {
-    let (q, dist, metric) = exact_query(coll, query)?;
+    let exact = Exact::new(coll, query)?;
     let mut kept = RecordBatch::new_empty(full.clone());
     for recs in coll.clone().scan(SCAN_BATCH) {
-        let recs = recs.map_err(engine_err)?;
-        let mut rows = Rows::default();
-        for r in recs {
-            rows.distances
-                .push(reported(metric, dist.eval(&q, &r.vector)));
-            rows.ids.push(r.id);
-            rows.vectors.extend_from_slice(&r.vector);
-            rows.payloads.push(r.payload);
-        }
+        let rows = exact.rows(recs.map_err(engine_err)?);
         let passed = apply_filters(rows.to_batch(full, dim)?, filters)?;
         if passed.num_rows() > 0 {
             kept = nearest(&concat_batches(full, [&kept, &passed])?, k)?;

@@ -18,8 +18,8 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
 use drift_engine::{Collection, Database, SearchParams, VectorRead};
 
-use super::exec::{DriftExec, Mode};
-use super::table::{collection_schema, projected, search_schema};
+use super::exec::{DriftExec, Mode, PREFILTER_MAX_IDS};
+use super::table::{allowed_ids, collection_schema, projected, search_schema};
 use super::{engine_err, DriftOptions};
 
 /// The `k` nearest rows of a collection to a fixed query, as a table.
@@ -116,25 +116,12 @@ impl TableProvider for SearchTable {
         let dim = self.coll.config().dim;
         let full = search_schema(dim);
         let df = DFSchema::try_from(full.as_ref().clone())?;
-        let raw_filters = filters;
+        // Few enough ids allowed by an id predicate are ranked exactly instead of searched.
+        let ids = allowed_ids(filters).filter(|ids| ids.len() <= PREFILTER_MAX_IDS);
         let filters = filters
             .iter()
             .map(|f| state.create_physical_expr(unqualified(f)?, &df))
             .collect::<Result<Vec<_>>>()?;
-        // The ids every row must have, if an id predicate says (intersected over filters).
-        let mut ids: Option<Vec<u64>> = None;
-        for f in raw_filters {
-            if let Some(allowed) = crate::sql::table::id_filter(f) {
-                ids = Some(match ids {
-                    None => allowed,
-                    Some(prev) => prev.into_iter().filter(|i| allowed.contains(i)).collect(),
-                });
-            }
-        }
-        if let Some(ids) = ids.as_mut() {
-            ids.sort_unstable();
-            ids.dedup();
-        }
         let schema = projected(&self.schema, projection)?;
         let k = limit.map_or(self.k, |l| l.min(self.k));
         let coll: Arc<dyn VectorRead> = self.coll.clone();

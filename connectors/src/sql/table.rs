@@ -174,6 +174,25 @@ pub fn id_filter(e: &Expr) -> Option<Vec<u64>> {
     }
 }
 
+/// The ids every row passing all of `filters` must have (sorted, distinct): the
+/// intersection of their `id = / IN` predicates; `None` when no filter constrains the id.
+pub fn allowed_ids(filters: &[Expr]) -> Option<Vec<u64>> {
+    let mut ids: Option<Vec<u64>> = None;
+    for f in filters {
+        if let Some(allowed) = id_filter(f) {
+            ids = Some(match ids {
+                None => allowed,
+                Some(prev) => prev.into_iter().filter(|i| allowed.contains(i)).collect(),
+            });
+        }
+    }
+    ids.map(|mut ids| {
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    })
+}
+
 fn scalar_u64(v: &ScalarValue) -> Option<u64> {
     match v {
         ScalarValue::UInt64(Some(x)) => Some(*x),
@@ -218,23 +237,10 @@ impl TableProvider for CollectionTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let schema = projected(&self.schema, projection)?;
-        // Intersect every id filter: the rows are looked up one by one.
-        let mut ids: Option<Vec<u64>> = None;
-        for f in filters {
-            if let Some(allowed) = id_filter(f) {
-                ids = Some(match ids {
-                    None => allowed,
-                    Some(prev) => prev.into_iter().filter(|i| allowed.contains(i)).collect(),
-                });
-            }
-        }
+        // The rows an id filter allows are looked up one by one.
         let coll: Arc<dyn VectorRead> = self.coll.clone();
-        let mode = match ids {
-            Some(mut ids) => {
-                ids.sort_unstable();
-                ids.dedup();
-                Mode::Lookup { coll, ids, limit }
-            }
+        let mode = match allowed_ids(filters) {
+            Some(ids) => Mode::Lookup { coll, ids, limit },
             None => Mode::Scan { coll, limit },
         };
         Ok(Arc::new(DriftExec::new(

@@ -9,7 +9,7 @@
 //! OpenDAL): a failing log write leaves half its bytes behind, as a full disk does.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use opendal::raw::*;
@@ -42,9 +42,14 @@ fn registry() -> &'static Mutex<HashMap<String, Arc<Faults>>> {
     REGISTRY.get_or_init(Default::default)
 }
 
+/// Set once any plan is registered: until then (always, outside tests and drills) the log's
+/// write path checks one relaxed flag instead of locking the registry.
+static ANY_PLAN: AtomicBool = AtomicBool::new(false);
+
 impl Faults {
     /// The plan for stores opened on `uri` from now on (created with no faults if new).
     pub fn for_store(uri: &str) -> Arc<Faults> {
+        ANY_PLAN.store(true, Ordering::Relaxed);
         registry()
             .lock()
             .entry(uri.to_string())
@@ -68,15 +73,13 @@ impl Faults {
         Faults::for_store(&wal_key(dir))
     }
 
-    /// Whether this write to the log in `dir` fails (no plan: never, after one map lookup).
+    /// Whether this write to the log in `dir` fails (no plan anywhere: never, after one
+    /// atomic load).
     pub(crate) fn wal_write_fails(dir: &std::path::Path) -> bool {
-        let plan = {
-            let all = registry().lock();
-            if all.is_empty() {
-                return false;
-            }
-            all.get(&wal_key(dir)).cloned()
-        };
+        if !ANY_PLAN.load(Ordering::Relaxed) {
+            return false;
+        }
+        let plan = registry().lock().get(&wal_key(dir)).cloned();
         plan.is_some_and(|p| p.strike(FaultOp::Write, "wal").is_err())
     }
 

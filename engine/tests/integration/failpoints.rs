@@ -8,15 +8,9 @@ use std::io::{BufRead, BufReader};
 
 use drift_engine::Database;
 
-use crate::{open_with, records, spawn_child};
+use crate::{open_with, records, spawn_child, FAILPOINTS as POINTS};
 
 const CHILD_ENV: &str = "DRIFT_FAILPOINT_CHILD_DIR";
-const POINTS: [&str; 4] = [
-    "segment-written",
-    "tombstones-written",
-    "manifest-written",
-    "wal-retired",
-];
 
 /// The child's workload, deterministic: upserts, then deletes of some of them, then a few
 /// more upserts (so that a later commit covers the deletes).

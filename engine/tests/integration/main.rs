@@ -15,6 +15,14 @@ mod simulation;
 use drift_engine::{CollectionConfig, Database, Metric, Record};
 use rand::{Rng, SeedableRng};
 
+/// The durable steps of a commit at which `DRIFT_FAILPOINT` can abort the process.
+pub const FAILPOINTS: [&str; 4] = [
+    "segment-written",
+    "tombstones-written",
+    "manifest-written",
+    "wal-retired",
+];
+
 /// Random vectors in [-1, 1), row-major.
 pub fn random_vectors(n: usize, dim: usize, seed: u64) -> Vec<f32> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);

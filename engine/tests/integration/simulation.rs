@@ -18,7 +18,7 @@ use drift_engine::storage::fault::{FaultOp, Faults};
 use drift_engine::{Collection, Database, Record};
 use rand::{Rng, SeedableRng};
 
-use crate::{open_with, spawn_child};
+use crate::{open_with, spawn_child, FAILPOINTS as POINTS};
 
 const DIM: usize = 8;
 /// Ids are drawn from `0..UNIVERSE`, so upserts replace and deletes hit often.
@@ -26,12 +26,6 @@ const UNIVERSE: u64 = 400;
 const DIR_ENV: &str = "DRIFT_SIM_DIR";
 const RANGE_ENV: &str = "DRIFT_SIM_RANGE";
 const SEED_ENV: &str = "DRIFT_SIM_SEED";
-const POINTS: [&str; 4] = [
-    "segment-written",
-    "tombstones-written",
-    "manifest-written",
-    "wal-retired",
-];
 
 /// One step of the sequence.
 #[derive(Debug, Clone)]
