@@ -44,11 +44,9 @@ fn sketch_codes(quant: &Sq8, codes: &[u8]) -> Option<Sketch> {
     for code in codes.chunks_exact(quant.stride()) {
         decoded.extend(quant.decode(&code[..dim]));
     }
-    // The middle of the quantizer's box: the same for every chunk of a bucket, so a search
-    // prepares the query once per bucket, not once per chunk.
-    let (lo, step) = quant.parts();
-    let center: Vec<f32> = lo.iter().zip(step).map(|(l, s)| l + 127.5 * s).collect();
-    Sketch::build(&decoded, dim, Some(&center))
+    // The middle of the quantizer's box: the same for every chunk of a bucket, and derived
+    // by a search in the same pass as its SQ8 query weights (`Sq8::prepare`).
+    Sketch::build(&decoded, dim, &quant.middle())
 }
 
 impl Chunk {

@@ -52,6 +52,8 @@ pub struct L1 {
 #[derive(Default)]
 struct Scratch {
     table: Vec<f32>,
+    /// Weights computed only for their sketch centre term (the LUT kernel's buckets).
+    spare: Vec<f32>,
     dists: Vec<f32>,
     sketch: SketchQuery,
     order: Vec<u32>,
@@ -375,6 +377,20 @@ impl L1 {
             // The bucket's SQ8 query weights (or table) and base term, prepared on first use:
             // with the sketch prefilter, most far buckets have no row whose bound survives.
             let mut base: Option<f32> = None;
+            // Where the query stands against the centre of the bucket's sketches: from the
+            // same pass as the SQ8 weights, which most sketched buckets need anyway.
+            let mut centre = None;
+            if params.prefilter && bucket.chunks.iter().any(|c| c.sketch.is_some()) {
+                let w = match adc {
+                    AdcKernel::Factored => &mut s.table,
+                    AdcKernel::Lut => &mut s.spare,
+                };
+                let (b, c) = bucket.quant.prepare(query, self.metric, w);
+                if adc == AdcKernel::Factored {
+                    base = Some(b);
+                }
+                centre = Some(c);
+            }
             macro_rules! base {
                 () => {
                     match base {
@@ -412,11 +428,11 @@ impl L1 {
                 let row_dist =
                     |base: f32, x: f32, r: usize| base + norms.map_or(0.0, |n| n[r]) + sign * x;
                 s.codes += rows;
-                if let Some(sketch) = chunk.sketch.as_ref().filter(|_| params.prefilter) {
+                if let (Some(sketch), Some(centre)) = (chunk.sketch.as_ref(), centre) {
                     // Lower bounds first; the SQ8 distance only where one can still enter.
                     s.dists.clear();
                     s.dists.resize(rows, 0f32);
-                    sketch.lower_bounds(&mut s.sketch, l2, &mut s.dists);
+                    sketch.lower_bounds(&mut s.sketch, centre, &mut s.dists);
                     // While the pool is not full, it is seeded with the rows of smallest
                     // bound (read in memory order); then the rows whose bound beats the pool
                     // are gathered and their code rows prefetched, so that their scattered

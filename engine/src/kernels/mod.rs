@@ -97,6 +97,86 @@ pub fn sq8_lut(query: &[f32], lo: &[f32], step: &[f32], l2: bool, lut: &mut [f32
     }
 }
 
+/// The code value in the middle of an SQ8 range: the box middle is `lo + SQ8_MID * step`.
+pub const SQ8_MID: f32 = 127.5;
+
+/// One SQ8 quantizer's per-query preparation, in one pass over its ranges: fills `w[..dim]`
+/// with the factored weights (`2 (q - lo) step` when `l2`, else `q step`) and returns
+/// `(base, centre)` with `base = sum (q - lo)²` (else `-sum q lo`) and `centre` the query's
+/// squared distance to the box middle (else its inner product with it). Panics if `lo`,
+/// `step` or `w` are shorter than `query`.
+#[inline]
+pub fn sq8_prepare(query: &[f32], lo: &[f32], step: &[f32], l2: bool, w: &mut [f32]) -> (f32, f32) {
+    sq8_prepare_with(cpu(), query, lo, step, l2, w)
+}
+
+/// [`sq8_prepare`] with an explicit kernel.
+pub fn sq8_prepare_with(
+    kind: KernelKind,
+    query: &[f32],
+    lo: &[f32],
+    step: &[f32],
+    l2: bool,
+    w: &mut [f32],
+) -> (f32, f32) {
+    match kind {
+        KernelKind::Avx2 if cpu() == KernelKind::Avx2 => avx2::sq8_prepare(query, lo, step, l2, w),
+        _ => scalar::sq8_prepare(query, lo, step, l2, w),
+    }
+}
+
+/// Per-row columns of a binary sketch's lower bound (`near` only for L2), and the row's
+/// nibble-scan dot products.
+#[derive(Debug, Clone, Copy)]
+pub struct BoundColumns<'a> {
+    /// Per-row constant term (L2 only).
+    pub near: Option<&'a [f32]>,
+    /// Scaled counts of set code bits.
+    pub g_ones: &'a [f32],
+    /// Scale of the estimated product.
+    pub g: &'a [f32],
+    /// Error allowance per unit of query norm.
+    pub e: &'a [f32],
+    /// Nibble-scan sums.
+    pub dots: &'a [u32],
+}
+
+/// Per-query terms of a sketch's lower bound.
+#[derive(Debug, Clone, Copy)]
+pub struct BoundTerms {
+    /// Added to every row.
+    pub base: f32,
+    /// Factor of `g_ones`.
+    pub ones: f32,
+    /// Factor of the nibble sum inside the estimated product.
+    pub dot: f32,
+    /// Constant inside the estimated product.
+    pub shift: f32,
+    /// Factor of `e`.
+    pub error: f32,
+}
+
+/// Sketch lower bounds of `out.len()` rows:
+/// `out[i] = near[i] + base - ones g_ones[i] - g[i] (dot dots[i] + shift) - error e[i]`
+/// (`near[i]` taken as 0 when absent). Panics if a column is shorter than `out`.
+#[inline]
+pub fn sketch_bounds(cols: &BoundColumns, terms: &BoundTerms, out: &mut [f32]) {
+    sketch_bounds_with(cpu(), cols, terms, out)
+}
+
+/// [`sketch_bounds`] with an explicit kernel.
+pub fn sketch_bounds_with(
+    kind: KernelKind,
+    cols: &BoundColumns,
+    terms: &BoundTerms,
+    out: &mut [f32],
+) {
+    match kind {
+        KernelKind::Avx2 if cpu() == KernelKind::Avx2 => avx2::sketch_bounds(cols, terms, out),
+        _ => scalar::sketch_bounds(cols, terms, out),
+    }
+}
+
 /// ADC scan: for each code row `i` (rows of `stride` bytes), `out[i] = sum_d lut[d * 256 + code[i][d]]`.
 ///
 /// `stride` must be a multiple of 8, `lut.len() == stride * 256`, `codes.len() == out.len() * stride`.
@@ -347,6 +427,75 @@ mod tests {
                 let scale: f64 = (0..stride).map(|d| (w[d] as f64 * codes[r * stride + d] as f64).abs()).sum();
                 prop_assert!(close(fast[r], want, scale), "avx2 row {r}: {} vs {want}", fast[r]);
                 prop_assert!(close(slow[r], want, scale), "scalar row {r}: {} vs {want}", slow[r]);
+            }
+        }
+
+        #[test]
+        fn sq8_prepare_kernels_match_f64_reference(dim in 1usize..70, seed in any::<u64>()) {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let q: Vec<f32> = (0..dim).map(|_| rng.gen_range(-5.0f32..5.0)).collect();
+            let lo: Vec<f32> = (0..dim).map(|_| rng.gen_range(-5.0f32..5.0)).collect();
+            let step: Vec<f32> = (0..dim).map(|_| rng.gen_range(0.0f32..0.05)).collect();
+            for kind in [KernelKind::Avx2, KernelKind::Scalar] {
+                for l2 in [true, false] {
+                    let mut w = vec![f32::NAN; dim + 3];
+                    let (base, centre) = sq8_prepare_with(kind, &q, &lo, &step, l2, &mut w);
+                    let (mut wb, mut wc, mut scale) = (0f64, 0f64, 0f64);
+                    for d in 0..dim {
+                        let (q, l, s) = (q[d] as f64, lo[d] as f64, step[d] as f64);
+                        let mid = l + SQ8_MID as f64 * s;
+                        let (wd, bd, cd) = if l2 {
+                            (2.0 * (q - l) * s, (q - l).powi(2), (q - mid).powi(2))
+                        } else {
+                            (q * s, -q * l, q * mid)
+                        };
+                        prop_assert!(close(w[d], wd, wd.abs()), "{kind:?} w[{d}]: {} vs {wd}", w[d]);
+                        wb += bd;
+                        wc += cd;
+                        scale += bd.abs() + cd.abs();
+                    }
+                    prop_assert!(w[dim..].iter().all(|x| x.is_nan()), "past dim written");
+                    prop_assert!(close(base, wb, scale), "{kind:?} l2 {l2} base {base} vs {wb}");
+                    prop_assert!(close(centre, wc, scale), "{kind:?} l2 {l2} centre {centre} vs {wc}");
+                }
+            }
+        }
+
+        #[test]
+        fn sketch_bound_kernels_match_f64_reference(n in 0usize..40, seed in any::<u64>()) {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut col = || -> Vec<f32> { (0..n).map(|_| rng.gen_range(-3.0f32..3.0)).collect() };
+            let (near, g_ones, g, e) = (col(), col(), col(), col());
+            let dots: Vec<u32> = (0..n).map(|i| (i as u32 * 7919) % 5000).collect();
+            let terms = BoundTerms { base: 1.5, ones: 0.25, dot: 0.01, shift: -2.0, error: 0.7 };
+            for with_near in [true, false] {
+                let cols = BoundColumns {
+                    near: with_near.then_some(&near[..]),
+                    g_ones: &g_ones,
+                    g: &g,
+                    e: &e,
+                    dots: &dots,
+                };
+                for kind in [KernelKind::Avx2, KernelKind::Scalar] {
+                    let mut out = vec![f32::NAN; n];
+                    sketch_bounds_with(kind, &cols, &terms, &mut out);
+                    for i in 0..n {
+                        let t = |x: f32| x as f64;
+                        let x = t(terms.dot) * dots[i] as f64 + t(terms.shift);
+                        let parts = [
+                            if with_near { t(near[i]) } else { 0.0 },
+                            t(terms.base),
+                            -t(terms.ones) * t(g_ones[i]),
+                            -t(g[i]) * x,
+                            -t(terms.error) * t(e[i]),
+                        ];
+                        let want: f64 = parts.iter().sum();
+                        let scale: f64 = parts.iter().map(|p| p.abs()).sum();
+                        prop_assert!(close(out[i], want, scale), "{kind:?} row {i}: {} vs {want}", out[i]);
+                    }
+                }
             }
         }
 

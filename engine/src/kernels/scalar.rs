@@ -99,6 +99,69 @@ pub fn sq8_lut(query: &[f32], lo: &[f32], step: &[f32], l2: bool, lut: &mut [f32
     }
 }
 
+/// One SQ8 quantizer's per-query preparation (see `kernels::sq8_prepare`): fills `w[..dim]`
+/// and returns `(base, centre)`.
+#[inline(always)]
+pub fn sq8_prepare(query: &[f32], lo: &[f32], step: &[f32], l2: bool, w: &mut [f32]) -> (f32, f32) {
+    let dim = query.len();
+    let (query, lo, step, w) = (&query[..dim], &lo[..dim], &step[..dim], &mut w[..dim]);
+    // Eight running sums over blocks of eight, so that the loop vectorizes.
+    let (mut base, mut cen) = ([0f32; 8], [0f32; 8]);
+    let full = dim - dim % 8;
+    let term = |q: f32, l: f32, s: f32| -> (f32, f32, f32) {
+        if l2 {
+            let a = q - l;
+            let m = a - super::SQ8_MID * s;
+            (2.0 * a * s, a * a, m * m)
+        } else {
+            (q * s, -q * l, q * (l + super::SQ8_MID * s))
+        }
+    };
+    for b in (0..full).step_by(8) {
+        for j in 0..8 {
+            let (wj, bj, cj) = term(query[b + j], lo[b + j], step[b + j]);
+            w[b + j] = wj;
+            base[j] += bj;
+            cen[j] += cj;
+        }
+    }
+    let (mut b, mut c) = (base.iter().sum::<f32>(), cen.iter().sum::<f32>());
+    for d in full..dim {
+        let (wd, bd, cd) = term(query[d], lo[d], step[d]);
+        w[d] = wd;
+        b += bd;
+        c += cd;
+    }
+    (b, c)
+}
+
+/// Sketch lower bounds (see `kernels::sketch_bounds`).
+#[inline(always)]
+pub fn sketch_bounds(cols: &super::BoundColumns, k: &super::BoundTerms, out: &mut [f32]) {
+    let n = out.len();
+    let (g_ones, g, e, dots) = (
+        &cols.g_ones[..n],
+        &cols.g[..n],
+        &cols.e[..n],
+        &cols.dots[..n],
+    );
+    match cols.near {
+        Some(near) => {
+            let near = &near[..n];
+            for i in 0..n {
+                let x = k.dot * (dots[i] as i32 as f32) + k.shift;
+                out[i] = near[i] + k.base - k.ones * g_ones[i] - g[i] * x - k.error * e[i];
+            }
+        }
+        None => {
+            for i in 0..n {
+                let x = k.dot * (dots[i] as i32 as f32) + k.shift;
+                out[i] = k.base - k.ones * g_ones[i] - g[i] * x - k.error * e[i];
+            }
+        }
+    }
+}
+
 /// Factored SQ8 scan: `out[i] = sum_d w[d] * code[i][d]` over rows of `stride` codes.
 #[inline(always)]
 pub fn sq8_dot_scan(w: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {

@@ -7,5 +7,5 @@ pub mod sketch;
 mod sq8;
 
 pub use aligned::AlignedCodes;
-pub use sketch::{Sketch, SketchQuery};
+pub use sketch::{Centre, Sketch, SketchQuery};
 pub use sq8::Sq8;

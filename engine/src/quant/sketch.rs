@@ -123,32 +123,49 @@ fn splitmix(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Per-row factors of a sketch, one column each (so the bound loop vectorizes).
+/// Per-row factors of a sketch, one column each (so the bound loop vectorizes). With
+/// `X = sqrt(P) <x, R q>` estimated from the nibble scan, a row's L2 bound is
+/// `near + |q - c|² - g (X + slack) - |q - c| e` and its inner-product bound
+/// `-<q, c> - (g (X + slack) + |q| e) / 2`, where `X` itself is `2 lo ones + 2 delta dot - sum`.
 #[derive(Debug, Default)]
 struct RowFactors {
-    /// `|v - c|²`.
-    r2: Vec<f32>,
+    /// `|v - c|² + g kc`, where `kc = sqrt(P) <x, R c>` is the centre's share of the code's
+    /// product with a rotated query (so one preparation of `R q` serves every centre).
+    near: Vec<f32>,
+    /// `g * ones`: the scaled count of set code bits.
+    g_ones: Vec<f32>,
     /// `2 |v - c| / (f sqrt(P))`: turns `sqrt(P) <x, u>` into `2 |v - c| <o, u>`.
     g: Vec<f32>,
     /// `2 |v - c| * EPS0 * sqrt((1 - f²) / (f² (P - 1)))`: the bound on that product.
     e: Vec<f32>,
-    /// Set bits of the code.
-    ones: Vec<f32>,
-    /// `sqrt(P) <x, R c>`: the centre's share of the code's product with a rotated query, so
-    /// that one preparation of `R q` serves every centre.
-    kc: Vec<f32>,
+}
+
+/// Where a query stands against a sketch's centre `c`: computed by the caller once per centre
+/// (the SQ8 quantizer derives it in the same pass as its query weights, see
+/// [`crate::quant::Sq8::prepare`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Centre {
+    /// `|q - c|` (L2 and cosine).
+    L2(f32),
+    /// `<q, c>` (inner product).
+    Dot(f32),
+}
+
+impl Centre {
+    /// The standing of `query` against `centre`, computed directly.
+    pub fn of(query: &[f32], centre: &[f32], l2: bool) -> Centre {
+        if l2 {
+            Centre::L2(kernels::l2sq(query, centre).sqrt())
+        } else {
+            Centre::Dot(kernels::dot(query, centre))
+        }
+    }
 }
 
 /// One chunk's binary sketch.
 #[derive(Debug)]
 pub struct Sketch {
     rotation: Arc<Rotation>,
-    /// Fingerprint of the centre.
-    key: u64,
-    /// Chunk mean in the original space (the inner-product metric needs `<q, c>`).
-    center: Vec<f32>,
-    /// `R c`.
-    center_rot: Vec<f32>,
     /// Nibble groups per code (`P / 4`).
     groups: usize,
     /// Codes in the blocked layout of [`kernels::nibble_pack`].
@@ -162,10 +179,10 @@ impl Sketch {
         dim >= MIN_DIM && rows >= MIN_ROWS
     }
 
-    /// Sketches `vectors` (row-major, `dim` columns) around `center` (`None`: their mean);
-    /// `None` when the chunk is too small or the dimension too low for a sketch to pay.
-    /// Chunks sketched around the same centre share the query's per-centre preparation.
-    pub fn build(vectors: &[f32], dim: usize, center: Option<&[f32]>) -> Option<Sketch> {
+    /// Sketches `vectors` (row-major, `dim` columns) around `center`; `None` when the chunk is
+    /// too small or the dimension too low for a sketch to pay. A search passes the query's
+    /// [`Centre`] for this same centre to [`Sketch::lower_bounds`].
+    pub fn build(vectors: &[f32], dim: usize, center: &[f32]) -> Option<Sketch> {
         let n = vectors.len() / dim.max(1);
         if !Sketch::pays(dim, n) {
             return None;
@@ -173,31 +190,15 @@ impl Sketch {
         let rotation = Rotation::for_dim(dim);
         let p = rotation.padded();
         let words = p / 64;
-        let center: Vec<f32> = match center {
-            Some(c) => c.to_vec(),
-            None => {
-                let mut sum = vec![0f64; dim];
-                for v in vectors.chunks_exact(dim) {
-                    for (c, x) in sum.iter_mut().zip(v) {
-                        *c += *x as f64;
-                    }
-                }
-                sum.iter().map(|c| (c / n as f64) as f32).collect()
-            }
-        };
-        // FNV-1a over the centre's bits: equal centres, equal keys.
-        let key = center.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
-            (h ^ x.to_bits() as u64).wrapping_mul(0x0100_0000_01b3)
-        });
         let mut center_rot = Vec::new();
-        rotation.apply(&center, &mut center_rot);
+        rotation.apply(center, &mut center_rot);
         let mut bits = vec![0u64; n * words];
         let mut rows = RowFactors::default();
         let mut resid = vec![0f32; dim];
         let mut rot = Vec::with_capacity(p);
         let sqrt_p = (p as f32).sqrt();
         for (i, v) in vectors.chunks_exact(dim).enumerate() {
-            for ((r, x), c) in resid.iter_mut().zip(v).zip(&center) {
+            for ((r, x), c) in resid.iter_mut().zip(v).zip(center) {
                 *r = x - c;
             }
             rotation.apply(&resid, &mut rot);
@@ -223,19 +224,16 @@ impl Sketch {
                 1.0
             };
             let spread = ((1.0 - f * f).max(0.0) / (f * f * (p as f32 - 1.0))).sqrt();
-            rows.r2.push(norm * norm);
-            rows.g.push(2.0 * norm / (f * sqrt_p));
+            let g = 2.0 * norm / (f * sqrt_p);
+            rows.near.push(norm * norm + g * kc);
+            rows.g_ones.push(g * ones as f32);
+            rows.g.push(g);
             rows.e.push(2.0 * norm * EPS0 * spread);
-            rows.ones.push(ones as f32);
-            rows.kc.push(kc);
         }
         let mut packed = Vec::new();
         kernels::nibble_pack(&bits, words, &mut packed);
         Some(Sketch {
             rotation,
-            key,
-            center,
-            center_rot,
             groups: p / 4,
             packed,
             rows,
@@ -244,24 +242,26 @@ impl Sketch {
 
     /// Rows sketched.
     pub fn len(&self) -> usize {
-        self.rows.r2.len()
+        self.rows.g.len()
     }
 
     /// True when no rows are sketched.
     pub fn is_empty(&self) -> bool {
-        self.rows.r2.is_empty()
+        self.rows.g.is_empty()
     }
 
     /// Bytes held in memory.
     pub fn resident_bytes(&self) -> usize {
-        self.packed.len() + self.len() * 5 * std::mem::size_of::<f32>()
+        self.packed.len() + self.len() * 4 * std::mem::size_of::<f32>()
     }
 
-    /// Lower bounds (`l2`: on the squared L2 distance; otherwise on the negated inner
-    /// product) of the first `out.len()` rows' SQ8 distances to the query `prepared`.
-    pub fn lower_bounds(&self, prepared: &mut SketchQuery, l2: bool, out: &mut [f32]) {
+    /// Lower bounds of the first `out.len()` rows' SQ8 distances to the query `prepared`:
+    /// on the squared L2 distance when `centre` is [`Centre::L2`], on the negated inner
+    /// product when it is [`Centre::Dot`]. `centre` is the query's standing against the centre
+    /// this sketch was built around.
+    pub fn lower_bounds(&self, prepared: &mut SketchQuery, centre: Centre, out: &mut [f32]) {
         let n = out.len().min(self.len());
-        let a = prepared.against(self, l2);
+        prepared.ready(&self.rotation);
         let q = prepared.global;
         let block = kernels::NIBBLE_BLOCK;
         let padded = n.div_ceil(block) * block;
@@ -275,42 +275,47 @@ impl Sketch {
             &mut dots,
         );
         // X = sqrt(P) <x, R q> = 2 <b, R q> - sum(R q), with <b, R q> ≈ lo * ones + delta *
-        // dot; against the centre, sqrt(P) <x, R (q - c)> = X - kc. The bound subtracts the
-        // estimator's error (`rq * e`) and the query's rounding (`g * slack`).
-        let (lo2, d2, sum, slack) = (2.0 * q.lo, 2.0 * q.delta, q.sum, q.slack);
-        let rq = a.norm;
+        // dot; against the centre, sqrt(P) <x, R (q - c)> = X - kc (folded into `near`). The
+        // bound subtracts the estimator's error (`|q - c| e`) and the query's rounding
+        // (`g * slack`).
         let r = &self.rows;
-        let cols = r.r2[..n]
-            .iter()
-            .zip(&r.g[..n])
-            .zip(&r.e[..n])
-            .zip(&r.ones[..n])
-            .zip(&r.kc[..n])
-            .zip(&dots[..n]);
-        if l2 {
-            let rq2 = rq * rq;
-            for (o, (((((&r2, &g), &e), &ones), &kc), &dot)) in out.iter_mut().zip(cols) {
-                let x = lo2 * ones + d2 * (dot as i32 as f32) - sum - kc;
-                *o = r2 + rq2 - g * (x + slack) - rq * e;
-            }
-        } else {
-            let base = -a.qc;
-            for (o, (((((_, &g), &e), &ones), _), &dot)) in out.iter_mut().zip(cols) {
-                let x = lo2 * ones + d2 * (dot as i32 as f32) - sum;
-                *o = base - 0.5 * (g * (x + slack) + rq * e);
-            }
-        }
+        let cols = kernels::BoundColumns {
+            near: None,
+            g_ones: &r.g_ones,
+            g: &r.g,
+            e: &r.e,
+            dots: &dots,
+        };
+        let (lo2, d2, shift) = (2.0 * q.lo, 2.0 * q.delta, q.slack - q.sum);
+        let (cols, terms) = match centre {
+            Centre::L2(rq) => (
+                kernels::BoundColumns {
+                    near: Some(&r.near),
+                    ..cols
+                },
+                kernels::BoundTerms {
+                    base: rq * rq,
+                    ones: lo2,
+                    dot: d2,
+                    shift,
+                    error: rq,
+                },
+            ),
+            // Half of the L2 form's product: -<q, c> - (g (X + slack) + |q| e) / 2.
+            Centre::Dot(qc) => (
+                cols,
+                kernels::BoundTerms {
+                    base: -qc,
+                    ones: 0.5 * lo2,
+                    dot: 0.5 * d2,
+                    shift: 0.5 * shift,
+                    error: 0.5 * q.norm,
+                },
+            ),
+        };
+        kernels::sketch_bounds(&cols, &terms, &mut out[..n]);
         prepared.dots = dots;
     }
-}
-
-/// What a query contributes against one chunk's sketch.
-#[derive(Debug, Clone, Copy)]
-struct Against {
-    /// `|R (q - c)|` (L2) or `|q|` (inner product).
-    norm: f32,
-    /// `<q, c>` (inner product only).
-    qc: f32,
 }
 
 /// The rotated query's 4-bit quantization, shared by every centre.
@@ -328,7 +333,7 @@ struct Global {
 }
 
 /// A query prepared for sketch scans: rotated and quantized once (on first use), whatever
-/// the centres of the sketches it meets; per centre only `|q - c|` (or `<q, c>`) is computed.
+/// the centres of the sketches it meets (the caller supplies each centre's [`Centre`]).
 #[derive(Debug, Default)]
 pub struct SketchQuery {
     query: Vec<f32>,
@@ -338,8 +343,6 @@ pub struct SketchQuery {
     tables: Vec<u8>,
     dots: Vec<u32>,
     global: Global,
-    /// The last centre prepared for (key, metric) and what it gave.
-    last: Option<(u64, bool, Against)>,
 }
 
 impl SketchQuery {
@@ -349,35 +352,15 @@ impl SketchQuery {
         self.query.extend_from_slice(query);
         self.rotated.clear();
         self.padded = 0;
-        self.last = None;
     }
 
-    /// The query against `sketch`'s centre (reusing the last one when the centre is the same).
-    fn against(&mut self, sketch: &Sketch, l2: bool) -> Against {
-        if self.padded != sketch.rotation.padded() {
-            sketch.rotation.apply(&self.query, &mut self.rotated);
-            self.padded = sketch.rotation.padded();
+    /// Rotates and quantizes the query for `rotation` unless that is done already.
+    fn ready(&mut self, rotation: &Rotation) {
+        if self.padded != rotation.padded() {
+            rotation.apply(&self.query, &mut self.rotated);
+            self.padded = rotation.padded();
             self.quantize();
-            self.last = None;
         }
-        if let Some((key, m, a)) = self.last {
-            if key == sketch.key && m == l2 {
-                return a;
-            }
-        }
-        let a = if l2 {
-            Against {
-                norm: kernels::l2sq(&self.rotated, &sketch.center_rot).sqrt(),
-                qc: 0.0,
-            }
-        } else {
-            Against {
-                norm: self.global.norm,
-                qc: kernels::dot(&self.query, &sketch.center),
-            }
-        };
-        self.last = Some((sketch.key, l2, a));
-        a
     }
 
     /// Quantizes the rotated query to 4 bits per coordinate and builds its nibble tables.
@@ -446,6 +429,17 @@ mod tests {
         assert!((dot(&a, &a) - dot(&ra, &ra)).abs() < 1e-4);
     }
 
+    fn mean(vectors: &[f32], dim: usize) -> Vec<f32> {
+        let n = (vectors.len() / dim) as f32;
+        let mut m = vec![0f32; dim];
+        for v in vectors.chunks_exact(dim) {
+            for (a, x) in m.iter_mut().zip(v) {
+                *a += x / n;
+            }
+        }
+        m
+    }
+
     fn check_bounds(l2: bool, dim: usize, seed: u64) {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let n = 400;
@@ -453,7 +447,8 @@ mod tests {
         let vectors: Vec<f32> = (0..n * dim)
             .map(|i| shift[i % dim] + rng.gen_range(-1.0f32..1.0))
             .collect();
-        let sketch = Sketch::build(&vectors, dim, None).unwrap();
+        let centre = mean(&vectors, dim);
+        let sketch = Sketch::build(&vectors, dim, &centre).unwrap();
         let mut prepared = SketchQuery::default();
         let mut violations = 0;
         let mut tight = 0;
@@ -463,7 +458,7 @@ mod tests {
                 .collect();
             prepared.reset(&q);
             let mut lower = vec![0f32; n];
-            sketch.lower_bounds(&mut prepared, l2, &mut lower);
+            sketch.lower_bounds(&mut prepared, Centre::of(&q, &centre, l2), &mut lower);
             for (i, v) in vectors.chunks_exact(dim).enumerate() {
                 let exact = if l2 {
                     kernels::scalar::l2sq(&q, v)
@@ -499,50 +494,42 @@ mod tests {
     }
 
     #[test]
-    fn chunks_around_one_centre_reuse_the_query_preparation() {
+    fn one_query_preparation_serves_sketches_around_different_centres() {
         let dim = 256;
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let mut rows =
             |n: usize| -> Vec<f32> { (0..n * dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect() };
         let (a, b) = (rows(50), rows(70));
-        let centre = vec![0.1f32; dim];
-        let sa = Sketch::build(&a, dim, Some(&centre)).unwrap();
-        let sb = Sketch::build(&b, dim, Some(&centre)).unwrap();
-        let sc = Sketch::build(&b, dim, None).unwrap();
-        assert_eq!(sa.key, sb.key);
-        assert_ne!(sb.key, sc.key);
+        let (ca, cb) = (vec![0.1f32; dim], mean(&b, dim));
+        let sa = Sketch::build(&a, dim, &ca).unwrap();
+        let sb = Sketch::build(&b, dim, &cb).unwrap();
         let q: Vec<f32> = (0..dim).map(|d| (d as f32 * 0.01).sin()).collect();
-        let bounds = |s: &Sketch, prepared: &mut SketchQuery, l2: bool| {
+        let bounds = |s: &Sketch, c: &[f32], prepared: &mut SketchQuery, l2: bool| {
             let mut out = vec![0f32; s.len()];
-            s.lower_bounds(prepared, l2, &mut out);
+            s.lower_bounds(prepared, Centre::of(&q, c, l2), &mut out);
             out
         };
-        let fresh = |s: &Sketch, l2: bool| {
-            let mut prepared = SketchQuery::default();
-            prepared.reset(&q);
-            bounds(s, &mut prepared, l2)
-        };
         for l2 in [true, false] {
+            let mut fresh = SketchQuery::default();
+            fresh.reset(&q);
+            let expect = bounds(&sb, &cb, &mut fresh, l2);
             let mut shared = SketchQuery::default();
             shared.reset(&q);
-            bounds(&sa, &mut shared, l2);
-            // Served from the preparation made for `sa`: the same bounds as prepared anew.
-            assert_eq!(bounds(&sb, &mut shared, l2), fresh(&sb, l2));
-            // A different centre is prepared anew, not served from the cache.
-            assert_eq!(bounds(&sc, &mut shared, l2), fresh(&sc, l2));
+            bounds(&sa, &ca, &mut shared, l2);
+            assert_eq!(bounds(&sb, &cb, &mut shared, l2), expect);
         }
     }
 
     #[test]
     fn small_chunks_and_low_dimensions_carry_no_sketch() {
-        assert!(Sketch::build(&vec![0.5; 8 * 384], 384, None).is_none());
-        assert!(Sketch::build(&vec![0.5; 100 * 128], 128, None).is_none());
+        assert!(Sketch::build(&vec![0.5; 8 * 384], 384, &[0.5; 384]).is_none());
+        assert!(Sketch::build(&vec![0.5; 100 * 128], 128, &[0.5; 128]).is_none());
         // Identical rows: zero residuals estimate exactly.
-        let s = Sketch::build(&vec![0.5; 100 * 256], 256, None).unwrap();
+        let s = Sketch::build(&vec![0.5; 100 * 256], 256, &[0.5; 256]).unwrap();
         let mut q = SketchQuery::default();
         q.reset(&[0.5; 256]);
         let mut out = vec![1f32; 100];
-        s.lower_bounds(&mut q, true, &mut out);
+        s.lower_bounds(&mut q, Centre::L2(0.0), &mut out);
         assert!(out.iter().all(|d| d.abs() < 1e-4), "{:?}", &out[..4]);
     }
 }

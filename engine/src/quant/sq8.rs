@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Metric;
 use crate::kernels;
+use crate::quant::Centre;
 
 /// Per-dimension SQ8 parameters. Code rows are padded to `stride` (a multiple of 8) bytes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,42 +101,33 @@ impl Sq8 {
     /// `base - <w, c>` for inner product. Equal to summing the [`Sq8::build_lut`] table
     /// entries, without building 256 entries per dimension.
     pub fn query_weights(&self, query: &[f32], metric: Metric, w: &mut Vec<f32>) -> f32 {
+        self.prepare(query, metric, w).0
+    }
+
+    /// [`Sq8::query_weights`] plus, from the same pass over the ranges, the query's standing
+    /// against the middle of the quantizer's box (the centre of the bucket's sketches).
+    pub fn prepare(&self, query: &[f32], metric: Metric, w: &mut Vec<f32>) -> (f32, Centre) {
         w.clear();
         w.resize(self.stride(), 0.0);
         let dim = query.len().min(self.lo.len());
         let l2 = metric.uses_l2_internally();
-        // One dimension: its weight and its share of `base`.
-        let term = |q: f32, lo: f32, step: f32| -> (f32, f32) {
-            if l2 {
-                let a = q - lo;
-                (2.0 * a * step, a * a)
-            } else {
-                (q * step, -q * lo)
-            }
+        let (base, c) = kernels::sq8_prepare(&query[..dim], &self.lo, &self.step, l2, w);
+        let centre = if l2 {
+            Centre::L2(c.max(0.0).sqrt())
+        } else {
+            Centre::Dot(c)
         };
-        // Eight running sums over blocks of eight, so that the loop vectorizes (a single sum
-        // would be a serial chain of additions).
-        let mut sums = [0f32; 8];
-        let full = dim - dim % 8;
-        for (((w, q), lo), step) in w[..full]
-            .chunks_exact_mut(8)
-            .zip(query[..full].chunks_exact(8))
-            .zip(self.lo[..full].chunks_exact(8))
-            .zip(self.step[..full].chunks_exact(8))
-        {
-            for j in 0..8 {
-                let (wj, bj) = term(q[j], lo[j], step[j]);
-                w[j] = wj;
-                sums[j] += bj;
-            }
-        }
-        let mut base: f32 = sums.iter().sum();
-        for d in full..dim {
-            let (wd, bd) = term(query[d], self.lo[d], self.step[d]);
-            w[d] = wd;
-            base += bd;
-        }
-        base
+        (base, centre)
+    }
+
+    /// The middle of the quantizer's box, `lo + 127.5 * step`: the centre the bucket's
+    /// sketches are built around.
+    pub fn middle(&self) -> Vec<f32> {
+        self.lo
+            .iter()
+            .zip(&self.step)
+            .map(|(l, s)| l + kernels::SQ8_MID * s)
+            .collect()
     }
 
     /// Fraction of the components of `vectors` that fall outside the fitted ranges by more
@@ -240,6 +232,15 @@ mod tests {
                     prop_assert!((factored as f64 - want).abs() <= 1e-3 * want.abs().max(10.0),
                         "factored {factored} vs {want}");
                 }
+                // The centre term from the same pass equals the one computed directly.
+                let (b, centre) = q.prepare(&query, metric, &mut w);
+                prop_assert_eq!(b, base);
+                let l2 = metric != Metric::InnerProduct;
+                let (got, want) = match (centre, Centre::of(&query, &q.middle(), l2)) {
+                    (Centre::L2(a), Centre::L2(b)) | (Centre::Dot(a), Centre::Dot(b)) => (a, b),
+                    other => panic!("{other:?}"),
+                };
+                prop_assert!((got - want).abs() <= 1e-3 * want.abs().max(1.0), "{got} vs {want}");
             }
         }
     }
