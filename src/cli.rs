@@ -349,6 +349,9 @@ pub struct BenchArgs {
     /// Drift searches before measuring (the recall monitor learns the workload).
     #[arg(long, default_value_t = 10_000)]
     pub warmup: usize,
+    /// Rounds of the sweep, the systems taking turns; each point keeps its fastest round.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
 }
 
 fn open(cli_dir: &PathBuf) -> Result<Database> {
@@ -664,6 +667,7 @@ fn bench(dir: &PathBuf, a: BenchArgs) -> Result<()> {
         peers,
         batch: 1000,
         warmup: a.warmup,
+        rounds: a.rounds,
     };
     let bars = output::PhaseBars::default();
     let report = bench::run(&db, "bench", &cfg, &|phase, done, total| {

@@ -30,6 +30,7 @@ fn prefiltered_and_plain_scans_agree_and_ingest_latency_is_measured() {
         peers: Vec::new(),
         batch: 500,
         warmup: 1000,
+        rounds: 1,
     };
     let r = run(&db, "b", &cfg, &|_, _, _| {}).unwrap();
     let md = drift_lab::bench::markdown(&r, "test");

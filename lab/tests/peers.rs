@@ -63,6 +63,7 @@ fn bench_scores_drift_and_the_peers_on_the_same_truth() {
         peers: vec![hnsw, sq8],
         batch: 2000,
         warmup: 0,
+        rounds: 2,
     };
     let r = run(&db, "b", &cfg, &|_, _, _| {}).unwrap();
     let md = drift_lab::bench::markdown(&r, "test");
@@ -74,6 +75,8 @@ fn bench_scores_drift_and_the_peers_on_the_same_truth() {
             .unwrap_or_else(|| panic!("no {sys} point at {v}"))
             .clone()
     };
+    // Two rounds, one point per system and knob value (its faster round).
+    assert_eq!(r.points.len(), 3 + 2 + 3, "{md}");
     // Real libraries answering with the ids they were given: high recall where they should.
     assert!(point("hnswlib", 64.0).recall >= 0.95, "{md}");
     assert!(point("faiss_ivf_sq8", 64.0).recall >= 0.9, "{md}");

@@ -6,7 +6,7 @@
 //! distance the SQ8 scan would compute), relative to a centre `c` (the bucket's quantizer-box
 //! middle, shared by its chunks): each residual
 //! `o = (v - c) / |v - c|` is rotated by a fixed random orthogonal map `R` and stored as the
-//! signs of its `P` coordinates (`P` = the dimension rounded up to a power of two). With
+//! signs of its `P` coordinates (`P` = the dimension rounded up to a multiple of 64). With
 //! `x = sign(R o) / sqrt(P)`, `f = <x, R o>` and a unit query residual `u`,
 //! `<o, u> ≈ <x, R u> / f`, with an error below `EPS0 * sqrt((1 - f²) / (f² (P - 1)))` with
 //! high probability (Gao & Long, SIGMOD'24). Since `R` is linear,
@@ -16,7 +16,7 @@
 //! computed), and `<x, R q>` is a sum of table lookups: one sixteen-entry table per group of
 //! four code bits, looked up for 32 rows at a time by a byte shuffle (the FastScan layout).
 //!
-//! The rotation is three rounds of random sign flips followed by a normalized
+//! The rotation is four rounds of random sign flips followed by a normalized
 //! Walsh–Hadamard transform: O(P log P) per vector, deterministic (a fixed seed, no stored
 //! matrix), so sketches are derived data, rebuilt whenever a chunk is built or loaded.
 
@@ -40,9 +40,9 @@ pub const MIN_ROWS: usize = 16;
 pub const MIN_DIM: usize = 256;
 
 /// Rounds of sign flip + Hadamard transform.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 4;
 
-/// A fixed pseudo-random orthogonal map from `dim` to `padded` (a power of two) coordinates.
+/// A fixed pseudo-random orthogonal map from `dim` to `padded` (a multiple of 64) coordinates.
 #[derive(Debug)]
 pub struct Rotation {
     dim: usize,
@@ -52,7 +52,7 @@ pub struct Rotation {
 
 impl Rotation {
     fn new(dim: usize) -> Rotation {
-        let padded = dim.next_power_of_two().max(64);
+        let padded = dim.div_ceil(64).max(1) * 64;
         let mut state = 0x5eed_d21f_7b1a_0001u64 ^ padded as u64;
         let signs = (0..padded)
             .map(|_| {
@@ -85,14 +85,23 @@ impl Rotation {
         out.clear();
         out.extend_from_slice(x);
         out.resize(self.padded, 0.0);
-        let scale = 1.0 / (self.padded as f32).sqrt();
+        // A power of two is transformed whole; otherwise two overlapping power-of-two blocks
+        // (the first and the last `h` coordinates) are, one after the other: each step is
+        // orthogonal, and with the sign flips between rounds every output mixes every input.
+        let h = 1usize << (usize::BITS - 1 - self.padded.leading_zeros());
+        let scale = 1.0 / (h as f32).sqrt();
         for round in 0..ROUNDS {
             for (v, s) in out.iter_mut().zip(&self.signs) {
                 *v *= s[round];
             }
-            hadamard(out);
-            for v in out.iter_mut() {
-                *v *= scale;
+            let tail = self.padded - h;
+            let blocks: &[usize] = if tail == 0 { &[0] } else { &[0, tail] };
+            for &at in blocks {
+                let block = &mut out[at..at + h];
+                hadamard(block);
+                for v in block.iter_mut() {
+                    *v *= scale;
+                }
             }
         }
     }
@@ -427,6 +436,34 @@ mod tests {
         let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| p * q).sum::<f32>();
         assert!((dot(&a, &b) - dot(&ra, &rb)).abs() < 1e-4);
         assert!((dot(&a, &a) - dot(&ra, &ra)).abs() < 1e-4);
+        // Not a power of two: two overlapping blocks, still orthogonal, and each input spread
+        // over the outputs (no coordinate keeps a large share of a unit vector).
+        let r = Rotation::for_dim(384);
+        assert_eq!(r.padded(), 384);
+        for i in 0..384 {
+            let mut e = vec![0f32; 384];
+            e[i] = 1.0;
+            let mut re = Vec::new();
+            r.apply(&e, &mut re);
+            assert!((dot(&re, &re) - 1.0).abs() < 1e-4);
+            let largest = re.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let reached = re.iter().filter(|x| x.abs() > 1e-6).count();
+            assert!(
+                largest < 0.3 && reached > 300,
+                "input {i}: {largest} {reached}"
+            );
+            if i > 0 {
+                let mut prev = vec![0f32; 384];
+                prev[i - 1] = 1.0;
+                let mut rp = Vec::new();
+                r.apply(&prev, &mut rp);
+                assert!(
+                    dot(&re, &rp).abs() < 1e-4,
+                    "columns {i} and {} not orthogonal",
+                    i - 1
+                );
+            }
+        }
     }
 
     fn mean(vectors: &[f32], dim: usize) -> Vec<f32> {
