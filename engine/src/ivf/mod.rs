@@ -469,6 +469,12 @@ impl L1 {
                         for &r in &s.order {
                             let r = r as usize;
                             kernels::prefetch(&codes[r * stride..(r + 1) * stride]);
+                        if let Some(n) = norms {
+                            kernels::prefetch(bytemuck::cast_slice(&n[r..r + 1]));
+                        }
+                            if let Some(n) = norms {
+                                kernels::prefetch(bytemuck::cast_slice(&n[r..r + 1]));
+                            }
                         }
                         for i in 0..s.order.len() {
                             let r = s.order[i] as usize;
@@ -482,6 +488,9 @@ impl L1 {
                     for &r in &s.order {
                         let r = r as usize;
                         kernels::prefetch(&codes[r * stride..(r + 1) * stride]);
+                        if let Some(n) = norms {
+                            kernels::prefetch(bytemuck::cast_slice(&n[r..r + 1]));
+                        }
                     }
                     for i in 0..s.order.len() {
                         let r = s.order[i] as usize;
