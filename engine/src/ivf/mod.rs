@@ -469,9 +469,6 @@ impl L1 {
                         for &r in &s.order {
                             let r = r as usize;
                             kernels::prefetch(&codes[r * stride..(r + 1) * stride]);
-                        if let Some(n) = norms {
-                            kernels::prefetch(bytemuck::cast_slice(&n[r..r + 1]));
-                        }
                             if let Some(n) = norms {
                                 kernels::prefetch(bytemuck::cast_slice(&n[r..r + 1]));
                             }
