@@ -66,8 +66,8 @@ impl Collection {
                 id: b.id,
                 live: b.live_rows(),
                 rows: b.rows(),
-                stale: b.live.dead().min(b.rows()),
-                temperature: b.live.temperature(now),
+                stale: b.tally.dead().min(b.rows()),
+                temperature: b.tally.temperature(now),
                 drift: b.drift(),
             })
             .collect()

@@ -441,7 +441,7 @@ impl Collection {
                 };
                 if let Some(Loc::Bucket(b)) = replaced {
                     if let Some(bucket) = self.version.load().l1.bucket(b) {
-                        bucket.live.add_dead(1);
+                        bucket.tally.add_dead(1);
                     }
                 }
             }

@@ -333,7 +333,7 @@ impl Persist {
                 .flat_map(|c| c.ids.iter().zip(&c.seqs))
                 .filter(|(id, seq)| !idmap.is_current(**id, **seq))
                 .count();
-            b.live.add_dead(stale);
+            b.tally.add_dead(stale);
         }
         let layer = L1::from_buckets(dim, metric, buckets, m.next_bucket);
         let seq = m.seq;

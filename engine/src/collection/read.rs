@@ -354,7 +354,7 @@ impl Collection {
             trained: v.l1.is_trained(),
             buckets: sizes.len(),
             l1_rows: v.l1.buckets().iter().map(|b| b.rows()).sum(),
-            l1_stale_rows: v.l1.buckets().iter().map(|b| b.live.dead()).sum(),
+            l1_stale_rows: v.l1.buckets().iter().map(|b| b.tally.dead()).sum(),
             bucket_min: sizes.iter().copied().min().unwrap_or(0),
             bucket_mean: if sizes.is_empty() {
                 0.0

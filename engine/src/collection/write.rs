@@ -546,7 +546,7 @@ impl Collection {
             }
             if stale > 0 {
                 if let Some(b) = layer.bucket(bucket_id) {
-                    b.live.add_dead(stale);
+                    b.tally.add_dead(stale);
                 }
             }
         }

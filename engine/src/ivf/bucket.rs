@@ -150,12 +150,12 @@ impl Chunk {
 
 /// Counters of a bucket that outlive copy-on-write copies of it.
 #[derive(Debug, Default)]
-pub struct BucketLive {
+pub struct BucketTally {
     dead: AtomicUsize,
     heat: Mutex<(f64, u64)>,
 }
 
-impl BucketLive {
+impl BucketTally {
     /// Counts one more stale (deleted or replaced) row.
     pub fn add_dead(&self, n: usize) {
         self.dead.fetch_add(n, Ordering::Relaxed);
@@ -181,9 +181,9 @@ impl BucketLive {
 
     /// Fresh counters that keep `share` of this bucket's temperature (used when it is
     /// rewritten, or split in two).
-    pub fn carry_heat(&self, share: f64) -> BucketLive {
+    pub fn carry_heat(&self, share: f64) -> BucketTally {
         let h = *self.heat.lock();
-        BucketLive {
+        BucketTally {
             dead: AtomicUsize::new(0),
             heat: Mutex::new((h.0 * share, h.1)),
         }
@@ -224,7 +224,7 @@ pub struct Bucket {
     /// Row blocks, oldest first.
     pub chunks: Vec<Arc<Chunk>>,
     /// Counters shared by every copy of this bucket.
-    pub live: Arc<BucketLive>,
+    pub tally: Arc<BucketTally>,
 }
 
 impl Bucket {
@@ -240,16 +240,16 @@ impl Bucket {
             count: 0,
             quant: Arc::new(Sq8::fit(&[], dim)),
             chunks: Vec::new(),
-            live: Arc::new(BucketLive::default()),
+            tally: Arc::new(BucketTally::default()),
         }
     }
 
     /// A bucket holding exactly `rows` in one chunk, with a quantizer fitted to them. Its
     /// centroid is their mean (`fallback` when there are none).
-    pub fn build(id: u32, rows: MemBuffer, fallback: &[f32], live: BucketLive) -> Bucket {
+    pub fn build(id: u32, rows: MemBuffer, fallback: &[f32], tally: BucketTally) -> Bucket {
         let dim = fallback.len();
         let mut b = Bucket::empty(id, fallback.to_vec());
-        b.live = Arc::new(live);
+        b.tally = Arc::new(tally);
         if rows.is_empty() {
             return b;
         }
@@ -270,7 +270,7 @@ impl Bucket {
     /// more): a quantizer fitted anew, stale rows gone; the anchor, radius and temperature
     /// are kept, so drift keeps being measured from where the bucket started.
     pub fn rebuilt(&self, id: u32, rows: MemBuffer) -> Bucket {
-        let mut b = Bucket::build(id, rows, &self.centroid, self.live.carry_heat(1.0));
+        let mut b = Bucket::build(id, rows, &self.centroid, self.tally.carry_heat(1.0));
         if self.radius > 0.0 {
             b.anchor = self.anchor.clone();
             b.radius = self.radius;
@@ -350,7 +350,7 @@ impl Bucket {
 
     /// Rows that are current.
     pub fn live_rows(&self) -> usize {
-        self.rows().saturating_sub(self.live.dead())
+        self.rows().saturating_sub(self.tally.dead())
     }
 
     /// How far the routing centroid has moved from the anchor, in units of the radius

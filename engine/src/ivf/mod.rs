@@ -12,7 +12,7 @@ mod probe;
 mod recall;
 mod reshape;
 
-pub use bucket::{Bucket, BucketLive, Chunk};
+pub use bucket::{Bucket, BucketTally, Chunk};
 pub use calibrate::{
     held_in_vectors, held_out, Calibration, CalibrationPoint, Trace, CONFIRM_QUERIES, HOLD_OUT,
     TARGET_GRID,
@@ -145,7 +145,7 @@ impl L1 {
 
     /// Live rows of the bucket at position `pos`: its stored rows less its stale ones.
     pub fn live_rows(&self, pos: usize) -> usize {
-        (self.stored[pos] as usize).saturating_sub(self.buckets[pos].live.dead())
+        (self.stored[pos] as usize).saturating_sub(self.buckets[pos].tally.dead())
     }
 
     /// Row-major centroids, one per bucket, in the same order.
@@ -251,7 +251,7 @@ impl L1 {
         );
         let scanned = scratch.buckets;
         for &bpos in &probe[..scanned] {
-            self.buckets[bpos].live.touch(tick);
+            self.buckets[bpos].tally.touch(tick);
         }
         counts.buckets = scanned;
         counts.codes = scratch.codes;
@@ -372,7 +372,7 @@ impl L1 {
             }
             s.buckets += 1;
             let bucket = &self.buckets[bpos];
-            let check = eager || bucket.live.dead() > 0;
+            let check = eager || bucket.tally.dead() > 0;
             let stride = bucket.quant.stride();
             // The bucket's SQ8 query weights (or table) and base term, prepared on first use:
             // with the sketch prefilter, most far buckets have no row whose bound survives.

@@ -149,7 +149,7 @@ pub fn split(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Result<Option<OpO
             cid,
             rows,
             &children[h],
-            old.live.carry_heat(0.5),
+            old.tally.carry_heat(0.5),
         ));
     }
     out.written += added.iter().map(|b| b.rows()).sum::<usize>();
