@@ -380,18 +380,15 @@ pub fn run(
     }
     let rounds = cfg.rounds.max(1);
     let drift_points = drift_sweep.len();
-    let total =
-        (rounds * (drift_points + peers.iter().map(|p| p.0.knobs.len()).sum::<usize>())) as u64;
+    let slots = drift_points + peers.iter().map(|p| p.0.knobs.len()).sum::<usize>();
+    let total = (rounds * slots) as u64;
     let mut done = 0u64;
     // Slot `i` holds the fastest measurement so far of sweep point `i` (Drift's, then each
     // peer's in turn).
-    let mut best: Vec<Option<BenchPoint>> = Vec::new();
-    let keep = |best: &mut Vec<Option<BenchPoint>>, slot: usize, p: BenchPoint| {
-        if best.len() <= slot {
-            best.resize(slot + 1, None);
-        }
-        if best[slot].as_ref().is_none_or(|b| p.qps > b.qps) {
-            best[slot] = Some(p);
+    let mut best: Vec<Option<BenchPoint>> = vec![None; slots];
+    let keep = |slot: &mut Option<BenchPoint>, p: BenchPoint| {
+        if slot.as_ref().is_none_or(|b| p.qps > b.qps) {
+            *slot = Some(p);
         }
     };
     for round in 0..rounds {
@@ -407,7 +404,7 @@ pub fn run(
                 answers.push(hits.iter().map(|h| h.id).collect::<Vec<_>>());
             }
             let p = scorer.point(system, knob, *value, &answers, &ns)?;
-            keep(&mut best, i, with_scan_counts(p, &before, &coll.stats()));
+            keep(&mut best[i], with_scan_counts(p, &before, &coll.stats()));
             done += 1;
             progress(&format!("sweep round {}/{rounds}", round + 1), done, total);
         }
@@ -429,7 +426,7 @@ pub fn run(
                     )));
                 }
                 let p = scorer.point(label, spec.kind.knob(), knob as f64, &a.ids, &a.ns)?;
-                keep(&mut best, slot, p);
+                keep(&mut best[slot], p);
                 slot += 1;
                 done += 1;
                 progress(&format!("sweep round {}/{rounds}", round + 1), done, total);

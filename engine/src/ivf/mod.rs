@@ -374,11 +374,12 @@ impl L1 {
             let bucket = &self.buckets[bpos];
             let check = eager || bucket.tally.dead() > 0;
             let stride = bucket.quant.stride();
-            // The bucket's SQ8 query weights (or table) and base term, prepared on first use:
-            // with the sketch prefilter, most far buckets have no row whose bound survives.
+            // The bucket's SQ8 query weights (or table) and base term: made up front in a
+            // sketched bucket, from the same pass that gives the query's standing against the
+            // sketches' centre (most sketched buckets then need the weights anyway; the LUT
+            // kernel's buckets compute them only for that centre term); otherwise on first
+            // use.
             let mut base: Option<f32> = None;
-            // Where the query stands against the centre of the bucket's sketches: from the
-            // same pass as the SQ8 weights, which most sketched buckets need anyway.
             let mut centre = None;
             if params.prefilter && bucket.chunks.iter().any(|c| c.sketch.is_some()) {
                 let w = match adc {

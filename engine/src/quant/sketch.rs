@@ -93,12 +93,12 @@ impl Rotation {
         // orthogonal, and with the sign flips between rounds every output mixes every input.
         let h = 1usize << (usize::BITS - 1 - self.padded.leading_zeros());
         let scale = 1.0 / (h as f32).sqrt();
+        let tail = self.padded - h;
+        let blocks: &[usize] = if tail == 0 { &[0] } else { &[0, tail] };
         for round in 0..ROUNDS {
             for (v, s) in out.iter_mut().zip(&self.signs) {
                 *v *= s[round];
             }
-            let tail = self.padded - h;
-            let blocks: &[usize] = if tail == 0 { &[0] } else { &[0, tail] };
             for &at in blocks {
                 let block = &mut out[at..at + h];
                 hadamard(block);
