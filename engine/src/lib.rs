@@ -19,6 +19,7 @@
 pub mod api;
 pub mod codec;
 pub mod collection;
+pub mod columns;
 pub mod config;
 pub mod db;
 pub mod distance;

@@ -305,7 +305,7 @@ impl Persist {
             }
             for c in &own {
                 for r in 0..c.len() {
-                    idmap.load(c.ids[r], c.seqs[r], Loc::Bucket(e.id));
+                    idmap.load(c.ids[r], c.seqs.get(r), Loc::Bucket(e.id));
                 }
             }
             buckets.push(Arc::new(Bucket::restore(
@@ -330,8 +330,8 @@ impl Persist {
             let stale = b
                 .chunks
                 .iter()
-                .flat_map(|c| c.ids.iter().zip(&c.seqs))
-                .filter(|(id, seq)| !idmap.is_current(**id, **seq))
+                .flat_map(|c| c.ids.iter().copied().zip(c.seqs.view().iter()))
+                .filter(|&(id, seq)| !idmap.is_current(id, seq))
                 .count();
             b.tally.add_dead(stale);
         }
@@ -478,11 +478,11 @@ impl Persist {
                 .map(|(((b, c), v), q)| ChunkInput {
                     bucket: *b,
                     ids: &c.ids,
-                    seqs: &c.seqs,
+                    seqs: c.seqs.view(),
                     codes: c.codes.as_slice(),
                     quant: q,
                     vectors: v,
-                    payloads: &c.payloads,
+                    payloads: c.payloads.view(),
                 })
                 .collect();
             let (bytes, meta) = segment::encode(dim, &inputs);
@@ -592,8 +592,8 @@ impl Persist {
                     id: b.id,
                     count: b.appended(),
                     radius: b.radius,
-                    centroid: b.centroid.clone(),
-                    anchor: b.anchor.clone(),
+                    centroid: b.centroid.to_vec(),
+                    anchor: b.anchor.to_vec(),
                     chunks,
                 })
                 .collect(),

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::{Collection, Version};
 use crate::api::{Hit, Record};
+use crate::columns::{PayloadView, SeqView};
 use crate::config::SearchParams;
 use crate::distance::{reported, Distance};
 use crate::error::Result;
@@ -123,8 +124,9 @@ pub struct CollectionStats {
     pub flush_backlog: Backlog,
     /// Recall target, calibration and the live monitor's measured recall.
     pub recall: super::RecallStats,
-    /// Bytes of index data held in memory: L1 codes, ids, norms and payloads, exact vectors
-    /// not yet dropped, centroids, memtable rows and decoded cold blocks in the cache.
+    /// Bytes of index data held in memory: L1 codes, sketches, ids, sequence numbers, norms
+    /// and payloads, exact vectors not yet dropped, quantizers, centroids and anchors,
+    /// memtable rows and decoded cold blocks in the cache.
     pub resident_bytes: u64,
 }
 
@@ -238,7 +240,7 @@ impl Collection {
                     true => Some(chunk.vector(r)?.to_vec()),
                     false => None,
                 };
-                (chunk.ids[r], chunk.payloads[r].clone(), vector)
+                (chunk.ids[r], chunk.payloads.get(r).cloned(), vector)
             }
         };
         Ok(Hit {
@@ -278,15 +280,15 @@ impl Collection {
         };
         let v = self.version.load_full();
         let dim = self.config.dim;
-        let record = |vector: &[f32], payload: &Option<Arc<str>>| Record {
+        let record = |vector: &[f32], payload: Option<&Arc<str>>| Record {
             id,
             vector: vector.to_vec(),
-            payload: payload.as_ref().map(|p| p.to_string()),
+            payload: payload.map(|p| p.to_string()),
         };
         let in_bucket = |b: &crate::ivf::Bucket| -> Result<Option<Record>> {
             for c in &b.chunks {
-                if let Some(r) = (0..c.len()).find(|&r| c.ids[r] == id && c.seqs[r] == seq) {
-                    return Ok(Some(record(&c.vector(r)?, &c.payloads[r])));
+                if let Some(r) = (0..c.len()).find(|&r| c.ids[r] == id && c.seqs.get(r) == seq) {
+                    return Ok(Some(record(&c.vector(r)?, c.payloads.get(r))));
                 }
             }
             Ok(None)
@@ -301,7 +303,7 @@ impl Collection {
         for m in std::iter::once(&v.active).chain(v.frozen.iter().rev()) {
             let buf = m.buf.read();
             if let Some(r) = buf.find(id, seq) {
-                return Ok(Some(record(buf.vector(r, dim), &buf.payloads[r])));
+                return Ok(Some(record(buf.vector(r, dim), buf.payloads[r].as_ref())));
             }
         }
         // The row moved between reading the id map and the version: look everywhere.
@@ -331,13 +333,7 @@ impl Collection {
         let v = self.version.load_full();
         let active_rows = v.active.buf.read().len();
         let storage = self.persist.stats();
-        let l1_bytes: usize =
-            v.l1.buckets()
-                .iter()
-                .flat_map(|b| b.chunks.iter())
-                .map(|c| c.resident_bytes())
-                .sum::<usize>()
-                + v.l1.centroids().len() * 4;
+        let l1_bytes: usize = v.l1.buckets().iter().map(|b| b.resident_bytes()).sum();
         let frozen_rows: usize = v.frozen.iter().map(|m| m.buf.read().len()).sum();
         let sizes: Vec<usize> = v.l1.buckets().iter().map(|b| b.live_rows()).collect();
         let searches = self.counters.searches.load(Ordering::Relaxed);
@@ -407,9 +403,9 @@ impl Collection {
 /// Column views of stored rows (a bucket chunk or a memtable).
 struct Rows<'a> {
     ids: &'a [u64],
-    seqs: &'a [u64],
+    seqs: SeqView<'a>,
     vectors: RowVectors<'a>,
-    payloads: &'a [Option<Arc<str>>],
+    payloads: PayloadView<'a>,
 }
 
 /// Where the vectors of [`Rows`] are: in memory, or in a chunk's cold tier (read only once a
@@ -432,7 +428,7 @@ impl Rows<'_> {
         let mut loaded: Option<Arc<[f32]>> = None;
         let mut r = start;
         while r < self.ids.len() && out.len() < want {
-            if visible(self.ids[r], self.seqs[r]) {
+            if visible(self.ids[r], self.seqs.get(r)) {
                 let all: &[f32] = match (&self.vectors, &loaded) {
                     (RowVectors::Memory(v), _) => v,
                     (RowVectors::Cold(_), Some(v)) => v,
@@ -441,7 +437,7 @@ impl Rows<'_> {
                 out.push(Record {
                     id: self.ids[r],
                     vector: all[r * dim..(r + 1) * dim].to_vec(),
-                    payload: self.payloads[r].as_ref().map(|p| p.to_string()),
+                    payload: self.payloads.get(r).map(|p| p.to_string()),
                 });
             }
             r += 1;
@@ -472,9 +468,9 @@ impl ScanIter {
                 let c = &b.chunks[idx];
                 let rows = Rows {
                     ids: &c.ids,
-                    seqs: &c.seqs,
+                    seqs: c.seqs.view(),
                     vectors: RowVectors::Cold(c),
-                    payloads: &c.payloads,
+                    payloads: c.payloads.view(),
                 };
                 return rows
                     .collect_visible(self.row, dim, &visible, out, want)
@@ -494,9 +490,9 @@ impl ScanIter {
         let buf = m.buf.read();
         let rows = Rows {
             ids: &buf.ids,
-            seqs: &buf.seqs,
+            seqs: (&buf.seqs).into(),
             vectors: RowVectors::Memory(&buf.vectors),
-            payloads: &buf.payloads,
+            payloads: (&buf.payloads).into(),
         };
         rows.collect_visible(self.row, dim, &visible, out, want)
             .map(Some)

@@ -22,6 +22,7 @@ use rand::SeedableRng;
 use serde::Serialize;
 
 use super::{Collection, Version};
+use crate::columns::SeqView;
 use crate::distance::Distance;
 use crate::error::Result;
 use crate::ivf::Calibration;
@@ -470,7 +471,7 @@ impl Collection {
         for (b, bucket) in l1.buckets().iter().enumerate() {
             for (c, chunk) in bucket.chunks.iter().enumerate() {
                 for r in 0..chunk.len() {
-                    if visible(chunk.ids[r], chunk.seqs[r]) {
+                    if visible(chunk.ids[r], chunk.seqs.get(r)) {
                         rows.push((b as u32, c as u32, r as u32));
                     }
                 }
@@ -544,7 +545,7 @@ impl Collection {
         let mut tops: Vec<TopK<u64>> = (0..nq).map(|_| TopK::new(keep)).collect();
         // Many queries (calibration) use every core; one (the monitor) stays on its thread.
         let threads = if nq >= 8 { worker_threads() } else { 1 };
-        let feed = |ids: &[u64], seqs: &[u64], vectors: &[f32], tops: &mut [TopK<u64>]| {
+        let feed = |ids: &[u64], seqs: SeqView, vectors: &[f32], tops: &mut [TopK<u64>]| {
             let score = |first: usize, part: &mut [TopK<u64>]| {
                 for (j, top) in part.iter_mut().enumerate() {
                     let qi = first + j;
@@ -552,7 +553,7 @@ impl Collection {
                     for (r, row) in vectors.chunks_exact(dim).enumerate() {
                         // Visibility (an id-map lookup) only for rows that would be kept.
                         let d = dist.eval(q, row);
-                        if d < top.threshold() && ids[r] != own[qi] && visible(ids[r], seqs[r]) {
+                        if d < top.threshold() && ids[r] != own[qi] && visible(ids[r], seqs.get(r)) {
                             top.push(d, ids[r]);
                         }
                     }
@@ -575,7 +576,7 @@ impl Collection {
         };
         for m in l0 {
             let buf = m.buf.read();
-            feed(&buf.ids, &buf.seqs, &buf.vectors, &mut tops);
+            feed(&buf.ids, (&buf.seqs).into(), &buf.vectors, &mut tops);
             drop(buf);
         }
         for bucket in v.l1.buckets() {
@@ -584,7 +585,7 @@ impl Collection {
                 // over every query); the monitor comes back for every sample: it keeps blocks
                 // in the cache and reads them in place, block by block.
                 if nq > 1 {
-                    feed(&chunk.ids, &chunk.seqs, &chunk.vectors()?, &mut tops);
+                    feed(&chunk.ids, chunk.seqs.view(), &chunk.vectors()?, &mut tops);
                     continue;
                 }
                 chunk.cold.for_each_block(true, |first, vectors| {
@@ -592,7 +593,7 @@ impl Collection {
                     let end = (first + n).min(chunk.ids.len());
                     feed(
                         &chunk.ids[first..end],
-                        &chunk.seqs[first..end],
+                        chunk.seqs.view().slice(first..end),
                         vectors,
                         &mut tops,
                     );

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::columns::{PayloadColumn, SeqColumn};
 use crate::error::Result;
 use crate::kernels;
 use crate::memtable::MemBuffer;
@@ -18,17 +19,17 @@ pub const HEAT_HALF_LIFE: f64 = 1000.0;
 #[derive(Debug)]
 pub struct Chunk {
     /// Record ids.
-    pub ids: Vec<u64>,
+    pub ids: Box<[u64]>,
     /// Sequence number of each row.
-    pub seqs: Vec<u64>,
+    pub seqs: SeqColumn,
     /// SQ8 code rows (`stride` bytes each), cache-line aligned.
     pub codes: AlignedCodes,
     /// Per row, the code-only term of the factored L2 distance ([`Sq8::code_norm`]).
-    pub norms: Vec<f32>,
+    pub norms: Box<[f32]>,
     /// Exact vectors for re-ranking: in memory until stored, then read on demand.
     pub cold: ColdVectors,
     /// Payload of each row.
-    pub payloads: Vec<Option<Arc<str>>>,
+    pub payloads: PayloadColumn,
     /// Binary sketch of the SQ8 decodes (none for small chunks and low dimensions).
     pub sketch: Option<Sketch>,
 }
@@ -69,12 +70,12 @@ impl Chunk {
         let mut codes = AlignedCodes::with_capacity(raw.len());
         codes.extend_from_slice(&raw);
         Chunk {
-            ids,
-            seqs,
+            ids: ids.into_boxed_slice(),
+            seqs: SeqColumn::new(&seqs),
             codes,
-            norms,
+            norms: norms.into_boxed_slice(),
             cold: ColdVectors::resident(vectors, dim),
-            payloads,
+            payloads: PayloadColumn::new(payloads),
             sketch: sketch_codes(quant, &raw),
         }
     }
@@ -97,12 +98,12 @@ impl Chunk {
         let mut codes = AlignedCodes::with_capacity(raw_codes.len());
         codes.extend_from_slice(raw_codes);
         Chunk {
-            ids,
-            seqs,
+            ids: ids.into_boxed_slice(),
+            seqs: SeqColumn::new(&seqs),
             codes,
             norms,
             cold,
-            payloads,
+            payloads: PayloadColumn::new(payloads),
             sketch: sketch_codes(quant, raw_codes),
         }
     }
@@ -122,13 +123,10 @@ impl Chunk {
     pub fn resident_bytes(&self) -> usize {
         self.codes.len()
             + self.sketch.as_ref().map_or(0, |s| s.resident_bytes())
-            + self.ids.len() * 16
-            + self.norms.len() * 4
-            + self
-                .payloads
-                .iter()
-                .map(|p| p.as_ref().map_or(0, |s| s.len()))
-                .sum::<usize>()
+            + std::mem::size_of_val(&*self.ids)
+            + self.seqs.resident_bytes()
+            + std::mem::size_of_val(&*self.norms)
+            + self.payloads.resident_bytes()
             + self.cold.resident_bytes()
     }
 
@@ -211,13 +209,13 @@ pub struct Bucket {
     /// Stable id (the id map refers to it). A rebuilt bucket gets a fresh id.
     pub id: u32,
     /// Routing centroid (running mean of the rows appended).
-    pub centroid: Vec<f32>,
-    /// Centroid when the bucket was built.
-    pub anchor: Vec<f32>,
+    pub centroid: Arc<[f32]>,
+    /// Centroid when the bucket was built (the same allocation as `centroid` until rows are
+    /// appended).
+    pub anchor: Arc<[f32]>,
     /// Mean distance of the rows to `anchor` when the bucket was built (0 if it had none).
     pub radius: f32,
-    /// Running sum of the rows appended, and how many.
-    sum: Vec<f64>,
+    /// Rows appended (the weight of the running mean).
     count: u64,
     /// This bucket's quantizer.
     pub quant: Arc<Sq8>,
@@ -231,12 +229,12 @@ impl Bucket {
     /// An empty bucket routed by `centroid` (fresh from training).
     pub fn empty(id: u32, centroid: Vec<f32>) -> Bucket {
         let dim = centroid.len();
+        let centroid: Arc<[f32]> = centroid.into();
         Bucket {
             id,
             anchor: centroid.clone(),
             centroid,
             radius: 0.0,
-            sum: vec![0.0; dim],
             count: 0,
             quant: Arc::new(Sq8::fit(&[], dim)),
             chunks: Vec::new(),
@@ -253,10 +251,7 @@ impl Bucket {
         if rows.is_empty() {
             return b;
         }
-        for v in rows.vectors.chunks_exact(dim) {
-            b.accumulate(v);
-        }
-        b.recenter();
+        b.append_mean(&rows.vectors);
         b.anchor = b.centroid.clone();
         b.radius = mean_distance(&rows.vectors, &b.anchor);
         let quant = Sq8::fit(&rows.vectors, dim);
@@ -286,13 +281,13 @@ impl Bucket {
             // Vectors are read only for chunks that still hold a current row.
             let mut vectors = None;
             for r in 0..c.len() {
-                if is_current(c.ids[r], c.seqs[r]) {
+                if is_current(c.ids[r], c.seqs.get(r)) {
                     let all = match &vectors {
                         Some(all) => all,
                         None => vectors.insert(c.vectors()?),
                     };
                     let v = &all[r * dim..(r + 1) * dim];
-                    out.push(c.ids[r], c.seqs[r], v, c.payloads[r].clone());
+                    out.push(c.ids[r], c.seqs.get(r), v, c.payloads.get(r).cloned());
                 }
             }
         }
@@ -311,14 +306,11 @@ impl Bucket {
         chunks: Vec<Arc<Chunk>>,
     ) -> Bucket {
         let mut b = Bucket::empty(id, centroid);
-        b.anchor = anchor;
+        if anchor[..] != b.centroid[..] {
+            b.anchor = anchor.into();
+        }
         b.radius = radius;
         b.count = count;
-        b.sum = b
-            .centroid
-            .iter()
-            .map(|c| *c as f64 * count as f64)
-            .collect();
         b.quant = Arc::new(quant);
         b.chunks = chunks;
         b
@@ -329,18 +321,41 @@ impl Bucket {
         self.count
     }
 
-    fn accumulate(&mut self, v: &[f32]) {
-        for (s, x) in self.sum.iter_mut().zip(v) {
-            *s += *x as f64;
+    /// Moves the running mean over `vectors` (row-major) as well: the sum so far is the
+    /// centroid times the rows appended, summed in f64 with the new rows.
+    fn append_mean(&mut self, vectors: &[f32]) {
+        let dim = self.centroid.len();
+        let added = (vectors.len() / dim.max(1)) as u64;
+        if added == 0 {
+            return;
         }
-        self.count += 1;
+        let mut sum: Vec<f64> = self
+            .centroid
+            .iter()
+            .map(|&c| c as f64 * self.count as f64)
+            .collect();
+        for v in vectors.chunks_exact(dim) {
+            for (s, x) in sum.iter_mut().zip(v) {
+                *s += *x as f64;
+            }
+        }
+        self.count += added;
+        let n = self.count as f64;
+        self.centroid = sum.iter().map(|s| (s / n) as f32).collect();
     }
 
-    fn recenter(&mut self) {
-        if self.count > 0 {
-            let n = self.count as f64;
-            self.centroid = self.sum.iter().map(|s| (s / n) as f32).collect();
-        }
+    /// Bytes this bucket holds in memory: its chunks, quantizer, centroid and anchor (when
+    /// it differs from the centroid).
+    pub fn resident_bytes(&self) -> usize {
+        let anchor = if Arc::ptr_eq(&self.anchor, &self.centroid) {
+            0
+        } else {
+            std::mem::size_of_val(&*self.anchor)
+        };
+        self.chunks.iter().map(|c| c.resident_bytes()).sum::<usize>()
+            + self.quant.resident_bytes()
+            + std::mem::size_of_val(&*self.centroid)
+            + anchor
     }
 
     /// Rows stored, stale ones included.
@@ -366,16 +381,12 @@ impl Bucket {
     /// rows yet takes its anchor and radius from the first chunk.
     pub fn with_chunk(&self, chunk: Chunk) -> Bucket {
         let mut b = self.clone();
-        let dim = b.centroid.len();
         let first = b.count == 0;
         let vectors = chunk
             .cold
             .in_memory()
             .expect("a chunk being appended still holds its vectors");
-        for v in vectors.chunks_exact(dim) {
-            b.accumulate(v);
-        }
-        b.recenter();
+        b.append_mean(&vectors);
         if first && !chunk.is_empty() {
             b.anchor = b.centroid.clone();
             b.radius = mean_distance(&vectors, &b.anchor);

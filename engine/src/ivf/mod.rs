@@ -39,10 +39,9 @@ pub type RowRef = (u32, u32, u32);
 pub struct L1 {
     dim: usize,
     metric: Metric,
-    centroids: Vec<f32>,
     buckets: Vec<Arc<Bucket>>,
-    /// Rows stored per bucket (stale ones included), beside the centroids so that routing
-    /// does not visit every bucket's chunks.
+    /// Rows stored per bucket (stale ones included), so that routing does not visit every
+    /// bucket's chunks.
     stored: Vec<u32>,
     by_id: HashMap<u32, usize>,
     next_id: u32,
@@ -108,11 +107,9 @@ impl L1 {
 
     /// A layer made of `buckets`; `next_id` is the id the next new bucket gets.
     pub fn from_buckets(dim: usize, metric: Metric, buckets: Vec<Arc<Bucket>>, next_id: u32) -> L1 {
-        let mut centroids = Vec::with_capacity(buckets.len() * dim);
         let mut by_id = HashMap::with_capacity(buckets.len());
         let mut stored = Vec::with_capacity(buckets.len());
         for (i, b) in buckets.iter().enumerate() {
-            centroids.extend_from_slice(&b.centroid);
             by_id.insert(b.id, i);
             stored.push(u32::try_from(b.rows()).unwrap_or(u32::MAX));
         }
@@ -125,7 +122,6 @@ impl L1 {
         L1 {
             dim,
             metric,
-            centroids,
             buckets,
             stored,
             by_id,
@@ -148,9 +144,9 @@ impl L1 {
         (self.stored[pos] as usize).saturating_sub(self.buckets[pos].tally.dead())
     }
 
-    /// Row-major centroids, one per bucket, in the same order.
-    pub fn centroids(&self) -> &[f32] {
-        &self.centroids
+    /// Centroid of the bucket at position `i` (in [`L1::buckets`]).
+    pub fn centroid(&self, i: usize) -> &[f32] {
+        &self.buckets[i].centroid
     }
 
     /// The bucket with id `id`.
@@ -167,8 +163,8 @@ impl L1 {
     pub fn route(&self, v: &[f32]) -> usize {
         let dist = Distance::for_metric(self.metric);
         let mut best = (0, f32::INFINITY);
-        for (i, c) in self.centroids.chunks_exact(self.dim).enumerate() {
-            let d = dist.eval(v, c);
+        for (i, b) in self.buckets.iter().enumerate() {
+            let d = dist.eval(v, &b.centroid);
             if d < best.1 {
                 best = (i, d);
             }
@@ -260,7 +256,7 @@ impl L1 {
         let is_visible = |item: RowRef| {
             let chunk = self.chunk(item);
             let r = item.2 as usize;
-            visible(chunk.ids[r], chunk.seqs[r])
+            visible(chunk.ids[r], chunk.seqs.get(r))
         };
         // Lazily checked candidates that turn out hidden leave the pool short: scan the same
         // buckets again, checking every row as it is read.
@@ -425,7 +421,7 @@ impl L1 {
                     break;
                 }
                 let codes = &chunk.codes.as_slice()[..rows * stride];
-                let norms = (adc == AdcKernel::Factored && l2).then_some(chunk.norms.as_slice());
+                let norms = (adc == AdcKernel::Factored && l2).then_some(&*chunk.norms);
                 let row_dist =
                     |base: f32, x: f32, r: usize| base + norms.map_or(0.0, |n| n[r]) + sign * x;
                 s.codes += rows;
@@ -448,7 +444,7 @@ impl L1 {
                             adc_distances(adc, &s.table, code, stride, &mut one);
                             s.refined += 1;
                             let d = row_dist(b, one[0], r);
-                            if d < limit && (!check || visible(chunk.ids[r], chunk.seqs[r])) {
+                            if d < limit && (!check || visible(chunk.ids[r], chunk.seqs.get(r))) {
                                 top.push(d, (bpos as u32, ci as u32, r as u32));
                                 limit = top.threshold();
                                 kth.push(d, ());
@@ -506,7 +502,7 @@ impl L1 {
                 let mut limit = top.threshold();
                 for (r, &x) in s.dists.iter().enumerate() {
                     let d = row_dist(b, x, r);
-                    if d < limit && (!check || visible(chunk.ids[r], chunk.seqs[r])) {
+                    if d < limit && (!check || visible(chunk.ids[r], chunk.seqs.get(r))) {
                         top.push(d, (bpos as u32, ci as u32, r as u32));
                         limit = top.threshold();
                         kth.push(d, ());

@@ -109,12 +109,12 @@ impl RecallPlan {
         let order: Vec<usize> = cands.iter().map(|c| c.1).collect();
         let c0 = order
             .first()
-            .map(|&p| &l1.centroids()[p * dim..(p + 1) * dim]);
+            .map(|&p| l1.centroid(p));
         let h = cands
             .iter()
             .map(|&(d2, p, _)| match c0 {
                 Some(c0) => {
-                    let gap = kernels::l2sq(&l1.centroids()[p * dim..(p + 1) * dim], c0).sqrt();
+                    let gap = kernels::l2sq(l1.centroid(p), c0).sqrt();
                     if gap > 0.0 {
                         (d2 - cands[0].0) / (2.0 * gap)
                     } else {

@@ -19,6 +19,11 @@ const LOW_PCT: f64 = 0.01;
 const HIGH_PCT: f64 = 0.99;
 
 impl Sq8 {
+    /// Bytes held in memory (a range per dimension).
+    pub fn resident_bytes(&self) -> usize {
+        (self.lo.len() + self.step.len()) * std::mem::size_of::<f32>()
+    }
+
     /// Fits ranges on `vectors` (row-major, `dim` columns). With no vectors, every range is
     /// [0, 0] (all codes 0), and [`Sq8::clipped_fraction`] will ask for a re-fit.
     pub fn fit(vectors: &[f32], dim: usize) -> Sq8 {

@@ -17,6 +17,7 @@
 use std::sync::Arc;
 
 use crate::codec::{put_f32s, put_opt_str, ByteReader};
+use crate::columns::{PayloadView, SeqView};
 use crate::quant::Sq8;
 use crate::storage::alp;
 
@@ -54,7 +55,7 @@ pub struct ChunkInput<'a> {
     /// Record ids.
     pub ids: &'a [u64],
     /// Sequence numbers.
-    pub seqs: &'a [u64],
+    pub seqs: SeqView<'a>,
     /// Code rows, `quant.stride()` bytes each.
     pub codes: &'a [u8],
     /// The quantizer that produced the codes.
@@ -62,7 +63,7 @@ pub struct ChunkInput<'a> {
     /// Exact vectors, row-major.
     pub vectors: &'a [f32],
     /// Payload of each row.
-    pub payloads: &'a [Option<Arc<str>>],
+    pub payloads: PayloadView<'a>,
 }
 
 /// Where one compressed block of rows lies, with its checksum.
@@ -193,7 +194,7 @@ pub fn encode(dim: usize, chunks: &[ChunkInput]) -> (Vec<u8>, SegmentMeta) {
         for id in c.ids {
             out.extend_from_slice(&id.to_le_bytes());
         }
-        for s in c.seqs {
+        for s in c.seqs.iter() {
             out.extend_from_slice(&s.to_le_bytes());
         }
         out.extend_from_slice(c.codes);
@@ -216,8 +217,8 @@ pub fn encode(dim: usize, chunks: &[ChunkInput]) -> (Vec<u8>, SegmentMeta) {
             out.extend_from_slice(&block);
         }
         let payload_offset = out.len() as u64;
-        if c.payloads.iter().any(|p| p.is_some()) {
-            for p in c.payloads {
+        if let Some(slots) = c.payloads.slots().filter(|s| s.iter().any(Option::is_some)) {
+            for p in slots {
                 put_opt_str(&mut out, p.as_deref());
             }
         }
@@ -645,11 +646,11 @@ impl DecodedChunk {
         ChunkInput {
             bucket: meta.bucket,
             ids: &self.ids,
-            seqs: &self.seqs,
+            seqs: (&self.seqs).into(),
             codes: &self.codes,
             quant: &meta.quant,
             vectors: &self.vectors,
-            payloads: &self.payloads,
+            payloads: (&self.payloads).into(),
         }
     }
 }
@@ -682,11 +683,11 @@ mod tests {
         ChunkInput {
             bucket,
             ids: &c.ids,
-            seqs: &c.seqs,
+            seqs: (&c.seqs).into(),
             codes: &c.codes,
             quant,
             vectors: &c.vectors,
-            payloads: &c.payloads,
+            payloads: (&c.payloads).into(),
         }
     }
 

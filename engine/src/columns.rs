@@ -1,0 +1,210 @@
+//! Compact per-row columns of stored chunks: sequence numbers narrowed to 32-bit offsets when
+//! they fit, and payloads that cost nothing when a chunk has none. Readers see both through
+//! borrowed views that memtables (plain vectors) produce as well.
+
+use std::sync::Arc;
+
+/// Sequence numbers of a chunk's rows: offsets from the smallest when the spread fits in 32
+/// bits (every flush, and almost every rewrite), full width otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeqColumn {
+    /// `base + offset` per row.
+    Narrow {
+        /// The smallest sequence number.
+        base: u64,
+        /// Each row's distance from `base`.
+        offsets: Box<[u32]>,
+    },
+    /// One full sequence number per row.
+    Wide(Box<[u64]>),
+}
+
+impl SeqColumn {
+    /// The column for `seqs`, narrowed when their spread allows.
+    pub fn new(seqs: &[u64]) -> SeqColumn {
+        let base = seqs.iter().copied().min().unwrap_or(0);
+        let top = seqs.iter().copied().max().unwrap_or(0);
+        if top - base <= u32::MAX as u64 {
+            SeqColumn::Narrow {
+                base,
+                offsets: seqs.iter().map(|&s| (s - base) as u32).collect(),
+            }
+        } else {
+            SeqColumn::Wide(seqs.into())
+        }
+    }
+
+    /// A borrowed view.
+    pub fn view(&self) -> SeqView<'_> {
+        match self {
+            SeqColumn::Narrow { base, offsets } => SeqView::Narrow(*base, offsets),
+            SeqColumn::Wide(s) => SeqView::Wide(s),
+        }
+    }
+
+    /// Sequence number of row `r`.
+    #[inline]
+    pub fn get(&self, r: usize) -> u64 {
+        self.view().get(r)
+    }
+
+    /// Bytes held in memory.
+    pub fn resident_bytes(&self) -> usize {
+        match self {
+            SeqColumn::Narrow { offsets, .. } => offsets.len() * 4,
+            SeqColumn::Wide(s) => s.len() * 8,
+        }
+    }
+}
+
+/// Borrowed sequence numbers: a chunk's [`SeqColumn`] or a memtable's plain vector.
+#[derive(Debug, Clone, Copy)]
+pub enum SeqView<'a> {
+    /// `base + offset` per row.
+    Narrow(u64, &'a [u32]),
+    /// One full sequence number per row.
+    Wide(&'a [u64]),
+}
+
+impl<'a> SeqView<'a> {
+    /// Sequence number of row `r`.
+    #[inline]
+    pub fn get(self, r: usize) -> u64 {
+        match self {
+            SeqView::Narrow(base, offsets) => base + offsets[r] as u64,
+            SeqView::Wide(s) => s[r],
+        }
+    }
+
+    /// Rows.
+    pub fn len(self) -> usize {
+        match self {
+            SeqView::Narrow(_, o) => o.len(),
+            SeqView::Wide(s) => s.len(),
+        }
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    /// Rows `range` only.
+    pub fn slice(self, range: std::ops::Range<usize>) -> SeqView<'a> {
+        match self {
+            SeqView::Narrow(base, o) => SeqView::Narrow(base, &o[range]),
+            SeqView::Wide(s) => SeqView::Wide(&s[range]),
+        }
+    }
+
+    /// Every sequence number in row order.
+    pub fn iter(self) -> impl Iterator<Item = u64> + 'a {
+        (0..self.len()).map(move |r| self.get(r))
+    }
+}
+
+impl<'a> From<&'a [u64]> for SeqView<'a> {
+    fn from(s: &'a [u64]) -> SeqView<'a> {
+        SeqView::Wide(s)
+    }
+}
+
+impl<'a> From<&'a Vec<u64>> for SeqView<'a> {
+    fn from(s: &'a Vec<u64>) -> SeqView<'a> {
+        SeqView::Wide(s)
+    }
+}
+
+/// One optional payload per row.
+pub type PayloadSlots = [Option<Arc<str>>];
+
+/// Payloads of a chunk's rows: no per-row slots at all when no row has one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PayloadColumn(Option<Box<PayloadSlots>>);
+
+impl PayloadColumn {
+    /// The column for `payloads` (empty when every one is `None`).
+    pub fn new(payloads: Vec<Option<Arc<str>>>) -> PayloadColumn {
+        if payloads.iter().all(Option::is_none) {
+            PayloadColumn(None)
+        } else {
+            PayloadColumn(Some(payloads.into_boxed_slice()))
+        }
+    }
+
+    /// A borrowed view.
+    pub fn view(&self) -> PayloadView<'_> {
+        PayloadView(self.0.as_deref())
+    }
+
+    /// Payload of row `r`.
+    #[inline]
+    pub fn get(&self, r: usize) -> Option<&Arc<str>> {
+        self.view().get(r)
+    }
+
+    /// Bytes held in memory: the slots (when any row has a payload) and the text.
+    pub fn resident_bytes(&self) -> usize {
+        self.0.as_deref().map_or(0, |s| {
+            std::mem::size_of_val(s) + s.iter().flatten().map(|p| p.len()).sum::<usize>()
+        })
+    }
+}
+
+/// Borrowed payloads: a chunk's [`PayloadColumn`] or a memtable's plain vector (`None`: no
+/// row has a payload).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PayloadView<'a>(pub Option<&'a PayloadSlots>);
+
+impl<'a> PayloadView<'a> {
+    /// Payload of row `r`.
+    #[inline]
+    pub fn get(self, r: usize) -> Option<&'a Arc<str>> {
+        self.0.and_then(|s| s[r].as_ref())
+    }
+
+    /// The slots, when any row has a payload.
+    pub fn slots(self) -> Option<&'a PayloadSlots> {
+        self.0
+    }
+}
+
+impl<'a> From<&'a Vec<Option<Arc<str>>>> for PayloadView<'a> {
+    fn from(s: &'a Vec<Option<Arc<str>>>) -> PayloadView<'a> {
+        PayloadView(Some(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seqs_narrow_when_they_fit_and_read_back_either_way() {
+        let near = [10u64, 7, 7 + u32::MAX as u64];
+        let c = SeqColumn::new(&near);
+        assert!(matches!(c, SeqColumn::Narrow { base: 7, .. }));
+        assert_eq!(c.view().iter().collect::<Vec<_>>(), near);
+        assert_eq!(c.resident_bytes(), 12);
+        let far = [10u64, 7, 8 + u32::MAX as u64];
+        let c = SeqColumn::new(&far);
+        assert!(matches!(c, SeqColumn::Wide(_)));
+        assert_eq!(c.view().iter().collect::<Vec<_>>(), far);
+        assert_eq!(c.view().slice(1..3).get(1), far[2]);
+        assert!(SeqColumn::new(&[]).view().is_empty());
+    }
+
+    #[test]
+    fn payloads_cost_nothing_when_absent() {
+        let none = PayloadColumn::new(vec![None; 100]);
+        assert_eq!(none.resident_bytes(), 0);
+        assert_eq!(none.get(99), None);
+        let some = PayloadColumn::new(vec![None, Some(Arc::from("abc"))]);
+        assert_eq!(some.get(1).map(|p| &**p), Some("abc"));
+        assert_eq!(some.get(0), None);
+        assert_eq!(
+            some.resident_bytes(),
+            2 * std::mem::size_of::<Option<Arc<str>>>() + 3
+        );
+    }
+}
