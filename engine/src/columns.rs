@@ -1,6 +1,7 @@
 //! Compact per-row columns of stored chunks: sequence numbers narrowed to 32-bit offsets when
-//! they fit, and payloads that cost nothing when a chunk has none. Readers see both through
-//! borrowed views that memtables (plain vectors) produce as well.
+//! they fit, payloads that cost nothing when a chunk has none, and per-row f32 factors (code
+//! norms, sketch factors) as 16-bit levels over the chunk's own range. Readers see sequence
+//! numbers and payloads through borrowed views that memtables (plain vectors) produce too.
 
 use std::sync::Arc;
 
@@ -175,6 +176,91 @@ impl<'a> From<&'a Vec<Option<Arc<str>>>> for PayloadView<'a> {
     }
 }
 
+/// How a value is rounded to its column's 16-bit grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Round {
+    /// Never above the value (a term that must not grow).
+    Down,
+    /// To the nearest level.
+    Nearest,
+    /// Never below the value (a term that must not shrink).
+    Up,
+}
+
+/// Per-row f32 values stored as 16-bit levels over the column's own range:
+/// `value = lo + step * level`, a resolution of 1/65535 of the spread between the rows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Levels16 {
+    lo: f32,
+    step: f32,
+    levels: Box<[u16]>,
+}
+
+impl Levels16 {
+    /// `values` on a 16-bit grid spanning their range, each rounded by `round`.
+    pub fn new(values: &[f32], round: Round) -> Levels16 {
+        let lo = values.iter().copied().fold(f32::INFINITY, f32::min);
+        let hi = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if values.is_empty() || hi <= lo || !(hi - lo).is_finite() {
+            return Levels16 {
+                lo: if lo.is_finite() { lo } else { 0.0 },
+                step: 0.0,
+                levels: vec![0; values.len()].into(),
+            };
+        }
+        let step = (hi - lo) / u16::MAX as f32;
+        let levels = values
+            .iter()
+            .map(|&v| {
+                let t = (v - lo) / step;
+                let t = match round {
+                    Round::Down => t.floor(),
+                    Round::Nearest => t.round(),
+                    Round::Up => t.ceil(),
+                };
+                t.clamp(0.0, u16::MAX as f32) as u16
+            })
+            .collect();
+        Levels16 { lo, step, levels }
+    }
+
+    /// Value of row `r`.
+    #[inline]
+    pub fn get(&self, r: usize) -> f32 {
+        self.lo + self.step * self.levels[r] as f32
+    }
+
+    /// The levels (a kernel maps them back with [`Levels16::lo`] and [`Levels16::step`]).
+    pub fn levels(&self) -> &[u16] {
+        &self.levels
+    }
+
+    /// Value of level 0.
+    pub fn lo(&self) -> f32 {
+        self.lo
+    }
+
+    /// Value of one level.
+    pub fn step(&self) -> f32 {
+        self.step
+    }
+
+    /// Rows.
+    pub fn len(&self) -> usize {
+        self.levels.len()
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.levels.is_empty()
+    }
+
+    /// Bytes held in memory.
+    pub fn resident_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.levels)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +278,28 @@ mod tests {
         assert_eq!(c.view().iter().collect::<Vec<_>>(), far);
         assert_eq!(c.view().slice(1..3).get(1), far[2]);
         assert!(SeqColumn::new(&[]).view().is_empty());
+    }
+
+    #[test]
+    fn levels_stay_within_a_step_and_round_the_asked_way() {
+        let values: Vec<f32> = (0..1000).map(|i| ((i * 7919) % 1000) as f32 * 0.37 - 50.0).collect();
+        let spread = 999.0 * 0.37;
+        for round in [Round::Down, Round::Nearest, Round::Up] {
+            let c = Levels16::new(&values, round);
+            for (r, &v) in values.iter().enumerate() {
+                let got = c.get(r);
+                let slack = 1e-6 * spread;
+                assert!((got - v).abs() <= c.step() + slack, "{round:?} {got} vs {v}");
+                match round {
+                    Round::Down => assert!(got <= v + slack, "{got} above {v}"),
+                    Round::Up => assert!(got >= v - slack, "{got} below {v}"),
+                    Round::Nearest => assert!((got - v).abs() <= c.step() / 2.0 + slack),
+                }
+            }
+        }
+        let flat = Levels16::new(&[2.5; 4], Round::Nearest);
+        assert_eq!((flat.get(3), flat.step()), (2.5, 0.0));
+        assert!(Levels16::new(&[], Round::Up).is_empty());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::columns::{PayloadColumn, SeqColumn};
+use crate::columns::{Levels16, PayloadColumn, Round, SeqColumn};
 use crate::error::Result;
 use crate::kernels;
 use crate::memtable::MemBuffer;
@@ -24,8 +24,9 @@ pub struct Chunk {
     pub seqs: SeqColumn,
     /// SQ8 code rows (`stride` bytes each), cache-line aligned.
     pub codes: AlignedCodes,
-    /// Per row, the code-only term of the factored L2 distance ([`Sq8::code_norm`]).
-    pub norms: Box<[f32]>,
+    /// Per row, the code-only term of the factored L2 distance ([`Sq8::code_norm`]), on a
+    /// 16-bit grid over the chunk's range (far finer than the SQ8 distance's own error).
+    pub norms: Levels16,
     /// Exact vectors for re-ranking: in memory until stored, then read on demand.
     pub cold: ColdVectors,
     /// Payload of each row.
@@ -73,7 +74,7 @@ impl Chunk {
             ids: ids.into_boxed_slice(),
             seqs: SeqColumn::new(&seqs),
             codes,
-            norms: norms.into_boxed_slice(),
+            norms: Levels16::new(&norms, Round::Nearest),
             cold: ColdVectors::resident(vectors, dim),
             payloads: PayloadColumn::new(payloads),
             sketch: sketch_codes(quant, &raw),
@@ -91,7 +92,7 @@ impl Chunk {
         cold: ColdVectors,
     ) -> Chunk {
         let stride = quant.stride();
-        let norms = raw_codes
+        let norms: Vec<f32> = raw_codes
             .chunks_exact(stride)
             .map(|c| quant.code_norm(c))
             .collect();
@@ -101,7 +102,7 @@ impl Chunk {
             ids: ids.into_boxed_slice(),
             seqs: SeqColumn::new(&seqs),
             codes,
-            norms,
+            norms: Levels16::new(&norms, Round::Nearest),
             cold,
             payloads: PayloadColumn::new(payloads),
             sketch: sketch_codes(quant, raw_codes),
@@ -125,7 +126,7 @@ impl Chunk {
             + self.sketch.as_ref().map_or(0, |s| s.resident_bytes())
             + std::mem::size_of_val(&*self.ids)
             + self.seqs.resident_bytes()
-            + std::mem::size_of_val(&*self.norms)
+            + self.norms.resident_bytes()
             + self.payloads.resident_bytes()
             + self.cold.resident_bytes()
     }

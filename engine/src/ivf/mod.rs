@@ -421,9 +421,9 @@ impl L1 {
                     break;
                 }
                 let codes = &chunk.codes.as_slice()[..rows * stride];
-                let norms = (adc == AdcKernel::Factored && l2).then_some(&*chunk.norms);
+                let norms = (adc == AdcKernel::Factored && l2).then_some(&chunk.norms);
                 let row_dist =
-                    |base: f32, x: f32, r: usize| base + norms.map_or(0.0, |n| n[r]) + sign * x;
+                    |base: f32, x: f32, r: usize| base + norms.map_or(0.0, |n| n.get(r)) + sign * x;
                 s.codes += rows;
                 if let (Some(sketch), Some(centre)) = (chunk.sketch.as_ref(), centre) {
                     // Lower bounds first; the SQ8 distance only where one can still enter.
@@ -467,7 +467,7 @@ impl L1 {
                             let r = r as usize;
                             kernels::prefetch(&codes[r * stride..(r + 1) * stride]);
                             if let Some(n) = norms {
-                                kernels::prefetch(bytemuck::cast_slice(&n[r..r + 1]));
+                                kernels::prefetch(bytemuck::cast_slice(&n.levels()[r..r + 1]));
                             }
                         }
                         for i in 0..s.order.len() {
@@ -483,7 +483,7 @@ impl L1 {
                         let r = r as usize;
                         kernels::prefetch(&codes[r * stride..(r + 1) * stride]);
                         if let Some(n) = norms {
-                            kernels::prefetch(bytemuck::cast_slice(&n[r..r + 1]));
+                            kernels::prefetch(bytemuck::cast_slice(&n.levels()[r..r + 1]));
                         }
                     }
                     for i in 0..s.order.len() {

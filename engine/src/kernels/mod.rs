@@ -130,35 +130,42 @@ pub fn sq8_prepare_with(
 #[derive(Debug, Clone, Copy)]
 pub struct BoundColumns<'a> {
     /// Per-row constant term (L2 only).
-    pub near: Option<&'a [f32]>,
+    pub near: Option<&'a [u16]>,
     /// Scaled counts of set code bits.
-    pub g_ones: &'a [f32],
+    pub g_ones: &'a [u16],
     /// Scale of the estimated product.
-    pub g: &'a [f32],
+    pub g: &'a [u16],
     /// Error allowance per unit of query norm.
-    pub e: &'a [f32],
+    pub e: &'a [u16],
     /// Nibble-scan sums.
     pub dots: &'a [u32],
 }
 
-/// Per-query terms of a sketch's lower bound.
+/// Per-query terms of a sketch's lower bound (the columns' 16-bit levels are mapped back to
+/// values through these: a caller folds each column's offset and step in).
 #[derive(Debug, Clone, Copy)]
 pub struct BoundTerms {
     /// Added to every row.
     pub base: f32,
+    /// Factor of `near`.
+    pub near: f32,
     /// Factor of `g_ones`.
     pub ones: f32,
     /// Factor of the nibble sum inside the estimated product.
     pub dot: f32,
     /// Constant inside the estimated product.
     pub shift: f32,
+    /// Offset of the product's scale: `g` stands for `g_base + g_scale g[i]`.
+    pub g_base: f32,
+    /// Step of the product's scale.
+    pub g_scale: f32,
     /// Factor of `e`.
     pub error: f32,
 }
 
-/// Sketch lower bounds of `out.len()` rows:
-/// `out[i] = near[i] + base - ones g_ones[i] - g[i] (dot dots[i] + shift) - error e[i]`
-/// (`near[i]` taken as 0 when absent). Panics if a column is shorter than `out`.
+/// Sketch lower bounds of `out.len()` rows: `out[i] = base + near near[i] - ones g_ones[i]
+/// - (g_base + g_scale g[i]) (dot dots[i] + shift) - error e[i]` (`near[i]` taken as 0 when
+/// absent). Panics if a column is shorter than `out`.
 #[inline]
 pub fn sketch_bounds(cols: &BoundColumns, terms: &BoundTerms, out: &mut [f32]) {
     sketch_bounds_with(cpu(), cols, terms, out)
@@ -466,10 +473,19 @@ mod tests {
         fn sketch_bound_kernels_match_f64_reference(n in 0usize..40, seed in any::<u64>()) {
             use rand::{Rng, SeedableRng};
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            let mut col = || -> Vec<f32> { (0..n).map(|_| rng.gen_range(-3.0f32..3.0)).collect() };
+            let mut col = || -> Vec<u16> { (0..n).map(|_| rng.gen()).collect() };
             let (near, g_ones, g, e) = (col(), col(), col(), col());
             let dots: Vec<u32> = (0..n).map(|i| (i as u32 * 7919) % 5000).collect();
-            let terms = BoundTerms { base: 1.5, ones: 0.25, dot: 0.01, shift: -2.0, error: 0.7 };
+            let terms = BoundTerms {
+                base: 1.5,
+                near: 3e-5,
+                ones: 2e-5,
+                dot: 0.01,
+                shift: -2.0,
+                g_base: 0.4,
+                g_scale: -1e-5,
+                error: 7e-6,
+            };
             for with_near in [true, false] {
                 let cols = BoundColumns {
                     near: with_near.then_some(&near[..]),
@@ -484,12 +500,13 @@ mod tests {
                     for i in 0..n {
                         let t = |x: f32| x as f64;
                         let x = t(terms.dot) * dots[i] as f64 + t(terms.shift);
+                        let gi = t(terms.g_base) + t(terms.g_scale) * g[i] as f64;
                         let parts = [
-                            if with_near { t(near[i]) } else { 0.0 },
+                            if with_near { t(terms.near) * near[i] as f64 } else { 0.0 },
                             t(terms.base),
-                            -t(terms.ones) * t(g_ones[i]),
-                            -t(g[i]) * x,
-                            -t(terms.error) * t(e[i]),
+                            -t(terms.ones) * g_ones[i] as f64,
+                            -gi * x,
+                            -t(terms.error) * e[i] as f64,
                         ];
                         let want: f64 = parts.iter().sum();
                         let scale: f64 = parts.iter().map(|p| p.abs()).sum();

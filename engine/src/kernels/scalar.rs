@@ -145,18 +145,21 @@ pub fn sketch_bounds(cols: &super::BoundColumns, k: &super::BoundTerms, out: &mu
         &cols.e[..n],
         &cols.dots[..n],
     );
+    let rest = |i: usize| {
+        let x = k.dot * (dots[i] as i32 as f32) + k.shift;
+        let gi = k.g_base + k.g_scale * g[i] as f32;
+        k.base - k.ones * g_ones[i] as f32 - gi * x - k.error * e[i] as f32
+    };
     match cols.near {
         Some(near) => {
             let near = &near[..n];
             for i in 0..n {
-                let x = k.dot * (dots[i] as i32 as f32) + k.shift;
-                out[i] = near[i] + k.base - k.ones * g_ones[i] - g[i] * x - k.error * e[i];
+                out[i] = k.near * near[i] as f32 + rest(i);
             }
         }
         None => {
-            for i in 0..n {
-                let x = k.dot * (dots[i] as i32 as f32) + k.shift;
-                out[i] = k.base - k.ones * g_ones[i] - g[i] * x - k.error * e[i];
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = rest(i);
             }
         }
     }

@@ -22,6 +22,7 @@
 
 use std::sync::{Arc, LazyLock};
 
+use crate::columns::{Levels16, Round};
 use crate::kernels;
 use crate::per_dim::{self, PerDim};
 
@@ -139,17 +140,19 @@ fn splitmix(state: &mut u64) -> u64 {
 /// `X = sqrt(P) <x, R q>` estimated from the nibble scan, a row's L2 bound is
 /// `near + |q - c|² - g (X + slack) - |q - c| e` and its inner-product bound
 /// `-<q, c> - (g (X + slack) + |q| e) / 2`, where `X` itself is `2 lo ones + 2 delta dot - sum`.
+/// `near` is rounded down and `e` up, so the rounding never tightens the bound; `g` and
+/// `g_ones` multiply terms of either sign and are rounded to nearest.
 #[derive(Debug, Default)]
 struct RowFactors {
     /// `|v - c|² + g kc`, where `kc = sqrt(P) <x, R c>` is the centre's share of the code's
     /// product with a rotated query (so one preparation of `R q` serves every centre).
-    near: Vec<f32>,
+    near: Levels16,
     /// `g * ones`: the scaled count of set code bits.
-    g_ones: Vec<f32>,
+    g_ones: Levels16,
     /// `2 |v - c| / (f sqrt(P))`: turns `sqrt(P) <x, u>` into `2 |v - c| <o, u>`.
-    g: Vec<f32>,
+    g: Levels16,
     /// `2 |v - c| * EPS0 * sqrt((1 - f²) / (f² (P - 1)))`: the bound on that product.
-    e: Vec<f32>,
+    e: Levels16,
 }
 
 /// Where a query stands against a sketch's centre `c`: computed by the caller once per centre
@@ -205,7 +208,12 @@ impl Sketch {
         let mut center_rot = Vec::new();
         rotation.apply(center, &mut center_rot);
         let mut bits = vec![0u64; n * words];
-        let mut rows = RowFactors::default();
+        let (mut near, mut g_ones, mut gs, mut es) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
         let mut resid = vec![0f32; dim];
         let mut rot = Vec::with_capacity(p);
         let sqrt_p = (p as f32).sqrt();
@@ -237,13 +245,20 @@ impl Sketch {
             };
             let spread = ((1.0 - f * f).max(0.0) / (f * f * (p as f32 - 1.0))).sqrt();
             let g = 2.0 * norm / (f * sqrt_p);
-            rows.near.push(norm * norm + g * kc);
-            rows.g_ones.push(g * ones as f32);
-            rows.g.push(g);
-            rows.e.push(2.0 * norm * EPS0 * spread);
+            near.push(norm * norm + g * kc);
+            g_ones.push(g * ones as f32);
+            gs.push(g);
+            es.push(2.0 * norm * EPS0 * spread);
         }
+        let rows = RowFactors {
+            near: Levels16::new(&near, Round::Down),
+            g_ones: Levels16::new(&g_ones, Round::Nearest),
+            g: Levels16::new(&gs, Round::Nearest),
+            e: Levels16::new(&es, Round::Up),
+        };
         let mut packed = Vec::new();
         kernels::nibble_pack(&bits, words, &mut packed);
+        packed.shrink_to_fit();
         Some(Sketch {
             rotation,
             groups: p / 4,
@@ -259,12 +274,12 @@ impl Sketch {
 
     /// True when no rows are sketched.
     pub fn is_empty(&self) -> bool {
-        self.rows.g.is_empty()
+        self.rows.g.len() == 0
     }
 
     /// Bytes held in memory.
     pub fn resident_bytes(&self) -> usize {
-        self.packed.len() + self.len() * 4 * std::mem::size_of::<f32>()
+        self.packed.len() + self.len() * 4 * std::mem::size_of::<u16>()
     }
 
     /// Lower bounds of the first `out.len()` rows' SQ8 distances to the query `prepared`:
@@ -293,37 +308,41 @@ impl Sketch {
         let r = &self.rows;
         let cols = kernels::BoundColumns {
             near: None,
-            g_ones: &r.g_ones,
-            g: &r.g,
-            e: &r.e,
+            g_ones: r.g_ones.levels(),
+            g: r.g.levels(),
+            e: r.e.levels(),
             dots: &dots,
         };
         let (lo2, d2, shift) = (2.0 * q.lo, 2.0 * q.delta, q.slack - q.sum);
-        let (cols, terms) = match centre {
+        // The bound in factor values: base + near - ones g_ones - g (dot X + shift) - error e.
+        let (cols, base, near, ones, dot, shift, error) = match centre {
             Centre::L2(rq) => (
                 kernels::BoundColumns {
-                    near: Some(&r.near),
+                    near: Some(r.near.levels()),
                     ..cols
                 },
-                kernels::BoundTerms {
-                    base: rq * rq,
-                    ones: lo2,
-                    dot: d2,
-                    shift,
-                    error: rq,
-                },
+                rq * rq,
+                true,
+                lo2,
+                d2,
+                shift,
+                rq,
             ),
             // Half of the L2 form's product: -<q, c> - (g (X + slack) + |q| e) / 2.
-            Centre::Dot(qc) => (
-                cols,
-                kernels::BoundTerms {
-                    base: -qc,
-                    ones: 0.5 * lo2,
-                    dot: 0.5 * d2,
-                    shift: 0.5 * shift,
-                    error: 0.5 * q.norm,
-                },
-            ),
+            Centre::Dot(qc) => (cols, -qc, false, 0.5 * lo2, 0.5 * d2, 0.5 * shift, 0.5 * q.norm),
+        };
+        // Each column's value is `lo + step * level`: fold the offsets into the base and the
+        // steps into the factors.
+        let near_lo = if near { r.near.lo() } else { 0.0 };
+        let terms = kernels::BoundTerms {
+            base: base + near_lo - ones * r.g_ones.lo() - error * r.e.lo(),
+            near: r.near.step(),
+            ones: ones * r.g_ones.step(),
+            dot,
+            shift,
+            g_base: r.g.lo(),
+            g_scale: r.g.step(),
+            error: error * r.e.step(),
         };
         kernels::sketch_bounds(&cols, &terms, &mut out[..n]);
         prepared.dots = dots;
