@@ -133,6 +133,8 @@ pub struct BenchSystem {
     pub versions: Value,
     /// System-specific detail (Drift: its recall calibration).
     pub detail: Value,
+    /// Drift: its resident bytes by kind (`null` for peers).
+    pub memory: Option<drift_engine::collection::MemoryUse>,
 }
 
 /// Drift's q/s over a peer's at one recall level (best measured point reaching it).
@@ -487,6 +489,7 @@ pub fn run(
         rss_growth_bytes: rss_bytes().saturating_sub(rss0),
         versions: serde_json::json!({ "drift": env!("CARGO_PKG_VERSION"), "kernel": st.kernel }),
         detail: serde_json::to_value(&st.recall).unwrap_or(Value::Null),
+        memory: Some(st.memory),
     });
     drop(coll);
     db.drop_collection(name)?;
@@ -502,6 +505,7 @@ pub fn run(
             rss_growth_bytes: st.rss_growth,
             versions: peer.versions.clone(),
             detail: Value::Null,
+            memory: None,
         });
     }
 
@@ -583,6 +587,28 @@ pub fn markdown(r: &BenchReport, command: &str) -> String {
             sy.index_bytes as f64 / 1048576.0,
             sy.rss_growth_bytes as f64 / 1048576.0,
             sy.versions
+        ));
+    }
+    for (sy, m) in r.systems.iter().filter_map(|sy| Some((sy, sy.memory?))) {
+        let mib = |b: u64| format!("{:.2}", b as f64 / 1048576.0);
+        let base = m.codes + m.ids;
+        s.push_str(&format!(
+            "\n{} resident MiB by kind: codes {}, sketches {}, ids {}, sequence numbers {}, \
+             norms {}, payloads {}, buckets (quantizers, centroids, anchors) {}, vectors {}, \
+             memtables {}, block cache {}; {:.3}x the SQ8 codes + ids ({} MiB).\n",
+            sy.system,
+            mib(m.codes),
+            mib(m.sketches),
+            mib(m.ids),
+            mib(m.seqs),
+            mib(m.norms),
+            mib(m.payloads),
+            mib(m.buckets),
+            mib(m.vectors),
+            mib(m.memtables),
+            mib(m.cache),
+            m.total() as f64 / base.max(1) as f64,
+            mib(base),
         ));
     }
     s.push_str(

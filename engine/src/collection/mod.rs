@@ -17,7 +17,7 @@ mod write;
 
 pub use maintain::Audit;
 pub use persist::StorageStats;
-pub use read::{Backlog, CollectionStats, ScanIter};
+pub use read::{Backlog, CollectionStats, MemoryUse, ScanIter};
 pub use recall::{RecallStats, CALIBRATION_K};
 pub use write::{check_record, FlushReport, TrainReport, MAX_PAYLOAD_BYTES};
 

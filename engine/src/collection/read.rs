@@ -42,6 +42,47 @@ impl Backlog {
     }
 }
 
+/// Where a collection's resident bytes are, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MemoryUse {
+    /// SQ8 code rows.
+    pub codes: u64,
+    /// Binary sketches and their per-row factors.
+    pub sketches: u64,
+    /// Record ids of stored rows.
+    pub ids: u64,
+    /// Sequence numbers of stored rows.
+    pub seqs: u64,
+    /// Per-row SQ8 code norms.
+    pub norms: u64,
+    /// Payloads of stored rows (slots and text).
+    pub payloads: u64,
+    /// Per bucket: quantizer ranges, centroid and anchor.
+    pub buckets: u64,
+    /// Exact vectors of stored rows still in memory (until their chunk is written).
+    pub vectors: u64,
+    /// Memtable rows (vectors, ids, sequence numbers).
+    pub memtables: u64,
+    /// Decoded cold blocks in the block cache.
+    pub cache: u64,
+}
+
+impl MemoryUse {
+    /// Every kind together.
+    pub fn total(&self) -> u64 {
+        self.codes
+            + self.sketches
+            + self.ids
+            + self.seqs
+            + self.norms
+            + self.payloads
+            + self.buckets
+            + self.vectors
+            + self.memtables
+            + self.cache
+    }
+}
+
 /// Counts and sizes of a collection, as reported by `drift collection stats`.
 #[derive(Debug, Clone, Serialize)]
 pub struct CollectionStats {
@@ -126,8 +167,10 @@ pub struct CollectionStats {
     pub recall: super::RecallStats,
     /// Bytes of index data held in memory: L1 codes, sketches, ids, sequence numbers, norms
     /// and payloads, exact vectors not yet dropped, quantizers, centroids and anchors,
-    /// memtable rows and decoded cold blocks in the cache.
+    /// memtable rows and decoded cold blocks in the cache ([`CollectionStats::memory`]).
     pub resident_bytes: u64,
+    /// The same bytes by kind.
+    pub memory: MemoryUse,
 }
 
 impl Collection {
@@ -333,7 +376,10 @@ impl Collection {
         let v = self.version.load_full();
         let active_rows = v.active.buf.read().len();
         let storage = self.persist.stats();
-        let l1_bytes: usize = v.l1.buckets().iter().map(|b| b.resident_bytes()).sum();
+        let mut memory = MemoryUse::default();
+        for b in v.l1.buckets() {
+            b.add_memory(&mut memory);
+        }
         let frozen_rows: usize = v.frozen.iter().map(|m| m.buf.read().len()).sum();
         let sizes: Vec<usize> = v.l1.buckets().iter().map(|b| b.live_rows()).collect();
         let searches = self.counters.searches.load(Ordering::Relaxed);
@@ -389,9 +435,12 @@ impl Collection {
             compacted_tombstones: c.compacted_tombstones.load(Ordering::Relaxed),
             maintenance_ms: c.maintenance_micros.load(Ordering::Relaxed) as f64 / 1e3,
             kernel: format!("{:?}", crate::kernels::cpu()),
-            resident_bytes: ((active_rows + frozen_rows) * (self.config.dim * 4 + 16) + l1_bytes)
-                as u64
-                + storage.block_cache_bytes,
+            resident_bytes: {
+                memory.memtables = ((active_rows + frozen_rows) * (self.config.dim * 4 + 16)) as u64;
+                memory.cache = storage.block_cache_bytes;
+                memory.total()
+            },
+            memory,
             storage,
             source_offsets: self.persist.offsets(),
             flush_backlog: self.flush_backlog(),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::columns::{Levels16, PayloadColumn, Round, SeqColumn};
+use crate::collection::MemoryUse;
 use crate::error::Result;
 use crate::kernels;
 use crate::memtable::MemBuffer;
@@ -119,16 +120,16 @@ impl Chunk {
         self.ids.is_empty()
     }
 
-    /// Bytes this chunk holds in memory: codes, sketch, ids, sequence numbers, code norms,
-    /// payloads and any exact vectors not yet dropped.
-    pub fn resident_bytes(&self) -> usize {
-        self.codes.len()
-            + self.sketch.as_ref().map_or(0, |s| s.resident_bytes())
-            + std::mem::size_of_val(&*self.ids)
-            + self.seqs.resident_bytes()
-            + self.norms.resident_bytes()
-            + self.payloads.resident_bytes()
-            + self.cold.resident_bytes()
+    /// Adds the bytes this chunk holds in memory to `m`: codes, sketch, ids, sequence
+    /// numbers, code norms, payloads and any exact vectors not yet dropped.
+    pub fn add_memory(&self, m: &mut MemoryUse) {
+        m.codes += self.codes.len() as u64;
+        m.sketches += self.sketch.as_ref().map_or(0, |s| s.resident_bytes()) as u64;
+        m.ids += std::mem::size_of_val(&*self.ids) as u64;
+        m.seqs += self.seqs.resident_bytes() as u64;
+        m.norms += self.norms.resident_bytes() as u64;
+        m.payloads += self.payloads.resident_bytes() as u64;
+        m.vectors += self.cold.resident_bytes() as u64;
     }
 
     /// Exact vector of row `r`.
@@ -345,18 +346,19 @@ impl Bucket {
         self.centroid = sum.iter().map(|s| (s / n) as f32).collect();
     }
 
-    /// Bytes this bucket holds in memory: its chunks, quantizer, centroid and anchor (when
-    /// it differs from the centroid).
-    pub fn resident_bytes(&self) -> usize {
+    /// Adds the bytes this bucket holds in memory to `m`: its chunks, quantizer, centroid
+    /// and anchor (when it differs from the centroid).
+    pub fn add_memory(&self, m: &mut MemoryUse) {
+        for c in &self.chunks {
+            c.add_memory(m);
+        }
         let anchor = if Arc::ptr_eq(&self.anchor, &self.centroid) {
             0
         } else {
             std::mem::size_of_val(&*self.anchor)
         };
-        self.chunks.iter().map(|c| c.resident_bytes()).sum::<usize>()
-            + self.quant.resident_bytes()
-            + std::mem::size_of_val(&*self.centroid)
-            + anchor
+        m.buckets += (self.quant.resident_bytes() + std::mem::size_of_val(&*self.centroid) + anchor)
+            as u64;
     }
 
     /// Rows stored, stale ones included.
