@@ -1,87 +1,99 @@
-//! Compact per-row columns of stored chunks: sequence numbers narrowed to 32-bit offsets when
-//! they fit, payloads that cost nothing when a chunk has none, and per-row f32 factors (code
-//! norms, sketch factors) as 16-bit levels over the chunk's own range. Readers see sequence
-//! numbers and payloads through borrowed views that memtables (plain vectors) produce too.
+//! Compact per-row columns of stored chunks: ids and sequence numbers narrowed to 32-bit
+//! offsets when they fit, payloads that cost nothing when a chunk has none, and per-row f32 factors (code
+//! norms, sketch factors) as 16-bit levels over the chunk's own range. Readers see ids,
+//! sequence numbers and payloads through borrowed views that memtables (plain vectors)
+//! produce too.
 
 use std::sync::Arc;
 
-/// Sequence numbers of a chunk's rows: offsets from the smallest when the spread fits in 32
-/// bits (every flush, and almost every rewrite), full width otherwise.
+/// A u64 per row (a chunk's ids or sequence numbers): offsets from the smallest when the
+/// spread fits in 32 bits (sequence numbers of one flush always do; ids do when they are
+/// dense, as most are), full width otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SeqColumn {
+pub enum U64Column {
     /// `base + offset` per row.
     Narrow {
-        /// The smallest sequence number.
+        /// The smallest value.
         base: u64,
         /// Each row's distance from `base`.
         offsets: Box<[u32]>,
     },
-    /// One full sequence number per row.
+    /// One full value per row.
     Wide(Box<[u64]>),
 }
 
-impl SeqColumn {
-    /// The column for `seqs`, narrowed when their spread allows.
-    pub fn new(seqs: &[u64]) -> SeqColumn {
-        let base = seqs.iter().copied().min().unwrap_or(0);
-        let top = seqs.iter().copied().max().unwrap_or(0);
+impl U64Column {
+    /// The column for `values`, narrowed when their spread allows.
+    pub fn new(values: &[u64]) -> U64Column {
+        let base = values.iter().copied().min().unwrap_or(0);
+        let top = values.iter().copied().max().unwrap_or(0);
         if top - base <= u32::MAX as u64 {
-            SeqColumn::Narrow {
+            U64Column::Narrow {
                 base,
-                offsets: seqs.iter().map(|&s| (s - base) as u32).collect(),
+                offsets: values.iter().map(|&s| (s - base) as u32).collect(),
             }
         } else {
-            SeqColumn::Wide(seqs.into())
+            U64Column::Wide(values.into())
         }
     }
 
     /// A borrowed view.
-    pub fn view(&self) -> SeqView<'_> {
+    pub fn view(&self) -> U64View<'_> {
         match self {
-            SeqColumn::Narrow { base, offsets } => SeqView::Narrow(*base, offsets),
-            SeqColumn::Wide(s) => SeqView::Wide(s),
+            U64Column::Narrow { base, offsets } => U64View::Narrow(*base, offsets),
+            U64Column::Wide(s) => U64View::Wide(s),
         }
     }
 
-    /// Sequence number of row `r`.
+    /// Value of row `r`.
     #[inline]
     pub fn get(&self, r: usize) -> u64 {
         self.view().get(r)
     }
 
+    /// Rows.
+    pub fn len(&self) -> usize {
+        self.view().len()
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Bytes held in memory.
     pub fn resident_bytes(&self) -> usize {
         match self {
-            SeqColumn::Narrow { offsets, .. } => offsets.len() * 4,
-            SeqColumn::Wide(s) => s.len() * 8,
+            U64Column::Narrow { offsets, .. } => offsets.len() * 4,
+            U64Column::Wide(s) => s.len() * 8,
         }
     }
 }
 
-/// Borrowed sequence numbers: a chunk's [`SeqColumn`] or a memtable's plain vector.
+/// A borrowed u64 column: a chunk's [`U64Column`] or a memtable's plain vector.
 #[derive(Debug, Clone, Copy)]
-pub enum SeqView<'a> {
+pub enum U64View<'a> {
     /// `base + offset` per row.
     Narrow(u64, &'a [u32]),
-    /// One full sequence number per row.
+    /// One full value per row.
     Wide(&'a [u64]),
 }
 
-impl<'a> SeqView<'a> {
-    /// Sequence number of row `r`.
+impl<'a> U64View<'a> {
+    /// Value of row `r`.
     #[inline]
     pub fn get(self, r: usize) -> u64 {
         match self {
-            SeqView::Narrow(base, offsets) => base + offsets[r] as u64,
-            SeqView::Wide(s) => s[r],
+            U64View::Narrow(base, offsets) => base + offsets[r] as u64,
+            U64View::Wide(s) => s[r],
         }
     }
 
     /// Rows.
     pub fn len(self) -> usize {
         match self {
-            SeqView::Narrow(_, o) => o.len(),
-            SeqView::Wide(s) => s.len(),
+            U64View::Narrow(_, o) => o.len(),
+            U64View::Wide(s) => s.len(),
         }
     }
 
@@ -91,28 +103,28 @@ impl<'a> SeqView<'a> {
     }
 
     /// Rows `range` only.
-    pub fn slice(self, range: std::ops::Range<usize>) -> SeqView<'a> {
+    pub fn slice(self, range: std::ops::Range<usize>) -> U64View<'a> {
         match self {
-            SeqView::Narrow(base, o) => SeqView::Narrow(base, &o[range]),
-            SeqView::Wide(s) => SeqView::Wide(&s[range]),
+            U64View::Narrow(base, o) => U64View::Narrow(base, &o[range]),
+            U64View::Wide(s) => U64View::Wide(&s[range]),
         }
     }
 
-    /// Every sequence number in row order.
+    /// Every value in row order.
     pub fn iter(self) -> impl Iterator<Item = u64> + 'a {
         (0..self.len()).map(move |r| self.get(r))
     }
 }
 
-impl<'a> From<&'a [u64]> for SeqView<'a> {
-    fn from(s: &'a [u64]) -> SeqView<'a> {
-        SeqView::Wide(s)
+impl<'a> From<&'a [u64]> for U64View<'a> {
+    fn from(s: &'a [u64]) -> U64View<'a> {
+        U64View::Wide(s)
     }
 }
 
-impl<'a> From<&'a Vec<u64>> for SeqView<'a> {
-    fn from(s: &'a Vec<u64>) -> SeqView<'a> {
-        SeqView::Wide(s)
+impl<'a> From<&'a Vec<u64>> for U64View<'a> {
+    fn from(s: &'a Vec<u64>) -> U64View<'a> {
+        U64View::Wide(s)
     }
 }
 
@@ -230,6 +242,11 @@ impl Levels16 {
         self.lo + self.step * self.levels[r] as f32
     }
 
+    /// Every value, in row order.
+    pub fn to_vec(&self) -> Vec<f32> {
+        (0..self.len()).map(|r| self.get(r)).collect()
+    }
+
     /// The levels (a kernel maps them back with [`Levels16::lo`] and [`Levels16::step`]).
     pub fn levels(&self) -> &[u16] {
         &self.levels
@@ -266,18 +283,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seqs_narrow_when_they_fit_and_read_back_either_way() {
+    fn u64s_narrow_when_they_fit_and_read_back_either_way() {
         let near = [10u64, 7, 7 + u32::MAX as u64];
-        let c = SeqColumn::new(&near);
-        assert!(matches!(c, SeqColumn::Narrow { base: 7, .. }));
+        let c = U64Column::new(&near);
+        assert!(matches!(c, U64Column::Narrow { base: 7, .. }));
         assert_eq!(c.view().iter().collect::<Vec<_>>(), near);
         assert_eq!(c.resident_bytes(), 12);
         let far = [10u64, 7, 8 + u32::MAX as u64];
-        let c = SeqColumn::new(&far);
-        assert!(matches!(c, SeqColumn::Wide(_)));
+        let c = U64Column::new(&far);
+        assert!(matches!(c, U64Column::Wide(_)));
         assert_eq!(c.view().iter().collect::<Vec<_>>(), far);
         assert_eq!(c.view().slice(1..3).get(1), far[2]);
-        assert!(SeqColumn::new(&[]).view().is_empty());
+        assert!(U64Column::new(&[]).view().is_empty());
     }
 
     #[test]

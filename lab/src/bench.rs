@@ -591,11 +591,11 @@ pub fn markdown(r: &BenchReport, command: &str) -> String {
     }
     for (sy, m) in r.systems.iter().filter_map(|sy| Some((sy, sy.memory?))) {
         let mib = |b: u64| format!("{:.2}", b as f64 / 1048576.0);
-        let base = m.codes + m.ids;
+        let base = m.codes_and_ids();
         s.push_str(&format!(
             "\n{} resident MiB by kind: codes {}, sketches {}, ids {}, sequence numbers {}, \
              norms {}, payloads {}, buckets (quantizers, centroids, anchors) {}, vectors {}, \
-             memtables {}, block cache {}; {:.3}x the SQ8 codes + ids ({} MiB).\n",
+             memtables {}, block cache {}; {:.3}x the SQ8 codes + 8-byte ids ({} MiB).\n",
             sy.system,
             mib(m.codes),
             mib(m.sketches),

@@ -199,7 +199,7 @@ impl Collection {
             for c in &b.chunks {
                 for r in 0..c.len() {
                     let place = || format!("bucket {}", b.id);
-                    let first = note(c.ids[r], c.seqs.get(r), &place, &mut audit);
+                    let first = note(c.ids.get(r), c.seqs.get(r), &place, &mut audit);
                     audit.in_l1 += usize::from(first);
                 }
             }

@@ -305,7 +305,7 @@ impl Persist {
             }
             for c in &own {
                 for r in 0..c.len() {
-                    idmap.load(c.ids[r], c.seqs.get(r), Loc::Bucket(e.id));
+                    idmap.load(c.ids.get(r), c.seqs.get(r), Loc::Bucket(e.id));
                 }
             }
             buckets.push(Arc::new(Bucket::restore(
@@ -330,7 +330,7 @@ impl Persist {
             let stale = b
                 .chunks
                 .iter()
-                .flat_map(|c| c.ids.iter().copied().zip(c.seqs.view().iter()))
+                .flat_map(|c| c.ids.view().iter().zip(c.seqs.view().iter()))
                 .filter(|&(id, seq)| !idmap.is_current(id, seq))
                 .count();
             b.tally.add_dead(stale);
@@ -477,7 +477,7 @@ impl Persist {
                 .zip(&quants)
                 .map(|(((b, c), v), q)| ChunkInput {
                     bucket: *b,
-                    ids: &c.ids,
+                    ids: c.ids.view(),
                     seqs: c.seqs.view(),
                     codes: c.codes.as_slice(),
                     quant: q,
@@ -593,7 +593,7 @@ impl Persist {
                     count: b.appended(),
                     radius: b.radius,
                     centroid: b.centroid.to_vec(),
-                    anchor: b.anchor.to_vec(),
+                    anchor: b.anchor(),
                     chunks,
                 })
                 .collect(),

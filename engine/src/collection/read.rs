@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{Collection, Version};
 use crate::api::{Hit, Record};
-use crate::columns::{PayloadView, SeqView};
+use crate::columns::{PayloadView, U64View};
 use crate::config::SearchParams;
 use crate::distance::{reported, Distance};
 use crate::error::Result;
@@ -45,11 +45,13 @@ impl Backlog {
 /// Where a collection's resident bytes are, by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct MemoryUse {
+    /// Rows stored in buckets (what the per-row kinds below cover).
+    pub rows: u64,
     /// SQ8 code rows.
     pub codes: u64,
     /// Binary sketches and their per-row factors.
     pub sketches: u64,
-    /// Record ids of stored rows.
+    /// Record ids of stored rows (32-bit offsets where a chunk's ids allow).
     pub ids: u64,
     /// Sequence numbers of stored rows.
     pub seqs: u64,
@@ -68,6 +70,12 @@ pub struct MemoryUse {
 }
 
 impl MemoryUse {
+    /// SQ8 codes plus an 8-byte id per stored row: the floor any IVF-SQ8 index holds (faiss
+    /// keeps its ids as 64-bit integers), against which the total is judged.
+    pub fn codes_and_ids(&self) -> u64 {
+        self.codes + 8 * self.rows
+    }
+
     /// Every kind together.
     pub fn total(&self) -> u64 {
         self.codes
@@ -283,7 +291,7 @@ impl Collection {
                     true => Some(chunk.vector(r)?.to_vec()),
                     false => None,
                 };
-                (chunk.ids[r], chunk.payloads.get(r).cloned(), vector)
+                (chunk.ids.get(r), chunk.payloads.get(r).cloned(), vector)
             }
         };
         Ok(Hit {
@@ -330,7 +338,7 @@ impl Collection {
         };
         let in_bucket = |b: &crate::ivf::Bucket| -> Result<Option<Record>> {
             for c in &b.chunks {
-                if let Some(r) = (0..c.len()).find(|&r| c.ids[r] == id && c.seqs.get(r) == seq) {
+                if let Some(r) = (0..c.len()).find(|&r| c.ids.get(r) == id && c.seqs.get(r) == seq) {
                     return Ok(Some(record(&c.vector(r)?, c.payloads.get(r))));
                 }
             }
@@ -451,8 +459,8 @@ impl Collection {
 
 /// Column views of stored rows (a bucket chunk or a memtable).
 struct Rows<'a> {
-    ids: &'a [u64],
-    seqs: SeqView<'a>,
+    ids: U64View<'a>,
+    seqs: U64View<'a>,
     vectors: RowVectors<'a>,
     payloads: PayloadView<'a>,
 }
@@ -477,14 +485,14 @@ impl Rows<'_> {
         let mut loaded: Option<Arc<[f32]>> = None;
         let mut r = start;
         while r < self.ids.len() && out.len() < want {
-            if visible(self.ids[r], self.seqs.get(r)) {
+            if visible(self.ids.get(r), self.seqs.get(r)) {
                 let all: &[f32] = match (&self.vectors, &loaded) {
                     (RowVectors::Memory(v), _) => v,
                     (RowVectors::Cold(_), Some(v)) => v,
                     (RowVectors::Cold(c), None) => loaded.insert(c.vectors()?),
                 };
                 out.push(Record {
-                    id: self.ids[r],
+                    id: self.ids.get(r),
                     vector: all[r * dim..(r + 1) * dim].to_vec(),
                     payload: self.payloads.get(r).map(|p| p.to_string()),
                 });
@@ -516,7 +524,7 @@ impl ScanIter {
             if idx < b.chunks.len() {
                 let c = &b.chunks[idx];
                 let rows = Rows {
-                    ids: &c.ids,
+                    ids: c.ids.view(),
                     seqs: c.seqs.view(),
                     vectors: RowVectors::Cold(c),
                     payloads: c.payloads.view(),
@@ -538,7 +546,7 @@ impl ScanIter {
         };
         let buf = m.buf.read();
         let rows = Rows {
-            ids: &buf.ids,
+            ids: (&buf.ids).into(),
             seqs: (&buf.seqs).into(),
             vectors: RowVectors::Memory(&buf.vectors),
             payloads: (&buf.payloads).into(),

@@ -22,7 +22,7 @@ use rand::SeedableRng;
 use serde::Serialize;
 
 use super::{Collection, Version};
-use crate::columns::SeqView;
+use crate::columns::U64View;
 use crate::distance::Distance;
 use crate::error::Result;
 use crate::ivf::Calibration;
@@ -471,7 +471,7 @@ impl Collection {
         for (b, bucket) in l1.buckets().iter().enumerate() {
             for (c, chunk) in bucket.chunks.iter().enumerate() {
                 for r in 0..chunk.len() {
-                    if visible(chunk.ids[r], chunk.seqs.get(r)) {
+                    if visible(chunk.ids.get(r), chunk.seqs.get(r)) {
                         rows.push((b as u32, c as u32, r as u32));
                     }
                 }
@@ -485,7 +485,7 @@ impl Collection {
         let held: Vec<(u32, u32, u32)> = rows
             .iter()
             .copied()
-            .filter(|p| crate::ivf::held_out(l1.chunk(*p).ids[p.2 as usize]))
+            .filter(|p| crate::ivf::held_out(l1.chunk(*p).ids.get(p.2 as usize)))
             .collect();
         let pool = if held.len() >= MIN_QUERIES {
             held
@@ -508,7 +508,7 @@ impl Collection {
         for &p in &picks {
             let chunk = l1.chunk(p);
             queries.extend_from_slice(&chunk.vector(p.2 as usize)?);
-            own.push(chunk.ids[p.2 as usize]);
+            own.push(chunk.ids.get(p.2 as usize));
         }
         let k = CALIBRATION_K;
         let truth = self.exact_many(v, snap, &queries, &own, k, false)?;
@@ -545,7 +545,7 @@ impl Collection {
         let mut tops: Vec<TopK<u64>> = (0..nq).map(|_| TopK::new(keep)).collect();
         // Many queries (calibration) use every core; one (the monitor) stays on its thread.
         let threads = if nq >= 8 { worker_threads() } else { 1 };
-        let feed = |ids: &[u64], seqs: SeqView, vectors: &[f32], tops: &mut [TopK<u64>]| {
+        let feed = |ids: U64View, seqs: U64View, vectors: &[f32], tops: &mut [TopK<u64>]| {
             let score = |first: usize, part: &mut [TopK<u64>]| {
                 for (j, top) in part.iter_mut().enumerate() {
                     let qi = first + j;
@@ -553,8 +553,8 @@ impl Collection {
                     for (r, row) in vectors.chunks_exact(dim).enumerate() {
                         // Visibility (an id-map lookup) only for rows that would be kept.
                         let d = dist.eval(q, row);
-                        if d < top.threshold() && ids[r] != own[qi] && visible(ids[r], seqs.get(r)) {
-                            top.push(d, ids[r]);
+                        if d < top.threshold() && ids.get(r) != own[qi] && visible(ids.get(r), seqs.get(r)) {
+                            top.push(d, ids.get(r));
                         }
                     }
                 }
@@ -576,7 +576,7 @@ impl Collection {
         };
         for m in l0 {
             let buf = m.buf.read();
-            feed(&buf.ids, (&buf.seqs).into(), &buf.vectors, &mut tops);
+            feed((&buf.ids).into(), (&buf.seqs).into(), &buf.vectors, &mut tops);
             drop(buf);
         }
         for bucket in v.l1.buckets() {
@@ -585,14 +585,14 @@ impl Collection {
                 // over every query); the monitor comes back for every sample: it keeps blocks
                 // in the cache and reads them in place, block by block.
                 if nq > 1 {
-                    feed(&chunk.ids, chunk.seqs.view(), &chunk.vectors()?, &mut tops);
+                    feed(chunk.ids.view(), chunk.seqs.view(), &chunk.vectors()?, &mut tops);
                     continue;
                 }
                 chunk.cold.for_each_block(true, |first, vectors| {
                     let n = vectors.len() / dim;
                     let end = (first + n).min(chunk.ids.len());
                     feed(
-                        &chunk.ids[first..end],
+                        chunk.ids.view().slice(first..end),
                         chunk.seqs.view().slice(first..end),
                         vectors,
                         &mut tops,

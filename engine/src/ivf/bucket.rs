@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::columns::{Levels16, PayloadColumn, Round, SeqColumn};
+use crate::columns::{Levels16, PayloadColumn, Round, U64Column};
 use crate::collection::MemoryUse;
 use crate::error::Result;
 use crate::kernels;
@@ -20,9 +20,9 @@ pub const HEAT_HALF_LIFE: f64 = 1000.0;
 #[derive(Debug)]
 pub struct Chunk {
     /// Record ids.
-    pub ids: Box<[u64]>,
+    pub ids: U64Column,
     /// Sequence number of each row.
-    pub seqs: SeqColumn,
+    pub seqs: U64Column,
     /// SQ8 code rows (`stride` bytes each), cache-line aligned.
     pub codes: AlignedCodes,
     /// Per row, the code-only term of the factored L2 distance ([`Sq8::code_norm`]), on a
@@ -72,8 +72,8 @@ impl Chunk {
         let mut codes = AlignedCodes::with_capacity(raw.len());
         codes.extend_from_slice(&raw);
         Chunk {
-            ids: ids.into_boxed_slice(),
-            seqs: SeqColumn::new(&seqs),
+            ids: U64Column::new(&ids),
+            seqs: U64Column::new(&seqs),
             codes,
             norms: Levels16::new(&norms, Round::Nearest),
             cold: ColdVectors::resident(vectors, dim),
@@ -100,8 +100,8 @@ impl Chunk {
         let mut codes = AlignedCodes::with_capacity(raw_codes.len());
         codes.extend_from_slice(raw_codes);
         Chunk {
-            ids: ids.into_boxed_slice(),
-            seqs: SeqColumn::new(&seqs),
+            ids: U64Column::new(&ids),
+            seqs: U64Column::new(&seqs),
             codes,
             norms: Levels16::new(&norms, Round::Nearest),
             cold,
@@ -123,9 +123,10 @@ impl Chunk {
     /// Adds the bytes this chunk holds in memory to `m`: codes, sketch, ids, sequence
     /// numbers, code norms, payloads and any exact vectors not yet dropped.
     pub fn add_memory(&self, m: &mut MemoryUse) {
+        m.rows += self.len() as u64;
         m.codes += self.codes.len() as u64;
         m.sketches += self.sketch.as_ref().map_or(0, |s| s.resident_bytes()) as u64;
-        m.ids += std::mem::size_of_val(&*self.ids) as u64;
+        m.ids += self.ids.resident_bytes() as u64;
         m.seqs += self.seqs.resident_bytes() as u64;
         m.norms += self.norms.resident_bytes() as u64;
         m.payloads += self.payloads.resident_bytes() as u64;
@@ -201,6 +202,15 @@ fn decay(ticks: u64) -> f64 {
     0.5f64.powf(ticks as f64 / HEAT_HALF_LIFE)
 }
 
+/// Where a bucket started: its centroid when it was built.
+#[derive(Debug, Clone)]
+enum Anchor {
+    /// Still the routing centroid (no rows appended since).
+    AtCentroid,
+    /// A centroid left behind, on a 16-bit grid (a drift measure needs no more).
+    Left(Arc<Levels16>),
+}
+
 /// A bucket. Cloning is cheap (chunks and counters are shared).
 ///
 /// The routing centroid is the running mean of every row appended since the bucket was last
@@ -212,9 +222,8 @@ pub struct Bucket {
     pub id: u32,
     /// Routing centroid (running mean of the rows appended).
     pub centroid: Arc<[f32]>,
-    /// Centroid when the bucket was built (the same allocation as `centroid` until rows are
-    /// appended).
-    pub anchor: Arc<[f32]>,
+    /// Centroid when the bucket was built ([`Bucket::anchor`]).
+    anchor: Anchor,
     /// Mean distance of the rows to `anchor` when the bucket was built (0 if it had none).
     pub radius: f32,
     /// Rows appended (the weight of the running mean).
@@ -234,7 +243,7 @@ impl Bucket {
         let centroid: Arc<[f32]> = centroid.into();
         Bucket {
             id,
-            anchor: centroid.clone(),
+            anchor: Anchor::AtCentroid,
             centroid,
             radius: 0.0,
             count: 0,
@@ -254,8 +263,8 @@ impl Bucket {
             return b;
         }
         b.append_mean(&rows.vectors);
-        b.anchor = b.centroid.clone();
-        b.radius = mean_distance(&rows.vectors, &b.anchor);
+        b.anchor = Anchor::AtCentroid;
+        b.radius = mean_distance(&rows.vectors, &b.centroid);
         let quant = Sq8::fit(&rows.vectors, dim);
         let chunk = Chunk::build(&quant, rows.ids, rows.seqs, rows.vectors, rows.payloads);
         b.quant = Arc::new(quant);
@@ -269,7 +278,10 @@ impl Bucket {
     pub fn rebuilt(&self, id: u32, rows: MemBuffer) -> Bucket {
         let mut b = Bucket::build(id, rows, &self.centroid, self.tally.carry_heat(1.0));
         if self.radius > 0.0 {
-            b.anchor = self.anchor.clone();
+            b.anchor = Anchor::Left(match &self.anchor {
+                Anchor::AtCentroid => Arc::new(Levels16::new(&self.centroid, Round::Nearest)),
+                Anchor::Left(a) => a.clone(),
+            });
             b.radius = self.radius;
         }
         b
@@ -283,13 +295,13 @@ impl Bucket {
             // Vectors are read only for chunks that still hold a current row.
             let mut vectors = None;
             for r in 0..c.len() {
-                if is_current(c.ids[r], c.seqs.get(r)) {
+                if is_current(c.ids.get(r), c.seqs.get(r)) {
                     let all = match &vectors {
                         Some(all) => all,
                         None => vectors.insert(c.vectors()?),
                     };
                     let v = &all[r * dim..(r + 1) * dim];
-                    out.push(c.ids[r], c.seqs.get(r), v, c.payloads.get(r).cloned());
+                    out.push(c.ids.get(r), c.seqs.get(r), v, c.payloads.get(r).cloned());
                 }
             }
         }
@@ -309,13 +321,22 @@ impl Bucket {
     ) -> Bucket {
         let mut b = Bucket::empty(id, centroid);
         if anchor[..] != b.centroid[..] {
-            b.anchor = anchor.into();
+            b.anchor = Anchor::Left(Arc::new(Levels16::new(&anchor, Round::Nearest)));
         }
         b.radius = radius;
         b.count = count;
         b.quant = Arc::new(quant);
         b.chunks = chunks;
         b
+    }
+
+    /// The centroid when the bucket was built (to the anchor's 16-bit grid once rows were
+    /// appended).
+    pub fn anchor(&self) -> Vec<f32> {
+        match &self.anchor {
+            Anchor::AtCentroid => self.centroid.to_vec(),
+            Anchor::Left(a) => a.to_vec(),
+        }
     }
 
     /// Rows appended since the bucket was built (the weight of its running mean).
@@ -352,10 +373,9 @@ impl Bucket {
         for c in &self.chunks {
             c.add_memory(m);
         }
-        let anchor = if Arc::ptr_eq(&self.anchor, &self.centroid) {
-            0
-        } else {
-            std::mem::size_of_val(&*self.anchor)
+        let anchor = match &self.anchor {
+            Anchor::AtCentroid => 0,
+            Anchor::Left(a) => a.resident_bytes(),
         };
         m.buckets += (self.quant.resident_bytes() + std::mem::size_of_val(&*self.centroid) + anchor)
             as u64;
@@ -377,7 +397,10 @@ impl Bucket {
         if self.radius <= 0.0 {
             return 0.0;
         }
-        kernels::l2sq(&self.centroid, &self.anchor).sqrt() / self.radius
+        match &self.anchor {
+            Anchor::AtCentroid => 0.0,
+            Anchor::Left(a) => kernels::l2sq(&self.centroid, &a.to_vec()).sqrt() / self.radius,
+        }
     }
 
     /// A copy with one more chunk (the running mean moves with it). A bucket that had no
@@ -389,10 +412,14 @@ impl Bucket {
             .cold
             .in_memory()
             .expect("a chunk being appended still holds its vectors");
+        if !first && !chunk.is_empty() && matches!(b.anchor, Anchor::AtCentroid) {
+            // The centroid is about to move: keep where it was.
+            b.anchor = Anchor::Left(Arc::new(Levels16::new(&b.centroid, Round::Nearest)));
+        }
         b.append_mean(&vectors);
         if first && !chunk.is_empty() {
-            b.anchor = b.centroid.clone();
-            b.radius = mean_distance(&vectors, &b.anchor);
+            b.anchor = Anchor::AtCentroid;
+            b.radius = mean_distance(&vectors, &b.centroid);
         }
         b.chunks.push(Arc::new(chunk));
         b

@@ -142,7 +142,7 @@ impl L1 {
                 &mut scratch,
             ) {
                 let chunk = self.chunk(c.item);
-                best.push(c.dist, chunk.ids[c.item.2 as usize]);
+                best.push(c.dist, chunk.ids.get(c.item.2 as usize));
                 kth.push(c.dist, ());
             }
             rho.push(kth.threshold().max(0.0).sqrt());

@@ -256,7 +256,7 @@ impl L1 {
         let is_visible = |item: RowRef| {
             let chunk = self.chunk(item);
             let r = item.2 as usize;
-            visible(chunk.ids[r], chunk.seqs.get(r))
+            visible(chunk.ids.get(r), chunk.seqs.get(r))
         };
         // Lazily checked candidates that turn out hidden leave the pool short: scan the same
         // buckets again, checking every row as it is read.
@@ -444,7 +444,7 @@ impl L1 {
                             adc_distances(adc, &s.table, code, stride, &mut one);
                             s.refined += 1;
                             let d = row_dist(b, one[0], r);
-                            if d < limit && (!check || visible(chunk.ids[r], chunk.seqs.get(r))) {
+                            if d < limit && (!check || visible(chunk.ids.get(r), chunk.seqs.get(r))) {
                                 top.push(d, (bpos as u32, ci as u32, r as u32));
                                 limit = top.threshold();
                                 kth.push(d, ());
@@ -502,7 +502,7 @@ impl L1 {
                 let mut limit = top.threshold();
                 for (r, &x) in s.dists.iter().enumerate() {
                     let d = row_dist(b, x, r);
-                    if d < limit && (!check || visible(chunk.ids[r], chunk.seqs.get(r))) {
+                    if d < limit && (!check || visible(chunk.ids.get(r), chunk.seqs.get(r))) {
                         top.push(d, (bpos as u32, ci as u32, r as u32));
                         limit = top.threshold();
                         kth.push(d, ());
@@ -556,7 +556,7 @@ mod tests {
             assert_eq!(hits.len(), 10, "rerank {rerank}");
             assert!(hits
                 .iter()
-                .all(|h| l1.chunk(h.item).ids[h.item.2 as usize].is_multiple_of(7)));
+                .all(|h| l1.chunk(h.item).ids.get(h.item.2 as usize).is_multiple_of(7)));
             let all = |_: u64, _: u64| true;
             let (unfiltered, _) = l1.search(&vec![0.1; dim], &params, &opts, &all, 0).unwrap();
             assert_eq!(unfiltered.len(), 10);

@@ -158,7 +158,7 @@ impl Reshape {
         for b in added {
             let mut rows = Vec::with_capacity(b.rows());
             for c in &b.chunks {
-                rows.extend(c.ids.iter().copied().zip(c.seqs.view().iter()));
+                rows.extend(c.ids.view().iter().zip(c.seqs.view().iter()));
             }
             self.placed.push((b.id, rows));
             self.next_id = self.next_id.max(b.id + 1);

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use crate::codec::{put_f32s, put_opt_str, ByteReader};
-use crate::columns::{PayloadView, SeqView};
+use crate::columns::{PayloadView, U64View};
 use crate::quant::Sq8;
 use crate::storage::alp;
 
@@ -53,9 +53,9 @@ pub struct ChunkInput<'a> {
     /// Bucket the chunk belongs to.
     pub bucket: u32,
     /// Record ids.
-    pub ids: &'a [u64],
+    pub ids: U64View<'a>,
     /// Sequence numbers.
-    pub seqs: SeqView<'a>,
+    pub seqs: U64View<'a>,
     /// Code rows, `quant.stride()` bytes each.
     pub codes: &'a [u8],
     /// The quantizer that produced the codes.
@@ -191,7 +191,7 @@ pub fn encode(dim: usize, chunks: &[ChunkInput]) -> (Vec<u8>, SegmentMeta) {
     let mut hot_offsets = Vec::with_capacity(chunks.len());
     for c in chunks {
         hot_offsets.push(out.len() as u64);
-        for id in c.ids {
+        for id in c.ids.iter() {
             out.extend_from_slice(&id.to_le_bytes());
         }
         for s in c.seqs.iter() {
@@ -243,7 +243,7 @@ pub fn encode(dim: usize, chunks: &[ChunkInput]) -> (Vec<u8>, SegmentMeta) {
         crc32c::crc32c(&out[cold_start..]),
     );
     let rows: usize = chunks.iter().map(|c| c.ids.len()).sum();
-    let bloom = Bloom::build(rows, chunks.iter().flat_map(|c| c.ids.iter().copied()));
+    let bloom = Bloom::build(rows, chunks.iter().flat_map(|c| c.ids.iter()));
     let meta = SegmentMeta {
         dim,
         rows: rows as u64,
@@ -645,7 +645,7 @@ impl DecodedChunk {
     pub fn input<'a>(&'a self, meta: &'a ChunkMeta) -> ChunkInput<'a> {
         ChunkInput {
             bucket: meta.bucket,
-            ids: &self.ids,
+            ids: (&self.ids).into(),
             seqs: (&self.seqs).into(),
             codes: &self.codes,
             quant: &meta.quant,
@@ -682,7 +682,7 @@ mod tests {
     fn input<'a>(c: &'a DecodedChunk, quant: &'a Sq8, bucket: u32) -> ChunkInput<'a> {
         ChunkInput {
             bucket,
-            ids: &c.ids,
+            ids: (&c.ids).into(),
             seqs: (&c.seqs).into(),
             codes: &c.codes,
             quant,
