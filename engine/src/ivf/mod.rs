@@ -40,6 +40,8 @@ pub struct L1 {
     dim: usize,
     metric: Metric,
     buckets: Vec<Arc<Bucket>>,
+    /// Each bucket's centroid (the bucket's own allocation, shared), in the same order.
+    centroids: Vec<Arc<[f32]>>,
     /// Rows stored per bucket (stale ones included), so that routing does not visit every
     /// bucket's chunks.
     stored: Vec<u32>,
@@ -107,6 +109,7 @@ impl L1 {
 
     /// A layer made of `buckets`; `next_id` is the id the next new bucket gets.
     pub fn from_buckets(dim: usize, metric: Metric, buckets: Vec<Arc<Bucket>>, next_id: u32) -> L1 {
+        let centroids = buckets.iter().map(|b| b.centroid.clone()).collect();
         let mut by_id = HashMap::with_capacity(buckets.len());
         let mut stored = Vec::with_capacity(buckets.len());
         for (i, b) in buckets.iter().enumerate() {
@@ -123,6 +126,7 @@ impl L1 {
             dim,
             metric,
             buckets,
+            centroids,
             stored,
             by_id,
             next_id,

@@ -97,23 +97,21 @@ pub(super) enum Measure {
 /// (distance, position, live rows) of the `max` buckets with live rows nearest to `query`
 /// by `measure`, nearest first.
 ///
-/// Distances come from one kernel call per centroid (each bucket's own, so no second copy of
-/// them is kept) and the stored row counts; only the buckets that make the cut are visited
-/// for their live count (a bucket whose rows are all stale is skipped and the next nearest takes its place).
+/// Distances come from one batched kernel pass over the centroids (four per query load; each
+/// bucket's own allocation, no second copy) and the stored row counts; only the buckets that
+/// make the cut are visited for their live count (a bucket whose rows are all stale is skipped and the next nearest takes its place).
 pub(super) fn nearest_live(
     l1: &L1,
     query: &[f32],
     max: usize,
     measure: Measure,
 ) -> Vec<(f32, usize, usize)> {
-    let dists: Vec<f32> = l1
-        .buckets()
-        .iter()
-        .map(|b| match measure {
-            Measure::NegDot => kernels::dot(query, &b.centroid),
-            _ => kernels::l2sq(query, &b.centroid),
-        })
-        .collect();
+    let mut dists = vec![0f32; l1.stored.len()];
+    if measure == Measure::NegDot {
+        kernels::dot_rows(query, &l1.centroids, &mut dists);
+    } else {
+        kernels::l2sq_rows(query, &l1.centroids, &mut dists);
+    }
     let mut cands: Vec<(f32, usize)> = dists
         .iter()
         .zip(&l1.stored)

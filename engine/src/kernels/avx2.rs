@@ -323,7 +323,7 @@ mod imp {
     /// One query against four rows at a time: each dimension block of the query is loaded
     /// once for four accumulators. `l2` picks squared L2, else the inner product.
     #[target_feature(enable = "avx2,fma")]
-    fn rows_avx2(query: &[f32], rows: &[f32], l2: bool, out: &mut [f32]) {
+    fn rows_avx2<R: AsRef<[f32]>>(query: &[f32], rows: &[R], l2: bool, out: &mut [f32]) {
         let dim = query.len();
         let full = dim - dim % 8;
         let tail = |row: &[f32]| -> f32 {
@@ -335,18 +335,25 @@ mod imp {
             }
         };
         let q = query.as_ptr();
-        let mut quads = rows.chunks_exact(4 * dim);
+        let mut quads = rows.chunks_exact(4);
         let mut outs = out.chunks_exact_mut(4);
         for (quad, o) in (&mut quads).zip(&mut outs) {
-            let p = quad.as_ptr();
+            let quad = [
+                quad[0].as_ref(),
+                quad[1].as_ref(),
+                quad[2].as_ref(),
+                quad[3].as_ref(),
+            ];
+            let p = quad.map(|r| r.as_ptr());
             let mut acc = [_mm256_setzero_ps(); 4];
             let mut d = 0;
             while d < full {
-                // SAFETY: `d + 8 <= full <= dim`, and `quad` holds four rows of `dim`.
+                // SAFETY: `d + 8 <= full <= dim`, and every row holds `dim` values (checked by
+                // the caller).
                 unsafe {
                     let qv = _mm256_loadu_ps(q.add(d));
-                    for (r, a) in acc.iter_mut().enumerate() {
-                        let x = _mm256_loadu_ps(p.add(r * dim + d));
+                    for (a, p) in acc.iter_mut().zip(&p) {
+                        let x = _mm256_loadu_ps(p.add(d));
                         *a = if l2 {
                             let diff = _mm256_sub_ps(x, qv);
                             _mm256_fmadd_ps(diff, diff, *a)
@@ -357,26 +364,22 @@ mod imp {
                 }
                 d += 8;
             }
-            for (r, a) in acc.iter().enumerate() {
-                o[r] = hsum(*a) + tail(&quad[r * dim..(r + 1) * dim]);
+            for ((a, row), o) in acc.iter().zip(quad).zip(o.iter_mut()) {
+                *o = hsum(*a) + tail(row);
             }
         }
-        for (row, o) in quads
-            .remainder()
-            .chunks_exact(dim)
-            .zip(outs.into_remainder())
-        {
+        for (row, o) in quads.remainder().iter().zip(outs.into_remainder()) {
             *o = if l2 {
-                super::super::scalar::l2sq(query, row)
+                super::super::scalar::l2sq(query, row.as_ref())
             } else {
-                super::super::scalar::dot(query, row)
+                super::super::scalar::dot(query, row.as_ref())
             };
         }
     }
 
-    /// Distances from one query to consecutive rows (see `super::l2sq_rows`).
+    /// Distances from one query to each row (see `super::l2sq_rows`).
     #[inline]
-    pub fn rows(query: &[f32], rows: &[f32], l2: bool, out: &mut [f32]) {
+    pub fn rows<R: AsRef<[f32]>>(query: &[f32], rows: &[R], l2: bool, out: &mut [f32]) {
         // SAFETY: only called when `cpu()` detected avx2 and fma; sizes checked by the caller.
         unsafe { rows_avx2(query, rows, l2, out) }
     }

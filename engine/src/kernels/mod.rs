@@ -59,24 +59,32 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
-/// Squared L2 distances from `query` to each row of `rows` (row-major, `query.len()` columns)
-/// into `out`, one per row: the centroid scan of routing. Panics if the sizes disagree.
+/// Squared L2 distances from `query` to each of `rows` (each `query.len()` long, anywhere in
+/// memory) into `out`, one per row: the centroid scan of routing. Panics if the sizes disagree.
 #[inline]
-pub fn l2sq_rows(query: &[f32], rows: &[f32], out: &mut [f32]) {
+pub fn l2sq_rows<R: AsRef<[f32]>>(query: &[f32], rows: &[R], out: &mut [f32]) {
     rows_with(cpu(), query, rows, true, out)
 }
 
-/// Inner products of `query` with each row of `rows` into `out` (see [`l2sq_rows`]).
+/// Inner products of `query` with each of `rows` into `out` (see [`l2sq_rows`]).
 #[inline]
-pub fn dot_rows(query: &[f32], rows: &[f32], out: &mut [f32]) {
+pub fn dot_rows<R: AsRef<[f32]>>(query: &[f32], rows: &[R], out: &mut [f32]) {
     rows_with(cpu(), query, rows, false, out)
 }
 
 /// [`l2sq_rows`] (`l2`) or [`dot_rows`] with an explicit kernel (tests compare them).
-pub fn rows_with(kind: KernelKind, query: &[f32], rows: &[f32], l2: bool, out: &mut [f32]) {
+pub fn rows_with<R: AsRef<[f32]>>(
+    kind: KernelKind,
+    query: &[f32],
+    rows: &[R],
+    l2: bool,
+    out: &mut [f32],
+) {
     assert!(
-        !query.is_empty() && rows.len() == out.len() * query.len(),
-        "rows kernel: {} values are not {} rows of {}",
+        !query.is_empty()
+            && rows.len() == out.len()
+            && rows.iter().all(|r| r.as_ref().len() == query.len()),
+        "rows kernel: {} rows for {} outputs, or a row's length is not {}",
         rows.len(),
         out.len(),
         query.len()
@@ -398,7 +406,8 @@ mod tests {
             for kind in [KernelKind::Avx2, KernelKind::Scalar] {
                 for l2 in [true, false] {
                     let mut out = vec![f32::NAN; rows];
-                    rows_with(kind, &q, &m, l2, &mut out);
+                    let refs: Vec<&[f32]> = m.chunks_exact(dim).collect();
+                    rows_with(kind, &q, &refs, l2, &mut out);
                     for (r, got) in out.iter().enumerate() {
                         let row = &m[r * dim..(r + 1) * dim];
                         let (want, scale) = if l2 {

@@ -41,12 +41,12 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// Distances from one query to consecutive rows of `query.len()` values: squared L2 when
 /// `l2`, else the inner product (see [`super::l2sq_rows`]).
 #[inline(always)]
-pub fn rows(query: &[f32], rows: &[f32], l2: bool, out: &mut [f32]) {
-    for (row, o) in rows.chunks_exact(query.len().max(1)).zip(out.iter_mut()) {
+pub fn rows<R: AsRef<[f32]>>(query: &[f32], rows: &[R], l2: bool, out: &mut [f32]) {
+    for (row, o) in rows.iter().zip(out.iter_mut()) {
         *o = if l2 {
-            l2sq(query, row)
+            l2sq(query, row.as_ref())
         } else {
-            dot(query, row)
+            dot(query, row.as_ref())
         };
     }
 }
