@@ -3,12 +3,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use drift_engine::{Database, Metric};
 use drift_lab::vecfile::{read_all, VecReader};
 
 use crate::backend::{Backend, SearchOpts};
-use crate::output::{self, Bar};
+use crate::output::{self, Bar, OutputFormat};
+use crate::sql::SqlOutput;
 use drift_connectors::grpc::client::Remote;
 
 /// Drift: a drift-aware vector search engine.
@@ -125,17 +126,6 @@ pub enum Command {
     Lab(crate::lab::LabCmd),
 }
 
-/// How `drift sql` prints results.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SqlOutput {
-    /// Aligned table.
-    Table,
-    /// CSV with a header row (vectors as text).
-    Csv,
-    /// One JSON array of row objects per statement.
-    Json,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum CollectionCmd {
     /// Create a collection.
@@ -208,14 +198,6 @@ pub struct DeleteArgs {
     /// Half-open id range A..B.
     #[arg(long)]
     pub id_range: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum OutputFormat {
-    /// `query,rank,id,distance` rows.
-    Csv,
-    /// A JSON array of objects with the same fields.
-    Json,
 }
 
 #[derive(Debug, Args)]

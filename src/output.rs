@@ -8,7 +8,15 @@ use anyhow::Result;
 use drift_engine::Hit;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::OutputFormat;
+/// How `drift search` prints its hits.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// `query,rank,id,distance` rows.
+    Csv,
+    /// A JSON array of objects with the same fields.
+    Json,
+}
+
 
 /// A progress bar over bytes.
 pub struct Bar(ProgressBar);

@@ -14,7 +14,17 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::DFParser;
 use drift_engine::Database;
 
-use crate::cli::SqlOutput;
+/// How `drift sql` prints results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqlOutput {
+    /// Aligned table.
+    Table,
+    /// CSV with a header row (vectors as text).
+    Csv,
+    /// One JSON array of row objects per statement.
+    Json,
+}
+
 
 /// Runs `drift sql`.
 pub fn run(

@@ -11,7 +11,7 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use crate::error::{LabError, Result};
-use crate::report::Summary;
+use crate::summary::Summary;
 use crate::run::{RunOutcome, StepRecord};
 
 const SIZE: (u32, u32) = (1000, 560);

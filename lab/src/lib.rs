@@ -18,6 +18,7 @@ pub mod report;
 pub mod run;
 pub mod runbook;
 pub mod scenario;
+pub mod summary;
 pub mod topics;
 pub mod truth;
 pub mod vecfile;

@@ -26,7 +26,7 @@ use drift_engine::{Record, SearchParams, VectorRead};
 use futures::stream;
 
 use super::engine_err;
-use super::table::{search_schema, Rows, DISTANCE};
+use super::rows::{search_schema, Rows, DISTANCE};
 
 /// Records per batch when scanning a collection.
 pub const SCAN_BATCH: usize = 8192;

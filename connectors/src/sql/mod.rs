@@ -16,6 +16,7 @@ pub mod exec;
 pub mod functions;
 pub mod operators;
 pub mod rewrite;
+pub mod rows;
 pub mod search;
 pub mod table;
 

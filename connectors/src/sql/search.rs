@@ -19,7 +19,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use drift_engine::{Collection, Database, SearchParams, VectorRead};
 
 use super::exec::{DriftExec, Mode, PREFILTER_MAX_IDS};
-use super::table::{allowed_ids, collection_schema, projected, search_schema};
+use super::rows::{collection_schema, projected, search_schema};
+use super::table::allowed_ids;
 use super::{engine_err, DriftOptions};
 
 /// The `k` nearest rows of a collection to a fixed query, as a table.
