@@ -424,14 +424,14 @@ pub fn run(cli: Cli) -> Result<()> {
             let r = coll.maintain(passes)?;
             println!(
                 "{} passes ({} policy): {} splits, {} merges, {} compactions; {} vectors reassigned, {} rewritten, {} stale rows dropped; {:.1} ms{}",
-                r.passes,
+                r.counts.passes,
                 r.policy,
-                r.splits,
-                r.merges,
-                r.compactions,
-                r.moved,
-                r.written,
-                r.compacted_tombstones,
+                r.counts.splits,
+                r.counts.merges,
+                r.counts.compactions,
+                r.counts.reassigned,
+                r.counts.written,
+                r.counts.compacted_tombstones,
                 r.millis,
                 if r.pending > 0 {
                     format!(" ({} actions left for the next pass)", r.pending)

@@ -84,7 +84,7 @@ pub fn table(s: &Summary) -> String {
         s.name, s.via, s.k, s.steps, s.search_steps, s.secs
     );
     t.push_str(&format!(
-        "{:<22} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>9} {:>7} {:>8} {:>7} {:>7} {:>7} {:>9} {:>8}\n",
+        "{:<22} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>9} {:>7} {:>8} {:>7} {:>7} {:>7} {:>10} {:>8}\n",
         "system",
         "recall",
         "min",
@@ -98,12 +98,12 @@ pub fn table(s: &Summary) -> String {
         "buckets",
         "splits",
         "merges",
-        "moved",
+        "reassigned",
         "rewr/ins"
     ));
     for x in &s.systems {
         t.push_str(&format!(
-            "{:<22} {:>7.4} {:>7.4} {:>7.4} {:>8} {:>9.0} {:>8.1} {:>9.1} {:>7} {:>8} {:>7} {:>7} {:>7} {:>9} {:>8}\n",
+            "{:<22} {:>7.4} {:>7.4} {:>7.4} {:>8} {:>9.0} {:>8.1} {:>9.1} {:>7} {:>8} {:>7} {:>7} {:>7} {:>10} {:>8}\n",
             x.system,
             x.mean_recall,
             x.min_recall,

@@ -535,10 +535,10 @@ pub fn per_search(
 
 fn fill_stats(row: &mut StepRecord, st: &CollectionStats) {
     row.buckets = Some(st.buckets);
-    row.splits = Some(st.splits);
-    row.merges = Some(st.merges);
-    row.reassigned = Some(st.reassigned);
-    row.rewritten = Some(st.maintenance_written);
+    row.splits = Some(st.maintenance.splits);
+    row.merges = Some(st.maintenance.merges);
+    row.reassigned = Some(st.maintenance.reassigned);
+    row.rewritten = Some(st.maintenance.written);
     row.monitored_recall = st.recall.measured;
 }
 

@@ -141,13 +141,13 @@ fn maintenance_keeps_recall_under_drift_at_the_same_scan_budget() {
          ({:.3} per inserted vector), {} rewritten ({:.2} per inserted vector), {:.0} ms; \
          off: {} buckets",
         on.stats.buckets,
-        on.stats.splits,
-        on.stats.merges,
-        on.stats.compactions,
-        on.stats.reassigned,
-        on.stats.reassigned as f64 / inserted,
-        on.stats.maintenance_written,
-        on.stats.maintenance_written as f64 / inserted,
+        on.stats.maintenance.splits,
+        on.stats.maintenance.merges,
+        on.stats.maintenance.compactions,
+        on.stats.maintenance.reassigned,
+        on.stats.maintenance.reassigned as f64 / inserted,
+        on.stats.maintenance.written,
+        on.stats.maintenance.written as f64 / inserted,
         on.stats.maintenance_ms,
         off.stats.buckets,
     );
@@ -160,9 +160,9 @@ fn maintenance_keeps_recall_under_drift_at_the_same_scan_budget() {
         "static index did not fall measurably: last {last_off:.3}, mean {mean_off:.3}"
     );
     assert!(
-        (on.stats.reassigned as f64 / inserted) < 0.5,
+        (on.stats.maintenance.reassigned as f64 / inserted) < 0.5,
         "moved {} vectors for {} inserts",
-        on.stats.reassigned,
+        on.stats.maintenance.reassigned,
         inserted
     );
 }

@@ -101,7 +101,7 @@ impl Collection {
         if actions.is_empty() {
             return Ok(report);
         }
-        report.passes = 1;
+        report.counts.passes = 1;
         let is_current = |id: u64, seq: u64| self.idmap.is_current(id, seq);
         let ctx = OpContext {
             is_current: &is_current,
@@ -122,24 +122,19 @@ impl Collection {
                 Action::Compact(b) => ops::compact(&mut shape, b, &ctx)?,
             };
             let Some(o) = outcome else { continue };
+            let c = &mut report.counts;
             match action {
-                Action::Split(_) => report.splits += 1,
-                Action::Merge(_) => report.merges += 1,
-                Action::Compact(_) => report.compactions += 1,
+                Action::Split(_) => c.splits += 1,
+                Action::Merge(_) => c.merges += 1,
+                Action::Compact(_) => c.compactions += 1,
             }
-            report.moved += o.moved as u64;
-            report.written += o.written as u64;
-            report.compacted_tombstones += o.dropped_stale as u64;
+            c.reassigned += o.reassigned as u64;
+            c.written += o.written as u64;
+            c.compacted_tombstones += o.dropped_stale as u64;
             spent += o.written.max(1);
         }
         let work = Durable {
-            passes: 1,
-            splits: report.splits,
-            merges: report.merges,
-            compactions: report.compactions,
-            moved: report.moved,
-            written: report.written,
-            compacted_tombstones: report.compacted_tombstones,
+            maintenance: report.counts,
             ..Default::default()
         };
         if report.is_idle() {
@@ -155,8 +150,9 @@ impl Collection {
         c.maintenance_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         if !report.is_idle() {
-            tracing::debug!(collection = %self.name, splits = report.splits, merges = report.merges,
-                compactions = report.compactions, moved = report.moved, "maintenance pass");
+            let c = &report.counts;
+            tracing::debug!(collection = %self.name, splits = c.splits, merges = c.merges,
+                compactions = c.compactions, reassigned = c.reassigned, "maintenance pass");
         }
         Ok(report)
     }

@@ -30,6 +30,7 @@ use parking_lot::Mutex;
 
 use crate::config::CollectionConfig;
 use crate::error::{Error, IoContext, Result};
+use crate::maintain::MaintenanceCounts;
 use crate::idmap::{IdMap, Loc};
 use crate::ivf::{Calibration, L1};
 use crate::memtable::Memtable;
@@ -51,46 +52,37 @@ pub(crate) struct Version {
 pub(crate) struct Durable {
     pub(crate) flushes: u64,
     pub(crate) trainings: u64,
-    pub(crate) passes: u64,
-    pub(crate) splits: u64,
-    pub(crate) merges: u64,
-    pub(crate) compactions: u64,
-    pub(crate) moved: u64,
-    pub(crate) written: u64,
-    pub(crate) compacted_tombstones: u64,
+    pub(crate) maintenance: MaintenanceCounts,
 }
 
 impl Durable {
     /// The values in the order of [`Counters::durable_fields`].
     fn values(&self) -> [u64; 9] {
-        [
-            self.flushes,
-            self.trainings,
-            self.passes,
-            self.splits,
-            self.merges,
-            self.compactions,
-            self.moved,
-            self.written,
-            self.compacted_tombstones,
-        ]
+        let m = self.maintenance.values();
+        std::array::from_fn(|i| match i {
+            0 => self.flushes,
+            1 => self.trainings,
+            _ => m[i - 2],
+        })
     }
 }
 
 impl Counters {
-    /// The counters persisted with the manifest, by name.
+    /// The counters persisted with the manifest, by name (the maintenance counts under
+    /// [`MaintenanceCounts::NAMES`]).
     fn durable_fields(&self) -> [(&'static str, &AtomicU64); 9] {
-        [
-            ("flushes", &self.flushes),
-            ("trainings", &self.trainings),
-            ("passes", &self.passes),
-            ("splits", &self.splits),
-            ("merges", &self.merges),
-            ("compactions", &self.compactions),
-            ("moved", &self.moved),
-            ("written", &self.written),
-            ("compacted_tombstones", &self.compacted_tombstones),
-        ]
+        std::array::from_fn(|i| match i {
+            0 => ("flushes", &self.flushes),
+            1 => ("trainings", &self.trainings),
+            _ => (MaintenanceCounts::NAMES[i - 2], &self.maintenance[i - 2]),
+        })
+    }
+
+    /// The maintenance counts so far.
+    pub(crate) fn maintenance(&self) -> MaintenanceCounts {
+        MaintenanceCounts::from_values(std::array::from_fn(|i| {
+            self.maintenance[i].load(Ordering::Relaxed)
+        }))
     }
 
     /// The cumulative counters as they will be once `plus` is counted: what a commit writes
@@ -110,10 +102,12 @@ impl Counters {
         }
     }
 
-    /// Takes up the counters a manifest recorded.
+    /// Takes up the counters a manifest recorded (manifests written before the rename
+    /// call the reassigned rows `moved`).
     fn restore(&self, m: &std::collections::BTreeMap<String, u64>) {
         for (n, a) in self.durable_fields() {
-            if let Some(v) = m.get(n) {
+            let legacy = (n == "reassigned").then(|| m.get("moved")).flatten();
+            if let Some(v) = m.get(n).or(legacy) {
                 a.store(*v, Ordering::Relaxed);
             }
         }
@@ -128,13 +122,8 @@ pub(crate) struct Counters {
     pub(crate) buckets_scanned: AtomicU64,
     pub(crate) codes_scanned: AtomicU64,
     pub(crate) codes_refined: AtomicU64,
-    pub(crate) passes: AtomicU64,
-    pub(crate) splits: AtomicU64,
-    pub(crate) merges: AtomicU64,
-    pub(crate) compactions: AtomicU64,
-    pub(crate) moved: AtomicU64,
-    pub(crate) written: AtomicU64,
-    pub(crate) compacted_tombstones: AtomicU64,
+    /// [`MaintenanceCounts`], in the order of its `NAMES`.
+    pub(crate) maintenance: [AtomicU64; 7],
     pub(crate) maintenance_micros: AtomicU64,
     pub(crate) calibrations: AtomicU64,
     pub(crate) calibration_micros: AtomicU64,
@@ -510,5 +499,41 @@ impl std::fmt::Debug for Collection {
             .field("dim", &self.config.dim)
             .field("metric", &self.config.metric)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maintenance_counts_survive_a_manifest_under_old_and_new_names() {
+        let c = Counters::default();
+        let work = Durable {
+            flushes: 2,
+            trainings: 1,
+            maintenance: MaintenanceCounts {
+                passes: 3,
+                splits: 4,
+                merges: 5,
+                compactions: 6,
+                reassigned: 7,
+                written: 8,
+                compacted_tombstones: 9,
+            },
+        };
+        let saved = c.durable(&work);
+        assert_eq!(saved.get("reassigned"), Some(&7));
+        let restored = Counters::default();
+        restored.restore(&saved);
+        assert_eq!(restored.maintenance(), work.maintenance);
+        assert_eq!(restored.flushes.load(Ordering::Relaxed), 2);
+        // Manifests written before the rename call the reassigned rows `moved`.
+        let mut old = saved.clone();
+        old.remove("reassigned");
+        old.insert("moved".into(), 11);
+        let restored = Counters::default();
+        restored.restore(&old);
+        assert_eq!(restored.maintenance().reassigned, 11);
     }
 }

@@ -13,6 +13,7 @@ use crate::config::SearchParams;
 use crate::distance::{reported, Distance};
 use crate::error::Result;
 use crate::idmap::{Loc, Pin};
+use crate::maintain::MaintenanceCounts;
 use crate::ivf::ProbeOptions;
 use crate::topk::TopK;
 
@@ -145,21 +146,9 @@ pub struct CollectionStats {
     pub mean_codes_refined: f64,
     /// Maintenance policy in charge.
     pub policy: String,
-    /// Maintenance passes (cumulative across restarts; idle passes count once a later
-    /// commit records them).
-    pub maintenance_passes: u64,
-    /// Bucket splits (cumulative across restarts).
-    pub splits: u64,
-    /// Scatter merges (cumulative across restarts).
-    pub merges: u64,
-    /// Compactions (cumulative across restarts).
-    pub compactions: u64,
-    /// Rows reassigned to another bucket (split defectors, scattered rows), cumulative.
-    pub reassigned: u64,
-    /// Rows rewritten by maintenance, cumulative across restarts.
-    pub maintenance_written: u64,
-    /// Stale rows dropped by maintenance, cumulative across restarts.
-    pub compacted_tombstones: u64,
+    /// Maintenance work, cumulative across restarts (idle passes count once a later commit
+    /// records them).
+    pub maintenance: MaintenanceCounts,
     /// Time spent in maintenance since this process opened the collection, milliseconds.
     pub maintenance_ms: f64,
     /// SIMD kernel family in use.
@@ -434,13 +423,7 @@ impl Collection {
                 self.counters.codes_refined.load(Ordering::Relaxed) as f64 / searches as f64
             },
             policy: format!("{:?}", self.config.settings.maintenance.policy).to_lowercase(),
-            maintenance_passes: c.passes.load(Ordering::Relaxed),
-            splits: c.splits.load(Ordering::Relaxed),
-            merges: c.merges.load(Ordering::Relaxed),
-            compactions: c.compactions.load(Ordering::Relaxed),
-            reassigned: c.moved.load(Ordering::Relaxed),
-            maintenance_written: c.written.load(Ordering::Relaxed),
-            compacted_tombstones: c.compacted_tombstones.load(Ordering::Relaxed),
+            maintenance: c.maintenance(),
             maintenance_ms: c.maintenance_micros.load(Ordering::Relaxed) as f64 / 1e3,
             kernel: format!("{:?}", crate::kernels::cpu()),
             resident_bytes: {

@@ -17,11 +17,10 @@ pub use policy::{
 
 use serde::Serialize;
 
-/// What one or more maintenance passes did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct MaintainReport {
-    /// Policy that planned the passes.
-    pub policy: String,
+/// Work done by maintenance, counted the same way in a pass's report, the collection's
+/// cumulative stats and the manifest that makes them durable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MaintenanceCounts {
     /// Passes run.
     pub passes: u64,
     /// Buckets split (for size or drift).
@@ -31,11 +30,67 @@ pub struct MaintainReport {
     /// Buckets compacted.
     pub compactions: u64,
     /// Rows that changed bucket: split defectors and scattered rows.
-    pub moved: u64,
+    pub reassigned: u64,
     /// Rows written into new or rebuilt buckets (the physical cost).
     pub written: u64,
     /// Stale rows dropped.
     pub compacted_tombstones: u64,
+}
+
+impl MaintenanceCounts {
+    /// Field names, in the order of [`MaintenanceCounts::values`] (the manifest's keys).
+    pub const NAMES: [&'static str; 7] = [
+        "passes",
+        "splits",
+        "merges",
+        "compactions",
+        "reassigned",
+        "written",
+        "compacted_tombstones",
+    ];
+
+    /// The counts in the order of [`MaintenanceCounts::NAMES`].
+    pub fn values(&self) -> [u64; 7] {
+        [
+            self.passes,
+            self.splits,
+            self.merges,
+            self.compactions,
+            self.reassigned,
+            self.written,
+            self.compacted_tombstones,
+        ]
+    }
+
+    /// The counts from values in the order of [`MaintenanceCounts::NAMES`].
+    pub fn from_values(v: [u64; 7]) -> MaintenanceCounts {
+        let [passes, splits, merges, compactions, reassigned, written, compacted_tombstones] = v;
+        MaintenanceCounts {
+            passes,
+            splits,
+            merges,
+            compactions,
+            reassigned,
+            written,
+            compacted_tombstones,
+        }
+    }
+
+    /// Adds `o` to these counts.
+    pub fn absorb(&mut self, o: &MaintenanceCounts) {
+        let (a, b) = (self.values(), o.values());
+        *self = MaintenanceCounts::from_values(std::array::from_fn(|i| a[i] + b[i]));
+    }
+}
+
+/// What one or more maintenance passes did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MaintainReport {
+    /// Policy that planned the passes.
+    pub policy: String,
+    /// What the passes did.
+    #[serde(flatten)]
+    pub counts: MaintenanceCounts,
     /// Actions the policy still wanted when the last pass ran out of budget.
     pub pending: u64,
     /// Wall time spent, milliseconds.
@@ -45,13 +100,7 @@ pub struct MaintainReport {
 impl MaintainReport {
     /// Adds another report's counts to this one.
     pub fn absorb(&mut self, o: &MaintainReport) {
-        self.passes += o.passes;
-        self.splits += o.splits;
-        self.merges += o.merges;
-        self.compactions += o.compactions;
-        self.moved += o.moved;
-        self.written += o.written;
-        self.compacted_tombstones += o.compacted_tombstones;
+        self.counts.absorb(&o.counts);
         self.pending = o.pending;
         self.millis += o.millis;
         if self.policy.is_empty() {
@@ -61,6 +110,7 @@ impl MaintainReport {
 
     /// True when the pass changed nothing.
     pub fn is_idle(&self) -> bool {
-        self.splits + self.merges + self.compactions == 0
+        let c = &self.counts;
+        c.splits + c.merges + c.compactions == 0
     }
 }

@@ -18,7 +18,7 @@ const SPLIT_ITERS: usize = 12;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OpOutcome {
     /// Rows that changed bucket beyond the operation's own (defectors, scattered rows).
-    pub moved: usize,
+    pub reassigned: usize,
     /// Rows written into rebuilt or new buckets.
     pub written: usize,
     /// Stale rows dropped.
@@ -92,7 +92,7 @@ pub fn split(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Result<Option<OpO
                 .min_by(|a, b| a.0.total_cmp(&b.0));
             match best {
                 Some((d, nid)) if d < mine.min(other) => {
-                    out.moved += 1;
+                    out.reassigned += 1;
                     gained.entry(nid).or_default().push_from(half, i, dim);
                 }
                 _ => kept[if mine <= other { h } else { 1 - h }].push_from(half, i, dim),
@@ -129,7 +129,7 @@ pub fn split(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Result<Option<OpO
                 _ => stay.push_from(&current, i, dim),
             }
         }
-        out.moved += moves.len();
+        out.reassigned += moves.len();
         out.dropped_stale += n.rows() - current.len();
         if let Some(g) = gained.remove(&n.id) {
             stay.extend_from(g);
@@ -171,7 +171,7 @@ pub fn merge(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Result<Option<OpO
     }
     let rows = old.current_rows(ctx.is_current)?;
     let out = OpOutcome {
-        moved: rows.len(),
+        reassigned: rows.len(),
         written: rows.len(),
         dropped_stale: old.rows() - rows.len(),
     };
@@ -188,7 +188,7 @@ pub fn compact(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Result<Option<O
     };
     let rows = old.current_rows(ctx.is_current)?;
     let out = OpOutcome {
-        moved: 0,
+        reassigned: 0,
         written: rows.len(),
         dropped_stale: old.rows() - rows.len(),
     };

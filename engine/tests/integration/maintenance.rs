@@ -228,12 +228,12 @@ fn maintenance_racing_writers_and_readers_loses_nothing() {
         "race: {} live, {} buckets, {} splits, {} merges, {} compactions, {} reassigned",
         stats.live_vectors,
         stats.buckets,
-        stats.splits,
-        stats.merges,
-        stats.compactions,
-        stats.reassigned
+        stats.maintenance.splits,
+        stats.maintenance.merges,
+        stats.maintenance.compactions,
+        stats.maintenance.reassigned
     );
-    assert!(stats.splits > 0, "the race never split a bucket");
+    assert!(stats.maintenance.splits > 0, "the race never split a bucket");
     // Every writer's final state: ids not divisible by 7 live, with the last vector written.
     for w in 0..writers {
         let base = w * 1_000_000;
