@@ -17,7 +17,6 @@ pub enum OutputFormat {
     Json,
 }
 
-
 /// A progress bar over bytes.
 pub struct Bar(ProgressBar);
 

@@ -25,7 +25,6 @@ pub enum SqlOutput {
     Json,
 }
 
-
 /// Runs `drift sql`.
 pub fn run(
     db: Database,

@@ -299,14 +299,19 @@ mod tests {
 
     #[test]
     fn levels_stay_within_a_step_and_round_the_asked_way() {
-        let values: Vec<f32> = (0..1000).map(|i| ((i * 7919) % 1000) as f32 * 0.37 - 50.0).collect();
+        let values: Vec<f32> = (0..1000)
+            .map(|i| ((i * 7919) % 1000) as f32 * 0.37 - 50.0)
+            .collect();
         let spread = 999.0 * 0.37;
         for round in [Round::Down, Round::Nearest, Round::Up] {
             let c = Levels16::new(&values, round);
             for (r, &v) in values.iter().enumerate() {
                 let got = c.get(r);
                 let slack = 1e-6 * spread;
-                assert!((got - v).abs() <= c.step() + slack, "{round:?} {got} vs {v}");
+                assert!(
+                    (got - v).abs() <= c.step() + slack,
+                    "{round:?} {got} vs {v}"
+                );
                 match round {
                     Round::Down => assert!(got <= v + slack, "{got} above {v}"),
                     Round::Up => assert!(got >= v - slack, "{got} below {v}"),

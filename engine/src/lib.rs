@@ -32,6 +32,7 @@ pub mod maintain;
 pub mod memtable;
 mod per_dim;
 pub mod quant;
+pub mod rows;
 pub mod storage;
 pub mod topk;
 pub mod wal;

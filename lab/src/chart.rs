@@ -11,8 +11,8 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use crate::error::{LabError, Result};
-use crate::summary::Summary;
 use crate::run::{RunOutcome, StepRecord};
+use crate::summary::Summary;
 
 const SIZE: (u32, u32) = (1000, 560);
 const FONT: &str = "sans-serif";

@@ -5,7 +5,6 @@
 use std::io::{BufRead, Write as _};
 use std::path::Path;
 
-
 use crate::error::{LabError, Result};
 use crate::run::{RunOutcome, StepRecord};
 

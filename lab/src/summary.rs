@@ -138,4 +138,3 @@ pub fn summarize(out: &RunOutcome) -> Summary {
         systems,
     }
 }
-

@@ -104,4 +104,3 @@ impl Rows {
         Ok(RecordBatch::try_new(schema.clone(), cols)?)
     }
 }
-

@@ -30,9 +30,9 @@ use parking_lot::Mutex;
 
 use crate::config::CollectionConfig;
 use crate::error::{Error, IoContext, Result};
-use crate::maintain::MaintenanceCounts;
 use crate::idmap::{IdMap, Loc};
 use crate::ivf::{Calibration, L1};
+use crate::maintain::MaintenanceCounts;
 use crate::memtable::Memtable;
 use crate::storage::atomic_write;
 use crate::wal::{self, Sequenced, Wal, WalOp};

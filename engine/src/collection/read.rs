@@ -13,8 +13,8 @@ use crate::config::SearchParams;
 use crate::distance::{reported, Distance};
 use crate::error::Result;
 use crate::idmap::{Loc, Pin};
-use crate::maintain::MaintenanceCounts;
 use crate::ivf::ProbeOptions;
+use crate::maintain::MaintenanceCounts;
 use crate::topk::TopK;
 
 /// Where a candidate came from.
@@ -327,7 +327,8 @@ impl Collection {
         };
         let in_bucket = |b: &crate::ivf::Bucket| -> Result<Option<Record>> {
             for c in &b.chunks {
-                if let Some(r) = (0..c.len()).find(|&r| c.ids.get(r) == id && c.seqs.get(r) == seq) {
+                if let Some(r) = (0..c.len()).find(|&r| c.ids.get(r) == id && c.seqs.get(r) == seq)
+                {
                     return Ok(Some(record(&c.vector(r)?, c.payloads.get(r))));
                 }
             }
@@ -427,7 +428,8 @@ impl Collection {
             maintenance_ms: c.maintenance_micros.load(Ordering::Relaxed) as f64 / 1e3,
             kernel: format!("{:?}", crate::kernels::cpu()),
             resident_bytes: {
-                memory.memtables = ((active_rows + frozen_rows) * (self.config.dim * 4 + 16)) as u64;
+                memory.memtables =
+                    ((active_rows + frozen_rows) * (self.config.dim * 4 + 16)) as u64;
                 memory.cache = storage.block_cache_bytes;
                 memory.total()
             },

@@ -553,7 +553,10 @@ impl Collection {
                     for (r, row) in vectors.chunks_exact(dim).enumerate() {
                         // Visibility (an id-map lookup) only for rows that would be kept.
                         let d = dist.eval(q, row);
-                        if d < top.threshold() && ids.get(r) != own[qi] && visible(ids.get(r), seqs.get(r)) {
+                        if d < top.threshold()
+                            && ids.get(r) != own[qi]
+                            && visible(ids.get(r), seqs.get(r))
+                        {
                             top.push(d, ids.get(r));
                         }
                     }
@@ -576,7 +579,12 @@ impl Collection {
         };
         for m in l0 {
             let buf = m.buf.read();
-            feed((&buf.ids).into(), (&buf.seqs).into(), &buf.vectors, &mut tops);
+            feed(
+                (&buf.ids).into(),
+                (&buf.seqs).into(),
+                &buf.vectors,
+                &mut tops,
+            );
             drop(buf);
         }
         for bucket in v.l1.buckets() {
@@ -585,7 +593,12 @@ impl Collection {
                 // over every query); the monitor comes back for every sample: it keeps blocks
                 // in the cache and reads them in place, block by block.
                 if nq > 1 {
-                    feed(chunk.ids.view(), chunk.seqs.view(), &chunk.vectors()?, &mut tops);
+                    feed(
+                        chunk.ids.view(),
+                        chunk.seqs.view(),
+                        &chunk.vectors()?,
+                        &mut tops,
+                    );
                     continue;
                 }
                 chunk.cold.for_each_block(true, |first, vectors| {

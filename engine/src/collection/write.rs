@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 use crate::idmap::Loc;
 use crate::ivf::{Bucket, Placed, Reshape, L1};
 use crate::kmeans::kmeans;
-use crate::memtable::{MemBuffer, Memtable};
+use crate::memtable::Memtable;
+use crate::rows::RowBatch;
 use crate::storage::failpoint;
 use crate::wal::WalOp;
 
@@ -441,9 +442,9 @@ impl Collection {
 
     /// Current rows of `frozen` memtables (and of `l1`, if given), with the highest sequence
     /// number among the memtable rows.
-    fn current_rows(&self, frozen: &[Arc<Memtable>], l1: Option<&L1>) -> Result<(MemBuffer, u64)> {
+    fn current_rows(&self, frozen: &[Arc<Memtable>], l1: Option<&L1>) -> Result<(RowBatch, u64)> {
         let dim = self.config.dim;
-        let mut rows = MemBuffer::default();
+        let mut rows = RowBatch::default();
         let mut max_seq = 0;
         let is_current = |id: u64, seq: u64| self.idmap.is_current(id, seq);
         if let Some(l1) = l1 {
@@ -471,7 +472,7 @@ impl Collection {
     /// Routes rows to their nearest centroid and appends them to those buckets (see
     /// [`Reshape::append`]). Returns the new layer, the placement of every row, and
     /// (buckets touched, quantizers re-fitted).
-    fn place(&self, layer: &L1, rows: MemBuffer) -> Result<(L1, Placed, (usize, usize))> {
+    fn place(&self, layer: &L1, rows: RowBatch) -> Result<(L1, Placed, (usize, usize))> {
         let mut shape = self.reshape(layer);
         let is_current = |id: u64, seq: u64| self.idmap.is_current(id, seq);
         let touched = shape.scatter(rows, &is_current)?;

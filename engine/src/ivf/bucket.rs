@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::columns::{Levels16, PayloadColumn, Round, U64Column};
 use crate::collection::MemoryUse;
+use crate::columns::{Levels16, PayloadColumn, Round, U64Column};
 use crate::error::Result;
 use crate::kernels;
-use crate::memtable::MemBuffer;
 use crate::quant::{AlignedCodes, Sketch, Sq8};
+use crate::rows::RowBatch;
 use crate::storage::cold::ColdVectors;
 
 /// Queries after which a bucket's temperature halves.
@@ -255,7 +255,7 @@ impl Bucket {
 
     /// A bucket holding exactly `rows` in one chunk, with a quantizer fitted to them. Its
     /// centroid is their mean (`fallback` when there are none).
-    pub fn build(id: u32, rows: MemBuffer, fallback: &[f32], tally: BucketTally) -> Bucket {
+    pub fn build(id: u32, rows: RowBatch, fallback: &[f32], tally: BucketTally) -> Bucket {
         let dim = fallback.len();
         let mut b = Bucket::empty(id, fallback.to_vec());
         b.tally = Arc::new(tally);
@@ -275,7 +275,7 @@ impl Bucket {
     /// This bucket rebuilt under a fresh id from `rows` (its current rows, possibly with
     /// more): a quantizer fitted anew, stale rows gone; the anchor, radius and temperature
     /// are kept, so drift keeps being measured from where the bucket started.
-    pub fn rebuilt(&self, id: u32, rows: MemBuffer) -> Bucket {
+    pub fn rebuilt(&self, id: u32, rows: RowBatch) -> Bucket {
         let mut b = Bucket::build(id, rows, &self.centroid, self.tally.carry_heat(1.0));
         if self.radius > 0.0 {
             b.anchor = Anchor::Left(match &self.anchor {
@@ -288,9 +288,9 @@ impl Bucket {
     }
 
     /// The current rows of this bucket (`is_current(id, seq)` decides).
-    pub fn current_rows(&self, is_current: &dyn Fn(u64, u64) -> bool) -> Result<MemBuffer> {
+    pub fn current_rows(&self, is_current: &dyn Fn(u64, u64) -> bool) -> Result<RowBatch> {
         let dim = self.centroid.len();
-        let mut out = MemBuffer::default();
+        let mut out = RowBatch::default();
         for c in &self.chunks {
             // Vectors are read only for chunks that still hold a current row.
             let mut vectors = None;
@@ -377,8 +377,8 @@ impl Bucket {
             Anchor::AtCentroid => 0,
             Anchor::Left(a) => a.resident_bytes(),
         };
-        m.buckets += (self.quant.resident_bytes() + std::mem::size_of_val(&*self.centroid) + anchor)
-            as u64;
+        m.buckets +=
+            (self.quant.resident_bytes() + std::mem::size_of_val(&*self.centroid) + anchor) as u64;
     }
 
     /// Rows stored, stale ones included.

@@ -448,7 +448,8 @@ impl L1 {
                             adc_distances(adc, &s.table, code, stride, &mut one);
                             s.refined += 1;
                             let d = row_dist(b, one[0], r);
-                            if d < limit && (!check || visible(chunk.ids.get(r), chunk.seqs.get(r))) {
+                            if d < limit && (!check || visible(chunk.ids.get(r), chunk.seqs.get(r)))
+                            {
                                 top.push(d, (bpos as u32, ci as u32, r as u32));
                                 limit = top.threshold();
                                 kth.push(d, ());
@@ -558,9 +559,11 @@ mod tests {
                 .search(&vec![0.1; dim], &params, &opts, &visible, 0)
                 .unwrap();
             assert_eq!(hits.len(), 10, "rerank {rerank}");
-            assert!(hits
-                .iter()
-                .all(|h| l1.chunk(h.item).ids.get(h.item.2 as usize).is_multiple_of(7)));
+            assert!(hits.iter().all(|h| l1
+                .chunk(h.item)
+                .ids
+                .get(h.item.2 as usize)
+                .is_multiple_of(7)));
             let all = |_: u64, _: u64| true;
             let (unfiltered, _) = l1.search(&vec![0.1; dim], &params, &opts, &all, 0).unwrap();
             assert_eq!(unfiltered.len(), 10);

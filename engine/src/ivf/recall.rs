@@ -107,9 +107,7 @@ impl RecallPlan {
         let cands =
             super::probe::nearest_live(l1, query, max.max(1), super::probe::Measure::L2Squared);
         let order: Vec<usize> = cands.iter().map(|c| c.1).collect();
-        let c0 = order
-            .first()
-            .map(|&p| l1.centroid(p));
+        let c0 = order.first().map(|&p| l1.centroid(p));
         let h = cands
             .iter()
             .map(|&(d2, p, _)| match c0 {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::{Bucket, Chunk, L1};
 use crate::error::Result;
-use crate::memtable::MemBuffer;
+use crate::rows::RowBatch;
 
 /// Share of clipped components in new rows that makes a bucket re-fit its quantizer.
 pub const REFIT_CLIPPED: f64 = 0.05;
@@ -98,7 +98,7 @@ impl Reshape {
     pub fn append(
         &mut self,
         id: u32,
-        rows: MemBuffer,
+        rows: RowBatch,
         is_current: &dyn Fn(u64, u64) -> bool,
     ) -> Result<u32> {
         let Some(old) = self.bucket(id).cloned() else {
@@ -128,13 +128,13 @@ impl Reshape {
     /// appends the groups (see [`Reshape::append`]); returns how many buckets received rows.
     pub fn scatter(
         &mut self,
-        rows: MemBuffer,
+        rows: RowBatch,
         is_current: &dyn Fn(u64, u64) -> bool,
     ) -> Result<usize> {
         let dim = self.layer.dim();
         let layer = self.layer();
         // Ordered: appends may rebuild buckets under fresh ids, in this order.
-        let mut groups: BTreeMap<u32, MemBuffer> = BTreeMap::new();
+        let mut groups: BTreeMap<u32, RowBatch> = BTreeMap::new();
         for i in 0..rows.len() {
             let to = layer.buckets()[layer.route(rows.vector(i, dim))].id;
             groups.entry(to).or_default().push_from(&rows, i, dim);

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::ivf::held_in_vectors;
 use crate::ivf::{Bucket, Reshape};
 use crate::kmeans::kmeans;
-use crate::memtable::MemBuffer;
+use crate::rows::RowBatch;
 
 /// Lloyd iterations of the local 2-means of a split.
 const SPLIT_ITERS: usize = 12;
@@ -57,7 +57,7 @@ pub fn split(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Result<Option<OpO
         return compact(shape, id, ctx);
     }
     let side = two_way(&rows, dim, ctx.min_child);
-    let mut halves = [MemBuffer::default(), MemBuffer::default()];
+    let mut halves = [RowBatch::default(), RowBatch::default()];
     for (i, s) in side.iter().enumerate() {
         halves[*s].push_from(&rows, i, dim);
     }
@@ -79,9 +79,9 @@ pub fn split(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Result<Option<OpO
         .collect();
 
     // Defectors out of the split bucket: rows nearer a neighbour than either child go there.
-    let mut kept = [MemBuffer::default(), MemBuffer::default()];
+    let mut kept = [RowBatch::default(), RowBatch::default()];
     // Ordered, so that the buckets rebuilt from it get their fresh ids in a repeatable order.
-    let mut gained: BTreeMap<u32, MemBuffer> = BTreeMap::new();
+    let mut gained: BTreeMap<u32, RowBatch> = BTreeMap::new();
     for (h, half) in halves.iter().enumerate() {
         for i in 0..half.len() {
             let v = half.vector(i, dim);
@@ -118,7 +118,7 @@ pub fn split(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Result<Option<OpO
         {
             continue;
         }
-        let mut stay = MemBuffer::default();
+        let mut stay = RowBatch::default();
         let mut next = moves.iter().peekable();
         for i in 0..current.len() {
             match next.peek() {
@@ -206,7 +206,7 @@ pub fn compact(shape: &mut Reshape, id: u32, ctx: &OpContext) -> Result<Option<O
 /// go to the nearer mean), or a median cut along the line between the two means when 2-means
 /// leaves a side smaller than `min_child` (so both halves stay above the merge threshold and
 /// a split cannot be undone by the next merge).
-fn two_way(rows: &MemBuffer, dim: usize, min_child: usize) -> Vec<usize> {
+fn two_way(rows: &RowBatch, dim: usize, min_child: usize) -> Vec<usize> {
     let n = rows.len();
     let fit = held_in_vectors(&rows.ids, &rows.vectors, dim);
     let km = if fit.len() >= 2 * dim && fit.len() < rows.vectors.len() {

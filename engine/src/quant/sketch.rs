@@ -329,7 +329,15 @@ impl Sketch {
                 rq,
             ),
             // Half of the L2 form's product: -<q, c> - (g (X + slack) + |q| e) / 2.
-            Centre::Dot(qc) => (cols, -qc, false, 0.5 * lo2, 0.5 * d2, 0.5 * shift, 0.5 * q.norm),
+            Centre::Dot(qc) => (
+                cols,
+                -qc,
+                false,
+                0.5 * lo2,
+                0.5 * d2,
+                0.5 * shift,
+                0.5 * q.norm,
+            ),
         };
         // Each column's value is `lo + step * level`: fold the offsets into the base and the
         // steps into the factors.

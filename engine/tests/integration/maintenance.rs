@@ -233,7 +233,10 @@ fn maintenance_racing_writers_and_readers_loses_nothing() {
         stats.maintenance.compactions,
         stats.maintenance.reassigned
     );
-    assert!(stats.maintenance.splits > 0, "the race never split a bucket");
+    assert!(
+        stats.maintenance.splits > 0,
+        "the race never split a bucket"
+    );
     // Every writer's final state: ids not divisible by 7 live, with the last vector written.
     for w in 0..writers {
         let base = w * 1_000_000;
