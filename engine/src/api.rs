@@ -190,10 +190,19 @@ impl VectorWrite for Collection {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+/// Runs CPU-heavy or blocking engine work from async code (searches, writes that wait for
+/// fsync, decoding, rendering): on tokio's blocking pool, so the caller's runtime threads keep
+/// serving. Every connector goes through this one helper. A panic in `f` comes back as an
+/// internal error. Must be called within a tokio runtime.
+pub async fn run_cpu<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))?
+        .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))
+}
+
+/// [`run_cpu`] for work that returns an engine result.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    run_cpu(f).await?
 }
 
 impl Collection {

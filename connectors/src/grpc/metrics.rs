@@ -275,7 +275,7 @@ pub async fn serve_metrics(
             let db = db.clone();
             let metrics = metrics.clone();
             async move {
-                let text = tokio::task::spawn_blocking(move || metrics.render(&db))
+                let text = drift_engine::run_cpu(move || metrics.render(&db))
                     .await
                     .unwrap_or_default();
                 (

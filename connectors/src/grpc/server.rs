@@ -99,10 +99,10 @@ impl DriftService {
         f: impl FnOnce(Arc<Database>) -> drift_engine::Result<T> + Send + 'static,
     ) -> Result<T, Status> {
         let db = self.db.clone();
-        let r = tokio::task::spawn_blocking(move || f(db))
+        let r = drift_engine::run_cpu(move || f(db))
             .await
-            .map_err(|e| Status::internal(format!("task failed: {e}")))
-            .and_then(|r| r.map_err(status));
+            .and_then(|r| r)
+            .map_err(status);
         self.count_error(r)
     }
 }

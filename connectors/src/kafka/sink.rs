@@ -842,17 +842,13 @@ impl Sink {
             let target = self.target.clone();
             let decoder = decoder.clone();
             let policy = cfg.policy();
-            tasks.push(tokio::task::spawn_blocking(move || {
+            tasks.push(drift_engine::run_cpu(move || {
                 decode_partition(&*target, &decoder, policy, p, pos, msgs)
             }));
         }
         let mut works = Vec::with_capacity(tasks.len());
         for t in tasks {
-            works.push(t.await.map_err(|e| {
-                SinkError::Engine(drift_engine::Error::Internal(format!(
-                    "decode task failed: {e}"
-                )))
-            })?);
+            works.push(t.await?);
         }
         // Dead letters first: a record's position only advances once its letter is stored.
         self.handle_bad(&mut works, producer).await?;
@@ -865,16 +861,10 @@ impl Sink {
                 offsets: vec![(claim.key(&cfg.topic, w.partition), next)],
                 epoch: claim.epoch,
             };
-            writes.push(tokio::task::spawn_blocking(move || {
-                target.write(ops, &source)
-            }));
+            writes.push(drift_engine::run_cpu(move || target.write(ops, &source)));
         }
         for t in writes {
-            t.await.map_err(|e| {
-                SinkError::Engine(drift_engine::Error::Internal(format!(
-                    "write task failed: {e}"
-                )))
-            })??;
+            t.await??;
         }
         let mut commit = TopicPartitionList::new();
         let s = &self.stats;

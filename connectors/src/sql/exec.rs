@@ -23,7 +23,7 @@ use datafusion::physical_plan::{
 use drift_engine::config::{Metric, MAX_K, MAX_PROBES};
 use drift_engine::distance::{normalize, reported, Distance};
 use drift_engine::{Record, SearchParams, VectorRead};
-use futures::stream;
+use futures::{stream, FutureExt};
 
 use super::engine_err;
 use super::rows::{search_schema, Rows, DISTANCE};
@@ -230,7 +230,8 @@ impl ExecutionPlan for DriftExec {
             }
             Mode::Search { .. } => {
                 let mode = self.mode.clone();
-                let fut = async move {
+                // The search itself is CPU work: off DataFusion's async threads.
+                let fut = drift_engine::run_cpu(move || {
                     let Mode::Search {
                         coll,
                         query,
@@ -247,7 +248,8 @@ impl ExecutionPlan for DriftExec {
                         Some(ids) => by_ids(coll, query, *k, ids, filters, &out, dim),
                         None => search(coll, query, *k, params, filters, *overfetch, &out, dim),
                     }
-                };
+                })
+                .map(|r| r.map_err(engine_err).and_then(|r| r));
                 Ok(Box::pin(RecordBatchStreamAdapter::new(
                     schema,
                     stream::once(fut),
