@@ -15,6 +15,16 @@
 //!
 //! Start with [`Database::open`], then [`Database::create_collection`] or
 //! [`Database::collection`].
+//!
+//! ## Threads and async code
+//!
+//! Every engine call is synchronous and may block (a write waits for its WAL fsync, a search
+//! may read cold blocks). From async code, run calls through [`run_cpu`] (or the
+//! `Collection::*_async` methods built on it), never directly on a runtime's worker threads.
+//! The engine owns two kinds of threads of its own: each collection's janitor (HNSW builds,
+//! automatic flushes and maintenance; `collection/worker.rs`), and, once object storage is
+//! first used, a private two-thread tokio runtime (`drift-io`) that OpenDAL's futures run on;
+//! engine calls block on it from any thread, inside another runtime or not.
 
 pub mod api;
 pub mod codec;
