@@ -8,15 +8,15 @@
 //!        ─▶ commit (segment, tombstones, manifest: see `persist`) ─▶ retire WAL
 //! ```
 
+mod checkpoint;
 mod maintain;
-mod persist;
 mod read;
 mod recall;
 mod worker;
 mod write;
 
+pub use checkpoint::StorageStats;
 pub use maintain::Audit;
-pub use persist::StorageStats;
 pub use read::{Backlog, CollectionStats, MemoryUse, ScanIter};
 pub use recall::{RecallStats, CALIBRATION_K};
 pub use write::{check_record, FlushReport, TrainReport, MAX_PAYLOAD_BYTES};
@@ -36,7 +36,7 @@ use crate::maintain::MaintenanceCounts;
 use crate::memtable::Memtable;
 use crate::storage::atomic_write;
 use crate::wal::{self, Sequenced, Wal, WalOp};
-use persist::Persist;
+use checkpoint::Persist;
 use worker::{Task, Worker};
 
 /// What a search sees: one consistent state of every tier.

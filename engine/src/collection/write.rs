@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::persist::{Readers, FENCE_SUFFIX};
+use super::checkpoint::{Readers, FENCE_SUFFIX};
 use super::{Collection, Durable, Version};
 use crate::api::{Record, SourceMark, Write};
 use crate::config::{CollectionConfig, Metric};
