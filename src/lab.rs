@@ -12,7 +12,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use drift_connectors::kafka::{Format, Sink, SinkConfig};
 use drift_engine::{Collection, Database, IndexSettings, Metric, SearchParams, Write};
 use drift_lab::run::{Direct, Driver, RunConfig, RunbookDriver, ScenarioDriver, Transport};
-use drift_lab::scenario::{BaselineKind, Scenario, SearchOverride, Via};
+use drift_engine::SearchOverrides;
+use drift_lab::scenario::{BaselineKind, Scenario, Via};
 use drift_lab::LabError;
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
@@ -520,7 +521,7 @@ impl Transport for KafkaSql {
         coll: &Arc<Collection>,
         query: &[f32],
         params: &SearchParams,
-        over: &SearchOverride,
+        over: &SearchOverrides,
     ) -> drift_lab::Result<Vec<u64>> {
         let vector: Vec<String> = query.iter().map(|x| format!("{x:?}")).collect();
         let options: Vec<String> = over

@@ -364,7 +364,10 @@ async fn bad_input_gives_clear_errors() {
         "SELECT * FROM vector_search('items', [1.0, 2.0, 3, 4, 5, 6, 7, 8], 3, 'scoring=cubic')",
     )
     .await;
-    assert!(e.contains("unknown scoring 'cubic'"), "{e}");
+    assert!(
+        e.contains("scoring=\"cubic\": expected reliability or linear"),
+        "{e}"
+    );
     let e = err(&ctx, "SELECT * FROM vector_search('items', 987654321, 3)").await;
     assert!(e.contains("no record with id 987654321"), "{e}");
     let e = err(&ctx, "SELECT * FROM missing_table").await;
@@ -599,7 +602,7 @@ async fn hostile_statements_are_refused_by_name_and_the_session_keeps_answering(
         ),
         (
             format!("SELECT * FROM vector_search('items', {q8}, 3, 'recall_target=7')"),
-            "recall target must be in (0, 1]",
+            "recall_target=\"7\": must be in (0, 1]",
         ),
         (
             "SELECT * FROM vector_search('items', [CAST('NaN' AS FLOAT), 2, 3, 4, 5, 6, 7, 8], 3)"

@@ -521,6 +521,131 @@ pub struct SearchOverrides {
 }
 
 impl SearchOverrides {
+    /// Every option's key, as written in `key=value` text, SQL's `SET drift.<key>`, the
+    /// lab's YAML and the gRPC request.
+    pub const KEYS: [&'static str; 11] = [
+        "nprobe",
+        "recall_target",
+        "target_confidence",
+        "lambda",
+        "tau",
+        "scoring",
+        "rerank",
+        "min_probes",
+        "max_probes",
+        "ef_search",
+        "max_codes",
+    ];
+
+    /// Sets option `key` from its text `value`; an unknown key, a value that does not parse
+    /// or one out of range is an error naming both.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let value = value.trim();
+        let bad = |why: &str| {
+            Error::InvalidArgument(format!("search option {key}={value:?}: {why}"))
+        };
+        let count = |min: usize| -> Result<usize> {
+            let n: usize = value.parse().map_err(|_| bad("not a whole number"))?;
+            if n < min {
+                return Err(bad(&format!("must be at least {min}")));
+            }
+            Ok(n)
+        };
+        let real = || -> Result<f32> {
+            let x: f32 = value.parse().map_err(|_| bad("not a number"))?;
+            if !x.is_finite() {
+                return Err(bad("not a finite number"));
+            }
+            Ok(x)
+        };
+        let fraction = || -> Result<f32> {
+            let x = real()?;
+            if !(x > 0.0 && x <= 1.0) {
+                return Err(bad("must be in (0, 1]"));
+            }
+            Ok(x)
+        };
+        let non_negative = || -> Result<f32> {
+            let x = real()?;
+            if x < 0.0 {
+                return Err(bad("must not be negative"));
+            }
+            Ok(x)
+        };
+        match key.trim() {
+            "nprobe" => self.nprobe = Some(count(1)?),
+            "recall_target" => self.recall_target = Some(fraction()?),
+            "target_confidence" => self.target_confidence = Some(fraction()?),
+            "lambda" => self.lambda = Some(non_negative()?),
+            "tau" => self.tau = Some(non_negative()?),
+            "scoring" => self.scoring = Some(Scoring::parse(value).map_err(|_| {
+                bad("expected reliability or linear")
+            })?),
+            "rerank" => self.rerank = Some(count(0)?),
+            "min_probes" => self.min_probes = Some(count(1)?),
+            "max_probes" => self.max_probes = Some(count(1)?),
+            "ef_search" => self.ef_search = Some(count(1)?),
+            "max_codes" => self.max_codes = Some(count(1)?),
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown search option '{other}' (known: {})",
+                    Self::KEYS.join(", ")
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// Options from `key=value` pairs separated by commas or whitespace (`nprobe=8,
+    /// rerank=4`); an empty text sets nothing.
+    pub fn parse(text: &str) -> Result<SearchOverrides> {
+        let mut o = SearchOverrides::default();
+        for pair in text.split(|c: char| c == ',' || c.is_whitespace()) {
+            if pair.is_empty() {
+                continue;
+            }
+            let (key, value) = pair.split_once('=').ok_or_else(|| {
+                Error::InvalidArgument(format!("search option '{pair}' is not key=value"))
+            })?;
+            o.set(key, value)?;
+        }
+        Ok(o)
+    }
+
+    /// The options set, as `(key, value)` text in [`SearchOverrides::KEYS`] order.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let num = |v: Option<usize>| v.map(|v| v.to_string());
+        let real = |v: Option<f32>| v.map(|v| v.to_string());
+        let values = [
+            num(self.nprobe),
+            real(self.recall_target),
+            real(self.target_confidence),
+            real(self.lambda),
+            real(self.tau),
+            self.scoring.map(|s| s.name().to_string()),
+            num(self.rerank),
+            num(self.min_probes),
+            num(self.max_probes),
+            num(self.ef_search),
+            num(self.max_codes),
+        ];
+        Self::KEYS
+            .iter()
+            .zip(values)
+            .filter_map(|(k, v)| v.map(|v| (*k, v)))
+            .collect()
+    }
+
+    /// Checks every set option's range (as [`SearchOverrides::set`] does for text), for
+    /// options that arrived already typed (YAML, JSON, gRPC).
+    pub fn validate(&self) -> Result<()> {
+        let mut check = SearchOverrides::default();
+        for (k, v) in self.pairs() {
+            check.set(k, &v)?;
+        }
+        Ok(())
+    }
+
     /// Applies the set options to `p` (see the type's rules); validate `p` afterwards.
     pub fn apply(&self, p: &mut SearchParams) {
         let confidence_mode = self.target_confidence.is_some()
@@ -559,6 +684,14 @@ impl SearchOverrides {
         if self.max_codes.is_some() {
             p.max_codes = self.max_codes;
         }
+    }
+}
+
+impl std::fmt::Display for SearchOverrides {
+    /// `key=value` pairs joined by commas ([`SearchOverrides::parse`] reads them back).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text: Vec<String> = self.pairs().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        f.write_str(&text.join(","))
     }
 }
 
@@ -730,5 +863,81 @@ impl CollectionConfig {
             )));
         }
         self.settings.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn search_overrides_parse_print_and_name_bad_input() {
+        let o = SearchOverrides::parse("nprobe=8, recall_target=0.95 scoring=linear").unwrap();
+        assert_eq!(o.nprobe, Some(8));
+        assert_eq!(o.recall_target, Some(0.95));
+        assert_eq!(o.scoring, Some(Scoring::Linear));
+        assert_eq!(o.to_string(), "nprobe=8,recall_target=0.95,scoring=linear");
+        assert_eq!(SearchOverrides::parse("").unwrap(), SearchOverrides::default());
+        for (text, names) in [
+            ("nprobe=0", "nprobe"),
+            ("nprobe=x", "not a whole number"),
+            ("recall_target=1.5", "(0, 1]"),
+            ("lambda=-1", "negative"),
+            ("tau=NaN", "finite"),
+            ("scoring=cosine", "reliability or linear"),
+            ("ef=8", "unknown search option 'ef'"),
+            ("nprobe", "not key=value"),
+        ] {
+            let e = SearchOverrides::parse(text).unwrap_err().to_string();
+            assert!(e.contains(names), "{text}: {e}");
+        }
+        let typed = SearchOverrides {
+            target_confidence: Some(0.0),
+            ..Default::default()
+        };
+        assert!(typed.validate().unwrap_err().to_string().contains("target_confidence"));
+    }
+
+    fn arb_overrides() -> impl Strategy<Value = SearchOverrides> {
+        (
+            proptest::option::of(1usize..5000),
+            proptest::option::of(0.001f32..=1.0),
+            proptest::option::of(0.001f32..=1.0),
+            proptest::option::of(0.0f32..100.0),
+            proptest::option::of(0.0f32..1e4),
+            proptest::option::of(prop_oneof![Just(Scoring::Reliability), Just(Scoring::Linear)]),
+            proptest::option::of(0usize..100),
+            (
+                proptest::option::of(1usize..100),
+                proptest::option::of(1usize..100),
+                proptest::option::of(1usize..1000),
+                proptest::option::of(1usize..1_000_000),
+            ),
+        )
+            .prop_map(|(nprobe, rt, tc, lambda, tau, scoring, rerank, (mn, mx, ef, mc))| {
+                SearchOverrides {
+                    nprobe,
+                    recall_target: rt,
+                    target_confidence: tc,
+                    lambda,
+                    tau,
+                    scoring,
+                    rerank,
+                    min_probes: mn,
+                    max_probes: mx,
+                    ef_search: ef,
+                    max_codes: mc,
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn search_overrides_round_trip_through_text(o in arb_overrides()) {
+            let text = o.to_string();
+            prop_assert_eq!(SearchOverrides::parse(&text).unwrap(), o.clone());
+            prop_assert!(o.validate().is_ok());
+        }
     }
 }

@@ -29,7 +29,8 @@ use serde::{Deserialize, Serialize};
 use crate::datasets::{Mixture, MixtureSpec};
 use crate::error::{LabError, Result};
 use crate::runbook::{Operation, Runbook};
-use crate::scenario::{BaselineKind, DataSpec, DeleteSpec, Scenario, SearchOverride, Step};
+use crate::scenario::{BaselineKind, DataSpec, DeleteSpec, Scenario, Step};
+use drift_engine::SearchOverrides;
 use crate::truth::{exact_knn_prepared, exact_top, prepare, recall_with_ties};
 use crate::vecfile::read_all;
 
@@ -47,7 +48,7 @@ pub trait Transport {
         coll: &Arc<Collection>,
         query: &[f32],
         params: &SearchParams,
-        over: &SearchOverride,
+        over: &SearchOverrides,
     ) -> Result<Vec<u64>>;
     /// Stops whatever the transport runs (consumers, producers) at the end of a run.
     fn finish(&mut self) -> Result<()> {
@@ -77,7 +78,7 @@ impl Transport for Direct {
         coll: &Arc<Collection>,
         query: &[f32],
         params: &SearchParams,
-        _over: &SearchOverride,
+        _over: &SearchOverrides,
     ) -> Result<Vec<u64>> {
         Ok(coll.search(query, params)?.iter().map(|h| h.id).collect())
     }
@@ -250,7 +251,7 @@ pub struct RunConfig {
     /// Reference systems.
     pub baselines: Vec<BaselineKind>,
     /// Variants of the index under test: (name, settings, search options).
-    pub variants: Vec<(String, IndexSettings, SearchOverride)>,
+    pub variants: Vec<(String, IndexSettings, SearchOverrides)>,
     /// Output folder (raw results, the engine's data under `db/`).
     pub out: PathBuf,
 }
@@ -296,7 +297,7 @@ struct System {
     path: String,
     /// Index position, or `None` for brute force.
     index: Option<usize>,
-    over: SearchOverride,
+    over: SearchOverrides,
     params: Option<SearchParams>,
 }
 
@@ -561,7 +562,7 @@ fn build(
 ) -> Result<(Vec<Index>, Vec<System>)> {
     let mut indexes: Vec<(IndexSettings, Index)> = Vec::new();
     let mut systems = Vec::new();
-    let mut add = |name: &str, settings: IndexSettings, over: SearchOverride| -> Result<()> {
+    let mut add = |name: &str, settings: IndexSettings, over: SearchOverrides| -> Result<()> {
         let pos = match indexes.iter().position(|(s, _)| *s == settings) {
             Some(p) => p,
             None => {
@@ -595,7 +596,7 @@ fn build(
         });
         Ok(())
     };
-    add("drift", cfg.engine.clone(), SearchOverride::default())?;
+    add("drift", cfg.engine.clone(), SearchOverrides::default())?;
     for (name, settings, over) in &cfg.variants {
         add(name, settings.clone(), over.clone())?;
     }
@@ -604,13 +605,13 @@ fn build(
             BaselineKind::StaticIvf => {
                 let mut s = cfg.engine.clone();
                 s.maintenance.policy = PolicyKind::Off;
-                add(b.name(), s, SearchOverride::default())?;
+                add(b.name(), s, SearchOverrides::default())?;
             }
             BaselineKind::V1 => {
                 let mut s = cfg.engine.clone();
                 s.maintenance.policy = PolicyKind::V1;
                 s.search.scoring = Scoring::Linear;
-                let over = SearchOverride {
+                let over = SearchOverrides {
                     scoring: Some(Scoring::Linear),
                     ..Default::default()
                 };
@@ -624,7 +625,7 @@ fn build(
             name: BaselineKind::BruteForce.name().into(),
             path: "in-process".into(),
             index: None,
-            over: SearchOverride::default(),
+            over: SearchOverrides::default(),
             params: None,
         });
     }

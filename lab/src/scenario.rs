@@ -22,7 +22,7 @@
 
 use std::path::{Path, PathBuf};
 
-use drift_engine::{IndexSettings, Metric, PolicyKind, Scoring, SearchParams};
+use drift_engine::{IndexSettings, Metric, PolicyKind, SearchOverrides};
 use serde::{Deserialize, Serialize};
 
 use crate::datasets::ClusterEvent;
@@ -301,72 +301,6 @@ impl BaselineKind {
     }
 }
 
-/// Search options a variant or sweep point changes (the rest keep the collection defaults).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SearchOverride {
-    /// Probe exactly this many buckets.
-    pub nprobe: Option<Positive>,
-    /// Probability mass of bucket scores to cover.
-    pub target_confidence: Option<Fraction>,
-    /// Scan until the estimated recall reaches this.
-    pub recall_target: Option<Fraction>,
-    /// Geometric sharpness.
-    pub lambda: Option<NonNegative>,
-    /// Density scale of the reliability factor.
-    pub tau: Option<NonNegative>,
-    /// Re-rank factor.
-    pub rerank: Option<usize>,
-    /// Fewest buckets probed.
-    pub min_probes: Option<Positive>,
-    /// Most buckets probed.
-    pub max_probes: Option<Positive>,
-    /// Density term of the bucket score.
-    pub scoring: Option<Scoring>,
-}
-
-impl SearchOverride {
-    /// Applies the set options to `p` (the engine's [`drift_engine::SearchOverrides`] rules).
-    pub fn apply(&self, p: &mut SearchParams) {
-        drift_engine::SearchOverrides {
-            nprobe: self.nprobe.map(|n| n.0),
-            recall_target: self.recall_target.map(|r| r.0 as f32),
-            target_confidence: self.target_confidence.map(|c| c.0 as f32),
-            lambda: self.lambda.map(|l| l.0 as f32),
-            tau: self.tau.map(|t| t.0 as f32),
-            scoring: self.scoring,
-            rerank: self.rerank,
-            min_probes: self.min_probes.map(|m| m.0),
-            max_probes: self.max_probes.map(|m| m.0),
-            ..Default::default()
-        }
-        .apply(p);
-    }
-
-    /// `key=value` pairs of the set options (for names and SQL option strings).
-    pub fn pairs(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        let mut add = |k: &'static str, v: Option<String>| {
-            if let Some(v) = v {
-                out.push((k, v));
-            }
-        };
-        add("nprobe", self.nprobe.map(|v| v.0.to_string()));
-        add(
-            "target_confidence",
-            self.target_confidence.map(|v| v.0.to_string()),
-        );
-        add("recall_target", self.recall_target.map(|v| v.0.to_string()));
-        add("lambda", self.lambda.map(|v| v.0.to_string()));
-        add("tau", self.tau.map(|v| v.0.to_string()));
-        add("rerank", self.rerank.map(|v| v.to_string()));
-        add("min_probes", self.min_probes.map(|v| v.0.to_string()));
-        add("max_probes", self.max_probes.map(|v| v.0.to_string()));
-        add("scoring", self.scoring.map(|s| s.name().to_string()));
-        out
-    }
-}
-
 /// A named variant of the index under test: other settings (a separate index) and/or other
 /// search options (searching the same index when the settings are unchanged).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -380,9 +314,9 @@ pub struct Variant {
     /// Maintenance policy (shorthand for `engine.maintenance.policy`).
     #[serde(default)]
     pub policy: Option<PolicyKind>,
-    /// Search options.
+    /// Search options (the engine's keys; the rest keep the collection defaults).
     #[serde(default)]
-    pub search: SearchOverride,
+    pub search: SearchOverrides,
 }
 
 /// Search options swept over the index under test.
@@ -402,13 +336,13 @@ pub struct Sweep {
 
 impl Sweep {
     /// One (name, override) per swept value.
-    pub fn points(&self) -> Vec<(String, SearchOverride)> {
+    pub fn points(&self) -> Vec<(String, SearchOverrides)> {
         let mut out = Vec::new();
         for n in &self.nprobe {
             out.push((
                 format!("nprobe={}", n.0),
-                SearchOverride {
-                    nprobe: Some(*n),
+                SearchOverrides {
+                    nprobe: Some(n.0),
                     ..Default::default()
                 },
             ));
@@ -416,8 +350,8 @@ impl Sweep {
         for c in &self.target_confidence {
             out.push((
                 format!("confidence={}", c.0),
-                SearchOverride {
-                    target_confidence: Some(*c),
+                SearchOverrides {
+                    target_confidence: Some(c.0 as f32),
                     ..Default::default()
                 },
             ));
@@ -425,8 +359,8 @@ impl Sweep {
         for r in &self.recall_target {
             out.push((
                 format!("recall_target={}", r.0),
-                SearchOverride {
-                    recall_target: Some(*r),
+                SearchOverrides {
+                    recall_target: Some(r.0 as f32),
                     ..Default::default()
                 },
             ));
@@ -493,6 +427,9 @@ impl Scenario {
                 return bad(format!("variants[{i}]: the name {:?} is taken", v.name));
             }
             self.variant_settings(v).map_err(|e| {
+                LabError::format(origin, format!("variants[{i}] ({}): {e}", v.name))
+            })?;
+            v.search.validate().map_err(|e| {
                 LabError::format(origin, format!("variants[{i}] ({}): {e}", v.name))
             })?;
         }

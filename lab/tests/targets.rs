@@ -12,7 +12,8 @@ use drift_lab::bench::{run, BenchConfig};
 use drift_lab::datasets::Clustered;
 use drift_lab::run::{run as replay, Direct, RunConfig, RunbookDriver, Transport};
 use drift_lab::runbook::Runbook;
-use drift_lab::scenario::{BaselineKind, Fraction, SearchOverride};
+use drift_engine::SearchOverrides;
+use drift_lab::scenario::BaselineKind;
 use drift_lab::vecfile::write_fbin;
 
 const TARGETS: [f32; 3] = [0.90, 0.95, 0.99];
@@ -190,8 +191,8 @@ fn topic_stream_of_real_embeddings_holds_its_targets() {
         RunbookDriver::new(book, &data.join("base.fbin"), &data.join("queries.fbin")).unwrap();
     let mut engine = IndexSettings::default();
     engine.maintenance.background = false;
-    let at99 = SearchOverride {
-        recall_target: Some(Fraction(0.99)),
+    let at99 = SearchOverrides {
+        recall_target: Some(0.99),
         ..Default::default()
     };
     let cfg = RunConfig {

@@ -56,6 +56,10 @@ extensions_options! {
         pub max_probes: Option<usize>, default = None
         /// Density term of the bucket score: `reliability` or `linear` (unset = default).
         pub scoring: Option<String>, default = None
+        /// HNSW candidate list size in frozen memtables (unset = the collection's default).
+        pub ef_search: Option<usize>, default = None
+        /// Hard budget of codes scanned per search (unset = none).
+        pub max_codes: Option<usize>, default = None
     }
 }
 
@@ -64,13 +68,15 @@ impl ConfigExtension for DriftOptions {
 }
 
 impl DriftOptions {
-    /// Applies these options to `params`; fails on an unknown scoring name.
-    pub fn apply(&self, params: &mut SearchParams) -> Result<()> {
+    /// These options as the engine's [`drift_engine::SearchOverrides`] (SQL's own syntax:
+    /// 0 means unset for `nprobe`, `recall_target` and `target_confidence`); fails on a value
+    /// out of range, naming it.
+    pub fn overrides(&self) -> Result<drift_engine::SearchOverrides> {
         let scoring = match &self.scoring {
             Some(name) => Some(Scoring::parse(name).map_err(engine_err)?),
             None => None,
         };
-        drift_engine::SearchOverrides {
+        let o = drift_engine::SearchOverrides {
             nprobe: (self.nprobe > 0).then_some(self.nprobe),
             recall_target: (self.recall_target > 0.0).then_some(self.recall_target as f32),
             target_confidence: (self.target_confidence > 0.0)
@@ -81,32 +87,28 @@ impl DriftOptions {
             rerank: self.rerank,
             min_probes: self.min_probes,
             max_probes: self.max_probes,
-            ..Default::default()
-        }
-        .apply(params);
+            ef_search: self.ef_search,
+            max_codes: self.max_codes,
+        };
+        o.validate().map_err(engine_err)?;
+        Ok(o)
+    }
+
+    /// Applies these options to `params`; fails on a value out of range.
+    pub fn apply(&self, params: &mut SearchParams) -> Result<()> {
+        self.overrides()?.apply(params);
         Ok(())
     }
 
-    /// Sets one option from `key=value` text (the `vector_search` options string).
+    /// Sets one option from `key=value` text (the `vector_search` options string): the
+    /// engine's search option keys ([`drift_engine::SearchOverrides::KEYS`], checked by its
+    /// parser) and SQL's own `overfetch`.
     pub fn set_pair(&mut self, key: &str, value: &str) -> Result<()> {
         use datafusion::common::config::ExtensionOptions;
-        let known = [
-            "nprobe",
-            "recall_target",
-            "target_confidence",
-            "rerank",
-            "overfetch",
-            "lambda",
-            "tau",
-            "min_probes",
-            "max_probes",
-            "scoring",
-        ];
-        if !known.contains(&key) {
-            return Err(DataFusionError::Plan(format!(
-                "unknown search option '{key}' (known: {})",
-                known.join(", ")
-            )));
+        if key != "overfetch" {
+            drift_engine::SearchOverrides::default()
+                .set(key, value)
+                .map_err(engine_err)?;
         }
         self.set(key, value)
     }
