@@ -5,21 +5,15 @@
 use anyhow::{Context, Result};
 use drift_connectors::grpc::client::{to_pb, Remote};
 use drift_connectors::grpc::pb;
-use drift_engine::{CollectionConfig, Database, Hit, IndexSettings, Metric, Record};
+use drift_engine::{CollectionConfig, Database, Hit, IndexSettings, Metric, Record, SearchOverrides};
 
-/// Search options a command passes on.
+/// What a search command asks for.
 #[derive(Debug, Clone, Default)]
 pub struct SearchOpts {
     /// Neighbours per query.
     pub k: usize,
-    /// Exact number of buckets to probe.
-    pub nprobe: Option<usize>,
-    /// Estimated recall@k to reach.
-    pub recall_target: Option<f32>,
-    /// Bucket-score mass to cover.
-    pub target_confidence: Option<f32>,
-    /// Re-rank factor.
-    pub rerank: Option<usize>,
+    /// Search options (the command's flags, converted).
+    pub overrides: SearchOverrides,
     /// Return payloads.
     pub with_payload: bool,
 }
@@ -133,14 +127,7 @@ impl Backend for Database {
     fn search(&self, name: &str, query: &[f32], o: &SearchOpts) -> Result<Vec<Hit>> {
         let coll = self.collection(name)?;
         let mut p = coll.search_params(o.k);
-        drift_engine::SearchOverrides {
-            nprobe: o.nprobe,
-            recall_target: o.recall_target,
-            target_confidence: o.target_confidence,
-            rerank: o.rerank,
-            ..Default::default()
-        }
-        .apply(&mut p);
+        o.overrides.apply(&mut p);
         p.with_payload = o.with_payload;
         p.validate()?;
         Ok(coll.search(query, &p)?)
@@ -231,17 +218,14 @@ impl Backend for Remote {
 
     fn search(&self, name: &str, query: &[f32], o: &SearchOpts) -> Result<Vec<Hit>> {
         let mut c = self.client();
-        let req = pb::SearchRequest {
+        let mut req = pb::SearchRequest {
             collection: name.to_string(),
             vector: query.to_vec(),
             k: o.k.min(u32::MAX as usize) as u32,
-            nprobe: o.nprobe.map(|n| n.min(u32::MAX as usize) as u32),
-            target_confidence: o.target_confidence,
-            recall_target: o.recall_target,
-            rerank: o.rerank.map(|r| r.min(u32::MAX as usize) as u32),
             with_payload: o.with_payload,
             ..Default::default()
         };
+        drift_connectors::grpc::overrides_to_pb(&o.overrides, &mut req);
         let hits = self.call(async move { c.search(req).await.map(|r| r.into_inner().hits) })?;
         Ok(hits
             .into_iter()

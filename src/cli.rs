@@ -222,6 +222,10 @@ pub struct SearchArgs {
     /// Re-rank factor (0 = SQ8 distances only).
     #[arg(long)]
     pub rerank: Option<usize>,
+    /// Any other search options as `key=value` pairs, comma separated (`ef_search=64,
+    /// max_probes=200`; keys as in SQL's `SET drift.<key>`). The flags above win.
+    #[arg(long, value_name = "KEY=VALUE,...")]
+    pub options: Option<String>,
     /// Include payloads (JSON output only).
     #[arg(long)]
     pub with_payload: bool,
@@ -584,12 +588,20 @@ fn delete(be: &dyn Backend, a: DeleteArgs) -> Result<()> {
 }
 
 fn search(be: &dyn Backend, a: SearchArgs) -> Result<()> {
-    let opts = SearchOpts {
-        k: a.k,
+    let mut overrides = drift_engine::SearchOverrides::parse(a.options.as_deref().unwrap_or(""))?;
+    let flags = drift_engine::SearchOverrides {
         nprobe: a.nprobe,
         recall_target: a.recall_target,
         target_confidence: a.target_confidence,
         rerank: a.rerank,
+        ..Default::default()
+    };
+    for (key, value) in flags.pairs() {
+        overrides.set(key, &value)?;
+    }
+    let opts = SearchOpts {
+        k: a.k,
+        overrides,
         with_payload: a.with_payload,
     };
     let mut reader = VecReader::open(&a.query, 0)?;

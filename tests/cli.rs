@@ -213,6 +213,27 @@ fn lifecycle(r: &Runner) {
         &["search", "docs", "--query", q.to_str().unwrap(), "-k", "0"],
         "k must be in",
     );
+    // Any search option as key=value, through the data directory and the server alike.
+    r.fails(
+        &["search", "docs", "--query", q.to_str().unwrap(), "--options", "ef=8"],
+        "unknown search option 'ef'",
+    );
+    r.fails(
+        &["search", "docs", "--query", q.to_str().unwrap(), "--options", "max_probes=0"],
+        "max_probes=\"0\": must be at least 1",
+    );
+    let tuned = parse_csv(&r.ok(&[
+        "search",
+        "docs",
+        "--query",
+        q.to_str().unwrap(),
+        "-k",
+        "2",
+        "--options",
+        "max_probes=4,ef_search=32,scoring=linear",
+    ]));
+    assert_eq!(tuned.len(), 2);
+    assert!(tuned.iter().all(|hits| hits.len() == 2), "{tuned:?}");
     r.fails(
         &["delete", "docs", "--id-range", "9..3"],
         "ends before it starts",

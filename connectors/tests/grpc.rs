@@ -282,6 +282,41 @@ async fn bad_input_gets_a_status_that_names_it_and_loses_nothing() {
             .map(|x| x.map(|_| ()));
         assert_eq!(code(r, "k must be"), Code::InvalidArgument);
     }
+    // Search options out of range or unknown, named in the status; the ones in range pass.
+    for (req, needle) in [
+        (
+            pb::SearchRequest {
+                scoring: Some("cubic".into()),
+                ..search("a", vector(1, 1), 3)
+            },
+            "unknown scoring 'cubic'",
+        ),
+        (
+            pb::SearchRequest {
+                recall_target: Some(1.5),
+                ..search("a", vector(1, 1), 3)
+            },
+            "recall_target=\"1.5\"",
+        ),
+        (
+            pb::SearchRequest {
+                min_probes: Some(0),
+                ..search("a", vector(1, 1), 3)
+            },
+            "min_probes=\"0\"",
+        ),
+    ] {
+        let r = c.search(req).await.map(|x| x.map(|_| ()));
+        assert_eq!(code(r, needle), Code::InvalidArgument);
+    }
+    let tuned = pb::SearchRequest {
+        scoring: Some("linear".into()),
+        ef_search: Some(32),
+        max_probes: Some(4),
+        max_codes: Some(1_000),
+        ..search("a", vector(1, 1), 3)
+    };
+    assert_eq!(search_hits(&mut c, tuned).await.len(), 3);
     // A message over the size limit is refused by the transport.
     let huge = vec![pb::Record {
         id: 1,

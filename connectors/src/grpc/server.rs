@@ -273,19 +273,11 @@ impl Drift for DriftService {
     ) -> Result<Response<pb::SearchResponse>, Status> {
         let r = req.into_inner();
         let started = std::time::Instant::now();
+        let over = self.count_error(super::overrides_from_pb(&r).map_err(status))?;
         let hits = self
             .with(&r.collection, move |c| {
                 let mut p = c.search_params(r.k as usize);
-                drift_engine::SearchOverrides {
-                    nprobe: r.nprobe.map(|n| n as usize),
-                    recall_target: r.recall_target,
-                    target_confidence: r.target_confidence,
-                    lambda: r.lambda,
-                    tau: r.tau,
-                    rerank: r.rerank.map(|x| x as usize),
-                    ..Default::default()
-                }
-                .apply(&mut p);
+                over.apply(&mut p);
                 p.with_payload = r.with_payload;
                 p.with_vector = r.with_vector;
                 p.validate()?;
