@@ -431,11 +431,11 @@ impl VectorRead for Throttled {
     fn get(&self, id: u64) -> drift_engine::Result<Option<Record>> {
         self.inner.get(id)
     }
-    fn scan(self: Arc<Self>, batch: usize) -> drift_engine::collection::ScanIter {
-        Collection::scan(&self.inner, batch)
+    fn scan(self: Arc<Self>, batch: usize) -> drift_engine::Result<drift_engine::RecordBatches> {
+        self.inner.clone().scan(batch)
     }
-    fn stats(&self) -> CollectionStats {
-        self.inner.stats()
+    fn stats(&self) -> drift_engine::Result<CollectionStats> {
+        Ok(self.inner.stats())
     }
 }
 
@@ -459,8 +459,8 @@ impl VectorWrite for Throttled {
     fn validate(&self, r: &Record) -> drift_engine::Result<()> {
         VectorWrite::validate(&*self.inner, r)
     }
-    fn source_offsets(&self) -> BTreeMap<String, i64> {
-        self.inner.source_offsets()
+    fn source_offsets(&self) -> drift_engine::Result<BTreeMap<String, i64>> {
+        Ok(self.inner.source_offsets())
     }
     fn backlogged(&self) -> bool {
         self.blocked.load(Ordering::SeqCst)

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::collection::{Collection, CollectionStats, FlushReport, ScanIter, TrainReport};
-use crate::config::{CollectionConfig, SearchParams};
+use crate::collection::{Collection, CollectionStats, FlushReport, TrainReport};
+use crate::config::{CollectionConfig, SearchOverrides, SearchParams};
 use crate::error::{Error, Result};
 
 /// A stored record.
@@ -98,20 +98,41 @@ pub struct Hit {
     pub vector: Option<Vec<f32>>,
 }
 
-/// Read access to a collection.
+/// Batches of live records from one snapshot, as a [`VectorRead::scan`] yields them.
+pub type RecordBatches = Box<dyn Iterator<Item = Result<Vec<Record>>> + Send>;
+
+/// Read access to a collection: a local [`Collection`] or one on a server (the gRPC
+/// connector's `RemoteCollection`). Every call that may cross a network is fallible.
 pub trait VectorRead: Send + Sync {
-    /// Dimension, metric and settings.
+    /// Dimension, metric and settings (a remote collection knows its dimension and metric;
+    /// its settings are the server's).
     fn config(&self) -> &CollectionConfig;
     /// Default search parameters for `k` results.
     fn search_params(&self, k: usize) -> SearchParams;
     /// Nearest records to `query`.
     fn search(&self, query: &[f32], params: &SearchParams) -> Result<Vec<Hit>>;
+    /// Nearest `k` records to `query` with `overrides` over the collection's own defaults
+    /// (where a remote collection's defaults live on the server, this is the call that
+    /// leaves them there).
+    fn search_with(
+        &self,
+        query: &[f32],
+        k: usize,
+        overrides: &SearchOverrides,
+        with_payload: bool,
+    ) -> Result<Vec<Hit>> {
+        let mut p = self.search_params(k);
+        overrides.apply(&mut p);
+        p.with_payload = with_payload;
+        p.validate()?;
+        self.search(query, &p)
+    }
     /// The current record with `id`.
     fn get(&self, id: u64) -> Result<Option<Record>>;
-    /// All live records of one snapshot, in batches.
-    fn scan(self: Arc<Self>, batch_size: usize) -> ScanIter;
+    /// All live records of one snapshot, in batches of up to `batch_size`.
+    fn scan(self: Arc<Self>, batch_size: usize) -> Result<RecordBatches>;
     /// Counts and sizes.
-    fn stats(&self) -> CollectionStats;
+    fn stats(&self) -> Result<CollectionStats>;
 }
 
 /// Write access to a collection.
@@ -129,7 +150,7 @@ pub trait VectorWrite: VectorRead {
     /// Checks a record (dimension, finite values, payload) without writing it.
     fn validate(&self, record: &Record) -> Result<()>;
     /// Source offsets covered by the durable state (key → next offset to read).
-    fn source_offsets(&self) -> std::collections::BTreeMap<String, i64>;
+    fn source_offsets(&self) -> Result<std::collections::BTreeMap<String, i64>>;
     /// True while rows frozen for flushing exceed the collection's backlog limit; writers
     /// that can wait (the Kafka sink) should pause until it clears.
     fn backlogged(&self) -> bool;
@@ -152,11 +173,11 @@ impl VectorRead for Collection {
     fn get(&self, id: u64) -> Result<Option<Record>> {
         Collection::get(self, id)
     }
-    fn scan(self: Arc<Self>, batch_size: usize) -> ScanIter {
-        Collection::scan(&self, batch_size)
+    fn scan(self: Arc<Self>, batch_size: usize) -> Result<RecordBatches> {
+        Ok(Box::new(Collection::scan(&self, batch_size)))
     }
-    fn stats(&self) -> CollectionStats {
-        Collection::stats(self)
+    fn stats(&self) -> Result<CollectionStats> {
+        Ok(Collection::stats(self))
     }
 }
 
@@ -176,8 +197,8 @@ impl VectorWrite for Collection {
     fn validate(&self, record: &Record) -> Result<()> {
         Collection::validate(self, record)
     }
-    fn source_offsets(&self) -> std::collections::BTreeMap<String, i64> {
-        Collection::source_offsets(self)
+    fn source_offsets(&self) -> Result<std::collections::BTreeMap<String, i64>> {
+        Ok(Collection::source_offsets(self))
     }
     fn backlogged(&self) -> bool {
         Collection::flush_backlog(self).over()

@@ -256,7 +256,7 @@ impl<T: VectorWrite + ?Sized> SinkTarget for T {
         VectorWrite::validate(self, record)
     }
     fn source_offsets(&self) -> drift_engine::Result<BTreeMap<String, i64>> {
-        Ok(VectorWrite::source_offsets(self))
+        VectorWrite::source_offsets(self)
     }
     fn backlogged(&self) -> bool {
         VectorWrite::backlogged(self)

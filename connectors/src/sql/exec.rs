@@ -194,7 +194,7 @@ impl ExecutionPlan for DriftExec {
         match self.mode.as_ref() {
             Mode::Scan { coll, limit } => {
                 let mut left = limit.unwrap_or(usize::MAX);
-                let mut iter = coll.clone().scan(SCAN_BATCH.min(left.max(1)));
+                let mut iter = coll.clone().scan(SCAN_BATCH.min(left.max(1))).map_err(engine_err)?;
                 let batches = std::iter::from_fn(move || {
                     if left == 0 {
                         return None;
@@ -420,7 +420,7 @@ fn exact_filtered(
 ) -> Result<RecordBatch> {
     let exact = Exact::new(coll, query)?;
     let mut kept = RecordBatch::new_empty(full.clone());
-    for recs in coll.clone().scan(SCAN_BATCH) {
+    for recs in coll.clone().scan(SCAN_BATCH).map_err(engine_err)? {
         let rows = exact.rows(recs.map_err(engine_err)?);
         let passed = apply_filters(rows.to_batch(full, dim)?, filters)?;
         if passed.num_rows() > 0 {
