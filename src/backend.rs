@@ -5,7 +5,9 @@
 use anyhow::{Context, Result};
 use drift_connectors::grpc::client::{to_pb, Remote};
 use drift_connectors::grpc::pb;
-use drift_engine::{CollectionConfig, Database, Hit, IndexSettings, Metric, Record, SearchOverrides};
+use drift_engine::{
+    CollectionConfig, Database, Hit, IndexSettings, Metric, Record, SearchOverrides,
+};
 
 /// What a search command asks for.
 #[derive(Debug, Clone, Default)]

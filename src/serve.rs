@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use drift_connectors::grpc::{serve_metrics, serve_service, DriftService, Metrics};
-use drift_connectors::kafka::{Sink, SinkConfig, SinkTarget};
+use drift_connectors::kafka::{Sink, SinkConfig};
 use drift_engine::Database;
 use serde::Deserialize;
 
@@ -53,7 +53,7 @@ pub fn run(
         let coll = db
             .collection(&cfg.collection)
             .with_context(|| what.clone())?;
-        let target: Arc<dyn SinkTarget> = coll;
+        let target: Arc<dyn drift_engine::VectorWrite> = coll;
         let sink = Sink::new(cfg, target).with_context(|| what.clone())?;
         metrics.add_sink(sink.stats());
         sinks.push((what, sink));

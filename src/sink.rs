@@ -10,9 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use drift_connectors::grpc::client::RemoteCollection;
-use drift_connectors::kafka::{
-    Format, OnError, OnRewind, Sink, SinkConfig, SinkStatus, SinkTarget,
-};
+use drift_connectors::kafka::{Format, OnError, OnRewind, Sink, SinkConfig, SinkStatus};
 use drift_engine::Database;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -143,7 +141,7 @@ pub async fn shutdown_signal() {
 pub fn run(data_dir: &Path, server: Option<&str>, args: SinkArgs) -> Result<()> {
     let config = args.config()?;
     // Embedded: the collection in the data directory (closed on exit). Remote: the server's.
-    let (target, local, path): (Arc<dyn SinkTarget>, _, _) = match server {
+    let (target, local, path): (Arc<dyn drift_engine::VectorWrite>, _, _) = match server {
         Some(server) => {
             let remote = RemoteCollection::connect(server, &config.collection)
                 .with_context(|| format!("server {server}"))?;

@@ -215,11 +215,25 @@ fn lifecycle(r: &Runner) {
     );
     // Any search option as key=value, through the data directory and the server alike.
     r.fails(
-        &["search", "docs", "--query", q.to_str().unwrap(), "--options", "ef=8"],
+        &[
+            "search",
+            "docs",
+            "--query",
+            q.to_str().unwrap(),
+            "--options",
+            "ef=8",
+        ],
         "unknown search option 'ef'",
     );
     r.fails(
-        &["search", "docs", "--query", q.to_str().unwrap(), "--options", "max_probes=0"],
+        &[
+            "search",
+            "docs",
+            "--query",
+            q.to_str().unwrap(),
+            "--options",
+            "max_probes=0",
+        ],
         "max_probes=\"0\": must be at least 1",
     );
     let tuned = parse_csv(&r.ok(&[

@@ -533,3 +533,81 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         })
         .collect()
 }
+
+/// A collection on a server behind the engine's read/write traits, used exactly as a local
+/// one: writes, a point read, a scan of the whole snapshot, search with parameters and with
+/// overrides, stats, flush; and errors that name the problem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_collection_reads_and_writes_through_the_engine_traits() {
+    use drift_connectors::grpc::client::RemoteCollection;
+    use drift_engine::{Record, SearchOverrides, VectorRead, VectorWrite};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let mut c = server.client().await;
+    create(&mut c, "r").await;
+    let addr = server.addr.clone();
+    tokio::task::spawn_blocking(move || {
+        let coll: Arc<RemoteCollection> = Arc::new(RemoteCollection::connect(&addr, "r").unwrap());
+        let w: &dyn VectorWrite = &*coll;
+        let recs: Vec<Record> = (0..300)
+            .map(|id| Record {
+                id,
+                vector: vector(id, 0),
+                payload: (id == 7).then(|| r#"{"t":"seven"}"#.to_string()),
+            })
+            .collect();
+        w.upsert(recs).unwrap();
+        assert_eq!(w.delete(&[3, 4, 999]).unwrap(), 2);
+        let got = w.get(7).unwrap().unwrap();
+        assert_eq!(got.vector, vector(7, 0));
+        assert_eq!(got.payload.as_deref(), Some(r#"{"t":"seven"}"#));
+        assert!(w.get(3).unwrap().is_none());
+        w.flush().unwrap();
+        // The scan sees every live record once, in batches of at most the asked size.
+        let mut seen = Vec::new();
+        for batch in coll.clone().scan(64).unwrap() {
+            let batch = batch.unwrap();
+            assert!(!batch.is_empty() && batch.len() <= 64);
+            seen.extend(batch.into_iter().map(|r| r.id));
+        }
+        seen.sort_unstable();
+        let want: Vec<u64> = (0..300).filter(|id| *id != 3 && *id != 4).collect();
+        assert_eq!(seen, want);
+        // Search with resolved parameters and with overrides find the same nearest row.
+        let mut p = coll.search_params(3);
+        p.nprobe = Some(4);
+        p.with_payload = true;
+        let hits = coll.search(&vector(7, 0), &p).unwrap();
+        assert_eq!(hits[0].id, 7);
+        assert_eq!(hits[0].payload.as_deref(), Some(r#"{"t":"seven"}"#));
+        let over = SearchOverrides::parse("nprobe=4,ef_search=32").unwrap();
+        let hits = coll.search_with(&vector(9, 0), 3, &over, false).unwrap();
+        assert_eq!(hits[0].id, 9);
+        let st = coll.stats().unwrap();
+        assert_eq!(st.live_vectors, 298);
+        assert_eq!(st.dim, DIM);
+        // Bad input is refused by name and loses nothing.
+        let e = w
+            .upsert(vec![Record {
+                id: 1,
+                vector: vec![1.0; 3],
+                payload: None,
+            }])
+            .unwrap_err();
+        assert!(e.to_string().contains("dimension"), "{e}");
+        let zero = SearchOverrides {
+            min_probes: Some(0),
+            ..Default::default()
+        };
+        let e = coll
+            .search_with(&vector(1, 0), 3, &zero, false)
+            .unwrap_err();
+        assert!(e.to_string().contains("min_probes"), "{e}");
+        assert_eq!(coll.stats().unwrap().live_vectors, 298);
+        assert!(RemoteCollection::connect(&addr, "missing").is_err());
+    })
+    .await
+    .unwrap();
+    server.stop().await;
+}

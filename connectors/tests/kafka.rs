@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drift_connectors::kafka::{
-    encode_arrow, offset_key, offset_key_in, Format, OnError, OnRewind, Sink, SinkConfig,
-    SinkError, SinkTarget,
+    encode_arrow, offset_key, offset_key_in, Format, OnError, OnRewind, Sink, SinkConfig, SinkError,
 };
 use drift_engine::{
     Collection, CollectionConfig, CollectionStats, Database, FlushReport, Hit, Metric, Record,
@@ -160,7 +159,7 @@ fn init_logs() {
         .try_init();
 }
 
-async fn run(config: SinkConfig, target: Arc<dyn SinkTarget>) -> (Result<(), SinkError>, Sink) {
+async fn run(config: SinkConfig, target: Arc<dyn VectorWrite>) -> (Result<(), SinkError>, Sink) {
     init_logs();
     let sink = Sink::new(config, target).unwrap();
     let r = tokio::time::timeout(Duration::from_secs(90), sink.run(std::future::pending()))
@@ -538,7 +537,34 @@ struct Usurped {
     taken: AtomicBool,
 }
 
-impl SinkTarget for Usurped {
+impl VectorRead for Usurped {
+    fn config(&self) -> &CollectionConfig {
+        self.inner.config()
+    }
+    fn search_params(&self, k: usize) -> SearchParams {
+        self.inner.search_params(k)
+    }
+    fn search(&self, q: &[f32], p: &SearchParams) -> drift_engine::Result<Vec<Hit>> {
+        self.inner.search(q, p)
+    }
+    fn get(&self, id: u64) -> drift_engine::Result<Option<Record>> {
+        self.inner.get(id)
+    }
+    fn scan(self: Arc<Self>, batch: usize) -> drift_engine::Result<drift_engine::RecordBatches> {
+        self.inner.clone().scan(batch)
+    }
+    fn stats(&self) -> drift_engine::Result<CollectionStats> {
+        Ok(self.inner.stats())
+    }
+}
+
+impl VectorWrite for Usurped {
+    fn upsert(&self, r: Vec<Record>) -> drift_engine::Result<u64> {
+        self.inner.upsert(r)
+    }
+    fn delete(&self, ids: &[u64]) -> drift_engine::Result<u64> {
+        self.inner.delete(ids)
+    }
     fn write(&self, w: Vec<Write>, s: &SourceMark) -> drift_engine::Result<u64> {
         if !self.taken.swap(true, Ordering::SeqCst) {
             let keys: Vec<String> = s.offsets.iter().map(|(k, _)| k.clone()).collect();
@@ -557,6 +583,12 @@ impl SinkTarget for Usurped {
     }
     fn backlogged(&self) -> bool {
         false
+    }
+    fn flush(&self) -> drift_engine::Result<FlushReport> {
+        self.inner.flush()
+    }
+    fn train(&self, sample: &[f32]) -> drift_engine::Result<TrainReport> {
+        self.inner.train(sample)
     }
 }
 

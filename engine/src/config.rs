@@ -541,9 +541,8 @@ impl SearchOverrides {
     /// or one out of range is an error naming both.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
         let value = value.trim();
-        let bad = |why: &str| {
-            Error::InvalidArgument(format!("search option {key}={value:?}: {why}"))
-        };
+        let bad =
+            |why: &str| Error::InvalidArgument(format!("search option {key}={value:?}: {why}"));
         let count = |min: usize| -> Result<usize> {
             let n: usize = value.parse().map_err(|_| bad("not a whole number"))?;
             if n < min {
@@ -578,9 +577,10 @@ impl SearchOverrides {
             "target_confidence" => self.target_confidence = Some(fraction()?),
             "lambda" => self.lambda = Some(non_negative()?),
             "tau" => self.tau = Some(non_negative()?),
-            "scoring" => self.scoring = Some(Scoring::parse(value).map_err(|_| {
-                bad("expected reliability or linear")
-            })?),
+            "scoring" => {
+                self.scoring =
+                    Some(Scoring::parse(value).map_err(|_| bad("expected reliability or linear"))?)
+            }
             "rerank" => self.rerank = Some(count(0)?),
             "min_probes" => self.min_probes = Some(count(1)?),
             "max_probes" => self.max_probes = Some(count(1)?),
@@ -646,6 +646,52 @@ impl SearchOverrides {
         Ok(())
     }
 
+    /// The options that turn `defaults` into `params` (the inverse of
+    /// [`SearchOverrides::apply`]), for passing resolved parameters to a collection whose
+    /// defaults live elsewhere. `guardrail`, `adc` and `prefilter` are settings, not search
+    /// options, and do not travel.
+    pub fn between(defaults: &SearchParams, params: &SearchParams) -> SearchOverrides {
+        let (d, p) = (defaults, params);
+        let differs = |a: usize, b: usize| (a != b).then_some(b);
+        let mut o = SearchOverrides {
+            nprobe: if p.nprobe != d.nprobe { p.nprobe } else { None },
+            rerank: differs(d.rerank, p.rerank),
+            min_probes: differs(d.min_probes, p.min_probes),
+            max_probes: differs(d.max_probes, p.max_probes),
+            ef_search: differs(d.ef_search, p.ef_search),
+            max_codes: if p.max_codes != d.max_codes {
+                p.max_codes
+            } else {
+                None
+            },
+            lambda: (p.lambda != d.lambda).then_some(p.lambda),
+            tau: (p.tau != d.tau).then_some(p.tau),
+            target_confidence: (p.target_confidence != d.target_confidence)
+                .then_some(p.target_confidence),
+            scoring: (p.scoring != d.scoring).then_some(p.scoring),
+            recall_target: None,
+        };
+        match p.recall_target {
+            // A recall target that differs, or one that must stay on beside a bucket-score
+            // option (which alone would switch to the bucket-score mode).
+            Some(r) => {
+                let confidence = o.target_confidence.is_some()
+                    || o.lambda.is_some()
+                    || o.tau.is_some()
+                    || o.scoring.is_some();
+                if p.recall_target != d.recall_target || confidence {
+                    o.recall_target = Some(r);
+                }
+            }
+            // The bucket-score mode where the defaults use a recall target.
+            None if d.recall_target.is_some() => {
+                o.target_confidence = Some(p.target_confidence);
+            }
+            None => {}
+        }
+        o
+    }
+
     /// Applies the set options to `p` (see the type's rules); validate `p` afterwards.
     pub fn apply(&self, p: &mut SearchParams) {
         let confidence_mode = self.target_confidence.is_some()
@@ -690,7 +736,11 @@ impl SearchOverrides {
 impl std::fmt::Display for SearchOverrides {
     /// `key=value` pairs joined by commas ([`SearchOverrides::parse`] reads them back).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let text: Vec<String> = self.pairs().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let text: Vec<String> = self
+            .pairs()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         f.write_str(&text.join(","))
     }
 }
@@ -878,7 +928,10 @@ mod tests {
         assert_eq!(o.recall_target, Some(0.95));
         assert_eq!(o.scoring, Some(Scoring::Linear));
         assert_eq!(o.to_string(), "nprobe=8,recall_target=0.95,scoring=linear");
-        assert_eq!(SearchOverrides::parse("").unwrap(), SearchOverrides::default());
+        assert_eq!(
+            SearchOverrides::parse("").unwrap(),
+            SearchOverrides::default()
+        );
         for (text, names) in [
             ("nprobe=0", "nprobe"),
             ("nprobe=x", "not a whole number"),
@@ -896,7 +949,11 @@ mod tests {
             target_confidence: Some(0.0),
             ..Default::default()
         };
-        assert!(typed.validate().unwrap_err().to_string().contains("target_confidence"));
+        assert!(typed
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("target_confidence"));
     }
 
     fn arb_overrides() -> impl Strategy<Value = SearchOverrides> {
@@ -906,7 +963,10 @@ mod tests {
             proptest::option::of(0.001f32..=1.0),
             proptest::option::of(0.0f32..100.0),
             proptest::option::of(0.0f32..1e4),
-            proptest::option::of(prop_oneof![Just(Scoring::Reliability), Just(Scoring::Linear)]),
+            proptest::option::of(prop_oneof![
+                Just(Scoring::Reliability),
+                Just(Scoring::Linear)
+            ]),
             proptest::option::of(0usize..100),
             (
                 proptest::option::of(1usize..100),
@@ -915,24 +975,39 @@ mod tests {
                 proptest::option::of(1usize..1_000_000),
             ),
         )
-            .prop_map(|(nprobe, rt, tc, lambda, tau, scoring, rerank, (mn, mx, ef, mc))| {
-                SearchOverrides {
-                    nprobe,
-                    recall_target: rt,
-                    target_confidence: tc,
-                    lambda,
-                    tau,
-                    scoring,
-                    rerank,
-                    min_probes: mn,
-                    max_probes: mx,
-                    ef_search: ef,
-                    max_codes: mc,
-                }
-            })
+            .prop_map(
+                |(nprobe, rt, tc, lambda, tau, scoring, rerank, (mn, mx, ef, mc))| {
+                    SearchOverrides {
+                        nprobe,
+                        recall_target: rt,
+                        target_confidence: tc,
+                        lambda,
+                        tau,
+                        scoring,
+                        rerank,
+                        min_probes: mn,
+                        max_probes: mx,
+                        ef_search: ef,
+                        max_codes: mc,
+                    }
+                },
+            )
     }
 
     proptest! {
+        #[test]
+        fn search_overrides_between_inverts_apply(o in arb_overrides(), recall_mode in any::<bool>()) {
+            let mut defaults = SearchDefaults::default().to_params(10);
+            if !recall_mode {
+                defaults.recall_target = None;
+            }
+            let mut want = defaults.clone();
+            o.apply(&mut want);
+            let mut got = defaults.clone();
+            SearchOverrides::between(&defaults, &want).apply(&mut got);
+            prop_assert_eq!(got, want);
+        }
+
         #[test]
         fn search_overrides_round_trip_through_text(o in arb_overrides()) {
             let text = o.to_string();

@@ -30,9 +30,9 @@ use crate::datasets::{Mixture, MixtureSpec};
 use crate::error::{LabError, Result};
 use crate::runbook::{Operation, Runbook};
 use crate::scenario::{BaselineKind, DataSpec, DeleteSpec, Scenario, Step};
-use drift_engine::SearchOverrides;
 use crate::truth::{exact_knn_prepared, exact_top, prepare, recall_with_ties};
 use crate::vecfile::read_all;
+use drift_engine::SearchOverrides;
 
 /// How writes reach an index and searches are asked of it.
 pub trait Transport {

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
+use drift_engine::SearchOverrides;
 use drift_engine::{Database, IndexSettings, Metric};
 use drift_lab::bench::{run, BenchConfig};
 use drift_lab::datasets::Clustered;
 use drift_lab::run::{run as replay, Direct, RunConfig, RunbookDriver, Transport};
 use drift_lab::runbook::Runbook;
-use drift_engine::SearchOverrides;
 use drift_lab::scenario::BaselineKind;
 use drift_lab::vecfile::write_fbin;
 

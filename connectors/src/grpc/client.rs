@@ -1,18 +1,24 @@
 //! A collection on a `drift serve` server, usable from synchronous code: every call runs on
 //! the client's own small tokio runtime and the caller waits for it, so it works from plain
 //! threads and from inside another runtime alike (the Kafka sink calls it from both).
+//! [`RemoteCollection`] implements the engine's [`VectorRead`] and [`VectorWrite`], so code
+//! written against them (the sink, the CLI) reaches a local or a remote collection alike.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use drift_engine::collection::check_record;
-use drift_engine::{CollectionConfig, Error, Metric, Record, Result, SourceMark, Write};
+use std::sync::Arc;
+
+use drift_engine::collection::{check_record, CollectionStats, FlushReport, TrainReport};
+use drift_engine::{
+    CollectionConfig, Error, Hit, Metric, Record, RecordBatches, Result, SearchOverrides,
+    SearchParams, SourceMark, VectorRead, VectorWrite, Write,
+};
 use tonic::transport::Channel;
 
 use super::pb::{self, drift_client::DriftClient};
 use super::server::offsets_map;
 use super::MAX_MESSAGE_BYTES;
-use crate::kafka::SinkTarget;
 
 /// A connection to a server with its own runtime; every call blocks the caller until the
 /// answer arrives.
@@ -92,6 +98,11 @@ impl Remote {
             .map_err(remote)
     }
 
+    /// Runs `f` on the client runtime without waiting for it.
+    pub fn spawn(&self, f: impl Future<Output = ()> + Send + 'static) {
+        self.rt.spawn(f);
+    }
+
     /// Every collection on the server.
     pub fn list(&self) -> Result<Vec<pb::CollectionInfo>> {
         let mut c = self.client();
@@ -120,11 +131,6 @@ impl RemoteCollection {
         })
     }
 
-    /// The collection's dimension and metric (settings are the server's business).
-    pub fn config(&self) -> &CollectionConfig {
-        &self.config
-    }
-
     fn offsets(&self) -> Result<pb::SourceOffsetsResponse> {
         let mut c = self.remote.client();
         let req = pb::CollectionRef {
@@ -144,7 +150,159 @@ pub fn to_pb(r: Record) -> pb::Record {
     }
 }
 
-impl SinkTarget for RemoteCollection {
+/// A protobuf record as an engine record.
+fn from_pb(r: pb::Record) -> Record {
+    Record {
+        id: r.id,
+        vector: r.vector,
+        payload: r.payload,
+    }
+}
+
+impl RemoteCollection {
+    fn coll(&self) -> pb::CollectionRef {
+        pb::CollectionRef {
+            collection: self.name.clone(),
+        }
+    }
+
+    fn search_request(
+        &self,
+        query: &[f32],
+        k: usize,
+        overrides: &SearchOverrides,
+        with_payload: bool,
+        with_vector: bool,
+    ) -> Result<Vec<Hit>> {
+        let mut req = pb::SearchRequest {
+            collection: self.name.clone(),
+            vector: query.to_vec(),
+            k: k.min(u32::MAX as usize) as u32,
+            with_payload,
+            with_vector,
+            ..Default::default()
+        };
+        super::overrides_to_pb(overrides, &mut req);
+        let mut c = self.remote.client();
+        let hits = self
+            .remote
+            .call(async move { c.search(req).await.map(|r| r.into_inner().hits) })?;
+        Ok(hits
+            .into_iter()
+            .map(|h| Hit {
+                id: h.id,
+                distance: h.distance,
+                payload: h.payload,
+                vector: with_vector.then_some(h.vector),
+            })
+            .collect())
+    }
+}
+
+impl VectorRead for RemoteCollection {
+    fn config(&self) -> &CollectionConfig {
+        &self.config
+    }
+
+    /// The engine's default parameters: the server applies what differs from them over its
+    /// collection's own settings.
+    fn search_params(&self, k: usize) -> SearchParams {
+        self.config.settings.search.to_params(k)
+    }
+
+    fn search(&self, query: &[f32], params: &SearchParams) -> Result<Vec<Hit>> {
+        let overrides = SearchOverrides::between(&self.search_params(params.k), params);
+        self.search_request(
+            query,
+            params.k,
+            &overrides,
+            params.with_payload,
+            params.with_vector,
+        )
+    }
+
+    fn search_with(
+        &self,
+        query: &[f32],
+        k: usize,
+        overrides: &SearchOverrides,
+        with_payload: bool,
+    ) -> Result<Vec<Hit>> {
+        self.search_request(query, k, overrides, with_payload, false)
+    }
+
+    fn get(&self, id: u64) -> Result<Option<Record>> {
+        let req = pb::GetRequest {
+            collection: self.name.clone(),
+            id,
+        };
+        let mut c = self.remote.client();
+        let r = self
+            .remote
+            .call(async move { c.get(req).await.map(|r| r.into_inner().record) })?;
+        Ok(r.map(from_pb))
+    }
+
+    /// Batches arrive as the server reads its snapshot; the iterator waits for each.
+    fn scan(self: Arc<Self>, batch_size: usize) -> Result<RecordBatches> {
+        let req = pb::ScanRequest {
+            collection: self.name.clone(),
+            batch_size: batch_size.min(u32::MAX as usize) as u32,
+        };
+        let mut c = self.remote.client();
+        let stream = self
+            .remote
+            .call(async move { c.scan(req).await.map(|r| r.into_inner()) })?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Record>>>(2);
+        self.remote.spawn(async move {
+            let mut stream = stream;
+            loop {
+                let item = match stream.message().await {
+                    Ok(Some(b)) => Ok(b.records.into_iter().map(from_pb).collect()),
+                    Ok(None) => break,
+                    Err(e) => Err(remote(e)),
+                };
+                let stop = item.is_err();
+                if tx.send(item).is_err() || stop {
+                    break;
+                }
+            }
+        });
+        Ok(Box::new(rx.into_iter()))
+    }
+
+    fn stats(&self) -> Result<CollectionStats> {
+        let req = self.coll();
+        let mut c = self.remote.client();
+        let json = self
+            .remote
+            .call(async move { c.stats(req).await.map(|r| r.into_inner().json) })?;
+        serde_json::from_str(&json)
+            .map_err(|e| Error::Internal(format!("server stats do not parse: {e}")))
+    }
+}
+
+impl VectorWrite for RemoteCollection {
+    fn upsert(&self, records: Vec<Record>) -> Result<u64> {
+        let req = pb::UpsertRequest {
+            collection: self.name.clone(),
+            records: records.into_iter().map(to_pb).collect(),
+        };
+        let mut c = self.remote.client();
+        self.remote
+            .call(async move { c.upsert(req).await.map(|r| r.into_inner().seq) })
+    }
+
+    fn delete(&self, ids: &[u64]) -> Result<u64> {
+        let req = pb::DeleteRequest {
+            collection: self.name.clone(),
+            ids: ids.to_vec(),
+        };
+        let mut c = self.remote.client();
+        self.remote
+            .call(async move { c.delete(req).await.map(|r| r.into_inner().deleted) })
+    }
+
     fn write(&self, writes: Vec<Write>, source: &SourceMark) -> Result<u64> {
         let req = pb::WriteRequest {
             collection: self.name.clone(),
@@ -192,5 +350,36 @@ impl SinkTarget for RemoteCollection {
 
     fn backlogged(&self) -> bool {
         self.offsets().map(|r| r.backlogged).unwrap_or(false)
+    }
+
+    fn flush(&self) -> Result<FlushReport> {
+        let req = self.coll();
+        let mut c = self.remote.client();
+        let r = self
+            .remote
+            .call(async move { c.flush(req).await.map(|r| r.into_inner()) })?;
+        Ok(FlushReport {
+            rows: r.rows as usize,
+            memtables: r.memtables as usize,
+            buckets_touched: r.buckets_touched as usize,
+            trained: r.trained,
+            ..Default::default()
+        })
+    }
+
+    fn train(&self, sample: &[f32]) -> Result<TrainReport> {
+        let req = pb::TrainRequest {
+            collection: self.name.clone(),
+            sample: sample.to_vec(),
+        };
+        let mut c = self.remote.client();
+        let r = self
+            .remote
+            .call(async move { c.train(req).await.map(|r| r.into_inner()) })?;
+        Ok(TrainReport {
+            buckets: r.buckets as usize,
+            sample_rows: r.sample_rows as usize,
+            rows: r.rows as usize,
+        })
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! - [`server`]: [`server::DriftService`] over a [`drift_engine::Database`], and [`serve`].
 //! - [`metrics`]: Prometheus text at `/metrics`.
-//! - [`client`]: [`client::RemoteCollection`], a collection on a server seen through the Kafka
-//!   sink's [`crate::kafka::SinkTarget`] interface.
+//! - [`client`]: [`client::RemoteCollection`], a collection on a server behind the engine's
+//!   [`drift_engine::VectorRead`] / [`drift_engine::VectorWrite`], as a local one is.
 
 pub mod client;
 pub mod metrics;
@@ -57,7 +57,9 @@ pub fn overrides_from_pb(r: &pb::SearchRequest) -> drift_engine::Result<SearchOv
         min_probes: r.min_probes.map(|n| n as usize),
         max_probes: r.max_probes.map(|n| n as usize),
         ef_search: r.ef_search.map(|n| n as usize),
-        max_codes: r.max_codes.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        max_codes: r
+            .max_codes
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
     };
     o.validate()?;
     Ok(o)

@@ -339,6 +339,49 @@ impl Drift for DriftService {
             .map_err(|e| Status::internal(format!("cannot encode stats: {e}")))?;
         Ok(Response::new(pb::StatsResponse { json }))
     }
+
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        let r = req.into_inner();
+        let record = self.with(&r.collection, move |c| c.get(r.id)).await?;
+        Ok(Response::new(pb::GetResponse {
+            record: record.map(super::client::to_pb),
+        }))
+    }
+
+    type ScanStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<pb::ScanBatch, Status>> + Send + 'static>,
+    >;
+
+    async fn scan(
+        &self,
+        req: Request<pb::ScanRequest>,
+    ) -> Result<Response<Self::ScanStream>, Status> {
+        let r = req.into_inner();
+        let coll = self.with(&r.collection, |c| Ok(c)).await?;
+        // Batches stay well inside the message size limit whatever the dimension.
+        let row_bytes = coll.config().dim * 4 + 64;
+        let most = (MAX_MESSAGE_BYTES / 2 / row_bytes).max(1);
+        let batch = (r.batch_size as usize).clamp(1, most);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::ScanBatch, Status>>(4);
+        // The snapshot is read on the blocking pool; a client that goes away ends it.
+        tokio::spawn(drift_engine::run_cpu(move || {
+            for recs in coll.scan(batch) {
+                let item = recs
+                    .map(|recs| pb::ScanBatch {
+                        records: recs.into_iter().map(super::client::to_pb).collect(),
+                    })
+                    .map_err(status);
+                let stop = item.is_err();
+                if tx.blocking_send(item).is_err() || stop {
+                    break;
+                }
+            }
+        }));
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
 }
 
 /// Serves `db` on `listener` until `shutdown` resolves; in-flight calls finish first.

@@ -15,7 +15,5 @@ pub mod sink;
 pub mod stats;
 
 pub use decode::{encode_arrow, BadKind, BadRecord, Decoder, Format};
-pub use sink::{
-    offset_key, offset_key_in, OnError, OnRewind, Sink, SinkConfig, SinkError, SinkTarget,
-};
+pub use sink::{offset_key, offset_key_in, OnError, OnRewind, Sink, SinkConfig, SinkError};
 pub use stats::{PartitionStatus, SinkStats, SinkStatus};

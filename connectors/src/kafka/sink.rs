@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drift_engine::{Record, SourceMark, VectorWrite, Write};
+use drift_engine::{SourceMark, VectorWrite, Write};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
@@ -230,39 +230,6 @@ pub enum SinkError {
     },
 }
 
-/// What the sink writes into: a local collection (any [`VectorWrite`]) or a collection on a
-/// server ([`crate::grpc::client::RemoteCollection`]).
-pub trait SinkTarget: Send + Sync {
-    /// Applies upserts and deletes in order, durable together with `source` offsets.
-    fn write(&self, writes: Vec<Write>, source: &SourceMark) -> drift_engine::Result<u64>;
-    /// Claims source keys for this writer (see [`VectorWrite::claim_sources`]).
-    fn claim_sources(&self, keys: &[String]) -> drift_engine::Result<u64>;
-    /// Checks a record as the target would, without writing it.
-    fn validate(&self, record: &Record) -> drift_engine::Result<()>;
-    /// Source offsets in the target's durable state.
-    fn source_offsets(&self) -> drift_engine::Result<BTreeMap<String, i64>>;
-    /// True while the target wants writers to pause.
-    fn backlogged(&self) -> bool;
-}
-
-impl<T: VectorWrite + ?Sized> SinkTarget for T {
-    fn write(&self, writes: Vec<Write>, source: &SourceMark) -> drift_engine::Result<u64> {
-        VectorWrite::write(self, writes, source)
-    }
-    fn claim_sources(&self, keys: &[String]) -> drift_engine::Result<u64> {
-        VectorWrite::claim_sources(self, keys)
-    }
-    fn validate(&self, record: &Record) -> drift_engine::Result<()> {
-        VectorWrite::validate(self, record)
-    }
-    fn source_offsets(&self) -> drift_engine::Result<BTreeMap<String, i64>> {
-        VectorWrite::source_offsets(self)
-    }
-    fn backlogged(&self) -> bool {
-        VectorWrite::backlogged(self)
-    }
-}
-
 /// How long `until_idle` waits for a first partition assignment.
 const NEVER_ASSIGNED_WAIT: Duration = Duration::from_secs(30);
 
@@ -314,7 +281,7 @@ impl Claim {
 /// Consumer callbacks: positions from the engine on assignment, durable commit on revoke,
 /// high watermarks from librdkafka statistics.
 struct SinkContext {
-    target: Arc<dyn SinkTarget>,
+    target: Arc<dyn VectorWrite>,
     topic: String,
     stats: Arc<SinkStats>,
     rebalanced: parking_lot::Mutex<Instant>,
@@ -548,7 +515,7 @@ struct PartitionWork {
 }
 
 fn decode_partition(
-    target: &dyn SinkTarget,
+    target: &dyn VectorWrite,
     decoder: &Decoder,
     policy: OnError,
     partition: i32,
@@ -605,13 +572,13 @@ fn decode_partition(
 /// A running sink's handles for stopping it and reading its counters.
 pub struct Sink {
     config: SinkConfig,
-    target: Arc<dyn SinkTarget>,
+    target: Arc<dyn VectorWrite>,
     stats: Arc<SinkStats>,
 }
 
 impl Sink {
     /// A sink of `config.topic` into `target` (the collection `config.collection`).
-    pub fn new(config: SinkConfig, target: Arc<dyn SinkTarget>) -> Result<Self, SinkError> {
+    pub fn new(config: SinkConfig, target: Arc<dyn VectorWrite>) -> Result<Self, SinkError> {
         config.validate()?;
         let stats = Arc::new(SinkStats::new(&config.topic, &config.collection));
         Ok(Sink {

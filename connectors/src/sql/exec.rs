@@ -194,7 +194,10 @@ impl ExecutionPlan for DriftExec {
         match self.mode.as_ref() {
             Mode::Scan { coll, limit } => {
                 let mut left = limit.unwrap_or(usize::MAX);
-                let mut iter = coll.clone().scan(SCAN_BATCH.min(left.max(1))).map_err(engine_err)?;
+                let mut iter = coll
+                    .clone()
+                    .scan(SCAN_BATCH.min(left.max(1)))
+                    .map_err(engine_err)?;
                 let batches = std::iter::from_fn(move || {
                     if left == 0 {
                         return None;

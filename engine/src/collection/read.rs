@@ -28,7 +28,7 @@ enum Source {
 
 /// Rows waiting to be flushed into L1, and the most that may wait before writers that can
 /// hold back (the Kafka sink) pause.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Backlog {
     /// Rows in frozen memtables.
     pub rows: usize,
@@ -44,7 +44,7 @@ impl Backlog {
 }
 
 /// Where a collection's resident bytes are, by kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct MemoryUse {
     /// Rows stored in buckets (what the per-row kinds below cover).
     pub rows: u64,
@@ -93,7 +93,7 @@ impl MemoryUse {
 }
 
 /// Counts and sizes of a collection, as reported by `drift collection stats`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct CollectionStats {
     /// Collection name.
     pub name: String,

@@ -140,7 +140,7 @@ struct MonitorState {
 }
 
 /// Recall as measured and as aimed for, for `drift collection stats` and `/metrics`.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
 pub struct RecallStats {
     /// The collection's default recall target (None: bucket-score confidence).
     pub target: Option<f32>,

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 /// Work done by maintenance, counted the same way in a pass's report, the collection's
 /// cumulative stats and the manifest that makes them durable.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct MaintenanceCounts {
     /// Passes run.
     pub passes: u64,

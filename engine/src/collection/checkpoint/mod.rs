@@ -59,7 +59,7 @@ struct State {
 }
 
 /// Storage sizes and cache counters, for stats.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct StorageStats {
     /// Where the objects live.
     pub uri: String,
