@@ -4,10 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use drift_engine::{Database, Metric};
+use drift_engine::{Catalog, CollectionConfig, Database, IndexSettings, Metric};
 use drift_lab::vecfile::{read_all, VecReader};
 
-use crate::backend::{Backend, SearchOpts};
 use crate::output::{self, Bar, OutputFormat};
 use crate::sql::SqlOutput;
 use drift_connectors::grpc::client::Remote;
@@ -353,13 +352,17 @@ pub fn run(cli: Cli) -> Result<()> {
             | Command::Upsert(_)
             | Command::Delete(_)
             | Command::Search(_)
+            | Command::Get { .. }
+            | Command::Train { .. }
             | Command::Flush { .. }
             | Command::Sink(_)
     );
     if cli.server.is_some() && !remote_ok {
         bail!("this command runs on the data directory only; drop --server (or DRIFT_SERVER)");
     }
-    let backend = || -> Result<Box<dyn Backend>> {
+    // Commands that work on a data directory and on a server alike reach collections
+    // through the catalog and the engine's read/write traits only.
+    let catalog = || -> Result<Box<dyn Catalog>> {
         Ok(match &cli.server {
             Some(s) => {
                 Box::new(Remote::connect(s).with_context(|| format!("cannot reach server {s}"))?)
@@ -368,23 +371,28 @@ pub fn run(cli: Cli) -> Result<()> {
         })
     };
     match cli.command {
-        Command::Collection(c) => collection(&*backend()?, &cli.data_dir, c),
-        Command::Upsert(a) => upsert(&*backend()?, a),
-        Command::Delete(a) => delete(&*backend()?, a),
-        Command::Get { name, id } => {
-            let db = open(&cli.data_dir)?;
-            match db.collection(&name)?.get(id)? {
-                Some(r) => {
-                    println!("{}", serde_json::to_string(&r)?);
-                    Ok(())
-                }
-                None => bail!("id {id} is not in collection '{name}'"),
+        Command::Collection(CollectionCmd::Repair { name }) => {
+            if cli.server.is_some() {
+                bail!(
+                    "repair works on the data directory itself: stop the server, run \
+                     `drift --data-dir DIR collection repair {name}`, then start it again"
+                );
             }
+            repair(&open(&cli.data_dir)?, &name)
         }
-        Command::Search(a) => search(&*backend()?, a),
+        Command::Collection(c) => collection(&*catalog()?, &cli.data_dir, c),
+        Command::Upsert(a) => upsert(&*catalog()?, a),
+        Command::Delete(a) => delete(&*catalog()?, a),
+        Command::Get { name, id } => match catalog()?.open(&name)?.get(id)? {
+            Some(r) => {
+                println!("{}", serde_json::to_string(&r)?);
+                Ok(())
+            }
+            None => bail!("id {id} is not in collection '{name}'"),
+        },
+        Command::Search(a) => search(&*catalog()?, a),
         Command::Train { name, input } => {
-            let db = open(&cli.data_dir)?;
-            let coll = db.collection(&name)?;
+            let coll = catalog()?.open(&name)?;
             let (sample, dim) = read_all(&input)?;
             if dim != coll.config().dim {
                 bail!(
@@ -401,12 +409,12 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Flush { name } => {
-            let r = backend()?.flush(&name)?;
+            let r = catalog()?.open(&name)?.flush()?;
             println!(
                 "flushed {} vectors from {} memtables into {} buckets{}",
                 r.rows,
                 r.memtables,
-                r.buckets,
+                r.buckets_touched,
                 if r.trained {
                     " (trained centroids first)"
                 } else {
@@ -469,7 +477,23 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn collection(be: &dyn Backend, dir: &Path, cmd: CollectionCmd) -> Result<()> {
+/// `collection repair`: on the data directory only.
+fn repair(db: &Database, name: &str) -> Result<()> {
+    let r = db.repair_collection(name)?;
+    let (actions, live) = (r.actions, r.live_vectors);
+    if actions.is_empty() {
+        println!("collection '{name}' opens: nothing to repair ({live} live vectors)");
+    }
+    for a in &actions {
+        println!("repaired: {a}");
+    }
+    if !actions.is_empty() {
+        println!("collection '{name}' opens again with {live} live vectors");
+    }
+    Ok(())
+}
+
+fn collection(cat: &dyn Catalog, dir: &Path, cmd: CollectionCmd) -> Result<()> {
     match cmd {
         CollectionCmd::Create {
             name,
@@ -477,38 +501,32 @@ fn collection(be: &dyn Backend, dir: &Path, cmd: CollectionCmd) -> Result<()> {
             metric,
             settings,
         } => {
-            be.create(&name, dim, &metric, settings.as_deref())?;
+            let mut config = CollectionConfig::new(dim, Metric::parse(&metric)?);
+            if let Some(s) = settings {
+                config.settings = serde_json::from_str::<IndexSettings>(&s)
+                    .context("--settings is not valid index settings")?;
+            }
+            cat.create(&name, config)?;
             println!("created collection '{name}' (dim {dim}, metric {metric})");
         }
         CollectionCmd::List => {
-            for c in be.list()? {
+            for c in cat.list()? {
                 match &c.error {
                     Some(e) => println!("{}\tUNAVAILABLE\t{e}", c.name),
                     None => println!(
                         "{}\tdim={}\tmetric={}\tvectors={}",
-                        c.name, c.dim, c.metric, c.live
+                        c.name, c.dim, c.metric, c.live_vectors
                     ),
                 }
             }
         }
         CollectionCmd::Drop { name } => {
-            be.drop_collection(&name)?;
+            cat.drop_collection(&name)?;
             println!("dropped collection '{name}'");
         }
-        CollectionCmd::Repair { name } => {
-            let (actions, live) = be.repair(&name)?;
-            if actions.is_empty() {
-                println!("collection '{name}' opens: nothing to repair ({live} live vectors)");
-            }
-            for a in &actions {
-                println!("repaired: {a}");
-            }
-            if !actions.is_empty() {
-                println!("collection '{name}' opens again with {live} live vectors");
-            }
-        }
+        CollectionCmd::Repair { .. } => unreachable!("handled before the catalog opens"),
         CollectionCmd::Stats { name, json } => {
-            let mut value = be.stats(&name)?;
+            let mut value = serde_json::to_value(cat.open(&name)?.stats()?)?;
             // The last status a Kafka sink wrote for this collection, if any.
             if let Ok(raw) = std::fs::read(crate::sink::status_path(dir, &name)) {
                 if let (Ok(sink), Some(obj)) = (
@@ -528,20 +546,21 @@ fn collection(be: &dyn Backend, dir: &Path, cmd: CollectionCmd) -> Result<()> {
     Ok(())
 }
 
-fn upsert(be: &dyn Backend, a: UpsertArgs) -> Result<()> {
+fn upsert(cat: &dyn Catalog, a: UpsertArgs) -> Result<()> {
+    let coll = cat.open(&a.name)?;
     let mut reader = VecReader::open(&a.input, a.id_offset)?;
     let bar = Bar::bytes("upsert", reader.file_len());
     let mut rows = 0u64;
     while let Some(batch) = reader.next_batch(a.batch.max(1))? {
         let n = batch.len() as u64;
-        be.upsert(&a.name, batch)
+        coll.upsert(batch)
             .with_context(|| format!("{}: batch starting at row {rows}", a.input.display()))?;
         rows += n;
         bar.set(reader.position());
     }
     bar.finish();
     if !a.no_flush {
-        be.flush(&a.name)?;
+        coll.flush()?;
     }
     println!("upserted {rows} vectors into '{}'", a.name);
     Ok(())
@@ -577,17 +596,19 @@ fn parse_ids(a: &DeleteArgs) -> Result<Vec<u64>> {
     Ok((lo..hi).collect())
 }
 
-fn delete(be: &dyn Backend, a: DeleteArgs) -> Result<()> {
+fn delete(cat: &dyn Catalog, a: DeleteArgs) -> Result<()> {
     let ids = parse_ids(&a)?;
+    let coll = cat.open(&a.name)?;
     let mut deleted = 0;
     for chunk in ids.chunks(100_000) {
-        deleted += be.delete(&a.name, chunk)?;
+        deleted += coll.delete(chunk)?;
     }
     println!("deleted {deleted} of {} ids from '{}'", ids.len(), a.name);
     Ok(())
 }
 
-fn search(be: &dyn Backend, a: SearchArgs) -> Result<()> {
+fn search(cat: &dyn Catalog, a: SearchArgs) -> Result<()> {
+    let coll = cat.open(&a.name)?;
     let mut overrides = drift_engine::SearchOverrides::parse(a.options.as_deref().unwrap_or(""))?;
     let flags = drift_engine::SearchOverrides {
         nprobe: a.nprobe,
@@ -599,18 +620,13 @@ fn search(be: &dyn Backend, a: SearchArgs) -> Result<()> {
     for (key, value) in flags.pairs() {
         overrides.set(key, &value)?;
     }
-    let opts = SearchOpts {
-        k: a.k,
-        overrides,
-        with_payload: a.with_payload,
-    };
     let mut reader = VecReader::open(&a.query, 0)?;
     let mut out = output::SearchWriter::new(a.output);
     let mut row = 0u64;
     while let Some(batch) = reader.next_batch(1024)? {
         for q in batch {
-            let hits = be
-                .search(&a.name, &q.vector, &opts)
+            let hits = coll
+                .search_with(&q.vector, a.k, &overrides, a.with_payload)
                 .with_context(|| format!("{}: query row {row}", a.query.display()))?;
             out.write(row, &hits)?;
             row += 1;

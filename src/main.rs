@@ -1,7 +1,6 @@
 //! `drift`: the command line of the Drift vector engine. Embedded mode works directly on a
 //! data directory (like `sqlite3`).
 
-mod backend;
 mod cli;
 mod lab;
 mod output;

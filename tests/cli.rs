@@ -96,7 +96,7 @@ fn the_same_commands_work_against_a_server() {
         dir: client.path(),
         server: Some(&addr),
     }
-    .fails(&["get", "docs", "1"], "data directory only");
+    .fails(&["maintain", "docs"], "data directory only");
     assert!(!client.path().join("collections").exists());
     common::stop(server);
     let unreachable = Runner {
@@ -189,10 +189,8 @@ fn lifecycle(r: &Runner) {
         .contains("deleted 1 of 2"));
     let res = parse_csv(&r.ok(&["search", "docs", "--query", q.to_str().unwrap(), "-k", "1"]));
     assert!(!(1010..1020).contains(&res[0][0]));
-    if r.server.is_none() {
-        r.fails(&["get", "docs", "5"], "id 5 is not in collection 'docs'");
-        assert!(r.ok(&["get", "docs", "1020"]).contains("\"id\":1020"));
-    }
+    r.fails(&["get", "docs", "5"], "id 5 is not in collection 'docs'");
+    assert!(r.ok(&["get", "docs", "1020"]).contains("\"id\":1020"));
 
     let stats: serde_json::Value =
         serde_json::from_str(&r.ok(&["collection", "stats", "docs", "--json"])).unwrap();

@@ -160,6 +160,71 @@ pub trait VectorWrite: VectorRead {
     fn train(&self, sample: &[f32]) -> Result<TrainReport>;
 }
 
+/// A collection as a [`Catalog`] lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectionEntry {
+    /// Name.
+    pub name: String,
+    /// Vector dimension (0 when unavailable).
+    pub dim: usize,
+    /// Metric name (empty when unavailable).
+    pub metric: String,
+    /// Live vectors.
+    pub live_vectors: u64,
+    /// Why the collection cannot be opened, when it cannot.
+    pub error: Option<String>,
+}
+
+/// Where collections live: create, list, open and drop them. The local
+/// [`crate::Database`] and a server connection (the gRPC connector's `Remote`) are both
+/// catalogs, and what they open is reached only through [`VectorRead`] / [`VectorWrite`].
+pub trait Catalog: Send + Sync {
+    /// Creates a collection and opens it.
+    fn create(&self, name: &str, config: CollectionConfig) -> Result<Arc<dyn VectorWrite>>;
+    /// Opens an existing collection.
+    fn open(&self, name: &str) -> Result<Arc<dyn VectorWrite>>;
+    /// Every collection, by name, unavailable ones included (with why).
+    fn list(&self) -> Result<Vec<CollectionEntry>>;
+    /// Drops a collection and its data.
+    fn drop_collection(&self, name: &str) -> Result<()>;
+}
+
+impl Catalog for crate::Database {
+    fn create(&self, name: &str, config: CollectionConfig) -> Result<Arc<dyn VectorWrite>> {
+        Ok(self.create_collection(name, config)?)
+    }
+    fn open(&self, name: &str) -> Result<Arc<dyn VectorWrite>> {
+        Ok(self.collection(name)?)
+    }
+    fn list(&self) -> Result<Vec<CollectionEntry>> {
+        let mut out = Vec::new();
+        for (name, cfg) in crate::Database::list(self) {
+            let live = self.collection(&name)?.stats().live_vectors as u64;
+            out.push(CollectionEntry {
+                name,
+                dim: cfg.dim,
+                metric: cfg.metric.name().to_string(),
+                live_vectors: live,
+                error: None,
+            });
+        }
+        for (name, error) in self.failed() {
+            out.push(CollectionEntry {
+                name,
+                dim: 0,
+                metric: String::new(),
+                live_vectors: 0,
+                error: Some(error),
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+    fn drop_collection(&self, name: &str) -> Result<()> {
+        crate::Database::drop_collection(self, name)
+    }
+}
+
 impl VectorRead for Collection {
     fn config(&self) -> &CollectionConfig {
         Collection::config(self)

@@ -47,7 +47,10 @@ pub mod storage;
 pub mod topk;
 pub mod wal;
 
-pub use api::{run_cpu, Hit, Record, RecordBatches, SourceMark, VectorRead, VectorWrite, Write};
+pub use api::{
+    run_cpu, Catalog, CollectionEntry, Hit, Record, RecordBatches, SourceMark, VectorRead,
+    VectorWrite, Write,
+};
 pub use collection::{Backlog, Collection, CollectionStats, FlushReport, TrainReport};
 pub use config::{
     AdcKernel, CollectionConfig, IndexSettings, MaintenanceSettings, Metric, PolicyKind,

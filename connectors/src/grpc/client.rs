@@ -21,10 +21,12 @@ use super::server::offsets_map;
 use super::MAX_MESSAGE_BYTES;
 
 /// A connection to a server with its own runtime; every call blocks the caller until the
-/// answer arrives.
+/// answer arrives. Clones share the connection and the runtime. As a
+/// [`drift_engine::Catalog`] it creates, lists, opens and drops the server's collections.
+#[derive(Clone)]
 pub struct Remote {
     client: DriftClient<Channel>,
-    rt: tokio::runtime::Runtime,
+    rt: Arc<tokio::runtime::Runtime>,
 }
 
 /// A connected client for one collection of a server.
@@ -75,7 +77,10 @@ impl Remote {
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
             )
         })?;
-        Ok(Remote { client, rt })
+        Ok(Remote {
+            client,
+            rt: Arc::new(rt),
+        })
     }
 
     /// A handle to the generated client, for a call passed to [`Remote::call`].
@@ -117,7 +122,12 @@ impl Remote {
 impl RemoteCollection {
     /// Connects to `server` (`host:port` or `http://host:port`) and looks up `collection`.
     pub fn connect(server: &str, collection: &str) -> Result<Self> {
-        let remote = Remote::connect(server)?;
+        RemoteCollection::open(&Remote::connect(server)?, collection)
+    }
+
+    /// Looks up `collection` on the server `remote` is connected to.
+    pub fn open(remote: &Remote, collection: &str) -> Result<Self> {
+        let remote = remote.clone();
         let info = remote
             .list()?
             .into_iter()
@@ -147,6 +157,47 @@ pub fn to_pb(r: Record) -> pb::Record {
         id: r.id,
         vector: r.vector,
         payload: r.payload,
+    }
+}
+
+impl drift_engine::Catalog for Remote {
+    fn create(&self, name: &str, config: CollectionConfig) -> Result<Arc<dyn VectorWrite>> {
+        let settings_json = serde_json::to_string(&config.settings)
+            .map_err(|e| Error::Internal(format!("cannot encode settings: {e}")))?;
+        let req = pb::CreateCollectionRequest {
+            name: name.to_string(),
+            dim: config.dim.min(u32::MAX as usize) as u32,
+            metric: config.metric.name().to_string(),
+            settings_json,
+        };
+        let mut c = self.client();
+        self.call(async move { c.create_collection(req).await.map(|_| ()) })?;
+        Ok(Arc::new(RemoteCollection::open(self, name)?))
+    }
+
+    fn open(&self, name: &str) -> Result<Arc<dyn VectorWrite>> {
+        Ok(Arc::new(RemoteCollection::open(self, name)?))
+    }
+
+    fn list(&self) -> Result<Vec<drift_engine::CollectionEntry>> {
+        Ok(Remote::list(self)?
+            .into_iter()
+            .map(|i| drift_engine::CollectionEntry {
+                name: i.name,
+                dim: i.dim as usize,
+                metric: i.metric,
+                live_vectors: i.live_vectors,
+                error: None,
+            })
+            .collect())
+    }
+
+    fn drop_collection(&self, name: &str) -> Result<()> {
+        let req = pb::CollectionRef {
+            collection: name.to_string(),
+        };
+        let mut c = self.client();
+        self.call(async move { c.drop_collection(req).await.map(|_| ()) })
     }
 }
 

@@ -357,7 +357,7 @@ impl Drift for DriftService {
         req: Request<pb::ScanRequest>,
     ) -> Result<Response<Self::ScanStream>, Status> {
         let r = req.into_inner();
-        let coll = self.with(&r.collection, |c| Ok(c)).await?;
+        let coll = self.with(&r.collection, Ok).await?;
         // Batches stay well inside the message size limit whatever the dimension.
         let row_bytes = coll.config().dim * 4 + 64;
         let most = (MAX_MESSAGE_BYTES / 2 / row_bytes).max(1);
