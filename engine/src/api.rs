@@ -160,6 +160,22 @@ pub trait VectorWrite: VectorRead {
     fn train(&self, sample: &[f32]) -> Result<TrainReport>;
 }
 
+impl std::fmt::Debug for dyn VectorRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = self.config();
+        f.debug_struct("VectorRead")
+            .field("dim", &c.dim)
+            .field("metric", &c.metric)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for dyn Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog").finish_non_exhaustive()
+    }
+}
+
 /// A collection as a [`Catalog`] lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CollectionEntry {

@@ -27,7 +27,7 @@ use datafusion::common::extensions_options;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use drift_engine::{Database, Scoring, SearchParams};
+use drift_engine::{Catalog, Scoring, SearchParams};
 
 pub use exec::DriftExec;
 pub use search::{SearchTable, VectorSearchFunction};
@@ -131,26 +131,36 @@ pub fn session_config() -> SessionConfig {
     config
 }
 
-/// A `SessionContext` with every collection of `db` registered (see [`register`]).
-pub fn context(db: Arc<Database>) -> Result<SessionContext> {
+/// A `SessionContext` with every collection of `catalog` registered (see [`register`]).
+pub fn context(catalog: Arc<dyn Catalog>) -> Result<SessionContext> {
     let state = SessionStateBuilder::new()
         .with_config(session_config())
         .with_default_features()
         .build();
     let ctx = SessionContext::new_with_state(state);
-    register(&ctx, db)?;
+    register(&ctx, catalog)?;
     Ok(ctx)
 }
 
-/// Registers `db`'s collections as tables, the `vector_search` table function, the distance
+/// Registers `catalog`'s collections as tables (those that open; SQL reaches them only
+/// through [`drift_engine::VectorRead`]), the `vector_search` table function, the distance
 /// functions and the index-search rewrite in `ctx`. For the `SET drift.*` options, build
 /// `ctx` from [`session_config`] (or use [`context`]).
-pub fn register(ctx: &SessionContext, db: Arc<Database>) -> Result<()> {
-    for (name, _) in db.list() {
-        let coll = db.collection(&name).map_err(engine_err)?;
-        ctx.register_table(name.as_str(), Arc::new(CollectionTable::new(&name, coll)))?;
+pub fn register(ctx: &SessionContext, catalog: Arc<dyn Catalog>) -> Result<()> {
+    for entry in catalog.list().map_err(engine_err)? {
+        if entry.error.is_some() {
+            continue;
+        }
+        let coll = catalog.open(&entry.name).map_err(engine_err)?;
+        ctx.register_table(
+            entry.name.as_str(),
+            Arc::new(CollectionTable::new(&entry.name, coll)),
+        )?;
     }
-    ctx.register_udtf("vector_search", Arc::new(VectorSearchFunction::new(db)));
+    ctx.register_udtf(
+        "vector_search",
+        Arc::new(VectorSearchFunction::new(catalog)),
+    );
     for f in functions::all() {
         ctx.register_udf(f);
     }

@@ -16,7 +16,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
-use drift_engine::{Collection, Database, SearchParams, VectorRead};
+use drift_engine::{Catalog, SearchParams, VectorRead};
 
 use super::exec::{DriftExec, Mode, PREFILTER_MAX_IDS};
 use super::rows::{collection_schema, projected, search_schema};
@@ -27,7 +27,7 @@ use super::{engine_err, DriftOptions};
 #[derive(Debug, Clone)]
 pub struct SearchTable {
     name: String,
-    coll: Arc<Collection>,
+    coll: Arc<dyn VectorRead>,
     query: Vec<f32>,
     k: usize,
     params: SearchParams,
@@ -40,7 +40,7 @@ impl SearchTable {
     /// has the `_distance` column after the collection's columns.
     pub fn new(
         name: &str,
-        coll: Arc<Collection>,
+        coll: Arc<dyn VectorRead>,
         query: Vec<f32>,
         k: usize,
         options: &DriftOptions,
@@ -146,13 +146,13 @@ impl TableProvider for SearchTable {
 /// session's `drift.*` settings.
 #[derive(Debug)]
 pub struct VectorSearchFunction {
-    db: Arc<Database>,
+    catalog: Arc<dyn Catalog>,
 }
 
 impl VectorSearchFunction {
-    /// The function over `db`'s collections.
-    pub fn new(db: Arc<Database>) -> Self {
-        VectorSearchFunction { db }
+    /// The function over `catalog`'s collections.
+    pub fn new(catalog: Arc<dyn Catalog>) -> Self {
+        VectorSearchFunction { catalog }
     }
 }
 
@@ -228,7 +228,7 @@ impl TableFunctionImpl for VectorSearchFunction {
             )))
             }
         };
-        let coll = self.db.collection(&name).map_err(engine_err)?;
+        let coll: Arc<dyn VectorRead> = self.catalog.open(&name).map_err(engine_err)?;
         // The query: a vector literal, or the id of a stored record whose vector to use.
         let query = match constant(session, &exprs[1], "query vector")? {
             ScalarValue::Int64(Some(id)) if id >= 0 => {

@@ -12,7 +12,7 @@ use datafusion::datasource::TableType;
 use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use drift_engine::{Collection, VectorRead};
+use drift_engine::VectorRead;
 
 use super::exec::{DriftExec, Mode};
 use super::rows::{collection_schema, projected};
@@ -21,13 +21,13 @@ use super::rows::{collection_schema, projected};
 #[derive(Debug, Clone)]
 pub struct CollectionTable {
     name: String,
-    coll: Arc<Collection>,
+    coll: Arc<dyn VectorRead>,
     schema: SchemaRef,
 }
 
 impl CollectionTable {
     /// Wraps `coll`, known to SQL as `name`.
-    pub fn new(name: &str, coll: Arc<Collection>) -> Self {
+    pub fn new(name: &str, coll: Arc<dyn VectorRead>) -> Self {
         let schema = collection_schema(coll.config().dim);
         CollectionTable {
             name: name.to_string(),
@@ -42,7 +42,7 @@ impl CollectionTable {
     }
 
     /// The collection behind the table.
-    pub fn collection(&self) -> &Arc<Collection> {
+    pub fn collection(&self) -> &Arc<dyn VectorRead> {
         &self.coll
     }
 }
@@ -141,7 +141,7 @@ impl TableProvider for CollectionTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let schema = projected(&self.schema, projection)?;
         // The rows an id filter allows are looked up one by one.
-        let coll: Arc<dyn VectorRead> = self.coll.clone();
+        let coll = self.coll.clone();
         let mode = match allowed_ids(filters) {
             Some(ids) => Mode::Lookup { coll, ids, limit },
             None => Mode::Scan { coll, limit },
