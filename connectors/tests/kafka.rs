@@ -411,32 +411,42 @@ async fn on_error_fail_stops_at_the_bad_record_and_skip_counts_it() {
     assert_eq!(sink.stats().snapshot().bad["undecodable"], 1);
 }
 
+/// `VectorRead` for a test wrapper with an `inner: Arc<Collection>`: every read goes to it.
+macro_rules! delegate_reads {
+    ($t:ty) => {
+        impl VectorRead for $t {
+            fn config(&self) -> &CollectionConfig {
+                self.inner.config()
+            }
+            fn search_params(&self, k: usize) -> SearchParams {
+                self.inner.search_params(k)
+            }
+            fn search(&self, q: &[f32], p: &SearchParams) -> drift_engine::Result<Vec<Hit>> {
+                self.inner.search(q, p)
+            }
+            fn get(&self, id: u64) -> drift_engine::Result<Option<Record>> {
+                self.inner.get(id)
+            }
+            fn scan(
+                self: Arc<Self>,
+                batch: usize,
+            ) -> drift_engine::Result<drift_engine::RecordBatches> {
+                self.inner.clone().scan(batch)
+            }
+            fn stats(&self) -> drift_engine::Result<CollectionStats> {
+                Ok(self.inner.stats())
+            }
+        }
+    };
+}
+
 /// A collection whose flush backlog reads as full until `blocked` is cleared.
 struct Throttled {
     inner: Arc<Collection>,
     blocked: AtomicBool,
 }
 
-impl VectorRead for Throttled {
-    fn config(&self) -> &CollectionConfig {
-        self.inner.config()
-    }
-    fn search_params(&self, k: usize) -> SearchParams {
-        self.inner.search_params(k)
-    }
-    fn search(&self, q: &[f32], p: &SearchParams) -> drift_engine::Result<Vec<Hit>> {
-        self.inner.search(q, p)
-    }
-    fn get(&self, id: u64) -> drift_engine::Result<Option<Record>> {
-        self.inner.get(id)
-    }
-    fn scan(self: Arc<Self>, batch: usize) -> drift_engine::Result<drift_engine::RecordBatches> {
-        self.inner.clone().scan(batch)
-    }
-    fn stats(&self) -> drift_engine::Result<CollectionStats> {
-        Ok(self.inner.stats())
-    }
-}
+delegate_reads!(Throttled);
 
 impl VectorWrite for Throttled {
     fn upsert(&self, r: Vec<Record>) -> drift_engine::Result<u64> {
@@ -537,26 +547,7 @@ struct Usurped {
     taken: AtomicBool,
 }
 
-impl VectorRead for Usurped {
-    fn config(&self) -> &CollectionConfig {
-        self.inner.config()
-    }
-    fn search_params(&self, k: usize) -> SearchParams {
-        self.inner.search_params(k)
-    }
-    fn search(&self, q: &[f32], p: &SearchParams) -> drift_engine::Result<Vec<Hit>> {
-        self.inner.search(q, p)
-    }
-    fn get(&self, id: u64) -> drift_engine::Result<Option<Record>> {
-        self.inner.get(id)
-    }
-    fn scan(self: Arc<Self>, batch: usize) -> drift_engine::Result<drift_engine::RecordBatches> {
-        self.inner.clone().scan(batch)
-    }
-    fn stats(&self) -> drift_engine::Result<CollectionStats> {
-        Ok(self.inner.stats())
-    }
-}
+delegate_reads!(Usurped);
 
 impl VectorWrite for Usurped {
     fn upsert(&self, r: Vec<Record>) -> drift_engine::Result<u64> {

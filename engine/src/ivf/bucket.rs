@@ -399,7 +399,15 @@ impl Bucket {
         }
         match &self.anchor {
             Anchor::AtCentroid => 0.0,
-            Anchor::Left(a) => kernels::l2sq(&self.centroid, &a.to_vec()).sqrt() / self.radius,
+            Anchor::Left(a) => {
+                let d2: f32 = self
+                    .centroid
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c - a.get(i)).powi(2))
+                    .sum();
+                d2.sqrt() / self.radius
+            }
         }
     }
 
