@@ -355,6 +355,7 @@ pub fn run(cli: Cli) -> Result<()> {
             | Command::Get { .. }
             | Command::Train { .. }
             | Command::Flush { .. }
+            | Command::Maintain { .. }
             | Command::Sink(_)
     );
     if cli.server.is_some() && !remote_ok {
@@ -428,8 +429,7 @@ pub fn run(cli: Cli) -> Result<()> {
             passes,
             flush,
         } => {
-            let db = open(&cli.data_dir)?;
-            let coll = db.collection(&name)?;
+            let coll = catalog()?.open(&name)?;
             if flush {
                 coll.flush()?;
             }

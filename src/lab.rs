@@ -1,23 +1,17 @@
-//! `drift lab`: replays scenarios and Big-ANN runbooks (`drift_lab::run`) with a progress bar,
-//! renders the results, and provides the Kafka + SQL transport: every write goes through a
-//! topic and the sink, every search through DataFusion SQL.
+//! `drift lab`: replays scenarios and Big-ANN runbooks (`drift_lab::run`) with a progress bar
+//! and renders the results. The transports (direct, or Kafka + SQL) live in the lab.
 
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use drift_connectors::kafka::{Format, Sink, SinkConfig};
-use drift_engine::SearchOverrides;
-use drift_engine::{Collection, Database, IndexSettings, Metric, SearchParams, Write};
-use drift_lab::run::{Direct, Driver, RunConfig, RunbookDriver, ScenarioDriver, Transport};
+use drift_engine::{Catalog, IndexSettings, Metric};
+use drift_lab::driver::{Driver, RunbookDriver, ScenarioDriver};
+use drift_lab::run::RunConfig;
 use drift_lab::scenario::{BaselineKind, Scenario, Via};
-use drift_lab::LabError;
-use rdkafka::config::ClientConfig;
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+use drift_lab::transport::{Direct, KafkaEnv, KafkaSql, Transport};
 
 /// `drift lab` subcommands.
 #[derive(Debug, Subcommand)]
@@ -253,14 +247,13 @@ fn replay(driver: &mut dyn Driver, cfg: &RunConfig, via: Via, brokers: Option<&s
         Via::Direct => None,
         Via::Kafka => Some(Rc::new(KafkaEnv::new(brokers)?)),
     };
-    let factory = |db: &Arc<Database>, coll: &str| -> drift_lab::Result<Box<dyn Transport>> {
-        match &kafka {
-            None => Ok(Box::new(Direct)),
-            Some(env) => KafkaSql::new(env.clone(), db.clone(), coll)
-                .map(|t| Box::new(t) as Box<dyn Transport>)
-                .map_err(|e| LabError::Invalid(format!("{e:#}"))),
-        }
-    };
+    let factory =
+        |catalog: &Arc<dyn Catalog>, coll: &str| -> drift_lab::Result<Box<dyn Transport>> {
+            match &kafka {
+                None => Direct::open(catalog, coll),
+                Some(env) => Ok(Box::new(KafkaSql::new(env.clone(), catalog, coll)?)),
+            }
+        };
     let outcome = drift_lab::run::run(driver, cfg, &factory, &|done, _total, op| {
         bar.set_position(done as u64);
         bar.set_message(op.to_string());
@@ -302,269 +295,4 @@ fn generate(a: &GenerateArgs) -> Result<()> {
         per = a.rows / a.clusters
     );
     Ok(())
-}
-
-/// The broker side of `--via kafka`: an embedded mock cluster or a real one.
-pub struct KafkaEnv {
-    brokers: String,
-    mock: Option<MockCluster<'static, DefaultProducerContext>>,
-    rt: tokio::runtime::Runtime,
-}
-
-impl KafkaEnv {
-    fn new(brokers: Option<&str>) -> Result<KafkaEnv> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        Ok(match brokers {
-            Some(b) => KafkaEnv {
-                brokers: b.to_string(),
-                mock: None,
-                rt,
-            },
-            None => {
-                let mock =
-                    MockCluster::new(1).context("cannot start the embedded Kafka cluster")?;
-                KafkaEnv {
-                    brokers: mock.bootstrap_servers(),
-                    mock: Some(mock),
-                    rt,
-                }
-            }
-        })
-    }
-
-    fn create_topic(&self, topic: &str, partitions: i32) -> Result<()> {
-        match &self.mock {
-            Some(m) => m
-                .create_topic(topic, partitions, 1)
-                .with_context(|| format!("cannot create topic {topic}")),
-            None => {
-                use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-                let admin: AdminClient<_> = ClientConfig::new()
-                    .set("bootstrap.servers", &self.brokers)
-                    .create()?;
-                let topic_spec = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-                let res = self.rt.block_on(admin.create_topics(
-                    [&topic_spec],
-                    &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-                ))?;
-                for r in res {
-                    if let Err((t, code)) = r {
-                        if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
-                            bail!("cannot create topic {t}: {code}");
-                        }
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-/// Bytes produced before the writer waits for the sink (the mock cluster keeps only about
-/// 5 MiB per partition, so a lagging sink must never fall that far behind).
-const MAX_UNSYNCED_BYTES: usize = 4 << 20;
-const PARTITIONS: i32 = 4;
-
-/// Writes through a topic and the sink, searches through SQL.
-pub struct KafkaSql {
-    env: Rc<KafkaEnv>,
-    topic: String,
-    producer: BaseProducer,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), drift_connectors::kafka::SinkError>>>,
-    ctx: datafusion::prelude::SessionContext,
-    unsynced: usize,
-}
-
-impl KafkaSql {
-    fn new(env: Rc<KafkaEnv>, db: Arc<Database>, coll: &str) -> Result<KafkaSql> {
-        let topic = format!("{coll}-{}", std::process::id());
-        env.create_topic(&topic, PARTITIONS)?;
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", &env.brokers)
-            .set("linger.ms", "5")
-            .set(
-                "enable.idempotence",
-                if env.mock.is_some() { "false" } else { "true" },
-            )
-            .create()
-            .context("cannot create the Kafka producer")?;
-        let mut sc = SinkConfig::new(&env.brokers, &topic, coll);
-        sc.format = Format::F32le;
-        sc.group = Some(format!("drift-lab-{topic}"));
-        sc.linger_ms = 5;
-        sc.kafka.insert("session.timeout.ms".into(), "6000".into());
-        let target = db.collection(coll)?;
-        let sink = Sink::new(sc, target).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = env.rt.spawn(async move {
-            sink.run(async move {
-                let _ = rx.await;
-            })
-            .await
-        });
-        let ctx = drift_connectors::sql::context(db)?;
-        Ok(KafkaSql {
-            env,
-            topic,
-            producer,
-            stop: Some(tx),
-            task: Some(task),
-            ctx,
-            unsynced: 0,
-        })
-    }
-
-    fn send(&self, key: &str, payload: Option<&[u8]>) -> Result<()> {
-        let mut rec = BaseRecord::<str, [u8]>::to(&self.topic).key(key);
-        if let Some(p) = payload {
-            rec = rec.payload(p);
-        }
-        loop {
-            match self.producer.send(rec) {
-                Ok(()) => return Ok(()),
-                Err((e, back)) => {
-                    if !matches!(
-                        e.rdkafka_error_code(),
-                        Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
-                    ) {
-                        bail!("cannot produce to {}: {e}", self.topic);
-                    }
-                    self.producer.poll(Duration::from_millis(5));
-                    rec = back;
-                }
-            }
-        }
-    }
-
-    /// Waits until the collection's recorded positions reach every partition's end.
-    fn wait_applied(&mut self, coll: &Collection) -> Result<()> {
-        self.producer
-            .flush(Duration::from_secs(60))
-            .context("producer flush")?;
-        let mut ends = Vec::new();
-        for p in 0..PARTITIONS {
-            let (_, high) = self
-                .producer
-                .client()
-                .fetch_watermarks(&self.topic, p, Duration::from_secs(10))
-                .with_context(|| format!("cannot read the end of {}/{p}", self.topic))?;
-            ends.push((drift_connectors::kafka::offset_key(&self.topic, p), high));
-        }
-        let started = Instant::now();
-        loop {
-            if let Some(t) = &self.task {
-                if t.is_finished() {
-                    let t = self.task.take().expect("checked");
-                    let res = self.env.rt.block_on(t)?;
-                    res.map_err(|e| anyhow::anyhow!("the sink stopped: {e}"))?;
-                    bail!("the sink stopped early");
-                }
-            }
-            let at = coll.source_offsets();
-            let lag: i64 = ends
-                .iter()
-                .map(|(k, high)| (high - at.get(k).copied().unwrap_or(0)).max(0))
-                .sum();
-            if lag == 0 {
-                self.unsynced = 0;
-                return Ok(());
-            }
-            if started.elapsed() > Duration::from_secs(300) {
-                bail!(
-                    "the sink is still {lag} records behind {} after 300 s",
-                    self.topic
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Transport for KafkaSql {
-    fn name(&self) -> &'static str {
-        "kafka+sql"
-    }
-
-    fn write(&mut self, coll: &Arc<Collection>, writes: Vec<Write>) -> drift_lab::Result<()> {
-        let wrap = |e: anyhow::Error| LabError::Invalid(format!("{e:#}"));
-        for w in &writes {
-            match w {
-                Write::Upsert(r) => {
-                    let bytes: Vec<u8> = r.vector.iter().flat_map(|x| x.to_le_bytes()).collect();
-                    self.unsynced += bytes.len() + 16;
-                    self.send(&r.id.to_string(), Some(&bytes)).map_err(wrap)?;
-                }
-                Write::Delete(id) => {
-                    self.unsynced += 16;
-                    self.send(&id.to_string(), None).map_err(wrap)?;
-                }
-            }
-            self.producer.poll(Duration::ZERO);
-        }
-        if self.unsynced > MAX_UNSYNCED_BYTES {
-            self.wait_applied(coll).map_err(wrap)?;
-        }
-        Ok(())
-    }
-
-    fn sync(&mut self, coll: &Arc<Collection>) -> drift_lab::Result<()> {
-        self.wait_applied(coll)
-            .map_err(|e| LabError::Invalid(format!("{e:#}")))
-    }
-
-    fn search(
-        &mut self,
-        coll: &Arc<Collection>,
-        query: &[f32],
-        params: &SearchParams,
-        over: &SearchOverrides,
-    ) -> drift_lab::Result<Vec<u64>> {
-        let vector: Vec<String> = query.iter().map(|x| format!("{x:?}")).collect();
-        let options: Vec<String> = over
-            .pairs()
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let sql = format!(
-            "SELECT id FROM vector_search('{}', [{}], {}, '{}')",
-            coll.name(),
-            vector.join(","),
-            params.k,
-            options.join(",")
-        );
-        let batches = self
-            .env
-            .rt
-            .block_on(async { self.ctx.sql(&sql).await?.collect().await })
-            .map_err(|e| LabError::Invalid(format!("SQL search failed: {e}")))?;
-        let mut ids = Vec::with_capacity(params.k);
-        for b in batches {
-            let col = b
-                .column(0)
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::UInt64Array>()
-                .ok_or_else(|| LabError::Invalid("SQL search: id column is not UInt64".into()))?;
-            ids.extend(col.values().iter().copied());
-        }
-        Ok(ids)
-    }
-
-    fn finish(&mut self) -> drift_lab::Result<()> {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            let res = self
-                .env
-                .rt
-                .block_on(t)
-                .map_err(|e| LabError::Invalid(format!("sink task: {e}")))?;
-            res.map_err(|e| LabError::Invalid(format!("the sink failed: {e}")))?;
-        }
-        Ok(())
-    }
 }

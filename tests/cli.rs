@@ -96,7 +96,7 @@ fn the_same_commands_work_against_a_server() {
         dir: client.path(),
         server: Some(&addr),
     }
-    .fails(&["maintain", "docs"], "data directory only");
+    .fails(&["sql", "-e", "SELECT 1"], "data directory only");
     assert!(!client.path().join("collections").exists());
     common::stop(server);
     let unreachable = Runner {
@@ -196,6 +196,10 @@ fn lifecycle(r: &Runner) {
         serde_json::from_str(&r.ok(&["collection", "stats", "docs", "--json"])).unwrap();
     assert_eq!(stats["live_vectors"], 90);
     r.ok(&["flush", "docs"]);
+    assert!(r
+        .ok(&["maintain", "docs", "--passes", "2"])
+        .contains("passes (drift policy)"));
+    r.fails(&["maintain", "nope"], "collection 'nope' does not exist");
 
     r.fails(
         &["search", "nope", "--query", q.to_str().unwrap()],

@@ -606,6 +606,19 @@ async fn a_remote_collection_reads_and_writes_through_the_engine_traits() {
         assert!(e.to_string().contains("min_probes"), "{e}");
         assert_eq!(coll.stats().unwrap().live_vectors, 298);
         assert!(RemoteCollection::connect(&addr, "missing").is_err());
+        // Maintenance runs on the server and its report comes back whole: with most rows
+        // deleted, the stale rows are dropped.
+        w.delete(&(0..280).collect::<Vec<u64>>()).unwrap();
+        w.flush().unwrap();
+        let m = w.maintain(4).unwrap();
+        assert!(
+            m.counts.passes >= 1 && m.counts.compacted_tombstones > 0,
+            "{m:?}"
+        );
+        assert!(!m.policy.is_empty());
+        let st = coll.stats().unwrap();
+        assert_eq!(st.live_vectors, 20);
+        assert!(st.maintenance.compacted_tombstones >= m.counts.compacted_tombstones);
     })
     .await
     .unwrap();

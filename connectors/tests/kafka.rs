@@ -480,6 +480,9 @@ impl VectorWrite for Throttled {
     fn train(&self, s: &[f32]) -> drift_engine::Result<TrainReport> {
         self.inner.train(s)
     }
+    fn maintain(&self, passes: usize) -> drift_engine::Result<drift_engine::MaintainReport> {
+        self.inner.maintain(passes)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -580,6 +583,9 @@ impl VectorWrite for Usurped {
     }
     fn train(&self, sample: &[f32]) -> drift_engine::Result<TrainReport> {
         self.inner.train(sample)
+    }
+    fn maintain(&self, passes: usize) -> drift_engine::Result<drift_engine::MaintainReport> {
+        self.inner.maintain(passes)
     }
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::collection::{Collection, CollectionStats, FlushReport, TrainReport};
 use crate::config::{CollectionConfig, SearchOverrides, SearchParams};
 use crate::error::{Error, Result};
+use crate::maintain::MaintainReport;
 
 /// A stored record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,6 +159,9 @@ pub trait VectorWrite: VectorRead {
     fn flush(&self) -> Result<FlushReport>;
     /// Re-trains centroids from a sample.
     fn train(&self, sample: &[f32]) -> Result<TrainReport>;
+    /// Runs up to `passes` maintenance passes (split, merge, compact) now, with the
+    /// collection's policy; stops early once a pass changes nothing.
+    fn maintain(&self, passes: usize) -> Result<MaintainReport>;
 }
 
 impl std::fmt::Debug for dyn VectorRead {
@@ -289,6 +293,9 @@ impl VectorWrite for Collection {
     }
     fn train(&self, sample: &[f32]) -> Result<TrainReport> {
         Collection::train(self, sample)
+    }
+    fn maintain(&self, passes: usize) -> Result<MaintainReport> {
+        Collection::maintain(self, passes)
     }
 }
 

@@ -11,7 +11,7 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use crate::error::{LabError, Result};
-use crate::run::{RunOutcome, StepRecord};
+use crate::record::{RunOutcome, StepRecord};
 use crate::summary::Summary;
 
 const SIZE: (u32, u32) = (1000, 560);

@@ -31,6 +31,9 @@ pub enum LabError {
     /// An argument is out of range.
     #[error("invalid argument: {0}")]
     Invalid(String),
+    /// A transport's own machinery failed (the broker, the sink, the SQL layer).
+    #[error("{0}")]
+    Transport(String),
 }
 
 impl LabError {

@@ -12,14 +12,18 @@ pub mod bench;
 pub mod chart;
 pub mod datasets;
 pub mod demo;
+pub mod driver;
 pub mod error;
+pub mod live;
 pub mod peer;
+pub mod record;
 pub mod report;
 pub mod run;
 pub mod runbook;
 pub mod scenario;
 pub mod summary;
 pub mod topics;
+pub mod transport;
 pub mod truth;
 pub mod vecfile;
 

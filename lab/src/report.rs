@@ -6,7 +6,7 @@ use std::io::{BufRead, Write as _};
 use std::path::Path;
 
 use crate::error::{LabError, Result};
-use crate::run::{RunOutcome, StepRecord};
+use crate::record::{RunOutcome, StepRecord};
 
 pub use crate::summary::{summarize, Summary, SystemSummary};
 

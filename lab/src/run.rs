@@ -1,16 +1,18 @@
-//! The lab runner: replays a scenario or a runbook against every system in one process and
+//! The lab runner: replays a driver's actions against every system in one process and
 //! records, per step and system, what was measured.
 //!
 //! ```text
 //! Driver (scenario | runbook) ─▶ Action ─▶ live set (ground truth by exact search)
-//!                                      └─▶ each index: Transport (direct | kafka+sql) ─▶ engine
+//!                                      └─▶ each index: Transport (direct | kafka+sql) ─▶ collection
 //!                                      └─▶ each system: search ─▶ recall@k, latency ─▶ raw.jsonl
 //! ```
 //!
-//! Systems that differ only in search options share one index, so writes and maintenance run
-//! once per index. Raw records go to `raw.jsonl` as each step ends; `report` renders the rest.
+//! The runner creates its indexes in a catalog of its own and reaches them only through the
+//! engine's [`Catalog`] and [`VectorWrite`]. Systems that differ only in search options share
+//! one index, so writes and maintenance run once per index. Raw records go to `raw.jsonl` as
+//! each step ends; `report` renders the rest.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,220 +20,18 @@ use std::time::Instant;
 
 use drift_engine::distance::Distance;
 use drift_engine::{
-    Collection, CollectionConfig, CollectionStats, Database, IndexSettings, Metric, PolicyKind,
-    Record, Scoring, SearchParams, Write,
+    Catalog, CollectionConfig, CollectionStats, Database, IndexSettings, Metric, PolicyKind,
+    Scoring, SearchOverrides, SearchParams, VectorWrite, Write,
 };
 use hdrhistogram::Histogram;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use serde::{Deserialize, Serialize};
 
-use crate::datasets::{Mixture, MixtureSpec};
+use crate::driver::{Action, Driver};
 use crate::error::{LabError, Result};
-use crate::runbook::{Operation, Runbook};
-use crate::scenario::{BaselineKind, DataSpec, DeleteSpec, Scenario, Step};
+use crate::live::Live;
+use crate::record::{RunOutcome, StepRecord};
+use crate::scenario::{BaselineKind, Scenario};
+use crate::transport::{Transport, TransportFactory};
 use crate::truth::{exact_knn_prepared, exact_top, prepare, recall_with_ties};
-use crate::vecfile::read_all;
-use drift_engine::SearchOverrides;
-
-/// How writes reach an index and searches are asked of it.
-pub trait Transport {
-    /// Name in reports (`direct`, `kafka+sql`).
-    fn name(&self) -> &'static str;
-    /// Sends upserts and deletes, in order.
-    fn write(&mut self, coll: &Arc<Collection>, writes: Vec<Write>) -> Result<()>;
-    /// Returns once every write sent so far is applied to the collection.
-    fn sync(&mut self, coll: &Arc<Collection>) -> Result<()>;
-    /// Top-k ids of one query with `params` (derived from `over` on the collection defaults).
-    fn search(
-        &mut self,
-        coll: &Arc<Collection>,
-        query: &[f32],
-        params: &SearchParams,
-        over: &SearchOverrides,
-    ) -> Result<Vec<u64>>;
-    /// Stops whatever the transport runs (consumers, producers) at the end of a run.
-    fn finish(&mut self) -> Result<()> {
-        Ok(())
-    }
-}
-
-/// Makes the transport of the index stored in collection `name` of the run's database.
-pub type TransportFactory<'a> = &'a dyn Fn(&Arc<Database>, &str) -> Result<Box<dyn Transport>>;
-
-/// Calls the engine API in process.
-pub struct Direct;
-
-impl Transport for Direct {
-    fn name(&self) -> &'static str {
-        "direct"
-    }
-    fn write(&mut self, coll: &Arc<Collection>, writes: Vec<Write>) -> Result<()> {
-        coll.write(writes, &drift_engine::SourceMark::default())?;
-        Ok(())
-    }
-    fn sync(&mut self, _coll: &Arc<Collection>) -> Result<()> {
-        Ok(())
-    }
-    fn search(
-        &mut self,
-        coll: &Arc<Collection>,
-        query: &[f32],
-        params: &SearchParams,
-        _over: &SearchOverrides,
-    ) -> Result<Vec<u64>> {
-        Ok(coll.search(query, params)?.iter().map(|h| h.id).collect())
-    }
-}
-
-/// One row of raw results: one step as one system saw it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StepRecord {
-    /// Step number, from 1.
-    pub step: usize,
-    /// `insert`, `delete`, `replace`, `drift`, `maintain` or `search`.
-    pub op: String,
-    /// What the step did, in words.
-    pub detail: String,
-    /// System name.
-    pub system: String,
-    /// How the system was driven (`direct`, `kafka+sql`, `in-process` for brute force).
-    pub path: String,
-    /// Live vectors after the step.
-    pub live: usize,
-    /// Scenario time after the step.
-    pub time: f32,
-    /// Wall time of the step for this system, seconds (writes include flush and healing).
-    pub secs: f64,
-    /// Mean recall@k with ties (search steps).
-    pub recall: Option<f64>,
-    /// Queries searched.
-    pub queries: usize,
-    /// Single-thread queries per second (1 / mean latency).
-    pub qps: Option<f64>,
-    /// Latency percentiles, microseconds.
-    pub p50_us: Option<f64>,
-    /// 95th percentile.
-    pub p95_us: Option<f64>,
-    /// 99th percentile.
-    pub p99_us: Option<f64>,
-    /// L1 buckets after the step (index systems).
-    pub buckets: Option<usize>,
-    /// Splits so far.
-    pub splits: Option<u64>,
-    /// Merges so far.
-    pub merges: Option<u64>,
-    /// Vectors reassigned to another bucket so far (the vectors maintenance moved).
-    pub reassigned: Option<u64>,
-    /// Rows maintenance rewrote so far.
-    pub rewritten: Option<u64>,
-    /// Buckets scanned per query in this step.
-    pub buckets_per_query: Option<f64>,
-    /// SQ8 codes scanned per query in this step.
-    pub codes_per_query: Option<f64>,
-    /// Rows inserted (upserted) so far.
-    #[serde(default)]
-    pub inserted: u64,
-    /// The engine's live recall monitor: mean recall@k of its exact re-runs so far in its
-    /// current window (index systems).
-    #[serde(default)]
-    pub monitored_recall: Option<f64>,
-}
-
-/// What one step does, with the data it needs.
-#[derive(Debug, Clone)]
-pub enum Action {
-    /// Upserts and deletes, in order.
-    Write {
-        /// Operation name.
-        op: &'static str,
-        /// Description.
-        detail: String,
-        /// The writes.
-        writes: Vec<Write>,
-    },
-    /// Time moves on (no system work).
-    Drift(f32),
-    /// Maintenance passes.
-    Maintain(usize),
-    /// Queries, row-major.
-    Search(Vec<f32>),
-}
-
-/// Produces the actions of a run one at a time.
-pub trait Driver {
-    /// Name of the run (scenario or runbook data set).
-    fn name(&self) -> &str;
-    /// Dimension.
-    fn dim(&self) -> usize;
-    /// Steps in all.
-    fn len(&self) -> usize;
-    /// True when there are no steps.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// The action of step `i` given the live set.
-    fn action(&mut self, i: usize, live: &Live) -> Result<Action>;
-    /// Scenario time (0 for runbooks).
-    fn time(&self) -> f32 {
-        0.0
-    }
-}
-
-/// The live set: what exact search runs over.
-#[derive(Debug, Default)]
-pub struct Live {
-    rows: HashMap<u64, (u64, Vec<f32>)>,
-    order: BTreeMap<u64, u64>,
-    next: u64,
-}
-
-impl Live {
-    /// Live vectors.
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-    /// True when nothing is live.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-    /// Live ids, oldest write first.
-    pub fn ids_by_age(&self) -> Vec<u64> {
-        self.order.values().copied().collect()
-    }
-    /// Whether `id` is live.
-    pub fn contains(&self, id: u64) -> bool {
-        self.rows.contains_key(&id)
-    }
-    fn apply(&mut self, writes: &[Write]) {
-        for w in writes {
-            match w {
-                Write::Upsert(r) => {
-                    if let Some((o, _)) = self.rows.remove(&r.id) {
-                        self.order.remove(&o);
-                    }
-                    self.order.insert(self.next, r.id);
-                    self.rows.insert(r.id, (self.next, r.vector.clone()));
-                    self.next += 1;
-                }
-                Write::Delete(id) => {
-                    if let Some((o, _)) = self.rows.remove(id) {
-                        self.order.remove(&o);
-                    }
-                }
-            }
-        }
-    }
-    fn flat(&self, dim: usize) -> (Vec<u64>, Vec<f32>) {
-        let mut ids = Vec::with_capacity(self.rows.len());
-        let mut data = Vec::with_capacity(self.rows.len() * dim);
-        for id in self.order.values() {
-            ids.push(*id);
-            data.extend_from_slice(&self.rows[id].1);
-        }
-        (ids, data)
-    }
-}
 
 /// Options of a run.
 #[derive(Debug, Clone)]
@@ -284,9 +84,10 @@ impl RunConfig {
     }
 }
 
-/// An index: one collection, the transport that feeds it, and whether it heals.
+/// An index: one collection (the runner's own handle, for flushes, maintenance and stats)
+/// and the transport that feeds and searches it.
 struct Index {
-    coll: Arc<Collection>,
+    coll: Arc<dyn VectorWrite>,
     transport: Box<dyn Transport>,
 }
 
@@ -299,23 +100,6 @@ struct System {
     index: Option<usize>,
     over: SearchOverrides,
     params: Option<SearchParams>,
-}
-
-/// Everything measured, in memory (also written to `raw.jsonl`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunOutcome {
-    /// Run name.
-    pub name: String,
-    /// Path of the index under test.
-    pub via: String,
-    /// Neighbours per query.
-    pub k: usize,
-    /// System names in order.
-    pub systems: Vec<String>,
-    /// Raw rows.
-    pub records: Vec<StepRecord>,
-    /// Wall time of the whole run, seconds.
-    pub secs: f64,
 }
 
 /// Progress callback: (step done, steps in all, what ran).
@@ -336,7 +120,8 @@ pub fn run(
         std::fs::remove_dir_all(&db_dir).map_err(|e| LabError::io(&db_dir, e))?;
     }
     let db = Arc::new(Database::open(&db_dir)?);
-    let (mut indexes, systems) = build(&db, dim, cfg, transport)?;
+    let catalog: Arc<dyn Catalog> = db.clone();
+    let (mut indexes, systems) = build(&catalog, dim, cfg, transport)?;
     let via = indexes
         .first()
         .map(|i| i.transport.name())
@@ -393,13 +178,13 @@ pub fn run(
                 for (x, idx) in indexes.iter_mut().enumerate() {
                     let t = Instant::now();
                     for chunk in writes.chunks(cfg.batch.max(1)) {
-                        idx.transport.write(&idx.coll, chunk.to_vec())?;
+                        idx.transport.write(chunk.to_vec())?;
                     }
-                    idx.transport.sync(&idx.coll)?;
+                    idx.transport.sync()?;
                     if cfg.flush_each_step {
                         idx.coll.flush()?;
                     }
-                    heal(&idx.coll, cfg.heal_passes)?;
+                    heal(&*idx.coll, cfg.heal_passes)?;
                     secs[x] = t.elapsed().as_secs_f64();
                 }
                 live.apply(&writes);
@@ -417,7 +202,7 @@ pub fn run(
                 let mut secs = vec![0.0; indexes.len()];
                 for (x, idx) in indexes.iter().enumerate() {
                     let t = Instant::now();
-                    heal(&idx.coll, passes)?;
+                    heal(&*idx.coll, passes)?;
                     secs[x] = t.elapsed().as_secs_f64();
                 }
                 for s in &systems {
@@ -437,7 +222,7 @@ pub fn run(
                 let n = systems.len();
                 for s in systems.iter().cycle().skip(i % n.max(1)).take(n) {
                     let t = Instant::now();
-                    let before = s.index.map(|x| indexes[x].coll.stats());
+                    let before = s.index.map(|x| indexes[x].coll.stats()).transpose()?;
                     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
                         .map_err(|e| LabError::Invalid(e.to_string()))?;
                     let mut recall = 0.0;
@@ -450,7 +235,7 @@ pub fn run(
                             Some(x) => {
                                 let idx = &mut indexes[x];
                                 let params = s.params.as_ref().expect("index systems have params");
-                                idx.transport.search(&idx.coll, q, params, &s.over)?
+                                idx.transport.search(q, params, &s.over)?
                             }
                             None => exact_top(&dist, qv, &prepared, &ids, dim, cfg.k)
                                 .into_iter()
@@ -471,7 +256,7 @@ pub fn run(
                     row.p95_us = Some(hist.value_at_quantile(0.95) as f64 / 1e3);
                     row.p99_us = Some(hist.value_at_quantile(0.99) as f64 / 1e3);
                     if let (Some(x), Some(b)) = (s.index, before) {
-                        let (buckets, codes) = scanned_per_search(&b, &indexes[x].coll.stats());
+                        let (buckets, codes) = scanned_per_search(&b, &indexes[x].coll.stats()?);
                         row.buckets_per_query = Some(buckets);
                         row.codes_per_query = Some(codes);
                     }
@@ -481,7 +266,10 @@ pub fn run(
         }
         rows.sort_by_key(|r| systems.iter().position(|s| s.name == r.system));
         // One stats snapshot per index; every step has one row per system, in system order.
-        let stats: Vec<CollectionStats> = indexes.iter().map(|x| x.coll.stats()).collect();
+        let stats: Vec<CollectionStats> = indexes
+            .iter()
+            .map(|x| x.coll.stats())
+            .collect::<drift_engine::Result<_>>()?;
         for (row, s) in rows.iter_mut().zip(&systems) {
             if let Some(x) = s.index {
                 fill_stats(row, &stats[x]);
@@ -495,7 +283,6 @@ pub fn run(
     }
     for idx in &mut indexes {
         idx.transport.finish()?;
-        idx.coll.close();
     }
     db.close();
     Ok(RunOutcome {
@@ -508,7 +295,7 @@ pub fn run(
     })
 }
 
-fn heal(coll: &Collection, passes: usize) -> Result<()> {
+fn heal(coll: &dyn VectorWrite, passes: usize) -> Result<()> {
     if passes > 0 && coll.config().settings.maintenance.policy != PolicyKind::Off {
         coll.maintain(passes)?;
     }
@@ -555,7 +342,7 @@ fn describe(a: &Action) -> (&'static str, String) {
 /// Creates the indexes and systems of a run: the index under test ("drift"), its variants
 /// (sharing its index when only search options differ) and the baselines.
 fn build(
-    db: &Arc<Database>,
+    catalog: &Arc<dyn Catalog>,
     dim: usize,
     cfg: &RunConfig,
     transport: TransportFactory,
@@ -578,8 +365,8 @@ fn build(
                     s.max_flush_backlog = usize::MAX;
                     s.auto_train_min = usize::MAX;
                 }
-                let coll = db.create_collection(&coll_name, config)?;
-                let transport = transport(db, &coll_name)?;
+                let coll = catalog.create(&coll_name, config)?;
+                let transport = transport(catalog, &coll_name)?;
                 indexes.push((settings, Index { coll, transport }));
                 indexes.len() - 1
             }
@@ -642,275 +429,4 @@ fn sanitize(name: &str) -> String {
             }
         })
         .collect()
-}
-
-/// Drives a scenario: generated or file data, steps unrolled.
-pub struct ScenarioDriver {
-    name: String,
-    steps: Vec<Step>,
-    data: Data,
-    query_rng: rand::rngs::StdRng,
-    rng: rand::rngs::StdRng,
-    time: f32,
-    next_id: u64,
-}
-
-enum Data {
-    Mixture(Mixture),
-    Files {
-        base: Vec<f32>,
-        queries: Vec<f32>,
-        dim: usize,
-        next_row: usize,
-        next_query: usize,
-    },
-}
-
-impl ScenarioDriver {
-    /// Prepares the data of `s` (reads its files).
-    pub fn new(s: &Scenario) -> Result<ScenarioDriver> {
-        let data = match &s.data {
-            DataSpec::Clusters(c) => Data::Mixture(Mixture::new(&MixtureSpec {
-                dim: c.dim.0,
-                clusters: c.count.0,
-                centre_spread: c.centre_spread.0 as f32,
-                point_spread: c.point_spread.0 as f32,
-                speed: c.speed.0 as f32,
-                skew: c.skew.0 as f32,
-                births: c.births.clone(),
-                deaths: c.deaths.clone(),
-                seed: s.seed,
-            })),
-            DataSpec::Files(f) => {
-                let (base, dim) = read_all(&f.base)?;
-                let (queries, qdim) = read_all(&f.queries)?;
-                if dim != qdim {
-                    return Err(LabError::Invalid(format!(
-                        "{} has dimension {dim} but {} has {qdim}",
-                        f.base.display(),
-                        f.queries.display()
-                    )));
-                }
-                Data::Files {
-                    base,
-                    queries,
-                    dim,
-                    next_row: 0,
-                    next_query: 0,
-                }
-            }
-        };
-        Ok(ScenarioDriver {
-            name: s.name.clone(),
-            steps: s.flat_steps(),
-            data,
-            query_rng: rand::rngs::StdRng::seed_from_u64(s.seed ^ 0x51ab_0001),
-            rng: rand::rngs::StdRng::seed_from_u64(s.seed ^ 0x51ab_0002),
-            time: 0.0,
-            next_id: 0,
-        })
-    }
-
-    fn draw(&mut self, n: usize, queries: bool) -> Result<Vec<f32>> {
-        let t = self.time;
-        match &mut self.data {
-            Data::Mixture(m) => {
-                let rng = if queries {
-                    &mut self.query_rng
-                } else {
-                    &mut self.rng
-                };
-                m.sample(t, n, rng)
-                    .ok_or_else(|| LabError::Invalid(format!("no cluster is alive at time {t}")))
-            }
-            Data::Files {
-                base,
-                queries: qs,
-                dim,
-                next_row,
-                next_query,
-            } => {
-                let dim = *dim;
-                if queries {
-                    let rows = qs.len() / dim;
-                    let mut out = Vec::with_capacity(n * dim);
-                    for _ in 0..n {
-                        let r = *next_query % rows;
-                        out.extend_from_slice(&qs[r * dim..(r + 1) * dim]);
-                        *next_query += 1;
-                    }
-                    Ok(out)
-                } else {
-                    let rows = base.len() / dim;
-                    if *next_row + n > rows {
-                        return Err(LabError::Invalid(format!(
-                            "the base file has {rows} rows; the scenario asks for row {}",
-                            *next_row + n
-                        )));
-                    }
-                    let out = base[*next_row * dim..(*next_row + n) * dim].to_vec();
-                    *next_row += n;
-                    Ok(out)
-                }
-            }
-        }
-    }
-}
-
-impl Driver for ScenarioDriver {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn dim(&self) -> usize {
-        match &self.data {
-            Data::Mixture(m) => m.dim(),
-            Data::Files { dim, .. } => *dim,
-        }
-    }
-    fn len(&self) -> usize {
-        self.steps.len()
-    }
-    fn time(&self) -> f32 {
-        self.time
-    }
-    fn action(&mut self, i: usize, live: &Live) -> Result<Action> {
-        let dim = self.dim();
-        Ok(match self.steps[i].clone() {
-            Step::Insert(n) => {
-                let data = self.draw(n.0, false)?;
-                let first = self.next_id;
-                let writes = data
-                    .chunks_exact(dim)
-                    .map(|v| {
-                        let w = Write::Upsert(Record::new(self.next_id, v.to_vec()));
-                        self.next_id += 1;
-                        w
-                    })
-                    .collect();
-                Action::Write {
-                    op: "insert",
-                    detail: format!("{} vectors, ids {first}..{}", n.0, self.next_id),
-                    writes,
-                }
-            }
-            Step::Delete(spec) => {
-                let (ids, detail): (Vec<u64>, String) = match spec {
-                    DeleteSpec::Fraction(f) => {
-                        let mut all = live.ids_by_age();
-                        all.shuffle(&mut self.rng);
-                        let n = (all.len() as f64 * f.0).round() as usize;
-                        all.truncate(n);
-                        (all, format!("random {:.0}%", f.0 * 100.0))
-                    }
-                    DeleteSpec::Oldest(f) => {
-                        let mut all = live.ids_by_age();
-                        let n = (all.len() as f64 * f.0).round() as usize;
-                        all.truncate(n);
-                        (all, format!("oldest {:.0}%", f.0 * 100.0))
-                    }
-                    DeleteSpec::Range([a, b]) => (
-                        (a..b).filter(|id| live.contains(*id)).collect(),
-                        format!("ids {a}..{b}"),
-                    ),
-                };
-                let detail = format!("{detail}: {} vectors", ids.len());
-                Action::Write {
-                    op: "delete",
-                    detail,
-                    writes: ids.into_iter().map(Write::Delete).collect(),
-                }
-            }
-            Step::Drift(t) => {
-                self.time += t.0 as f32;
-                Action::Drift(t.0 as f32)
-            }
-            Step::Maintain(p) => Action::Maintain(p.0),
-            Step::Search(n) => Action::Search(self.draw(n.0, true)?),
-            Step::Repeat(_) => unreachable!("repeats are unrolled"),
-        })
-    }
-}
-
-/// Drives a Big-ANN runbook over a base and a query file.
-pub struct RunbookDriver {
-    book: Runbook,
-    base: Vec<f32>,
-    queries: Vec<f32>,
-    dim: usize,
-}
-
-impl RunbookDriver {
-    /// Reads the files and checks that the base file covers every row the runbook reads.
-    pub fn new(book: Runbook, base: &Path, queries: &Path) -> Result<RunbookDriver> {
-        let (b, dim) = read_all(base)?;
-        let (q, qdim) = read_all(queries)?;
-        if dim != qdim {
-            return Err(LabError::Invalid(format!(
-                "{} has dimension {dim} but {} has {qdim}",
-                base.display(),
-                queries.display()
-            )));
-        }
-        let rows = (b.len() / dim) as u64;
-        if book.rows_needed() > rows {
-            return Err(LabError::Invalid(format!(
-                "the runbook reads base rows up to {} but {} has {rows}",
-                book.rows_needed(),
-                base.display()
-            )));
-        }
-        Ok(RunbookDriver {
-            book,
-            base: b,
-            queries: q,
-            dim,
-        })
-    }
-
-    fn row(&self, r: u64) -> Vec<f32> {
-        let r = r as usize;
-        self.base[r * self.dim..(r + 1) * self.dim].to_vec()
-    }
-}
-
-impl Driver for RunbookDriver {
-    fn name(&self) -> &str {
-        &self.book.dataset
-    }
-    fn dim(&self) -> usize {
-        self.dim
-    }
-    fn len(&self) -> usize {
-        self.book.steps.len()
-    }
-    fn action(&mut self, i: usize, _live: &Live) -> Result<Action> {
-        let op = self.book.steps[i];
-        Ok(match op {
-            Operation::Insert { start, end } => Action::Write {
-                op: "insert",
-                detail: format!("rows {start}..{end}"),
-                writes: (start..end)
-                    .map(|r| Write::Upsert(Record::new(r, self.row(r))))
-                    .collect(),
-            },
-            Operation::Delete { start, end } => Action::Write {
-                op: "delete",
-                detail: format!("ids {start}..{end}"),
-                writes: (start..end).map(Write::Delete).collect(),
-            },
-            Operation::Replace {
-                tags_start,
-                tags_end,
-                ids_start,
-                ..
-            } => Action::Write {
-                op: "replace",
-                detail: format!("ids {tags_start}..{tags_end} from rows {ids_start}.."),
-                writes: (tags_start..tags_end)
-                    .map(|t| Write::Upsert(Record::new(t, self.row(ids_start + (t - tags_start)))))
-                    .collect(),
-            },
-            Operation::Search => Action::Search(self.queries.clone()),
-        })
-    }
 }

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::run::{RunOutcome, StepRecord};
+use crate::record::{RunOutcome, StepRecord};
 
 /// Totals of one system over a run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

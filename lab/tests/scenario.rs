@@ -4,10 +4,12 @@
 
 use std::path::Path;
 
+use drift_lab::driver::{RunbookDriver, ScenarioDriver};
 use drift_lab::report::{read_raw, render};
-use drift_lab::run::{run, Direct, RunConfig, RunbookDriver, ScenarioDriver, Transport};
+use drift_lab::run::{run, RunConfig};
 use drift_lab::runbook::Runbook;
 use drift_lab::scenario::Scenario;
+use drift_lab::transport::Direct;
 use drift_lab::vecfile::write_fbin;
 
 const SCENARIO: &str = "
@@ -28,13 +30,6 @@ steps:
 baselines: [brute_force, static_ivf, v1]
 sweep: { nprobe: [1, 64] }
 ";
-
-fn direct(
-    _: &std::sync::Arc<drift_engine::Database>,
-    _: &str,
-) -> drift_lab::Result<Box<dyn Transport>> {
-    Ok(Box::new(Direct))
-}
 
 fn png_ok(path: &Path) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -58,7 +53,7 @@ fn a_scenario_runs_on_every_system_and_renders() {
     let cfg = RunConfig::from_scenario(&s, dir.path()).unwrap();
     let mut driver = ScenarioDriver::new(&s).unwrap();
     let steps = std::cell::Cell::new(0);
-    let out = run(&mut driver, &cfg, &direct, &|done, total, _| {
+    let out = run(&mut driver, &cfg, &Direct::open, &|done, total, _| {
         assert!(done <= total);
         steps.set(done);
     })
@@ -78,7 +73,7 @@ fn a_scenario_runs_on_every_system_and_renders() {
     // Raw rows first, one per step and system, readable back.
     let raw = read_raw(dir.path()).unwrap();
     assert_eq!(raw.len(), 12 * names.len());
-    let key = |r: &drift_lab::run::StepRecord| {
+    let key = |r: &drift_lab::record::StepRecord| {
         (r.step, r.system.clone(), r.op.clone(), r.live, r.buckets)
     };
     assert!(
@@ -86,7 +81,7 @@ fn a_scenario_runs_on_every_system_and_renders() {
         "raw.jsonl holds the run's records in order"
     );
 
-    let rows = |name: &str| -> Vec<&drift_lab::run::StepRecord> {
+    let rows = |name: &str| -> Vec<&drift_lab::record::StepRecord> {
         out.records.iter().filter(|r| r.system == name).collect()
     };
     // The live count follows the steps: 1500, +600 then -30% of 2100, +600 then -30% of 2070.
@@ -185,7 +180,7 @@ toy:
         variants: Vec::new(),
         out: dir.path().join("out"),
     };
-    let out = run(&mut driver, &cfg, &direct, &|_, _, _| {}).unwrap();
+    let out = run(&mut driver, &cfg, &Direct::open, &|_, _, _| {}).unwrap();
     let drift: Vec<_> = out.records.iter().filter(|r| r.system == "drift").collect();
     let live: Vec<usize> = drift.iter().map(|r| r.live).collect();
     assert_eq!(live, vec![600, 600, 400, 400, 400, 400]);

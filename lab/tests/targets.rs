@@ -5,15 +5,15 @@
 
 use std::path::{Path, PathBuf};
 
-use std::sync::Arc;
-
 use drift_engine::SearchOverrides;
 use drift_engine::{Database, IndexSettings, Metric};
 use drift_lab::bench::{run, BenchConfig};
 use drift_lab::datasets::Clustered;
-use drift_lab::run::{run as replay, Direct, RunConfig, RunbookDriver, Transport};
+use drift_lab::driver::RunbookDriver;
+use drift_lab::run::{run as replay, RunConfig};
 use drift_lab::runbook::Runbook;
 use drift_lab::scenario::BaselineKind;
+use drift_lab::transport::Direct;
 use drift_lab::vecfile::write_fbin;
 
 const TARGETS: [f32; 3] = [0.90, 0.95, 0.99];
@@ -162,10 +162,6 @@ fn targets_hold_on_generated_clusters() {
     assert!(bad.is_empty(), "{bad:#?}");
 }
 
-fn direct(_: &Arc<Database>, _: &str) -> drift_lab::Result<Box<dyn Transport>> {
-    Ok(Box::new(Direct))
-}
-
 /// The PyPI summaries as a topic stream (16 topics arriving in order, half of old topics
 /// deleted), replayed with the default target 0.95 and a 0.99 variant on the same index,
 /// beside static IVF. 300 of the 1,000 queries keep the test short.
@@ -206,7 +202,7 @@ fn topic_stream_of_real_embeddings_holds_its_targets() {
         variants: vec![("drift-0.99".into(), engine, at99)],
         out: dir.path().join("out"),
     };
-    let out = replay(&mut driver, &cfg, &direct, &|_, _, _| {}).unwrap();
+    let out = replay(&mut driver, &cfg, &Direct::open, &|_, _, _| {}).unwrap();
     for r in out.records.iter().filter(|r| r.recall.is_some()) {
         println!(
             "step {:>2} {:<11} recall {:.4} codes/q {:>6.0} monitor {:?}",

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use drift_engine::collection::{check_record, CollectionStats, FlushReport, TrainReport};
 use drift_engine::{
-    CollectionConfig, Error, Hit, Metric, Record, RecordBatches, Result, SearchOverrides,
-    SearchParams, SourceMark, VectorRead, VectorWrite, Write,
+    CollectionConfig, Error, Hit, MaintainReport, Metric, Record, RecordBatches, Result,
+    SearchOverrides, SearchParams, SourceMark, VectorRead, VectorWrite, Write,
 };
 use tonic::transport::Channel;
 
@@ -432,5 +432,18 @@ impl VectorWrite for RemoteCollection {
             sample_rows: r.sample_rows as usize,
             rows: r.rows as usize,
         })
+    }
+
+    fn maintain(&self, passes: usize) -> Result<MaintainReport> {
+        let req = pb::MaintainRequest {
+            collection: self.name.clone(),
+            passes: passes.min(u32::MAX as usize) as u32,
+        };
+        let mut c = self.remote.client();
+        let json = self
+            .remote
+            .call(async move { c.maintain(req).await.map(|r| r.into_inner().json) })?;
+        serde_json::from_str(&json)
+            .map_err(|e| Error::Internal(format!("server maintenance report does not parse: {e}")))
     }
 }

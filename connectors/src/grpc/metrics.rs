@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use drift_engine::Database;
+use drift_engine::Catalog;
 use parking_lot::Mutex;
 
 use crate::kafka::SinkStats;
@@ -52,7 +52,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of everything.
-    pub fn render(&self, db: &Database) -> String {
+    pub fn render(&self, catalog: &dyn Catalog) -> String {
         let mut out = String::new();
         let mut w = |s: String| out.push_str(&s);
         w(header(
@@ -145,10 +145,15 @@ impl Metrics {
                 "Decoded-block cache misses.",
             ),
         ];
-        let stats: Vec<_> = db
+        let stats: Vec<_> = catalog
             .list()
+            .unwrap_or_default()
             .into_iter()
-            .filter_map(|(name, _)| db.collection(&name).ok().map(|c| (name, c.stats())))
+            .filter(|e| e.error.is_none())
+            .filter_map(|e| {
+                let stats = catalog.open(&e.name).and_then(|c| c.stats()).ok()?;
+                Some((e.name, stats))
+            })
             .collect();
         for (name, kind, help) in gauges {
             w(header(name, kind, help));
@@ -263,7 +268,7 @@ fn header(name: &str, kind: &str, help: &str) -> String {
 
 /// Serves `GET /metrics` on `listener` until `shutdown` resolves.
 pub async fn serve_metrics(
-    db: Arc<Database>,
+    catalog: Arc<dyn Catalog>,
     metrics: Arc<Metrics>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -272,10 +277,10 @@ pub async fn serve_metrics(
     let app = axum::Router::new().route(
         "/metrics",
         get(move || {
-            let db = db.clone();
+            let catalog = catalog.clone();
             let metrics = metrics.clone();
             async move {
-                let text = drift_engine::run_cpu(move || metrics.render(&db))
+                let text = drift_engine::run_cpu(move || metrics.render(&*catalog))
                     .await
                     .unwrap_or_default();
                 (

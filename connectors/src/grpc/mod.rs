@@ -1,6 +1,6 @@
 //! Drift over gRPC (tonic): the service in `proto/drift.proto`.
 //!
-//! - [`server`]: [`server::DriftService`] over a [`drift_engine::Database`], and [`serve`].
+//! - [`server`]: [`server::DriftService`] over any [`drift_engine::Catalog`], and [`serve`].
 //! - [`metrics`]: Prometheus text at `/metrics`.
 //! - [`client`]: [`client::RemoteCollection`], a collection on a server behind the engine's
 //!   [`drift_engine::VectorRead`] / [`drift_engine::VectorWrite`], as a local one is.

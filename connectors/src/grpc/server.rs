@@ -1,5 +1,6 @@
-//! The gRPC service over one [`Database`]: every call runs its engine work on tokio's blocking
-//! pool and maps engine errors to status codes (bad input → `INVALID_ARGUMENT`, unknown
+//! The gRPC service over one [`Catalog`] (the server's local database, in `drift serve`): it
+//! reaches collections only through [`VectorWrite`], so whatever catalog it is given, it serves.
+//! Every call runs its engine work on tokio's blocking pool and maps engine errors to status codes (bad input → `INVALID_ARGUMENT`, unknown
 //! collection → `NOT_FOUND`, duplicate → `ALREADY_EXISTS`).
 
 use std::collections::BTreeMap;
@@ -7,7 +8,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use drift_engine::{
-    Collection, CollectionConfig, Database, Error, Metric, Record, SourceMark, Write,
+    Catalog, CollectionConfig, CollectionEntry, Error, Metric, Record, SourceMark, VectorWrite,
+    Write,
 };
 use tonic::{Request, Response, Status};
 
@@ -35,10 +37,10 @@ pub fn status(e: Error) -> Status {
     }
 }
 
-/// The service: one database, many collections.
+/// The service: one catalog, many collections.
 #[derive(Clone)]
 pub struct DriftService {
-    db: Arc<Database>,
+    catalog: Arc<dyn Catalog>,
     metrics: Arc<Metrics>,
     /// Object-store root of collections created through the service (server configuration;
     /// empty: each collection's own directory).
@@ -49,10 +51,10 @@ pub struct DriftService {
 }
 
 impl DriftService {
-    /// Serves `db`, counting into `metrics`.
-    pub fn new(db: Arc<Database>, metrics: Arc<Metrics>) -> Self {
+    /// Serves `catalog`'s collections, counting into `metrics`.
+    pub fn new(catalog: Arc<dyn Catalog>, metrics: Arc<Metrics>) -> Self {
         DriftService {
-            db,
+            catalog,
             metrics,
             storage_root: String::new(),
             allowed_storage: Vec::new(),
@@ -84,22 +86,22 @@ impl DriftService {
     async fn with<T: Send + 'static>(
         &self,
         name: &str,
-        f: impl FnOnce(Arc<Collection>) -> drift_engine::Result<T> + Send + 'static,
+        f: impl FnOnce(Arc<dyn VectorWrite>) -> drift_engine::Result<T> + Send + 'static,
     ) -> Result<T, Status> {
         if name.is_empty() {
             return self.count_error(Err(Status::invalid_argument("collection name is empty")));
         }
-        let coll = self.count_error(self.db.collection(name).map_err(status))?;
-        self.blocking(move |_| f(coll)).await
+        let name = name.to_string();
+        self.blocking(move |catalog| f(catalog.open(&name)?)).await
     }
 
-    /// Runs `f` with the database on the blocking pool, counting an error status.
+    /// Runs `f` with the catalog on the blocking pool, counting an error status.
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(Arc<Database>) -> drift_engine::Result<T> + Send + 'static,
+        f: impl FnOnce(Arc<dyn Catalog>) -> drift_engine::Result<T> + Send + 'static,
     ) -> Result<T, Status> {
-        let db = self.db.clone();
-        let r = drift_engine::run_cpu(move || f(db))
+        let catalog = self.catalog.clone();
+        let r = drift_engine::run_cpu(move || f(catalog))
             .await
             .and_then(|r| r)
             .map_err(status);
@@ -115,13 +117,24 @@ fn record(r: pb::Record) -> Record {
     }
 }
 
-fn info(name: &str, c: &Collection) -> pb::CollectionInfo {
+fn info(e: CollectionEntry) -> pb::CollectionInfo {
     pb::CollectionInfo {
-        name: name.to_string(),
-        dim: c.config().dim as u32,
-        metric: c.config().metric.name().to_string(),
-        live_vectors: c.stats().live_vectors as u64,
+        name: e.name,
+        dim: e.dim as u32,
+        metric: e.metric,
+        live_vectors: e.live_vectors,
     }
+}
+
+/// What a catalog lists for the open collection `c`.
+fn entry(name: &str, c: &dyn VectorWrite) -> drift_engine::Result<CollectionEntry> {
+    Ok(CollectionEntry {
+        name: name.to_string(),
+        dim: c.config().dim,
+        metric: c.config().metric.name().to_string(),
+        live_vectors: c.stats()?.live_vectors as u64,
+        error: None,
+    })
 }
 
 #[tonic::async_trait]
@@ -160,11 +173,10 @@ impl Drift for DriftService {
             storage_allowed(&config.settings.storage.uri, &self.allowed_storage)
                 .map_err(Status::permission_denied)?;
         }
-        let name = r.name.clone();
-        let c = self
-            .blocking(move |db| db.create_collection(&name, config))
+        let e = self
+            .blocking(move |catalog| entry(&r.name, &*catalog.create(&r.name, config)?))
             .await?;
-        Ok(Response::new(info(&r.name, &c)))
+        Ok(Response::new(info(e)))
     }
 
     async fn drop_collection(
@@ -172,7 +184,8 @@ impl Drift for DriftService {
         req: Request<pb::CollectionRef>,
     ) -> Result<Response<pb::DropCollectionResponse>, Status> {
         let name = req.into_inner().collection;
-        self.blocking(move |db| db.drop_collection(&name)).await?;
+        self.blocking(move |catalog| catalog.drop_collection(&name))
+            .await?;
         Ok(Response::new(pb::DropCollectionResponse {}))
     }
 
@@ -180,11 +193,14 @@ impl Drift for DriftService {
         &self,
         _: Request<pb::ListCollectionsRequest>,
     ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
-        let mut collections = Vec::new();
-        for (name, _) in self.db.list() {
-            let c = self.db.collection(&name).map_err(status)?;
-            collections.push(info(&name, &c));
-        }
+        // Collections that failed to open are the operator's to see (`drift` on the server),
+        // not a client's: the API lists what it can serve.
+        let entries = self.blocking(|catalog| catalog.list()).await?;
+        let collections = entries
+            .into_iter()
+            .filter(|e| e.error.is_none())
+            .map(info)
+            .collect();
         Ok(Response::new(pb::ListCollectionsResponse { collections }))
     }
 
@@ -254,9 +270,7 @@ impl Drift for DriftService {
     ) -> Result<Response<pb::SourceOffsetsResponse>, Status> {
         let name = req.into_inner().collection;
         let (offsets, backlogged) = self
-            .with(&name, |c| {
-                Ok((c.source_offsets(), c.flush_backlog().over()))
-            })
+            .with(&name, |c| Ok((c.source_offsets()?, c.backlogged())))
             .await?;
         Ok(Response::new(pb::SourceOffsetsResponse {
             offsets: offsets
@@ -333,7 +347,7 @@ impl Drift for DriftService {
         req: Request<pb::CollectionRef>,
     ) -> Result<Response<pb::StatsResponse>, Status> {
         let stats = self
-            .with(&req.into_inner().collection, |c| Ok(c.stats()))
+            .with(&req.into_inner().collection, |c| c.stats())
             .await?;
         let json = serde_json::to_string(&stats)
             .map_err(|e| Status::internal(format!("cannot encode stats: {e}")))?;
@@ -346,6 +360,20 @@ impl Drift for DriftService {
         Ok(Response::new(pb::GetResponse {
             record: record.map(super::client::to_pb),
         }))
+    }
+
+    async fn maintain(
+        &self,
+        req: Request<pb::MaintainRequest>,
+    ) -> Result<Response<pb::MaintainResponse>, Status> {
+        let r = req.into_inner();
+        let passes = r.passes as usize;
+        let report = self
+            .with(&r.collection, move |c| c.maintain(passes))
+            .await?;
+        let json = serde_json::to_string(&report)
+            .map_err(|e| Status::internal(format!("cannot encode the maintenance report: {e}")))?;
+        Ok(Response::new(pb::MaintainResponse { json }))
     }
 
     type ScanStream = std::pin::Pin<
@@ -365,7 +393,14 @@ impl Drift for DriftService {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::ScanBatch, Status>>(4);
         // The snapshot is read on the blocking pool; a client that goes away ends it.
         tokio::spawn(drift_engine::run_cpu(move || {
-            for recs in coll.scan(batch) {
+            let batches = match coll.scan(batch) {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(status(e)));
+                    return;
+                }
+            };
+            for recs in batches {
                 let item = recs
                     .map(|recs| pb::ScanBatch {
                         records: recs.into_iter().map(super::client::to_pb).collect(),
@@ -384,15 +419,15 @@ impl Drift for DriftService {
     }
 }
 
-/// Serves `db` on `listener` until `shutdown` resolves; in-flight calls finish first.
+/// Serves `catalog` on `listener` until `shutdown` resolves; in-flight calls finish first.
 /// Collections created by clients keep their objects in their own directory.
 pub async fn serve(
-    db: Arc<Database>,
+    catalog: Arc<dyn Catalog>,
     metrics: Arc<Metrics>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    serve_service(DriftService::new(db, metrics), listener, shutdown).await
+    serve_service(DriftService::new(catalog, metrics), listener, shutdown).await
 }
 
 /// [`serve`] with a configured service (for example [`DriftService::with_storage_root`]).

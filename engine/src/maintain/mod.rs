@@ -84,7 +84,7 @@ impl MaintenanceCounts {
 }
 
 /// What one or more maintenance passes did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct MaintainReport {
     /// Policy that planned the passes.
     pub policy: String,
