@@ -439,7 +439,9 @@ impl Collection {
 
     /// Calibrates if it is on and the layer changed enough since the last fit.
     pub(crate) fn calibrate_if_stale(&self) {
-        if !self.config.settings.recall.calibrate || !self.config.metric.uses_l2_internally() {
+        if !self.config.settings.recall.calibrate
+            || !Distance::for_metric(self.config.metric).is_euclidean()
+        {
             return;
         }
         let l1 = self.version.load().l1.clone();
@@ -462,7 +464,7 @@ impl Collection {
     fn fit_calibration(&self, snap: u64, v: &Version) -> Result<Option<Calibration>> {
         let l1 = &v.l1;
         let settings = &self.config.settings.recall;
-        if !self.config.metric.uses_l2_internally() || !l1.is_trained() {
+        if !Distance::for_metric(self.config.metric).is_euclidean() || !l1.is_trained() {
             return Ok(None);
         }
         let visible = |id: u64, seq: u64| self.idmap.visible(id, seq, snap);

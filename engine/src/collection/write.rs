@@ -6,8 +6,8 @@ use std::sync::Arc;
 use super::checkpoint::{Readers, FENCE_SUFFIX};
 use super::{Collection, Durable, Version};
 use crate::api::{Record, SourceMark, Write};
-use crate::config::{CollectionConfig, Metric};
-use crate::distance::normalize;
+use crate::config::CollectionConfig;
+use crate::distance;
 use crate::error::{Error, Result};
 use crate::idmap::Loc;
 use crate::ivf::{Bucket, Placed, Reshape, L1};
@@ -56,12 +56,7 @@ pub struct TrainReport {
 /// out before sending a batch.
 pub fn check_record(collection: &str, config: &CollectionConfig, record: &Record) -> Result<()> {
     check_vector(collection, config, record.id, &record.vector)?;
-    // The same condition under which `normalize` refuses, without copying the vector.
-    let no_direction = || {
-        let norm = crate::kernels::dot(&record.vector, &record.vector).sqrt();
-        norm == 0.0 || !norm.is_finite()
-    };
-    if config.metric == Metric::Cosine && no_direction() {
+    if !distance::has_direction(config.metric, &record.vector) {
         return Err(zero_direction(record.id));
     }
     match &record.payload {
@@ -133,7 +128,7 @@ impl Collection {
     pub fn prepare_vector(&self, id: u64, v: &[f32]) -> Result<Vec<f32>> {
         check_vector(&self.name, &self.config, id, v)?;
         let mut out = v.to_vec();
-        if self.config.metric == Metric::Cosine && !normalize(&mut out) {
+        if !distance::prepare(self.config.metric, &mut out) {
             return Err(zero_direction(id));
         }
         Ok(out)

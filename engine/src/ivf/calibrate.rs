@@ -25,7 +25,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::{RecallPlan, Scratch, Stop, L1};
+use super::{RecallPlan, ScanJob, Scratch, Stop, L1};
 use crate::config::SearchParams;
 use crate::topk::TopK;
 
@@ -122,25 +122,25 @@ impl L1 {
         let plan = RecallPlan::new(self, query, params.max_probes);
         let vis = |id: u64, seq: u64| id != exclude && visible(id, seq);
         let mut scratch = Scratch::for_query(query);
-        let unlimited = Stop {
-            max_codes: usize::MAX,
-            recall: None,
-        };
         let mut best: TopK<u64> = TopK::new(pool);
         let mut kth: TopK<()> = TopK::new(k);
         let mut rho = Vec::with_capacity(plan.order.len());
         let mut found = Vec::with_capacity(plan.order.len());
         for &bpos in &plan.order {
-            for c in self.scan(
+            let job = ScanJob {
                 query,
-                params,
-                &[bpos],
+                kernel: params.adc,
+                prefilter: params.prefilter,
+                probe: &[bpos],
                 pool,
-                &vis,
-                true,
-                &unlimited,
-                &mut scratch,
-            ) {
+                visible: &vis,
+                eager: true,
+                stop: Stop {
+                    max_codes: usize::MAX,
+                    recall: None,
+                },
+            };
+            for c in self.scan(&job, &mut scratch) {
                 let chunk = self.chunk(c.item);
                 best.push(c.dist, chunk.ids.get(c.item.2 as usize));
                 kth.push(c.dist, ());

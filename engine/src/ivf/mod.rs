@@ -28,7 +28,7 @@ use crate::config::{AdcKernel, Metric, SearchParams};
 use crate::distance::Distance;
 use crate::error::Result;
 use crate::kernels;
-use crate::quant::SketchQuery;
+use crate::quant::{QueryBuffers, SketchQuery, Sq8Query};
 use crate::topk::{Scored, TopK};
 
 /// Address of one row inside an L1 snapshot: (bucket position, chunk, row).
@@ -52,14 +52,19 @@ pub struct L1 {
 /// Buffers reused across the bucket scans of one search, and what the scan covered.
 #[derive(Default)]
 struct Scratch {
-    table: Vec<f32>,
-    /// Weights computed only for their sketch centre term (the LUT kernel's buckets).
-    spare: Vec<f32>,
+    /// The prepared query's tables.
+    tables: QueryBuffers,
+    rows: RowScratch,
+    codes: usize,
+    buckets: usize,
+}
+
+/// Per-chunk buffers of a scan, and how many code rows it scored.
+#[derive(Default)]
+struct RowScratch {
     dists: Vec<f32>,
     sketch: SketchQuery,
     order: Vec<u32>,
-    codes: usize,
-    buckets: usize,
     refined: usize,
 }
 
@@ -68,17 +73,8 @@ impl Scratch {
     /// however many scans follow).
     fn for_query(query: &[f32]) -> Scratch {
         let mut s = Scratch::default();
-        s.sketch.reset(query);
+        s.rows.sketch.reset(query);
         s
-    }
-}
-
-/// The ADC distances of the code rows in `codes` (`stride` bytes each) into `out`, by kernel:
-/// the factored kernel gives `q·c`, the LUT kernel the distance itself.
-fn adc_distances(adc: AdcKernel, table: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
-    match adc {
-        AdcKernel::Factored => kernels::sq8_dot_scan(table, codes, stride, out),
-        AdcKernel::Lut => kernels::adc_scan(table, codes, stride, out),
     }
 }
 
@@ -87,6 +83,67 @@ fn adc_distances(adc: AdcKernel, table: &[f32], codes: &[u8], stride: usize, out
 struct Stop<'a> {
     max_codes: usize,
     recall: Option<(&'a RecallPlan, f32, usize, f32)>,
+}
+
+impl Stop<'_> {
+    /// True when the scan ends before its next bucket: the code budget is spent, or, after one
+    /// bucket at least, the estimated recall at the k-th distance so far reaches the target.
+    fn reached(&self, s: &Scratch, pool: &Pool, memo: &mut EstimateMemo) -> bool {
+        if s.codes >= self.max_codes {
+            return true;
+        }
+        match self.recall {
+            Some((plan, target, _, alpha)) if s.buckets >= 1 => {
+                let rho = alpha * pool.kth.threshold().max(0.0).sqrt();
+                plan.estimate_memo(memo, s.buckets, rho) >= target
+            }
+            _ => false,
+        }
+    }
+}
+
+/// What one scan reads, and how.
+struct ScanJob<'a> {
+    query: &'a [f32],
+    kernel: AdcKernel,
+    /// Rule rows out by their sketches' lower bounds before scoring their codes.
+    prefilter: bool,
+    /// Bucket positions, in scan order.
+    probe: &'a [usize],
+    /// Candidates kept.
+    pool: usize,
+    visible: &'a dyn Fn(u64, u64) -> bool,
+    /// Check visibility of every row as it is read (otherwise only in buckets with stale
+    /// rows; the caller filters the rest).
+    eager: bool,
+    stop: Stop<'a>,
+}
+
+/// The best candidates so far, and the k-th best distance for the recall estimate.
+struct Pool {
+    top: TopK<RowRef>,
+    /// Candidates kept.
+    size: usize,
+    kth: TopK<()>,
+}
+
+impl Pool {
+    /// The distance a row must beat to enter.
+    #[inline]
+    fn limit(&self) -> f32 {
+        self.top.threshold()
+    }
+
+    /// Rows still missing before the pool is full.
+    fn room(&self) -> usize {
+        self.size.saturating_sub(self.top.len())
+    }
+
+    #[inline]
+    fn push(&mut self, d: f32, item: RowRef) {
+        self.top.push(d, item);
+        self.kth.push(d, ());
+    }
 }
 
 /// What one L1 search looked at.
@@ -165,7 +222,7 @@ impl L1 {
 
     /// Position (in [`L1::buckets`]) of the bucket whose centroid is nearest to `v`.
     pub fn route(&self, v: &[f32]) -> usize {
-        let dist = Distance::for_metric(self.metric);
+        let dist = self.distance();
         let mut best = (0, f32::INFINITY);
         for (i, b) in self.buckets.iter().enumerate() {
             let d = dist.eval(v, &b.centroid);
@@ -176,7 +233,12 @@ impl L1 {
         best.0
     }
 
-    /// The metric buckets are routed by.
+    /// The internal distance rows are ranked and buckets routed by.
+    pub fn distance(&self) -> Distance {
+        Distance::for_metric(self.metric)
+    }
+
+    /// The collection's metric.
     pub fn metric(&self) -> Metric {
         self.metric
     }
@@ -213,7 +275,7 @@ impl L1 {
         };
         let adaptive = params.nprobe.is_none()
             && params.recall_target.is_some()
-            && self.metric.uses_l2_internally();
+            && self.distance().is_euclidean();
         let plan = adaptive.then(|| RecallPlan::new(self, query, params.max_probes));
         let selected;
         let probe: &[usize] = match &plan {
@@ -238,24 +300,25 @@ impl L1 {
                 .zip(params.recall_target)
                 .map(|(p, t)| (p, t, params.k, opts.alpha)),
         };
-        let mut scratch = Scratch::for_query(query);
-        let cands = self.scan(
+        let job = ScanJob {
             query,
-            params,
+            kernel: params.adc,
+            prefilter: params.prefilter,
             probe,
             pool,
             visible,
-            false,
-            &stop,
-            &mut scratch,
-        );
+            eager: false,
+            stop,
+        };
+        let mut scratch = Scratch::for_query(query);
+        let cands = self.scan(&job, &mut scratch);
         let scanned = scratch.buckets;
         for &bpos in &probe[..scanned] {
             self.buckets[bpos].tally.touch(tick);
         }
         counts.buckets = scanned;
         counts.codes = scratch.codes;
-        counts.refined = scratch.refined;
+        counts.refined = scratch.rows.refined;
         let held = cands.len();
         let is_visible = |item: RowRef| {
             let chunk = self.chunk(item);
@@ -265,20 +328,16 @@ impl L1 {
         // Lazily checked candidates that turn out hidden leave the pool short: scan the same
         // buckets again, checking every row as it is read.
         let rescan = |scratch: &mut Scratch| {
-            let again = Stop {
-                max_codes: stop.max_codes,
-                recall: None,
+            let again = ScanJob {
+                probe: &probe[..scanned],
+                eager: true,
+                stop: Stop {
+                    max_codes: job.stop.max_codes,
+                    recall: None,
+                },
+                ..job
             };
-            self.scan(
-                query,
-                params,
-                &probe[..scanned],
-                pool,
-                visible,
-                true,
-                &again,
-                scratch,
-            )
+            self.scan(&again, scratch)
         };
         if params.rerank == 0 {
             let mut cands: Vec<_> = cands.into_iter().filter(|c| is_visible(c.item)).collect();
@@ -312,7 +371,7 @@ impl L1 {
 
     /// Exact distances of `cands`, nearest first.
     fn rerank(&self, query: &[f32], cands: &[Scored<RowRef>]) -> Result<Vec<Scored<RowRef>>> {
-        let dist = Distance::for_metric(self.metric);
+        let dist = self.distance();
         // The candidates' vectors are scattered over the mapped files: ask for all of them
         // first so that their cache and TLB misses overlap, then compute.
         for cand in cands {
@@ -330,197 +389,126 @@ impl L1 {
         Ok(exact.into_sorted())
     }
 
-    /// Scans the codes of the `probe` buckets in order and keeps the `pool` nearest by
-    /// approximate distance, until `stop` says enough. Visibility is checked during the scan
-    /// in buckets with stale rows, or everywhere when `eager`.
-    #[allow(clippy::too_many_arguments)]
-    fn scan(
-        &self,
-        query: &[f32],
-        params: &SearchParams,
-        probe: &[usize],
-        pool: usize,
-        visible: &dyn Fn(u64, u64) -> bool,
-        eager: bool,
-        stop: &Stop,
-        s: &mut Scratch,
-    ) -> Vec<Scored<RowRef>> {
-        let mut top: TopK<RowRef> = TopK::new(pool);
-        // The k-th best distance so far, for the recall estimate.
-        let mut kth: TopK<()> = TopK::new(stop.recall.map_or(0, |r| r.2));
-        let l2 = self.metric.uses_l2_internally();
+    /// Scans the codes of the job's buckets in order and keeps the `pool` nearest by
+    /// approximate distance, until its stop says enough. Each bucket's quantizer prepares
+    /// the query once; its chunks are scored by that prepared query.
+    fn scan(&self, job: &ScanJob, s: &mut Scratch) -> Vec<Scored<RowRef>> {
+        let mut pool = Pool {
+            top: TopK::new(job.pool),
+            size: job.pool,
+            kth: TopK::new(job.stop.recall.map_or(0, |r| r.2)),
+        };
         s.codes = 0;
         s.buckets = 0;
-        s.refined = 0;
-        let adc = params.adc;
+        s.rows.refined = 0;
         let mut memo = EstimateMemo::default();
-        for &bpos in probe {
-            if s.codes >= stop.max_codes {
+        for &bpos in job.probe {
+            if job.stop.reached(s, &pool, &mut memo) {
                 break;
-            }
-            // With a recall target, at least one bucket is scanned (min_probes does not apply).
-            if let Some((plan, target, _, alpha)) = stop.recall {
-                if s.buckets >= 1
-                    && plan.estimate_memo(
-                        &mut memo,
-                        s.buckets,
-                        alpha * kth.threshold().max(0.0).sqrt(),
-                    ) >= target
-                {
-                    break;
-                }
             }
             s.buckets += 1;
             let bucket = &self.buckets[bpos];
-            let check = eager || bucket.tally.dead() > 0;
-            let stride = bucket.quant.stride();
-            // The bucket's SQ8 query weights (or table) and base term: made up front in a
-            // sketched bucket, from the same pass that gives the query's standing against the
-            // sketches' centre (most sketched buckets then need the weights anyway; the LUT
-            // kernel's buckets compute them only for that centre term); otherwise on first
-            // use.
-            let mut base: Option<f32> = None;
-            let mut centre = None;
-            if params.prefilter && bucket.chunks.iter().any(|c| c.sketch.is_some()) {
-                let w = match adc {
-                    AdcKernel::Factored => &mut s.table,
-                    AdcKernel::Lut => &mut s.spare,
-                };
-                let (b, c) = bucket.quant.prepare(query, self.metric, w);
-                if adc == AdcKernel::Factored {
-                    base = Some(b);
-                }
-                centre = Some(c);
+            if bucket.chunks.is_empty() {
+                continue;
             }
-            macro_rules! base {
-                () => {
-                    match base {
-                        Some(b) => b,
-                        None => {
-                            let b = match adc {
-                                AdcKernel::Factored => {
-                                    bucket.quant.query_weights(query, self.metric, &mut s.table)
-                                }
-                                AdcKernel::Lut => {
-                                    bucket.quant.build_lut(query, self.metric, &mut s.table);
-                                    0.0
-                                }
-                            };
-                            base = Some(b);
-                            b
-                        }
-                    }
-                };
-            }
-            // The factored kernel returns q·c; d = base + |c|² - q·c for L2 and
-            // base - q·c for inner product. The LUT kernel returns d itself.
-            let sign = if adc == AdcKernel::Factored {
-                -1.0
-            } else {
-                1.0
-            };
+            let sketched = job.prefilter && bucket.chunks.iter().any(|c| c.sketch.is_some());
+            let q = bucket.quant.prepare_query(
+                job.query,
+                self.distance(),
+                job.kernel,
+                sketched,
+                &mut s.tables,
+            );
+            let check = job.eager || bucket.tally.dead() > 0;
             for (ci, chunk) in bucket.chunks.iter().enumerate() {
-                let rows = chunk.len().min(stop.max_codes.saturating_sub(s.codes));
+                let rows = chunk.len().min(job.stop.max_codes.saturating_sub(s.codes));
                 if rows == 0 {
                     break;
                 }
-                let codes = &chunk.codes.as_slice()[..rows * stride];
-                let norms = (adc == AdcKernel::Factored && l2).then_some(&chunk.norms);
-                let row_dist =
-                    |base: f32, x: f32, r: usize| base + norms.map_or(0.0, |n| n.get(r)) + sign * x;
                 s.codes += rows;
-                if let (Some(sketch), Some(centre)) = (chunk.sketch.as_ref(), centre) {
-                    // Lower bounds first; the SQ8 distance only where one can still enter.
-                    s.dists.clear();
-                    s.dists.resize(rows, 0f32);
-                    sketch.lower_bounds(&mut s.sketch, centre, &mut s.dists);
-                    // While the pool is not full, it is seeded with the rows of smallest
-                    // bound (read in memory order); then the rows whose bound beats the pool
-                    // are gathered and their code rows prefetched, so that their scattered
-                    // loads overlap, and only those are computed.
-                    let mut limit = top.threshold();
-                    let mut one = [0f32];
-                    macro_rules! refine {
-                        ($r:expr) => {{
-                            let r: usize = $r;
-                            let code = &codes[r * stride..(r + 1) * stride];
-                            let b = base!();
-                            adc_distances(adc, &s.table, code, stride, &mut one);
-                            s.refined += 1;
-                            let d = row_dist(b, one[0], r);
-                            if d < limit && (!check || visible(chunk.ids.get(r), chunk.seqs.get(r)))
-                            {
-                                top.push(d, (bpos as u32, ci as u32, r as u32));
-                                limit = top.threshold();
-                                kth.push(d, ());
-                            }
-                        }};
+                let mut offer = |pool: &mut Pool, r: usize, d: f32| {
+                    if d < pool.limit()
+                        && (!check || (job.visible)(chunk.ids.get(r), chunk.seqs.get(r)))
+                    {
+                        pool.push(d, (bpos as u32, ci as u32, r as u32));
                     }
-                    let need = pool.saturating_sub(top.len());
-                    if need > 0 {
-                        s.order.clear();
-                        s.order.extend(0..rows as u32);
-                        if need < rows {
-                            let b = &s.dists;
-                            s.order.select_nth_unstable_by(need - 1, |&x, &y| {
-                                b[x as usize].total_cmp(&b[y as usize])
-                            });
-                            s.order.truncate(need);
-                        }
-                        s.order.sort_unstable();
-                        for &r in &s.order {
-                            let r = r as usize;
-                            kernels::prefetch(&codes[r * stride..(r + 1) * stride]);
-                            if let Some(n) = norms {
-                                kernels::prefetch(bytemuck::cast_slice(&n.levels()[r..r + 1]));
-                            }
-                        }
-                        for i in 0..s.order.len() {
-                            let r = s.order[i] as usize;
-                            refine!(r);
-                            // Computed: the second pass skips it.
-                            s.dists[r] = f32::INFINITY;
-                        }
+                };
+                let w = &mut s.rows;
+                w.dists.clear();
+                w.dists.resize(rows, 0f32);
+                match (&chunk.sketch, q.centre()) {
+                    (Some(sketch), Some(centre)) => {
+                        sketch.lower_bounds(&mut w.sketch, centre, &mut w.dists);
+                        refine_below(chunk, &q, &mut pool, w, &mut offer);
                     }
-                    s.order.clear();
-                    kernels::indices_below(&s.dists, limit, &mut s.order);
-                    for &r in &s.order {
-                        let r = r as usize;
-                        kernels::prefetch(&codes[r * stride..(r + 1) * stride]);
-                        if let Some(n) = norms {
-                            kernels::prefetch(bytemuck::cast_slice(&n.levels()[r..r + 1]));
+                    _ => {
+                        q.score_rows(chunk.codes.as_slice(), &chunk.norms, &mut w.dists);
+                        w.refined += rows;
+                        for (r, &d) in w.dists.iter().enumerate() {
+                            offer(&mut pool, r, d);
                         }
-                    }
-                    for i in 0..s.order.len() {
-                        let r = s.order[i] as usize;
-                        if s.dists[r] < limit {
-                            refine!(r);
-                        }
-                    }
-                    continue;
-                }
-                s.dists.clear();
-                s.dists.resize(rows, 0f32);
-                let b = base!();
-                adc_distances(adc, &s.table, codes, stride, &mut s.dists);
-                s.refined += rows;
-                let mut limit = top.threshold();
-                for (r, &x) in s.dists.iter().enumerate() {
-                    let d = row_dist(b, x, r);
-                    if d < limit && (!check || visible(chunk.ids.get(r), chunk.seqs.get(r))) {
-                        top.push(d, (bpos as u32, ci as u32, r as u32));
-                        limit = top.threshold();
-                        kth.push(d, ());
                     }
                 }
             }
         }
-        top.into_sorted()
+        pool.top.into_sorted()
     }
 
     /// The chunk a [`RowRef`] points into.
     pub fn chunk(&self, r: RowRef) -> &Chunk {
         &self.buckets[r.0 as usize].chunks[r.1 as usize]
+    }
+}
+
+/// Scores, by `q`, the rows of a sketched chunk whose lower bound (in `w.dists`, one per row
+/// scanned) can still enter the pool, and offers them. While the pool is not full it is first
+/// seeded with the rows of smallest bound; then the rows whose bound beats the pool are
+/// gathered and prefetched, so that their scattered loads overlap, and only those are scored.
+fn refine_below(
+    chunk: &Chunk,
+    q: &Sq8Query,
+    pool: &mut Pool,
+    w: &mut RowScratch,
+    offer: &mut impl FnMut(&mut Pool, usize, f32),
+) {
+    let codes = chunk.codes.as_slice();
+    let norms = &chunk.norms;
+    let rows = w.dists.len();
+    let need = pool.room();
+    if need > 0 {
+        w.order.clear();
+        w.order.extend(0..rows as u32);
+        if need < rows {
+            let b = &w.dists;
+            w.order
+                .select_nth_unstable_by(need - 1, |&x, &y| b[x as usize].total_cmp(&b[y as usize]));
+            w.order.truncate(need);
+        }
+        // Read in memory order.
+        w.order.sort_unstable();
+        for &r in &w.order {
+            q.prefetch_row(codes, norms, r as usize);
+        }
+        for &r in &w.order {
+            let r = r as usize;
+            w.refined += 1;
+            offer(pool, r, q.score_row(codes, norms, r));
+            // Scored: the second pass skips it.
+            w.dists[r] = f32::INFINITY;
+        }
+    }
+    w.order.clear();
+    kernels::indices_below(&w.dists, pool.limit(), &mut w.order);
+    for &r in &w.order {
+        q.prefetch_row(codes, norms, r as usize);
+    }
+    for &r in &w.order {
+        let r = r as usize;
+        // The pool tightens as rows enter: a bound may no longer beat it.
+        if w.dists[r] < pool.limit() {
+            w.refined += 1;
+            offer(pool, r, q.score_row(codes, norms, r));
+        }
     }
 }
 

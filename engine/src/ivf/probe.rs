@@ -10,7 +10,8 @@
 //! paper's first, linear density term `live / target` (a baseline).
 
 use super::L1;
-use crate::config::{Metric, Scoring, SearchParams};
+use crate::config::{Scoring, SearchParams};
+use crate::distance::Distance;
 use crate::kernels;
 
 /// Collection-level inputs to selection.
@@ -31,9 +32,9 @@ pub fn select_buckets(
     params: &SearchParams,
     opts: &ProbeOptions,
 ) -> Vec<usize> {
-    let dist = match l1.metric {
-        Metric::InnerProduct => Measure::NegDot,
-        _ => Measure::L2,
+    let dist = match l1.distance() {
+        Distance::NegDot => Measure::NegDot,
+        Distance::L2 => Measure::L2,
     };
     if let Some(n) = params.nprobe {
         return nearest_live(l1, query, n, dist)

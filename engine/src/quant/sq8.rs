@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Metric;
+use crate::columns::Levels16;
+use crate::config::AdcKernel;
+use crate::distance::Distance;
 use crate::kernels;
 use crate::quant::Centre;
 
@@ -101,28 +103,58 @@ impl Sq8 {
             .sum()
     }
 
-    /// Factored ADC: fills `w` (`stride` entries) and returns `base` such that the SQ8
-    /// distance of a code row `c` is `base + code_norm(c) - <w, c>` for L2/cosine and
-    /// `base - <w, c>` for inner product. Equal to summing the [`Sq8::build_lut`] table
-    /// entries, without building 256 entries per dimension.
-    pub fn query_weights(&self, query: &[f32], metric: Metric, w: &mut Vec<f32>) -> f32 {
-        self.prepare(query, metric, w).0
-    }
-
-    /// [`Sq8::query_weights`] plus, from the same pass over the ranges, the query's standing
-    /// against the middle of the quantizer's box (the centre of the bucket's sketches).
-    pub fn prepare(&self, query: &[f32], metric: Metric, w: &mut Vec<f32>) -> (f32, Centre) {
-        w.clear();
-        w.resize(self.stride(), 0.0);
-        let dim = query.len().min(self.lo.len());
-        let l2 = metric.uses_l2_internally();
-        let (base, c) = kernels::sq8_prepare(&query[..dim], &self.lo, &self.step, l2, w);
-        let centre = if l2 {
-            Centre::L2(c.max(0.0).sqrt())
-        } else {
-            Centre::Dot(c)
+    /// Prepares `query` for scoring this quantizer's code rows by `dist` with `kernel`,
+    /// using `bufs` for its tables. With `centre`, the prepared query also knows its
+    /// standing against the middle of the quantizer's box (the centre of the bucket's
+    /// sketches), which the factored kernel gets from the same pass as its weights.
+    pub fn prepare_query<'a>(
+        &self,
+        query: &[f32],
+        dist: Distance,
+        kernel: AdcKernel,
+        centre: bool,
+        bufs: &'a mut QueryBuffers,
+    ) -> Sq8Query<'a> {
+        let l2 = dist.is_euclidean();
+        let QueryBuffers { table, spare } = bufs;
+        let weights = |w: &mut Vec<f32>| {
+            w.clear();
+            w.resize(self.stride(), 0.0);
+            let dim = query.len().min(self.lo.len());
+            let (base, c) = kernels::sq8_prepare(&query[..dim], &self.lo, &self.step, l2, w);
+            let c = if l2 {
+                Centre::L2(c.max(0.0).sqrt())
+            } else {
+                Centre::Dot(c)
+            };
+            (base, c)
         };
-        (base, centre)
+        match kernel {
+            AdcKernel::Factored => {
+                let (base, c) = weights(table);
+                Sq8Query {
+                    kernel,
+                    table,
+                    base,
+                    norms: l2,
+                    centre: centre.then_some(c),
+                    stride: self.stride(),
+                }
+            }
+            AdcKernel::Lut => {
+                // The table form has no centre term of its own: the weights give it.
+                let c = centre.then(|| weights(spare).1);
+                self.build_lut(query, l2, table);
+                Sq8Query {
+                    kernel,
+                    table,
+                    base: 0.0,
+                    norms: false,
+                    centre: c,
+                    stride: self.stride(),
+                }
+            }
+        }
     }
 
     /// The middle of the quantizer's box, `lo + 127.5 * step`: the centre the bucket's
@@ -156,22 +188,107 @@ impl Sq8 {
     }
 
     /// Fills `lut` (`stride * 256` entries) with the per-dimension partial distances between
-    /// `query` and each code value: `(q - v)^2` for L2/cosine, `-q * v` for inner product.
+    /// `query` and each code value: `(q - v)^2` when `l2`, `-q * v` for inner product.
     /// Padding dimensions get zeros.
-    pub fn build_lut(&self, query: &[f32], metric: Metric, lut: &mut Vec<f32>) {
+    fn build_lut(&self, query: &[f32], l2: bool, lut: &mut Vec<f32>) {
         let size = self.stride() * 256;
         if lut.len() != size {
             // Padding tables stay zero; the real ones are overwritten on every call.
             lut.clear();
             lut.resize(size, 0.0);
         }
-        kernels::sq8_lut(
-            query,
-            &self.lo,
-            &self.step,
-            metric.uses_l2_internally(),
-            lut,
-        );
+        kernels::sq8_lut(query, &self.lo, &self.step, l2, lut);
+    }
+}
+
+/// Tables a prepared query fills, kept across the buckets of one search.
+#[derive(Debug, Default)]
+pub struct QueryBuffers {
+    table: Vec<f32>,
+    /// The factored weights of a table-kernel query, made only for their centre term.
+    spare: Vec<f32>,
+}
+
+/// A query prepared against one quantizer: the per-query distance calculator a scan hands its
+/// code rows to. Distances are the collection's internal ones (squared L2, or `-<q, x>`), up
+/// to the SQ8 error.
+///
+/// The factored kernel gives `<w, c>` per row; the distance is `base + |c|^2 - <w, c>` for L2
+/// (`|c|^2` being the row's stored code norm) and `base - <w, c>` for inner product. The table
+/// kernel sums per-dimension table entries into the distance itself.
+#[derive(Debug)]
+pub struct Sq8Query<'a> {
+    kernel: AdcKernel,
+    table: &'a [f32],
+    base: f32,
+    /// Whether the rows' code norms take part (factored kernel, L2).
+    norms: bool,
+    centre: Option<Centre>,
+    stride: usize,
+}
+
+impl Sq8Query<'_> {
+    /// The query's standing against the sketches' centre, when it was asked for.
+    pub fn centre(&self) -> Option<Centre> {
+        self.centre
+    }
+
+    /// Whether [`Sq8Query::score_row`] reads a row's code norm (so a caller prefetching
+    /// the row should prefetch its norm too).
+    pub fn reads_norms(&self) -> bool {
+        self.norms
+    }
+
+    /// Distances of the first `out.len()` code rows of `codes` (`stride` bytes each), whose
+    /// code norms are `norms`, into `out`.
+    pub fn score_rows(&self, codes: &[u8], norms: &Levels16, out: &mut [f32]) {
+        let rows = out.len();
+        let codes = &codes[..rows * self.stride];
+        match self.kernel {
+            AdcKernel::Lut => kernels::adc_scan(self.table, codes, self.stride, out),
+            AdcKernel::Factored => {
+                kernels::sq8_dot_scan(self.table, codes, self.stride, out);
+                let base = self.base;
+                if self.norms {
+                    let (lo, step) = (norms.lo(), norms.step());
+                    for (d, &l) in out.iter_mut().zip(norms.levels()) {
+                        *d = base + (lo + step * l as f32) - *d;
+                    }
+                } else {
+                    for d in out.iter_mut() {
+                        *d = base - *d;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts loading code row `r` of `codes` (and its norm, when scoring reads it), so that
+    /// the loads of scattered rows overlap before [`Sq8Query::score_row`] reads them.
+    #[inline]
+    pub fn prefetch_row(&self, codes: &[u8], norms: &Levels16, r: usize) {
+        kernels::prefetch(&codes[r * self.stride..(r + 1) * self.stride]);
+        if self.norms {
+            kernels::prefetch(bytemuck::cast_slice(&norms.levels()[r..r + 1]));
+        }
+    }
+
+    /// Distance of code row `r` of `codes`, whose code norms are `norms`.
+    #[inline]
+    pub fn score_row(&self, codes: &[u8], norms: &Levels16, r: usize) -> f32 {
+        let code = &codes[r * self.stride..(r + 1) * self.stride];
+        let mut one = [0f32];
+        match self.kernel {
+            AdcKernel::Lut => {
+                kernels::adc_scan(self.table, code, self.stride, &mut one);
+                one[0]
+            }
+            AdcKernel::Factored => {
+                kernels::sq8_dot_scan(self.table, code, self.stride, &mut one);
+                let norm = if self.norms { norms.get(r) } else { 0.0 };
+                self.base + norm - one[0]
+            }
+        }
     }
 }
 
@@ -213,39 +330,37 @@ mod tests {
             for row in &rows {
                 q.encode_into(row, &mut codes);
             }
-            for metric in [Metric::L2, Metric::InnerProduct] {
-                let mut lut = Vec::new();
-                q.build_lut(&query, metric, &mut lut);
-                let mut out = vec![0f32; rows.len()];
-                kernels::adc_scan(&lut, &codes, q.stride(), &mut out);
-                let mut w = Vec::new();
-                let base = q.query_weights(&query, metric, &mut w);
-                let mut dots = vec![0f32; rows.len()];
-                kernels::sq8_dot_scan(&w, &codes, q.stride(), &mut dots);
-                for (i, got) in out.iter().enumerate() {
-                    let code = &codes[i * q.stride()..(i + 1) * q.stride()];
-                    let factored = match metric {
-                        Metric::InnerProduct => base - dots[i],
-                        _ => base + q.code_norm(code) - dots[i],
+            let norms: Vec<f32> = codes.chunks_exact(q.stride()).map(|c| q.code_norm(c)).collect();
+            let norms = Levels16::new(&norms, crate::columns::Round::Nearest);
+            for dist in [Distance::L2, Distance::NegDot] {
+                let mut bufs = QueryBuffers::default();
+                let mut by_kernel = Vec::new();
+                for kernel in [AdcKernel::Lut, AdcKernel::Factored] {
+                    let pq = q.prepare_query(&query, dist, kernel, true, &mut bufs);
+                    let mut out = vec![0f32; rows.len()];
+                    pq.score_rows(&codes, &norms, &mut out);
+                    for (i, got) in out.iter().enumerate() {
+                        prop_assert_eq!(pq.score_row(&codes, &norms, i).to_bits(), got.to_bits());
+                        let dec = q.decode(&codes[i * q.stride()..i * q.stride() + 20]);
+                        let want: f64 = match dist {
+                            Distance::NegDot => -dec.iter().zip(&query).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>(),
+                            Distance::L2 => dec.iter().zip(&query).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum::<f64>(),
+                        };
+                        // The factored form also carries the 16-bit rounding of the code norm.
+                        let slack = match kernel {
+                            AdcKernel::Lut => 1e-3 * want.abs().max(1.0),
+                            AdcKernel::Factored => 1e-3 * want.abs().max(10.0) + norms.step() as f64,
+                        };
+                        prop_assert!((*got as f64 - want).abs() <= slack, "{kernel:?} {got} vs {want}");
+                    }
+                    // The centre term equals the one computed directly, whichever kernel.
+                    let (got, want) = match (pq.centre().unwrap(), Centre::of(&query, &q.middle(), dist.is_euclidean())) {
+                        (Centre::L2(a), Centre::L2(b)) | (Centre::Dot(a), Centre::Dot(b)) => (a, b),
+                        other => panic!("{other:?}"),
                     };
-                    let dec = q.decode(&codes[i * q.stride()..i * q.stride() + 20]);
-                    let want: f64 = match metric {
-                        Metric::InnerProduct => -dec.iter().zip(&query).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>(),
-                        _ => dec.iter().zip(&query).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum::<f64>(),
-                    };
-                    prop_assert!((*got as f64 - want).abs() <= 1e-3 * want.abs().max(1.0));
-                    prop_assert!((factored as f64 - want).abs() <= 1e-3 * want.abs().max(10.0),
-                        "factored {factored} vs {want}");
+                    prop_assert!((got - want).abs() <= 1e-3 * want.abs().max(1.0), "{got} vs {want}");
+                    by_kernel.push(out);
                 }
-                // The centre term from the same pass equals the one computed directly.
-                let (b, centre) = q.prepare(&query, metric, &mut w);
-                prop_assert_eq!(b, base);
-                let l2 = metric != Metric::InnerProduct;
-                let (got, want) = match (centre, Centre::of(&query, &q.middle(), l2)) {
-                    (Centre::L2(a), Centre::L2(b)) | (Centre::Dot(a), Centre::Dot(b)) => (a, b),
-                    other => panic!("{other:?}"),
-                };
-                prop_assert!((got - want).abs() <= 1e-3 * want.abs().max(1.0), "{got} vs {want}");
             }
         }
     }
