@@ -342,7 +342,7 @@ fn sift_recall_through_the_cli() {
             let q = &qv[qi * dim..(qi + 1) * dim];
             recall += recall_with_ties(&truth.neighbours[qi], res, 10, |id| {
                 let r = id as usize;
-                Some(drift_engine::kernels::l2sq(q, &bv[r * dim..(r + 1) * dim]))
+                Some(drift_engine::distance::Distance::L2.eval(q, &bv[r * dim..(r + 1) * dim]))
             });
         }
         recall / got.len() as f64

@@ -1,9 +1,9 @@
 //! Storage measurements (README, "Storage"):
 //!
 //! ```text
-//! cargo run --release -p drift-lab --example storage -- alp FILE...      # cold-tier size per data set
-//! cargo run --release -p drift-lab --example storage -- build DIR N DIM  # clustered collection on disk
-//! cargo run --release -p drift-lab --example storage -- open DIR         # re-open time and memory
+//! cargo run --release -p drift-lab --features internals --example storage -- alp FILE...      # cold-tier size per data set
+//! cargo run --release -p drift-lab --features internals --example storage -- build DIR N DIM  # clustered collection on disk
+//! cargo run --release -p drift-lab --features internals --example storage -- open DIR         # re-open time and memory
 //! ```
 //! Run `open` in its own process after `build`, so resident memory is that of a restart.
 

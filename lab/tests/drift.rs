@@ -65,7 +65,9 @@ fn run(policy: PolicyKind, params: &dyn Fn(&SearchParams) -> SearchParams) -> Ru
             let q = queries.row(qi);
             let got: Vec<u64> = c.search(q, &p).unwrap().iter().map(|h| h.id).collect();
             sum += recall_with_ties(&truth.neighbours[qi], &got, K, |id| {
-                by_id.get(&id).map(|v| drift_engine::kernels::l2sq(q, v))
+                by_id
+                    .get(&id)
+                    .map(|v| drift_engine::distance::Distance::L2.eval(q, v))
             });
         }
         let after = c.stats();

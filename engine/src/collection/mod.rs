@@ -1,4 +1,4 @@
-//! A collection: one WAL, one id map, and a sequence of immutable [`Version`]s of
+//! A collection: one WAL, one id map, and a sequence of immutable `Version`s of
 //! (active memtable, frozen memtables, L1) that searches read without locks.
 //!
 //! ```text

@@ -303,7 +303,7 @@ impl Collection {
         }
     }
 
-    /// Fits the recall calibration on the current index now (see [`Calibration`]); `None`
+    /// Fits the recall calibration on the current index now (see `ivf::Calibration`); `None`
     /// when L1 holds too few rows or the metric has no L2 geometry (inner product).
     pub fn calibrate(&self) -> Result<Option<Arc<Calibration>>> {
         self.check_open()?;

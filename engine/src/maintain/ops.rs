@@ -1,5 +1,5 @@
 //! Maintenance operations: how a bucket is split, merged or compacted. Each works on a
-//! [`Reshape`] (the next layer under construction) and never touches the id map; rows are
+//! `ivf::Reshape` (the next layer under construction) and never touches the id map; rows are
 //! chosen with `is_current` and their new homes recorded for the caller to publish.
 
 use std::collections::BTreeMap;
