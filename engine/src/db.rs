@@ -294,7 +294,7 @@ impl Database {
             .join(format!(".dropped-{name}-{nanos}"));
         // Rename first: a crash mid-delete leaves a hidden directory, never half a collection.
         std::fs::rename(&dir, &trash).at(&dir)?;
-        crate::wal::sync_dir(&self.root.join(COLLECTIONS_DIR))?;
+        crate::storage::sync_dir(&self.root.join(COLLECTIONS_DIR))?;
         std::fs::remove_dir_all(&trash).at(&trash)
     }
 

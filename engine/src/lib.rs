@@ -48,6 +48,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod maintain;
+pub mod record;
 
 // Small utilities the lab and connectors share with the engine: a metric's rules, a bounded
 // top-k and k-means.
@@ -81,6 +82,8 @@ internal! {
     ivf;
     /// SIMD kernels (the only `unsafe` code).
     kernels;
+    /// Resident memory accounting by kind.
+    memory;
     /// L0: memtables and their HNSW graphs.
     memtable;
     /// Quantizers: SQ8 and binary sketches.

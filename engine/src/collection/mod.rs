@@ -15,9 +15,10 @@ mod recall;
 mod worker;
 mod write;
 
+pub use crate::memory::MemoryUse;
 pub use checkpoint::StorageStats;
 pub use maintain::Audit;
-pub use read::{Backlog, CollectionStats, MemoryUse, ScanIter};
+pub use read::{Backlog, CollectionStats, ScanIter};
 pub use recall::{RecallStats, CALIBRATION_K};
 pub use write::{check_record, FlushReport, TrainReport, MAX_PAYLOAD_BYTES};
 
@@ -323,7 +324,7 @@ impl Collection {
             for p in &later {
                 std::fs::remove_file(p).at(p)?;
             }
-            wal::sync_dir(&wal_dir)?;
+            crate::storage::sync_dir(&wal_dir)?;
             return Ok(Some(format!(
                 "cut WAL file {} at offset {offset} ({reason}): {cut} bytes and {} newer WAL files \
                  discarded; the records in them are lost",

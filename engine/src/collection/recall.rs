@@ -633,7 +633,7 @@ impl Collection {
         k: usize,
         target: f32,
         snap: u64,
-        returned: &[crate::api::Hit],
+        returned: &[crate::record::Hit],
     ) {
         let s = &self.config.settings.recall;
         // A provisional calibration waits for real queries: sample eagerly until it is

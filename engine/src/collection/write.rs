@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use super::checkpoint::{Readers, FENCE_SUFFIX};
 use super::{Collection, Durable, Version};
-use crate::api::{Record, SourceMark, Write};
 use crate::config::CollectionConfig;
 use crate::distance;
 use crate::error::{Error, Result};
@@ -13,6 +12,7 @@ use crate::idmap::Loc;
 use crate::ivf::{Bucket, Placed, Reshape, L1};
 use crate::kmeans::kmeans;
 use crate::memtable::Memtable;
+use crate::record::{Record, SourceMark, Write};
 use crate::rows::RowBatch;
 use crate::storage::failpoint;
 use crate::wal::WalOp;

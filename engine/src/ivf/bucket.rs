@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::collection::MemoryUse;
+use crate::memory::MemoryUse;
 use crate::columns::{Levels16, PayloadColumn, Round, U64Column};
 use crate::error::Result;
 use crate::kernels;

@@ -14,7 +14,6 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::error::{IoContext, Result};
-use crate::wal::sync_dir;
 
 /// Crash-test hook: when the environment variable `DRIFT_FAILPOINT` names this point, the
 /// process aborts here, as if the machine lost power between two durable steps. With
@@ -44,4 +43,9 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     std::fs::rename(&tmp, path).at(path)?;
     sync_dir(dir)
+}
+
+/// Fsyncs a directory so that a created, renamed or deleted entry in it is durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }

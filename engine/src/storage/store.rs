@@ -22,7 +22,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, IoContext, Result};
 use crate::storage::cache::{CacheCounters, S3Fifo};
-use crate::wal::sync_dir;
+use super::sync_dir;
 
 /// A handle on one storage location.
 pub struct Store {

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, IoContext, Result};
+use crate::storage::sync_dir;
 
 /// Files are rotated once they pass this size, so that checkpoints can retire them.
 const ROTATE_BYTES: u64 = 64 << 20;
@@ -247,11 +248,6 @@ impl Wal {
     pub fn bytes(&self) -> u64 {
         self.files.lock().bytes_total
     }
-}
-
-/// Fsyncs a directory so that a created, renamed or deleted entry in it is durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }
 
 #[cfg(test)]
