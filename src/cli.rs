@@ -393,7 +393,8 @@ pub fn run(cli: Cli) -> Result<()> {
         },
         Command::Search(a) => search(&*catalog()?, a),
         Command::Train { name, input } => {
-            let coll = catalog()?.open(&name)?;
+            let catalog = catalog()?;
+            let coll = catalog.open(&name)?;
             let (sample, dim) = read_all(&input)?;
             if dim != coll.config().dim {
                 bail!(
@@ -429,7 +430,8 @@ pub fn run(cli: Cli) -> Result<()> {
             passes,
             flush,
         } => {
-            let coll = catalog()?.open(&name)?;
+            let catalog = catalog()?;
+            let coll = catalog.open(&name)?;
             if flush {
                 coll.flush()?;
             }
