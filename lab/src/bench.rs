@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use drift_engine::distance::Distance;
 use drift_engine::{
-    CollectionConfig, CollectionStats, Database, IndexSettings, Metric, Record, SearchParams,
+    Catalog, CollectionConfig, CollectionStats, IndexSettings, Metric, Record, SearchParams,
 };
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -249,7 +249,7 @@ impl Scorer<'_> {
 
 /// Runs the benchmark; Drift's collection `name` in `db` is replaced.
 pub fn run(
-    db: &Database,
+    catalog: &dyn Catalog,
     name: &str,
     cfg: &BenchConfig,
     progress: Progress,
@@ -289,15 +289,15 @@ pub fn run(
     let mut points = Vec::new();
 
     // Drift.
-    if db.collection(name).is_ok() {
-        db.drop_collection(name)?;
+    if catalog.open(name).is_ok() {
+        catalog.drop_collection(name)?;
     }
     let rss0 = rss_bytes();
     let mut config = CollectionConfig::new(dim, cfg.metric);
     if let Some(s) = &cfg.settings {
         config.settings = s.clone();
     }
-    let coll = db.create_collection(name, config)?;
+    let coll = catalog.create(name, config)?;
     // Upserts base rows `0..n` (ids from `first_id`) in the bench's batch size.
     let upsert_rows = |n: usize, each: &dyn Fn(usize)| -> Result<()> {
         for start in (0..n).step_by(cfg.batch.max(1)) {
@@ -359,14 +359,22 @@ pub fn run(
     let default = coll.search_params(cfg.k);
     let warm = cfg.warmup.max(nq);
     let started = Instant::now();
-    let provisional = || coll.calibration().is_some_and(|c| c.provisional());
+    // Whether the calibration is still the provisional one, checked every 256 searches.
+    let provisional = || -> Result<bool> {
+        let st = coll.stats()?;
+        Ok(st.recall.calibration.is_some_and(|c| c.provisional()))
+    };
     let mut i = 0;
-    while i < warm || (provisional() && started.elapsed() < SETTLE_LIMIT) {
+    let mut settling = true;
+    while i < warm || (settling && started.elapsed() < SETTLE_LIMIT) {
         let qi = i % nq;
         coll.search(&queries[qi * dim..(qi + 1) * dim], &default)?;
         i += 1;
         if i % 256 == 0 {
             progress("drift warm-up", i.min(warm) as u64, warm as u64);
+            if i >= warm {
+                settling = provisional()?;
+            }
         }
     }
     // Peers are built now, beside the Drift collection, so that the rounds below interleave
@@ -395,7 +403,7 @@ pub fn run(
     };
     for round in 0..rounds {
         for (i, (system, knob, value, params)) in drift_sweep.iter().enumerate() {
-            let before = coll.stats();
+            let before = coll.stats()?;
             let mut answers = Vec::with_capacity(nq);
             let mut ns = Vec::with_capacity(nq);
             for qi in 0..nq {
@@ -406,7 +414,7 @@ pub fn run(
                 answers.push(hits.iter().map(|h| h.id).collect::<Vec<_>>());
             }
             let p = scorer.point(system, knob, *value, &answers, &ns)?;
-            keep(&mut best[i], with_scan_counts(p, &before, &coll.stats()));
+            keep(&mut best[i], with_scan_counts(p, &before, &coll.stats()?));
             done += 1;
             progress(&format!("sweep round {}/{rounds}", round + 1), done, total);
         }
@@ -445,7 +453,7 @@ pub fn run(
         let n = cfg.ingest_rows.min(rows);
         let done = std::sync::atomic::AtomicBool::new(false);
         let (mut answers, mut ns) = (vec![Vec::new(); nq], Vec::new());
-        let before = coll.stats();
+        let before = coll.stats()?;
         let t = Instant::now();
         let written = std::thread::scope(|s| -> Result<usize> {
             let writer = s.spawn(|| -> Result<usize> {
@@ -470,7 +478,7 @@ pub fn run(
                 .map_err(|_| LabError::Invalid("the ingest thread panicked".into()))?
         })?;
         let p = scorer.point("drift-ingest", "rows", written as f64, &answers, &ns)?;
-        let p = with_scan_counts(p, &before, &coll.stats());
+        let p = with_scan_counts(p, &before, &coll.stats()?);
         progress(
             &format!(
                 "drift under ingest ({:.0} rows/s)",
@@ -481,7 +489,7 @@ pub fn run(
         );
         points.push(p);
     }
-    let st = coll.stats();
+    let st = coll.stats()?;
     systems.push(BenchSystem {
         system: "drift".into(),
         build_s,
@@ -492,7 +500,7 @@ pub fn run(
         memory: Some(st.memory),
     });
     drop(coll);
-    db.drop_collection(name)?;
+    catalog.drop_collection(name)?;
 
     // Peers, measured in the rounds above.
     points.extend(peer_points);

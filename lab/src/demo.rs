@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use drift_engine::distance::Distance;
-use drift_engine::{CollectionConfig, Database, Metric, Record};
+use drift_engine::{Catalog, CollectionConfig, Metric, Record};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -152,17 +152,22 @@ fn load(cfg: &DemoConfig) -> Result<(Dataset, Dataset, String)> {
 }
 
 /// Runs the demo in collection `name` of `db` (replacing it if it exists).
-pub fn run(db: &Database, name: &str, cfg: &DemoConfig, progress: Progress) -> Result<DemoReport> {
+pub fn run(
+    catalog: &dyn Catalog,
+    name: &str,
+    cfg: &DemoConfig,
+    progress: Progress,
+) -> Result<DemoReport> {
     let (base, queries, data) = load(cfg)?;
     let dim = base.dim;
-    if db.collection(name).is_ok() {
-        db.drop_collection(name)?;
+    if catalog.open(name).is_ok() {
+        catalog.drop_collection(name)?;
     }
     let mut config = CollectionConfig::new(dim, cfg.metric);
     if let Some(s) = &cfg.settings {
         config.settings = s.clone();
     }
-    let coll = db.create_collection(name, config)?;
+    let coll = catalog.create(name, config)?;
 
     let rows = base.len();
     let started = Instant::now();
@@ -232,9 +237,9 @@ pub fn run(db: &Database, name: &str, cfg: &DemoConfig, progress: Progress) -> R
     coll.flush()?;
     let flush_ms = t.elapsed().as_secs_f64() * 1e3;
     // Warm up caches and the probe path once, then measure.
-    let before = coll.stats();
+    let before = coll.stats()?;
     let (recall, hist, qps) = measure("search (L1)")?;
-    let after = coll.stats();
+    let after = coll.stats()?;
     let (probed, _) = crate::run::scanned_per_search(&before, &after);
     Ok(DemoReport {
         data,

@@ -15,6 +15,7 @@ mod recall;
 mod worker;
 mod write;
 
+pub use crate::ivf::{Calibration, CalibrationPoint};
 pub use crate::memory::MemoryUse;
 pub use checkpoint::StorageStats;
 pub use maintain::Audit;
@@ -32,7 +33,7 @@ use parking_lot::Mutex;
 use crate::config::CollectionConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::idmap::{IdMap, Loc};
-use crate::ivf::{Calibration, L1};
+use crate::ivf::L1;
 use crate::maintain::MaintenanceCounts;
 use crate::memtable::Memtable;
 use crate::storage::atomic_write;

@@ -204,7 +204,7 @@ impl Calibration {
     /// whose mean recall, less one standard error of that mean (few queries, a noisy mean:
     /// aim higher), reaches it, by bisection on `log(alpha)` (mean recall grows with alpha),
     /// never below the previous target's.
-    pub fn fit(traces: &[Trace], margin: f32, rows: usize, buckets: usize) -> Calibration {
+    pub(crate) fn fit(traces: &[Trace], margin: f32, rows: usize, buckets: usize) -> Calibration {
         let n = traces.len().max(1) as f32;
         // (mean buckets, mean recall, mean recall less its standard error)
         let eval = |target: f32, alpha: f32| -> (f32, f32, f32) {

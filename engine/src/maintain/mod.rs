@@ -7,10 +7,10 @@
 //! the collection's versions: `Collection::maintain` runs them under the maintenance lock and
 //! publishes the result like a flush does.
 
-pub mod ops;
+pub(crate) mod ops;
 pub mod policy;
 
-pub use ops::{OpContext, OpOutcome};
+pub(crate) use ops::OpContext;
 pub use policy::{
     policy_for, Action, BucketView, DriftPolicy, LayerView, NoMaintenance, Policy, SizePolicy,
 };
