@@ -11,7 +11,6 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::parser::DFParser;
 use drift_engine::Database;
 
 /// How `drift sql` prints results.
@@ -64,18 +63,7 @@ pub async fn execute(
     output: SqlOutput,
     out: &mut dyn Write,
 ) -> Result<()> {
-    // The session's dialect (PostgreSQL: pgvector's `<->` is an operator only there).
-    let name = ctx
-        .state()
-        .config()
-        .options()
-        .sql_parser
-        .dialect
-        .as_ref()
-        .to_string();
-    let dialect = datafusion::sql::sqlparser::dialect::dialect_from_str(&name)
-        .with_context(|| format!("unknown SQL dialect {name}"))?;
-    let statements = DFParser::parse_sql_with_dialect(text, dialect.as_ref())?;
+    let statements = drift_connectors::sql::parse(ctx, text)?;
     for stmt in statements {
         let plan = ctx.state().statement_to_plan(stmt).await?;
         let batches = ctx.execute_logical_plan(plan).await?.collect().await?;

@@ -9,6 +9,7 @@
 //! - [`kafka`]: the Kafka sink, effectively exactly-once ingestion from a consumer group.
 //! - [`grpc`]: the gRPC service (`proto/drift.proto`) and a client for remote collections.
 
+pub mod flight;
 pub mod grpc;
 pub mod kafka;
 pub mod sql;

@@ -624,3 +624,96 @@ async fn a_remote_collection_reads_and_writes_through_the_engine_traits() {
     .unwrap();
     server.stop().await;
 }
+
+/// The status of a failed Flight SQL call.
+fn flight_status(e: arrow_flight::error::FlightError) -> tonic::Status {
+    match e {
+        arrow_flight::error::FlightError::Tonic(s) => *s,
+        other => panic!("not a status: {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flight_sql_runs_sql_on_the_servers_collections_and_refuses_bad_sql_by_name() {
+    use datafusion::arrow::array::{Array, Float32Array, Int64Array, UInt64Array};
+    use drift_connectors::flight;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let mut c = server.client().await;
+    create(&mut c, "f").await;
+    c.upsert(pb::UpsertRequest {
+        collection: "f".into(),
+        records: records(0..300, 0),
+    })
+    .await
+    .unwrap();
+    c.flush(pb::CollectionRef {
+        collection: "f".into(),
+    })
+    .await
+    .unwrap();
+    let mut sql = flight::connect(&server.addr).await.unwrap();
+    let lit = |v: Vec<f32>| {
+        let parts: Vec<String> = v.iter().map(|x| format!("{x:?}")).collect();
+        format!("[{}]", parts.join(","))
+    };
+    let ids = |batches: &[datafusion::arrow::record_batch::RecordBatch]| -> Vec<u64> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                let col = b.column(0).as_any().downcast_ref::<UInt64Array>().unwrap();
+                col.values().to_vec()
+            })
+            .collect()
+    };
+    // pgvector's shape, the distance not selected: an index search on the server.
+    let q = format!(
+        "SELECT id FROM f ORDER BY vector <-> '{}' LIMIT 3",
+        lit(vector(7, 0))
+    );
+    let got = flight::query(&mut sql, &q).await.unwrap();
+    assert_eq!(ids(&got)[0], 7);
+    assert_eq!(ids(&got).len(), 3);
+    // vector_search with options, after a SET in the same request.
+    let q = format!(
+        "SET drift.nprobe = 2; SELECT id, _distance FROM vector_search('f', {}, 5)",
+        lit(vector(9, 0))
+    );
+    let got = flight::query(&mut sql, &q).await.unwrap();
+    assert_eq!(ids(&got).len(), 5);
+    assert_eq!(ids(&got)[0], 9);
+    let d = got[0]
+        .column(1)
+        .as_any()
+        .downcast_ref::<Float32Array>()
+        .unwrap();
+    assert!(d.value(0) <= d.value(d.len() - 1));
+    let got = flight::query(&mut sql, "SELECT count(*) FROM f").await.unwrap();
+    let n = got[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+    assert_eq!(n.value(0), 300);
+    // Bad SQL, an unknown collection and a bad option are refused by name.
+    for (bad, code, says) in [
+        ("SELEC id FROM f", Code::InvalidArgument, "SELEC"),
+        ("SELECT id FROM nope", Code::InvalidArgument, "nope"),
+        (
+            "SET drift.min_probes = 0; SELECT id FROM vector_search('f', [1,2,3,4,5,6,7,8], 3)",
+            Code::InvalidArgument,
+            "min_probes",
+        ),
+        (
+            "SELECT id FROM vector_search('f', [1,2,3], 3)",
+            Code::InvalidArgument,
+            "dimension",
+        ),
+    ] {
+        let e = flight_status(flight::query(&mut sql, bad).await.unwrap_err());
+        assert_eq!(e.code(), code, "{bad}: {e:?}");
+        assert!(e.message().contains(says), "{bad}: {}", e.message());
+    }
+    // The server still answers, on both services.
+    let got = flight::query(&mut sql, "SELECT count(*) FROM f").await.unwrap();
+    assert_eq!(got[0].num_rows(), 1);
+    assert_eq!(listed(&mut c).await, vec![("f".to_string(), 300)]);
+    server.stop().await;
+}

@@ -21,6 +21,11 @@ pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// Engine error → gRPC status, keeping the engine's message.
 pub fn status(e: Error) -> Status {
+    status_of(&e)
+}
+
+/// [`status`] of a borrowed error.
+pub fn status_of(e: &Error) -> Status {
     let msg = e.to_string();
     match e {
         Error::DimensionMismatch { .. }
@@ -73,6 +78,11 @@ impl DriftService {
     pub fn with_storage_root(mut self, root: impl Into<String>) -> Self {
         self.storage_root = root.into();
         self
+    }
+
+    /// The catalog served.
+    pub fn catalog(&self) -> Arc<dyn Catalog> {
+        self.catalog.clone()
     }
 
     fn count_error<T>(&self, r: Result<T, Status>) -> Result<T, Status> {
@@ -430,18 +440,22 @@ pub async fn serve(
     serve_service(DriftService::new(catalog, metrics), listener, shutdown).await
 }
 
-/// [`serve`] with a configured service (for example [`DriftService::with_storage_root`]).
+/// [`serve`] with a configured service (for example [`DriftService::with_storage_root`]);
+/// Arrow Flight SQL over the same catalog is served beside it ([`crate::flight`]).
 pub async fn serve_service(
     service: DriftService,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    // Flight SQL is a gRPC service of its own: one server carries both, on one address.
+    let flight = crate::flight::FlightSql::new(service.catalog()).into_server();
     let svc = pb::drift_server::DriftServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(oversized_is_invalid))
         .add_service(svc)
+        .add_service(flight)
         .serve_with_incoming_shutdown(tokio_stream_of(listener), shutdown)
         .await
 }

@@ -123,6 +123,40 @@ pub fn engine_err(e: drift_engine::Error) -> DataFusionError {
     }
 }
 
+/// The statements of `text`, parsed in `ctx`'s dialect (PostgreSQL for a [`context`]).
+pub fn parse(
+    ctx: &SessionContext,
+    text: &str,
+) -> Result<Vec<datafusion::sql::parser::Statement>> {
+    let name = ctx
+        .state()
+        .config()
+        .options()
+        .sql_parser
+        .dialect
+        .as_ref()
+        .to_string();
+    let dialect = datafusion::sql::sqlparser::dialect::dialect_from_str(&name)
+        .ok_or_else(|| DataFusionError::Plan(format!("unknown SQL dialect {name}")))?;
+    Ok(datafusion::sql::parser::DFParser::parse_sql_with_dialect(text, dialect.as_ref())?.into())
+}
+
+/// Runs every statement of `text` but the last (`SET drift.nprobe = 16; SELECT ...`) and
+/// returns the last one's result, unexecuted: one request's worth of SQL for a client that
+/// keeps no session (Flight SQL).
+pub async fn last_of(ctx: &SessionContext, text: &str) -> Result<datafusion::prelude::DataFrame> {
+    let mut statements = parse(ctx, text)?;
+    let last = statements
+        .pop()
+        .ok_or_else(|| DataFusionError::Plan("no SQL statement to run".into()))?;
+    for stmt in statements {
+        let plan = ctx.state().statement_to_plan(stmt).await?;
+        ctx.execute_logical_plan(plan).await?.collect().await?;
+    }
+    let plan = ctx.state().statement_to_plan(last).await?;
+    ctx.execute_logical_plan(plan).await
+}
+
 /// A session configuration with the `drift.*` options registered.
 pub fn session_config() -> SessionConfig {
     let mut config = SessionConfig::new().with_option_extension(DriftOptions::default());
