@@ -356,6 +356,7 @@ pub fn run(cli: Cli) -> Result<()> {
             | Command::Train { .. }
             | Command::Flush { .. }
             | Command::Maintain { .. }
+            | Command::Sql { .. }
             | Command::Sink(_)
     );
     if cli.server.is_some() && !remote_ok {
@@ -456,7 +457,11 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Sql { sql, file, output } => {
-            crate::sql::run(open(&cli.data_dir)?, sql, file, output)
+            let target = match &cli.server {
+                Some(addr) => crate::sql::SqlTarget::Server(addr.clone()),
+                None => crate::sql::SqlTarget::Local(open(&cli.data_dir)?),
+            };
+            crate::sql::run(target, sql, file, output)
         }
         Command::Sink(a) => crate::sink::run(&cli.data_dir, cli.server.as_deref(), a),
         Command::Serve {

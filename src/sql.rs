@@ -1,17 +1,21 @@
-//! `drift sql`: SQL over the data directory's collections (DataFusion), from `-e`, a file,
-//! standard input, or an interactive prompt with history.
+//! `drift sql`: SQL over the data directory's collections (DataFusion) or, with `--server`,
+//! over a server's (Arrow Flight SQL), from `-e`, a file, standard input, or an interactive
+//! prompt with history.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use arrow_flight::error::FlightError;
+use arrow_flight::sql::client::FlightSqlServiceClient;
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::prelude::SessionContext;
 use drift_engine::Database;
+use tonic::transport::Channel;
 
 /// How `drift sql` prints results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -24,9 +28,64 @@ pub enum SqlOutput {
     Json,
 }
 
+/// Where `drift sql` runs its statements.
+pub enum SqlTarget {
+    /// In process, over a data directory.
+    Local(Database),
+    /// On a server, through Arrow Flight SQL.
+    Server(String),
+}
+
+/// A SQL session: a local DataFusion context, or a Flight SQL connection that replays the
+/// session's `SET` statements ahead of each query (the server keeps no session).
+enum Session {
+    Local(SessionContext),
+    Remote {
+        client: FlightSqlServiceClient<Channel>,
+        /// Parses statements in the server's dialect.
+        parser: SessionContext,
+        sets: Vec<String>,
+    },
+}
+
+impl Session {
+    /// Runs every statement in `text`, printing each result.
+    async fn execute(&mut self, text: &str, output: SqlOutput, out: &mut dyn Write) -> Result<()> {
+        match self {
+            Session::Local(ctx) => execute(ctx, text, output, out).await,
+            Session::Remote {
+                client,
+                parser,
+                sets,
+            } => {
+                for stmt in drift_connectors::sql::parse(parser, text)? {
+                    let sql = stmt.to_string();
+                    if sql.trim_start().to_ascii_uppercase().starts_with("SET ") {
+                        sets.push(sql);
+                        continue;
+                    }
+                    let request: Vec<&str> = sets
+                        .iter()
+                        .map(String::as_str)
+                        .chain([sql.as_str()])
+                        .collect();
+                    let batches = drift_connectors::flight::query(client, &request.join("; "))
+                        .await
+                        .map_err(|e| match e {
+                            FlightError::Tonic(s) => anyhow::anyhow!("{}", s.message()),
+                            other => anyhow::anyhow!("{other}"),
+                        })?;
+                    print(&batches, output, out)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Runs `drift sql`.
 pub fn run(
-    db: Database,
+    target: SqlTarget,
     sql: Option<String>,
     file: Option<PathBuf>,
     output: SqlOutput,
@@ -35,22 +94,32 @@ pub fn run(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let ctx = drift_connectors::sql::context(Arc::new(db))?;
     rt.block_on(async {
+        let mut session = match target {
+            SqlTarget::Local(db) => Session::Local(drift_connectors::sql::context(Arc::new(db))?),
+            SqlTarget::Server(addr) => Session::Remote {
+                client: drift_connectors::flight::connect(&addr)
+                    .await
+                    .with_context(|| format!("cannot reach server {addr}"))?,
+                parser: SessionContext::new_with_config(drift_connectors::sql::session_config()),
+                sets: Vec::new(),
+            },
+        };
+        let s = &mut session;
         match (sql, file) {
-            (Some(s), _) => execute(&ctx, &s, output, &mut std::io::stdout()).await,
+            (Some(text), _) => s.execute(&text, output, &mut std::io::stdout()).await,
             (None, Some(f)) => {
                 let text = std::fs::read_to_string(&f)
                     .with_context(|| format!("cannot read {}", f.display()))?;
-                execute(&ctx, &text, output, &mut std::io::stdout()).await
+                s.execute(&text, output, &mut std::io::stdout()).await
             }
-            (None, None) if std::io::stdin().is_terminal() => interactive(&ctx, output).await,
+            (None, None) if std::io::stdin().is_terminal() => interactive(s, output).await,
             (None, None) => {
                 let mut text = String::new();
                 std::io::stdin()
                     .read_to_string(&mut text)
                     .context("cannot read standard input")?;
-                execute(&ctx, &text, output, &mut std::io::stdout()).await
+                s.execute(&text, output, &mut std::io::stdout()).await
             }
         }
     })
@@ -72,7 +141,7 @@ pub async fn execute(
     Ok(())
 }
 
-async fn interactive(ctx: &SessionContext, output: SqlOutput) -> Result<()> {
+async fn interactive(session: &mut Session, output: SqlOutput) -> Result<()> {
     let mut rl = rustyline::DefaultEditor::new().context("cannot start the line editor")?;
     let history = history_file();
     if let Some(h) = &history {
@@ -101,7 +170,10 @@ async fn interactive(ctx: &SessionContext, output: SqlOutput) -> Result<()> {
         }
         let _ = rl.add_history_entry(pending.trim());
         let started = std::time::Instant::now();
-        match execute(ctx, &pending, output, &mut std::io::stdout()).await {
+        match session
+            .execute(&pending, output, &mut std::io::stdout())
+            .await
+        {
             Ok(()) => println!("({:.1} ms)", started.elapsed().as_secs_f64() * 1e3),
             Err(e) => eprintln!("error: {}", e.to_string().replace('\n', " ")),
         }

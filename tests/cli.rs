@@ -96,7 +96,7 @@ fn the_same_commands_work_against_a_server() {
         dir: client.path(),
         server: Some(&addr),
     }
-    .fails(&["sql", "-e", "SELECT 1"], "data directory only");
+    .fails(&["demo"], "data directory only");
     assert!(!client.path().join("collections").exists());
     common::stop(server);
     let unreachable = Runner {
@@ -200,6 +200,18 @@ fn lifecycle(r: &Runner) {
         .ok(&["maintain", "docs", "--passes", "2"])
         .contains("passes (drift policy)"));
     r.fails(&["maintain", "nope"], "collection 'nope' does not exist");
+    // SQL in process, or through Flight SQL on the server: pgvector's operator after a SET
+    // (which a server session replays), and errors that name their cause.
+    let nearest = r.ok(&[
+        "sql",
+        "--output",
+        "csv",
+        "-e",
+        "SET drift.nprobe = 4; SELECT id FROM docs ORDER BY vector <-> '[20, 20.01, 20.02, 20.03]' LIMIT 1",
+    ]);
+    assert_eq!(nearest.trim(), "id\n1020", "{nearest}");
+    r.fails(&["sql", "-e", "SELECT id FROM nope"], "nope");
+    r.fails(&["sql", "-e", "SELEC 1"], "SELEC");
 
     r.fails(
         &["search", "nope", "--query", q.to_str().unwrap()],

@@ -153,7 +153,9 @@ pub async fn connect(
         .connect()
         .await
         .map_err(|e| FlightError::ProtocolError(format!("cannot reach {addr}: {e}")))?;
-    Ok(arrow_flight::sql::client::FlightSqlServiceClient::new(channel))
+    Ok(arrow_flight::sql::client::FlightSqlServiceClient::new(
+        channel,
+    ))
 }
 
 /// Runs `sql` (one request: several statements, the last one's rows returned) and collects
@@ -173,7 +175,9 @@ pub async fn query(
         batches.extend(stream.try_collect::<Vec<_>>().await?);
     }
     if batches.is_empty() {
-        batches.push(datafusion::arrow::record_batch::RecordBatch::new_empty(schema));
+        batches.push(datafusion::arrow::record_batch::RecordBatch::new_empty(
+            schema,
+        ));
     }
     Ok(batches)
 }

@@ -689,8 +689,14 @@ async fn flight_sql_runs_sql_on_the_servers_collections_and_refuses_bad_sql_by_n
         .downcast_ref::<Float32Array>()
         .unwrap();
     assert!(d.value(0) <= d.value(d.len() - 1));
-    let got = flight::query(&mut sql, "SELECT count(*) FROM f").await.unwrap();
-    let n = got[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+    let got = flight::query(&mut sql, "SELECT count(*) FROM f")
+        .await
+        .unwrap();
+    let n = got[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
     assert_eq!(n.value(0), 300);
     // Bad SQL, an unknown collection and a bad option are refused by name.
     for (bad, code, says) in [
@@ -712,7 +718,9 @@ async fn flight_sql_runs_sql_on_the_servers_collections_and_refuses_bad_sql_by_n
         assert!(e.message().contains(says), "{bad}: {}", e.message());
     }
     // The server still answers, on both services.
-    let got = flight::query(&mut sql, "SELECT count(*) FROM f").await.unwrap();
+    let got = flight::query(&mut sql, "SELECT count(*) FROM f")
+        .await
+        .unwrap();
     assert_eq!(got[0].num_rows(), 1);
     assert_eq!(listed(&mut c).await, vec![("f".to_string(), 300)]);
     server.stop().await;

@@ -124,10 +124,7 @@ pub fn engine_err(e: drift_engine::Error) -> DataFusionError {
 }
 
 /// The statements of `text`, parsed in `ctx`'s dialect (PostgreSQL for a [`context`]).
-pub fn parse(
-    ctx: &SessionContext,
-    text: &str,
-) -> Result<Vec<datafusion::sql::parser::Statement>> {
+pub fn parse(ctx: &SessionContext, text: &str) -> Result<Vec<datafusion::sql::parser::Statement>> {
     let name = ctx
         .state()
         .config()
