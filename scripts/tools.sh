@@ -6,7 +6,8 @@
 #   - s3s-fs 0.14.1: an S3-compatible server, for the s3:// storage tests.
 #   - tansu: a Kafka-compatible broker with SQLite storage, for the Kafka sink end-to-end
 #     tests (DESIGN.md section 5).
-#   - a Python virtual environment with grpcio and grpcio-tools (when python3 exists), for
+#   - a Python virtual environment with grpcio, grpcio-tools and ADBC's Flight SQL driver
+#     (adbc-driver-flightsql, pyarrow; when python3 exists), for
 #     the test that drives the gRPC server from Python; exported as DRIFT_PYTHON.
 #   - a second venv with the peers faiss-cpu, hnswlib and numpy, for `drift bench`, the lab's
 #     peer systems and their tests; exported as DRIFT_PEER_PYTHON.
@@ -55,10 +56,11 @@ install_tools() {
     cargo install tansu@0.6.0 --locked --features dynostore,libsql --root "$TOOLS"
   fi
   if command -v python3 >/dev/null; then
-    if ! "$TOOLS/pyenv/bin/python" -c 'import grpc, grpc_tools' 2>/dev/null; then
-      echo "installing grpcio and grpcio-tools into $TOOLS/pyenv (once)"
+    if ! "$TOOLS/pyenv/bin/python" -c 'import grpc, grpc_tools, adbc_driver_flightsql, pyarrow' 2>/dev/null; then
+      echo "installing grpcio, grpcio-tools and ADBC's Flight SQL driver into $TOOLS/pyenv (once)"
       python3 -m venv "$TOOLS/pyenv"
-      "$TOOLS/pyenv/bin/pip" install --quiet grpcio grpcio-tools
+      "$TOOLS/pyenv/bin/pip" install --quiet grpcio grpcio-tools \
+        "adbc-driver-flightsql==1.13.0" "pyarrow==26.0.1"
     fi
     export DRIFT_PYTHON="$TOOLS/pyenv/bin/python"
   fi
