@@ -114,9 +114,15 @@ pub struct RunbookArgs {
     /// Index settings of the index under test (YAML file, keys of `engine:` in scenarios).
     #[arg(long)]
     pub settings: Option<PathBuf>,
-    /// Baselines run beside it.
+    /// Baselines run beside it: brute_force, static_ivf, v1, and the peers hnswlib,
+    /// faiss_ivf_sq8 and faiss_ivf_flat (the real libraries, from the venv `scripts/peers.sh`
+    /// installs), or none.
     #[arg(long, value_delimiter = ',', default_value = "static_ivf,brute_force")]
     pub baselines: Vec<String>,
+    /// Peer settings, YAML or JSON: `{hnswlib: {M: 16, ef: 64}, faiss_ivf_sq8: {nlist: 256,
+    /// nprobe: 16, retrain: false}}`.
+    #[arg(long)]
+    pub peers: Option<String>,
     /// Maintenance passes after every write step.
     #[arg(long, default_value_t = 64)]
     pub heal_passes: usize,
@@ -195,14 +201,13 @@ pub fn run(cmd: LabCmd) -> Result<()> {
                 .baselines
                 .iter()
                 .filter(|b| !b.is_empty() && b.as_str() != "none")
-                .map(|b| {
-                    serde_yaml::from_str::<BaselineKind>(b).map_err(|_| {
-                        anyhow::anyhow!(
-                            "unknown baseline '{b}' (expected brute_force, static_ivf, v1 or none)"
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
+                .map(|b| BaselineKind::parse(b))
+                .collect::<drift_lab::Result<Vec<_>>>()?;
+            let peers = match &a.peers {
+                Some(text) => serde_yaml::from_str(text)
+                    .map_err(|e| anyhow::anyhow!("--peers is not a map of peer settings: {e}"))?,
+                None => Default::default(),
+            };
             if a.k == 0 {
                 bail!("-k must be at least 1");
             }
@@ -215,6 +220,7 @@ pub fn run(cmd: LabCmd) -> Result<()> {
                 flush_each_step: defaults.flush_each_step,
                 heal_passes: a.heal_passes,
                 baselines,
+                peers,
                 variants: Vec::new(),
                 out,
             };

@@ -41,7 +41,7 @@ pub enum SqlTarget {
 enum Session {
     Local(SessionContext),
     Remote {
-        client: FlightSqlServiceClient<Channel>,
+        client: Box<FlightSqlServiceClient<Channel>>,
         /// Parses statements in the server's dialect.
         parser: SessionContext,
         sets: Vec<String>,
@@ -98,9 +98,11 @@ pub fn run(
         let mut session = match target {
             SqlTarget::Local(db) => Session::Local(drift_connectors::sql::context(Arc::new(db))?),
             SqlTarget::Server(addr) => Session::Remote {
-                client: drift_connectors::flight::connect(&addr)
-                    .await
-                    .with_context(|| format!("cannot reach server {addr}"))?,
+                client: Box::new(
+                    drift_connectors::flight::connect(&addr)
+                        .await
+                        .with_context(|| format!("cannot reach server {addr}"))?,
+                ),
                 parser: SessionContext::new_with_config(drift_connectors::sql::session_config()),
                 sets: Vec::new(),
             },

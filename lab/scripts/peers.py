@@ -137,7 +137,8 @@ class FaissIvf:
             index = f.IndexIVFScalarQuantizer(quant, self.dim, nlist, f.ScalarQuantizer.QT_8bit, mt)
         else:
             index = f.IndexIVFFlat(quant, self.dim, nlist, mt)
-        index.own_fields = True
+        # The quantizer stays owned by its Python object (kept here), not by the index: a
+        # retrain replaces both, and an index owning it as well would free it twice.
         self._quant = quant
         index.train(x)
         index.add_with_ids(x, ids.astype(np.int64))

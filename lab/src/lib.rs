@@ -8,6 +8,7 @@
 //!                                         └────▶ exact k-NN (ground truth) ─▶ recall@k, latency
 //! ```
 
+pub mod baseline;
 pub mod bench;
 pub mod chart;
 pub mod datasets;

@@ -25,6 +25,7 @@ use drift_engine::{
 };
 use hdrhistogram::Histogram;
 
+use crate::baseline::PeerSystem;
 use crate::driver::{Action, Driver};
 use crate::error::{LabError, Result};
 use crate::live::Live;
@@ -50,6 +51,9 @@ pub struct RunConfig {
     pub heal_passes: usize,
     /// Reference systems.
     pub baselines: Vec<BaselineKind>,
+    /// Settings of the peer baselines by `--baselines` name (build settings and the knob:
+    /// `ef` for hnswlib, `nprobe` for faiss); absent ones run at their defaults.
+    pub peers: std::collections::BTreeMap<String, serde_json::Value>,
     /// Variants of the index under test: (name, settings, search options).
     pub variants: Vec<(String, IndexSettings, SearchOverrides)>,
     /// Output folder (raw results, the engine's data under `db/`).
@@ -78,6 +82,7 @@ impl RunConfig {
             flush_each_step: s.run.flush_each_step,
             heal_passes: s.run.heal_passes,
             baselines: s.baselines.clone(),
+            peers: s.peers.clone(),
             variants,
             out: out.to_path_buf(),
         })
@@ -94,10 +99,12 @@ struct Index {
 /// A system: a name, what it searches, and with which options.
 struct System {
     name: String,
-    /// Transport name of its index (`in-process` for brute force).
+    /// Transport name of its index (`in-process` for brute force, `peer adapter` for peers).
     path: String,
-    /// Index position, or `None` for brute force.
+    /// Index position, for Drift's indexes.
     index: Option<usize>,
+    /// Peer position, for the peer baselines (neither: brute force).
+    peer: Option<usize>,
     over: SearchOverrides,
     params: Option<SearchParams>,
 }
@@ -122,6 +129,31 @@ pub fn run(
     let db = Arc::new(Database::open(&db_dir)?);
     let catalog: Arc<dyn Catalog> = db.clone();
     let (mut indexes, systems) = build(&catalog, dim, cfg, transport)?;
+    let mut peers = Vec::new();
+    let mut systems = systems;
+    for b in cfg
+        .baselines
+        .iter()
+        .filter_map(|b| b.peer().map(|p| (b, p)))
+    {
+        let (baseline, kind) = b;
+        let settings = cfg.peers.get(baseline.key());
+        peers.push(PeerSystem::start(
+            kind,
+            dim,
+            cfg.metric,
+            settings,
+            &cfg.out.join("peers"),
+        )?);
+        systems.push(System {
+            name: baseline.name().to_string(),
+            path: "peer adapter".into(),
+            index: None,
+            peer: Some(peers.len() - 1),
+            over: SearchOverrides::default(),
+            params: None,
+        });
+    }
     let via = indexes
         .first()
         .map(|i| i.transport.name())
@@ -187,9 +219,19 @@ pub fn run(
                     heal(&*idx.coll, cfg.heal_passes)?;
                     secs[x] = t.elapsed().as_secs_f64();
                 }
+                let mut peer_secs = vec![0.0; peers.len()];
+                for (x, p) in peers.iter_mut().enumerate() {
+                    let t = Instant::now();
+                    p.write(&writes)?;
+                    peer_secs[x] = t.elapsed().as_secs_f64();
+                }
                 live.apply(&writes);
                 for s in &systems {
-                    let secs = s.index.map_or(0.0, |x| secs[x]);
+                    let secs = match (s.index, s.peer) {
+                        (Some(x), _) => secs[x],
+                        (None, Some(x)) => peer_secs[x],
+                        (None, None) => 0.0,
+                    };
                     rows.push(base(s, secs, live.len()));
                 }
             }
@@ -227,22 +269,32 @@ pub fn run(
                         .map_err(|e| LabError::Invalid(e.to_string()))?;
                     let mut recall = 0.0;
                     let nq = queries.len() / dim;
+                    // A peer answers the whole batch in one call and times each query itself.
+                    let mut answered = match s.peer {
+                        Some(x) => Some(peers[x].search(&queries, cfg.k)?),
+                        None => None,
+                    };
                     for qi in 0..nq {
                         let q = &queries[qi * dim..(qi + 1) * dim];
                         let qv = &prepared_q[qi * dim..(qi + 1) * dim];
                         let qt = Instant::now();
-                        let got = match s.index {
-                            Some(x) => {
+                        let (got, ns) = match (s.index, answered.as_mut()) {
+                            (_, Some(a)) => (std::mem::take(&mut a.ids[qi]), a.ns[qi]),
+                            (Some(x), None) => {
                                 let idx = &mut indexes[x];
                                 let params = s.params.as_ref().expect("index systems have params");
-                                idx.transport.search(q, params, &s.over)?
+                                let got = idx.transport.search(q, params, &s.over)?;
+                                (got, qt.elapsed().as_nanos() as u64)
                             }
-                            None => exact_top(&dist, qv, &prepared, &ids, dim, cfg.k)
-                                .into_iter()
-                                .map(|(id, _)| id)
-                                .collect(),
+                            (None, None) => {
+                                let got = exact_top(&dist, qv, &prepared, &ids, dim, cfg.k)
+                                    .into_iter()
+                                    .map(|(id, _)| id)
+                                    .collect();
+                                (got, qt.elapsed().as_nanos() as u64)
+                            }
                         };
-                        hist.saturating_record(qt.elapsed().as_nanos().max(1) as u64);
+                        hist.saturating_record(ns.max(1));
                         recall += recall_with_ties(&truth.neighbours[qi], &got, cfg.k, |id| {
                             pos.get(&id)
                                 .map(|&r| dist.eval(qv, &prepared[r * dim..(r + 1) * dim]))
@@ -378,6 +430,7 @@ fn build(
             name: name.to_string(),
             path: indexes[pos].1.transport.name().to_string(),
             index: Some(pos),
+            peer: None,
             over,
             params: Some(params),
         });
@@ -404,7 +457,11 @@ fn build(
                 };
                 add(b.name(), s, over)?;
             }
-            BaselineKind::BruteForce => {}
+            // Brute force is added below; the peers are started by the runner.
+            BaselineKind::BruteForce
+            | BaselineKind::Hnswlib
+            | BaselineKind::FaissIvfSq8
+            | BaselineKind::FaissIvfFlat => {}
         }
     }
     if cfg.baselines.contains(&BaselineKind::BruteForce) {
@@ -412,6 +469,7 @@ fn build(
             name: BaselineKind::BruteForce.name().into(),
             path: "in-process".into(),
             index: None,
+            peer: None,
             over: SearchOverrides::default(),
             params: None,
         });

@@ -14,7 +14,8 @@
 //!   - repeat: { times: 5, steps: [ { drift: 1.0 }, { insert: 5000 }, { search: 200 } ] }
 //!   - delete: { oldest: 0.5 }
 //!   - search: 200
-//! baselines: [brute_force, static_ivf, v1]
+//! baselines: [brute_force, static_ivf, v1, hnswlib, faiss_ivf_sq8]
+//! peers: { hnswlib: { M: 16, ef: 64 }, faiss_ivf_sq8: { nprobe: 16 } }   # optional knobs
 //! sweep: { target_confidence: [0.8, 0.9, 0.95, 0.99] }
 //! ```
 //!
@@ -61,6 +62,10 @@ pub struct Scenario {
     /// Reference systems run on the same steps.
     #[serde(default)]
     pub baselines: Vec<BaselineKind>,
+    /// Settings of the peer baselines, by name (`hnswlib: { M: 16, ef_construction: 200,
+    /// ef: 64 }`, `faiss_ivf_sq8: { nlist: 256, nprobe: 16, retrain: false }`).
+    #[serde(default)]
+    pub peers: std::collections::BTreeMap<String, serde_json::Value>,
     /// Named variants of the index under test.
     #[serde(default)]
     pub variants: Vec<Variant>,
@@ -288,15 +293,72 @@ pub enum BaselineKind {
     StaticIvf,
     /// The design paper's first version: linear density in probe scoring and merges.
     V1,
+    /// hnswlib (the real library, through the peer adapter; deletes by `mark_deleted`).
+    Hnswlib,
+    /// faiss IVF-SQ8, trained on the first insert (`retrain: true` in its `peers` entry
+    /// retrains it on every insert).
+    FaissIvfSq8,
+    /// faiss IVF-Flat, trained like IVF-SQ8.
+    FaissIvfFlat,
 }
 
 impl BaselineKind {
+    /// Every baseline, in the order of `--baselines` help.
+    pub const ALL: [BaselineKind; 6] = [
+        BaselineKind::BruteForce,
+        BaselineKind::StaticIvf,
+        BaselineKind::V1,
+        BaselineKind::Hnswlib,
+        BaselineKind::FaissIvfSq8,
+        BaselineKind::FaissIvfFlat,
+    ];
+
     /// Name in reports.
     pub fn name(self) -> &'static str {
         match self {
             BaselineKind::BruteForce => "brute-force",
             BaselineKind::StaticIvf => "static-ivf",
             BaselineKind::V1 => "v1",
+            BaselineKind::Hnswlib => "hnswlib",
+            BaselineKind::FaissIvfSq8 => "faiss-ivf-sq8",
+            BaselineKind::FaissIvfFlat => "faiss-ivf-flat",
+        }
+    }
+
+    /// Name in `--baselines` and scenario YAML.
+    pub fn key(self) -> &'static str {
+        match self {
+            BaselineKind::BruteForce => "brute_force",
+            BaselineKind::StaticIvf => "static_ivf",
+            BaselineKind::V1 => "v1",
+            BaselineKind::Hnswlib => "hnswlib",
+            BaselineKind::FaissIvfSq8 => "faiss_ivf_sq8",
+            BaselineKind::FaissIvfFlat => "faiss_ivf_flat",
+        }
+    }
+
+    /// The baseline called `key` (`--baselines` syntax), or an error listing the names.
+    pub fn parse(key: &str) -> Result<BaselineKind> {
+        BaselineKind::ALL
+            .into_iter()
+            .find(|b| b.key() == key)
+            .ok_or_else(|| {
+                let names: Vec<&str> = BaselineKind::ALL.iter().map(|b| b.key()).collect();
+                LabError::Invalid(format!(
+                    "unknown baseline '{key}' (expected one of {} or none)",
+                    names.join(", ")
+                ))
+            })
+    }
+
+    /// The peer library this baseline runs, if it is one.
+    pub fn peer(self) -> Option<crate::peer::PeerKind> {
+        use crate::peer::PeerKind;
+        match self {
+            BaselineKind::Hnswlib => Some(PeerKind::Hnswlib),
+            BaselineKind::FaissIvfSq8 => Some(PeerKind::FaissIvfSq8),
+            BaselineKind::FaissIvfFlat => Some(PeerKind::FaissIvfFlat),
+            _ => None,
         }
     }
 }
@@ -420,6 +482,21 @@ impl Scenario {
         for b in &self.baselines {
             if !names.insert(b.name().to_string()) {
                 return bad(format!("baselines: {} is listed twice", b.name()));
+            }
+        }
+        for (name, params) in &self.peers {
+            let listed = self
+                .baselines
+                .iter()
+                .any(|b| b.peer().is_some() && b.key() == name);
+            if !listed {
+                return bad(format!(
+                    "peers: {name} is not a peer baseline of this scenario (peers: hnswlib, \
+                     faiss_ivf_sq8, faiss_ivf_flat, each listed in baselines)"
+                ));
+            }
+            if !params.is_object() {
+                return bad(format!("peers: {name} must map setting names to values"));
             }
         }
         for (i, v) in self.variants.iter().enumerate() {

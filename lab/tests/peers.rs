@@ -132,3 +132,97 @@ fn a_bad_request_is_named_and_the_peer_stays_usable() {
     let err = wrong.insert_rows(&base, 0, 100).unwrap_err().to_string();
     assert!(err.contains("faiss_ivf_flat"), "{err}");
 }
+
+/// A scenario replayed on Drift, brute force and the three peers: every system answers every
+/// search step, scored by the same truth; IVF-Flat probing every list is exact; deletes reach
+/// the peers (their answers after a delete of the oldest third never hold deleted ids, or
+/// their recall would drop).
+#[test]
+fn a_lab_run_puts_the_peers_on_the_same_steps() {
+    use drift_lab::driver::ScenarioDriver;
+    use drift_lab::run::{run as replay, RunConfig};
+    use drift_lab::scenario::Scenario;
+    use drift_lab::transport::Direct;
+
+    if !peers_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "
+name: peers
+k: 5
+seed: 4
+data:
+  clusters: { dim: 8, count: 6, centre_spread: 3.0, speed: 1.0 }
+steps:
+  - insert: 1200
+  - search: 30
+  - drift: 1.0
+  - insert: 400
+  - delete: { oldest: 0.3 }
+  - search: 30
+baselines: [brute_force, hnswlib, faiss_ivf_sq8, faiss_ivf_flat]
+peers: { hnswlib: { ef: 200 }, faiss_ivf_flat: { nprobe: 100000 }, faiss_ivf_sq8: { retrain: true } }
+";
+    let path = dir.path().join("peers.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let s = Scenario::load(&path).unwrap();
+    let cfg = RunConfig::from_scenario(&s, &dir.path().join("out")).unwrap();
+    let mut driver = ScenarioDriver::new(&s).unwrap();
+    let out = replay(&mut driver, &cfg, &Direct::open, &|_, _, _| {}).unwrap();
+    assert_eq!(
+        out.systems,
+        [
+            "drift",
+            "brute-force",
+            "hnswlib",
+            "faiss-ivf-sq8",
+            "faiss-ivf-flat"
+        ]
+    );
+    for name in ["hnswlib", "faiss-ivf-sq8", "faiss-ivf-flat"] {
+        let searches: Vec<_> = out
+            .records
+            .iter()
+            .filter(|r| r.system == name && r.op == "search")
+            .collect();
+        assert_eq!(searches.len(), 2, "{name}");
+        for r in &searches {
+            assert_eq!(r.path, "peer adapter");
+            assert_eq!(r.queries, 30);
+            let recall = r.recall.unwrap();
+            let floor = if name == "faiss-ivf-flat" { 0.999 } else { 0.9 };
+            assert!(recall >= floor, "{name} step {}: recall {recall}", r.step);
+            assert!(r.qps.unwrap() > 0.0 && r.p99_us.unwrap() > 0.0);
+        }
+    }
+    // The chart files and the summary name the peers too.
+    let summary = drift_lab::report::render(&out, &cfg.out).unwrap();
+    let table = drift_lab::report::table(&summary);
+    assert!(
+        table.contains("hnswlib") && table.contains("faiss-ivf-flat"),
+        "{table}"
+    );
+}
+
+#[test]
+fn peer_settings_must_belong_to_a_listed_peer() {
+    use drift_lab::scenario::Scenario;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "name: bad\ndata: { clusters: { dim: 4, count: 2 } }\nsteps: [ { insert: 10 }, { search: 2 } ]\n\
+         baselines: [brute_force]\npeers: { hnswlib: { ef: 10 } }\n",
+    )
+    .unwrap();
+    let e = Scenario::load(&path).unwrap_err().to_string();
+    assert!(e.contains("peers: hnswlib is not a peer baseline"), "{e}");
+    let e = drift_lab::scenario::BaselineKind::parse("faiss")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("unknown baseline 'faiss'") && e.contains("hnswlib"),
+        "{e}"
+    );
+}

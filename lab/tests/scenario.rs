@@ -177,6 +177,7 @@ toy:
         flush_each_step: true,
         heal_passes: 8,
         baselines: vec![drift_lab::scenario::BaselineKind::BruteForce],
+        peers: Default::default(),
         variants: Vec::new(),
         out: dir.path().join("out"),
     };

@@ -199,6 +199,7 @@ fn topic_stream_of_real_embeddings_holds_its_targets() {
         flush_each_step: true,
         heal_passes: 64,
         baselines: vec![BaselineKind::StaticIvf],
+        peers: Default::default(),
         variants: vec![("drift-0.99".into(), engine, at99)],
         out: dir.path().join("out"),
     };
