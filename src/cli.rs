@@ -169,7 +169,9 @@ pub enum CollectionCmd {
 pub struct UpsertArgs {
     /// Collection name.
     pub name: String,
-    /// Input file.
+    /// Input file: `.fvecs`, `.bvecs`, `.fbin`, `.u8bin`, NumPy `.npy` (2-D f16, f32, f64 or
+    /// u8), or `.jsonl` (`{"id": .., "vector": [..], "payload": {..}}` per line); vector files
+    /// may end in `@START..END` for a row range.
     #[arg(long)]
     pub input: PathBuf,
     /// Added to the row number to form ids (vector file formats).

@@ -609,3 +609,74 @@ fn a_collection_with_a_damaged_log_is_listed_then_repaired_from_the_command_line
     assert!(again.contains("nothing to repair"), "{again}");
     fails(d, &["collection", "repair", "nope"], "does not exist");
 }
+
+/// A NumPy `.npy` file as written by `np.save` (2-D, C order), by hand.
+fn write_npy(path: &Path, descr: &str, shape: &str, body: &[u8]) {
+    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + dict.len() + 1) % 64 != 0 {
+        dict.push(' ');
+    }
+    dict.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out.extend_from_slice(body);
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn upsert_reads_numpy_files_and_names_what_it_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Runner {
+        dir: dir.path(),
+        server: None,
+    };
+    r.ok(&["collection", "create", "n", "--dim", "3"]);
+    let vals: Vec<f32> = (0..6).map(|i| i as f32 * 0.5).collect();
+    let f32s: Vec<u8> = vals.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let good = dir.path().join("v.npy");
+    write_npy(&good, "<f4", "(2, 3)", &f32s);
+    assert!(r
+        .ok(&[
+            "upsert",
+            "n",
+            "--input",
+            good.to_str().unwrap(),
+            "--id-offset",
+            "10"
+        ])
+        .contains("upserted 2 vectors"));
+    assert!(r.ok(&["get", "n", "11"]).contains("[1.5,2.0,2.5]"));
+    // f16, as the shared PyPI set is stored.
+    let halves: Vec<u8> = [0x3c00u16, 0x4000, 0x4200]
+        .iter()
+        .flat_map(|h| h.to_le_bytes())
+        .collect();
+    let f16 = dir.path().join("h.npy");
+    write_npy(&f16, "<f2", "(1, 3)", &halves);
+    r.ok(&[
+        "upsert",
+        "n",
+        "--input",
+        f16.to_str().unwrap(),
+        "--id-offset",
+        "20",
+    ]);
+    assert!(r.ok(&["get", "n", "20"]).contains("[1.0,2.0,3.0]"));
+    // Wrong dtype, wrong shape, wrong dimension: refused by name, nothing written.
+    let ints = dir.path().join("i.npy");
+    write_npy(&ints, "<i8", "(1, 3)", &[0u8; 24]);
+    r.fails(&["upsert", "n", "--input", ints.to_str().unwrap()], "<i8");
+    let flat = dir.path().join("f.npy");
+    write_npy(&flat, "<f4", "(6,)", &f32s);
+    r.fails(&["upsert", "n", "--input", flat.to_str().unwrap()], "2-D");
+    let wide = dir.path().join("w.npy");
+    write_npy(&wide, "<f4", "(1, 6)", &f32s);
+    r.fails(
+        &["upsert", "n", "--input", wide.to_str().unwrap()],
+        "dimension",
+    );
+    assert!(r
+        .ok(&["collection", "list"])
+        .contains("n\tdim=3\tmetric=l2\tvectors=3"));
+}
