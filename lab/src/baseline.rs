@@ -23,7 +23,10 @@ pub fn default_knob(kind: PeerKind) -> usize {
 /// One peer baseline of a run.
 pub struct PeerSystem {
     peer: Peer,
-    knob: usize,
+    /// Knob values searched (several: a sweep, one system each).
+    knobs: Vec<usize>,
+    /// Whether the settings listed the knob's values (a sweep) rather than one value.
+    swept: bool,
     dim: usize,
     /// Folder of the scratch files.
     dir: PathBuf,
@@ -32,8 +35,8 @@ pub struct PeerSystem {
 }
 
 impl PeerSystem {
-    /// Starts `kind` with `settings` (build settings, plus its knob: `ef` or `nprobe`),
-    /// writing its scratch files under `dir`.
+    /// Starts `kind` with `settings` (build settings, plus its knob, `ef` or `nprobe`: one
+    /// value, or a list of values to sweep), writing its scratch files under `dir`.
     pub fn start(
         kind: PeerKind,
         dim: usize,
@@ -45,21 +48,32 @@ impl PeerSystem {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_else(Map::new);
-        let knob = match build.remove(kind.knob()) {
-            None => default_knob(kind),
-            Some(v) => v.as_u64().filter(|&n| n >= 1).ok_or_else(|| {
-                LabError::Invalid(format!(
-                    "peers: {}.{} must be a whole number of at least 1, got {v}",
-                    kind.name(),
-                    kind.knob()
-                ))
-            })? as usize,
+        let bad = |v: &Value| {
+            LabError::Invalid(format!(
+                "peers: {}.{} must be a whole number of at least 1 or a list of them, got {v}",
+                kind.name(),
+                kind.knob()
+            ))
+        };
+        let one = |v: &Value| {
+            v.as_u64()
+                .filter(|&n| n >= 1)
+                .map(|n| n as usize)
+                .ok_or_else(|| bad(v))
+        };
+        let (knobs, swept) = match build.remove(kind.knob()) {
+            None => (vec![default_knob(kind)], false),
+            Some(Value::Array(vs)) if !vs.is_empty() => {
+                (vs.iter().map(one).collect::<Result<Vec<_>>>()?, true)
+            }
+            Some(v) => (vec![one(&v)?], false),
         };
         std::fs::create_dir_all(dir).map_err(|e| LabError::io(dir, e))?;
         let peer = Peer::spawn(kind, dim, metric, &Value::Object(build))?;
         Ok(PeerSystem {
             peer,
-            knob,
+            knobs,
+            swept,
             dim,
             dir: dir.to_path_buf(),
             calls: 0,
@@ -113,10 +127,14 @@ impl PeerSystem {
         Ok(())
     }
 
-    /// The `k` nearest ids of each query (row-major) and each query's latency.
-    pub fn search(&mut self, queries: &[f32], k: usize) -> Result<PeerAnswers> {
+    /// The knob values to search with, and whether they are a sweep.
+    pub fn knobs(&self) -> (&[usize], bool) {
+        (&self.knobs, self.swept)
+    }
+
+    /// The `k` nearest ids of each query (row-major) at `knob`, and each query's latency.
+    pub fn search(&mut self, queries: &[f32], k: usize, knob: usize) -> Result<PeerAnswers> {
         let n = (queries.len() / self.dim.max(1)) as u64;
-        let knob = self.knob;
         self.with_file(queries, |p, f| p.search(f, 0, n, k, knob))
     }
 

@@ -12,6 +12,7 @@ use plotters::style::FontStyle;
 
 use crate::error::{LabError, Result};
 use crate::record::{RunOutcome, StepRecord};
+use crate::summary::family;
 use crate::summary::Summary;
 
 const SIZE: (u32, u32) = (1000, 560);
@@ -93,6 +94,11 @@ fn series(
         .collect()
 }
 
+/// A step axis label: steps are whole numbers.
+fn step_label(x: &f64) -> String {
+    format!("{}", x.round() as i64)
+}
+
 fn steps_range(out: &RunOutcome) -> std::ops::Range<f64> {
     let last = out.records.iter().map(|r| r.step).max().unwrap_or(1) as f64;
     0.0..last + 1.0
@@ -130,6 +136,7 @@ fn recall_chart(out: &RunOutcome, title: &str, path: &Path) -> Result<PathBuf> {
     chart
         .configure_mesh()
         .x_desc("step")
+        .x_label_formatter(&step_label)
         .y_desc(format!("recall@{}", out.k))
         .draw()
         .map_err(|e| err(path, e))?;
@@ -194,6 +201,7 @@ fn latency_chart(out: &RunOutcome, title: &str, path: &Path) -> Result<PathBuf> 
     chart
         .configure_mesh()
         .x_desc("step")
+        .x_label_formatter(&step_label)
         .y_desc("microseconds per query")
         .draw()
         .map_err(|e| err(path, e))?;
@@ -256,6 +264,7 @@ fn buckets_chart(out: &RunOutcome, title: &str, path: &Path) -> Result<PathBuf> 
             .map_err(|e| err(path, e))?;
         chart
             .configure_mesh()
+            .x_label_formatter(&step_label)
             .y_desc("buckets")
             .draw()
             .map_err(|e| err(path, e))?;
@@ -284,6 +293,7 @@ fn buckets_chart(out: &RunOutcome, title: &str, path: &Path) -> Result<PathBuf> 
     chart
         .configure_mesh()
         .x_desc("step")
+        .x_label_formatter(&step_label)
         .y_desc("count")
         .draw()
         .map_err(|e| err(path, e))?;
@@ -306,16 +316,28 @@ fn buckets_chart(out: &RunOutcome, title: &str, path: &Path) -> Result<PathBuf> 
     Ok(path.to_path_buf())
 }
 
+/// Mean recall against mean QPS, one curve per family of systems (Drift and its sweep points,
+/// each peer and its knob values; see [`family`]), the points of a curve joined in recall
+/// order (a knob that buys recall with speed traces its trade-off).
+/// Names are in the legend, never on the data.
 fn recall_qps_chart(summary: &Summary, title: &str, path: &Path) -> Result<PathBuf> {
-    let pts: Vec<(String, f64, f64)> = summary
-        .systems
-        .iter()
-        .map(|s| (s.system.clone(), s.mean_qps.max(1.0), s.mean_recall))
-        .collect();
-    let (qlo, qhi) = pts.iter().fold((f64::INFINITY, 1.0f64), |(a, b), p| {
-        (a.min(p.1), b.max(p.1))
+    let mut curves: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for s in &summary.systems {
+        let p = (s.mean_qps.max(1.0), s.mean_recall);
+        let fam = family(&s.system);
+        match curves.iter_mut().find(|(f, _)| f == fam) {
+            Some((_, pts)) => pts.push(p),
+            None => curves.push((fam.to_string(), vec![p])),
+        }
+    }
+    for (_, pts) in &mut curves {
+        pts.sort_by(|a, b| a.1.total_cmp(&b.1).then(b.0.total_cmp(&a.0)));
+    }
+    let all = curves.iter().flat_map(|(_, p)| p.iter());
+    let (qlo, qhi) = all.clone().fold((f64::INFINITY, 1.0f64), |(a, b), p| {
+        (a.min(p.0), b.max(p.0))
     });
-    let rlo = pts.iter().map(|p| p.2).fold(1.0f64, f64::min);
+    let rlo = all.map(|p| p.1).fold(1.0f64, f64::min);
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(path, e))?;
     let mut chart = ChartBuilder::on(&root)
@@ -331,22 +353,22 @@ fn recall_qps_chart(summary: &Summary, title: &str, path: &Path) -> Result<PathB
     chart
         .configure_mesh()
         .x_desc("queries per second (one thread, log scale)")
+        .x_label_formatter(&|q| format!("{q:.0}"))
         .y_desc(format!("mean recall@{}", summary.k))
         .draw()
         .map_err(|e| err(path, e))?;
-    for (i, (name, q, r)) in pts.into_iter().enumerate() {
+    for (i, (name, pts)) in curves.into_iter().enumerate() {
         let c = colour(i);
         chart
-            .draw_series(std::iter::once(Circle::new((q, r), 6, c.filled())))
-            .map_err(|e| err(path, e))?;
+            .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+            .map_err(|e| err(path, e))?
+            .label(name)
+            .legend(move |(x, y)| Circle::new((x + 10, y), 5, c.filled()));
         chart
-            .draw_series(std::iter::once(Text::new(
-                name,
-                (q, r),
-                (FONT, 14).into_font().color(&c),
-            )))
+            .draw_series(pts.into_iter().map(|p| Circle::new(p, 5, c.filled())))
             .map_err(|e| err(path, e))?;
     }
+    legend(&mut chart, path)?;
     root.present().map_err(|e| err(path, e))?;
     Ok(path.to_path_buf())
 }

@@ -103,8 +103,8 @@ struct System {
     path: String,
     /// Index position, for Drift's indexes.
     index: Option<usize>,
-    /// Peer position, for the peer baselines (neither: brute force).
-    peer: Option<usize>,
+    /// Peer position and knob value, for the peer baselines (neither: brute force).
+    peer: Option<(usize, usize)>,
     over: SearchOverrides,
     params: Option<SearchParams>,
 }
@@ -138,21 +138,25 @@ pub fn run(
     {
         let (baseline, kind) = b;
         let settings = cfg.peers.get(baseline.key());
-        peers.push(PeerSystem::start(
-            kind,
-            dim,
-            cfg.metric,
-            settings,
-            &cfg.out.join("peers"),
-        )?);
-        systems.push(System {
-            name: baseline.name().to_string(),
-            path: "peer adapter".into(),
-            index: None,
-            peer: Some(peers.len() - 1),
-            over: SearchOverrides::default(),
-            params: None,
-        });
+        let peer = PeerSystem::start(kind, dim, cfg.metric, settings, &cfg.out.join("peers"))?;
+        let (knobs, swept) = peer.knobs();
+        for &knob in knobs {
+            // A swept knob makes one system per value ("hnswlib ef=64"), drawn as one curve.
+            let name = if swept {
+                format!("{} {}={knob}", baseline.name(), kind.knob())
+            } else {
+                baseline.name().to_string()
+            };
+            systems.push(System {
+                name,
+                path: "peer adapter".into(),
+                index: None,
+                peer: Some((peers.len(), knob)),
+                over: SearchOverrides::default(),
+                params: None,
+            });
+        }
+        peers.push(peer);
     }
     let via = indexes
         .first()
@@ -229,7 +233,7 @@ pub fn run(
                 for s in &systems {
                     let secs = match (s.index, s.peer) {
                         (Some(x), _) => secs[x],
-                        (None, Some(x)) => peer_secs[x],
+                        (None, Some((x, _))) => peer_secs[x],
                         (None, None) => 0.0,
                     };
                     rows.push(base(s, secs, live.len()));
@@ -271,7 +275,7 @@ pub fn run(
                     let nq = queries.len() / dim;
                     // A peer answers the whole batch in one call and times each query itself.
                     let mut answered = match s.peer {
-                        Some(x) => Some(peers[x].search(&queries, cfg.k)?),
+                        Some((x, knob)) => Some(peers[x].search(&queries, cfg.k, knob)?),
                         None => None,
                     };
                     for qi in 0..nq {

@@ -6,6 +6,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::record::{RunOutcome, StepRecord};
 
+/// The family a system belongs to, for curves: a peer's knob values (`"hnswlib ef=64"`)
+/// belong to the peer, Drift's sweep points (`"nprobe=8"`, `"recall_target=0.9"`) to
+/// `drift`; any other system is a family of its own.
+pub fn family(system: &str) -> &str {
+    match system.split_once(' ') {
+        Some((peer, _)) => peer,
+        None if system.contains('=') => "drift",
+        None => system,
+    }
+}
+
 /// Totals of one system over a run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SystemSummary {
@@ -136,5 +147,20 @@ pub fn summarize(out: &RunOutcome) -> Summary {
         search_steps: steps.iter().filter(|r| r.recall.is_some()).count(),
         secs: out.secs,
         systems,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::family;
+
+    #[test]
+    fn systems_fall_into_curves_by_family() {
+        assert_eq!(family("hnswlib ef=64"), "hnswlib");
+        assert_eq!(family("faiss-ivf-sq8 nprobe=4"), "faiss-ivf-sq8");
+        assert_eq!(family("nprobe=8"), "drift");
+        assert_eq!(family("recall_target=0.9"), "drift");
+        assert_eq!(family("static-ivf"), "static-ivf");
+        assert_eq!(family("drift"), "drift");
     }
 }

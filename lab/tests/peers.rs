@@ -162,7 +162,7 @@ steps:
   - delete: { oldest: 0.3 }
   - search: 30
 baselines: [brute_force, hnswlib, faiss_ivf_sq8, faiss_ivf_flat]
-peers: { hnswlib: { ef: 200 }, faiss_ivf_flat: { nprobe: 100000 }, faiss_ivf_sq8: { retrain: true } }
+peers: { hnswlib: { ef: [10, 200] }, faiss_ivf_flat: { nprobe: 100000 }, faiss_ivf_sq8: { retrain: true } }
 ";
     let path = dir.path().join("peers.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -175,12 +175,13 @@ peers: { hnswlib: { ef: 200 }, faiss_ivf_flat: { nprobe: 100000 }, faiss_ivf_sq8
         [
             "drift",
             "brute-force",
-            "hnswlib",
+            "hnswlib ef=10",
+            "hnswlib ef=200",
             "faiss-ivf-sq8",
             "faiss-ivf-flat"
         ]
     );
-    for name in ["hnswlib", "faiss-ivf-sq8", "faiss-ivf-flat"] {
+    for name in ["hnswlib ef=200", "faiss-ivf-sq8", "faiss-ivf-flat"] {
         let searches: Vec<_> = out
             .records
             .iter()
@@ -196,13 +197,24 @@ peers: { hnswlib: { ef: 200 }, faiss_ivf_flat: { nprobe: 100000 }, faiss_ivf_sq8
             assert!(r.qps.unwrap() > 0.0 && r.p99_us.unwrap() > 0.0);
         }
     }
-    // The chart files and the summary name the peers too.
+    // The sweep's low end answers too (one peer process serves both knob values).
+    let low = out
+        .records
+        .iter()
+        .filter(|r| r.system == "hnswlib ef=10" && r.op == "search")
+        .count();
+    assert_eq!(low, 2);
+    // The summary names the peers, and the charts (one recall-QPS curve per family) exist.
     let summary = drift_lab::report::render(&out, &cfg.out).unwrap();
     let table = drift_lab::report::table(&summary);
     assert!(
-        table.contains("hnswlib") && table.contains("faiss-ivf-flat"),
+        table.contains("hnswlib ef=200") && table.contains("faiss-ivf-flat"),
         "{table}"
     );
+    for chart in ["recall.png", "latency.png", "buckets.png", "recall_qps.png"] {
+        let len = std::fs::metadata(cfg.out.join(chart)).unwrap().len();
+        assert!(len > 1000, "{chart}: {len} bytes");
+    }
 }
 
 #[test]
