@@ -268,7 +268,7 @@ fn replay(driver: &mut dyn Driver, cfg: &RunConfig, via: Via, brokers: Option<&s
     let summary = drift_lab::report::render(&outcome, &cfg.out)?;
     print!("{}", drift_lab::report::table(&summary));
     println!(
-        "wrote {}/{{raw.jsonl,steps.csv,summary.json,recall.png,latency.png,buckets.png,recall_qps.png}}",
+        "wrote {}/{{raw.jsonl,steps.csv,summary.json,recall.png,latency.png,buckets.png,recall_qps.png,cost.png}}",
         cfg.out.display()
     );
     Ok(())

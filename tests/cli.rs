@@ -506,7 +506,13 @@ baselines: [static_ivf, brute_force]
             .any(|l| l.starts_with("5,delete,drift,kafka+sql,1200,")),
         "{csv}"
     );
-    for chart in ["recall.png", "latency.png", "buckets.png", "recall_qps.png"] {
+    for chart in [
+        "recall.png",
+        "latency.png",
+        "buckets.png",
+        "recall_qps.png",
+        "cost.png",
+    ] {
         assert!(std::fs::metadata(out_dir.join(chart)).unwrap().len() > 8_000);
     }
 }

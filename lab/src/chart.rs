@@ -104,7 +104,7 @@ fn steps_range(out: &RunOutcome) -> std::ops::Range<f64> {
     0.0..last + 1.0
 }
 
-/// Draws the four charts into `dir`; returns their paths.
+/// Draws the five charts into `dir`; returns their paths.
 pub fn draw_all(out: &RunOutcome, summary: &Summary, dir: &Path) -> Result<Vec<PathBuf>> {
     ensure_font()?;
     let title = format!("{} via {}", out.name, out.via);
@@ -113,6 +113,7 @@ pub fn draw_all(out: &RunOutcome, summary: &Summary, dir: &Path) -> Result<Vec<P
         latency_chart(out, &title, &dir.join("latency.png"))?,
         buckets_chart(out, &title, &dir.join("buckets.png"))?,
         recall_qps_chart(summary, &title, &dir.join("recall_qps.png"))?,
+        cost_chart(summary, &title, &dir.join("cost.png"))?,
     ];
     Ok(paths)
 }
@@ -369,6 +370,81 @@ fn recall_qps_chart(summary: &Summary, title: &str, path: &Path) -> Result<PathB
             .map_err(|e| err(path, e))?;
     }
     legend(&mut chart, path)?;
+    root.present().map_err(|e| err(path, e))?;
+    Ok(path.to_path_buf())
+}
+
+/// What each system cost: the bytes its index held at the end and the seconds its write steps
+/// took (build and ingest, maintenance included for Drift), one horizontal bar per system,
+/// names on the axis beside the bars.
+fn cost_chart(summary: &Summary, title: &str, path: &Path) -> Result<PathBuf> {
+    let systems: Vec<&crate::summary::SystemSummary> = summary.systems.iter().collect();
+    let n = systems.len().max(1);
+    let names: Vec<String> = systems.iter().map(|s| s.system.clone()).collect();
+    let families: Vec<String> = {
+        let mut f: Vec<String> = Vec::new();
+        for s in &systems {
+            let fam = family(&s.system).to_string();
+            if !f.contains(&fam) {
+                f.push(fam);
+            }
+        }
+        f
+    };
+    let colour_of = |name: &str| {
+        let fam = family(name);
+        colour(families.iter().position(|f| f == fam).unwrap_or(0))
+    };
+    let height = (SIZE.1).max(120 + 26 * n as u32);
+    let root = BitMapBackend::new(path, (SIZE.0, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(path, e))?;
+    let root = root
+        .titled(&format!("cost per system: {title}"), (FONT, 22))
+        .map_err(|e| err(path, e))?;
+    let (left, right) = root.split_horizontally(SIZE.0 / 2);
+    let panels: [(&str, Box<dyn Fn(&crate::summary::SystemSummary) -> f64>, _); 2] = [
+        (
+            "index MiB at the end",
+            Box::new(|s| s.index_bytes.map_or(0.0, |b| b as f64 / (1 << 20) as f64)),
+            left,
+        ),
+        ("seconds in write steps", Box::new(|s| s.write_secs), right),
+    ];
+    for (label, value, area) in panels {
+        let max = systems.iter().map(|s| value(s)).fold(0.0f64, f64::max);
+        let label_names = names.clone();
+        let mut chart = ChartBuilder::on(&area)
+            .margin(12)
+            .x_label_area_size(35)
+            .y_label_area_size(190)
+            .build_cartesian_2d(0.0..(max * 1.1).max(1e-9), 0.0..n as f64)
+            .map_err(|e| err(path, e))?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(n * 2 + 1)
+            .y_label_formatter(&move |y| {
+                // A label at each bar's middle (y = i + 0.5), none elsewhere.
+                let i = (*y - 0.5).round();
+                if (*y - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
+                    label_names.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .x_desc(label)
+            .draw()
+            .map_err(|e| err(path, e))?;
+        chart
+            .draw_series(systems.iter().enumerate().map(|(i, s)| {
+                let c = colour_of(&s.system);
+                Rectangle::new(
+                    [(0.0, i as f64 + 0.15), (value(s), i as f64 + 0.85)],
+                    c.filled(),
+                )
+            }))
+            .map_err(|e| err(path, e))?;
+    }
     root.present().map_err(|e| err(path, e))?;
     Ok(path.to_path_buf())
 }

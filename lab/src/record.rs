@@ -55,6 +55,11 @@ pub struct StepRecord {
     /// current window (index systems).
     #[serde(default)]
     pub monitored_recall: Option<f64>,
+    /// Bytes the index holds after the step: Drift's resident memory by its own accounting
+    /// (codes, sketches, ids, per-bucket data, memtables, cache), a peer's index by its
+    /// library's layout (codes or vectors, links, ids, centroids); none for brute force.
+    #[serde(default)]
+    pub index_bytes: Option<u64>,
 }
 
 /// Everything measured, in memory (also written to `raw.jsonl`).

@@ -23,11 +23,11 @@ pub fn write_csv(out: &RunOutcome, path: &Path) -> Result<()> {
     let mut f =
         std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| LabError::io(path, e))?);
     let mut text = String::from(
-        "step,op,system,path,live,time,recall,queries,qps,p50_us,p95_us,p99_us,buckets,splits,merges,reassigned,rewritten,buckets_per_query,codes_per_query,secs,inserted,monitored_recall,detail\n",
+        "step,op,system,path,live,time,recall,queries,qps,p50_us,p95_us,p99_us,buckets,splits,merges,reassigned,rewritten,buckets_per_query,codes_per_query,secs,inserted,monitored_recall,index_bytes,detail\n",
     );
     for r in &out.records {
         text.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.4},{},{},\"{}\"\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.4},{},{},{},\"{}\"\n",
             r.step,
             r.op,
             r.system,
@@ -50,6 +50,7 @@ pub fn write_csv(out: &RunOutcome, path: &Path) -> Result<()> {
             r.secs,
             r.inserted,
             optf(r.monitored_recall, 4),
+            opt(r.index_bytes),
             r.detail.replace('"', "'"),
         ));
     }
@@ -83,7 +84,7 @@ pub fn table(s: &Summary) -> String {
         s.name, s.via, s.k, s.steps, s.search_steps, s.secs
     );
     t.push_str(&format!(
-        "{:<22} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>9} {:>7} {:>8} {:>7} {:>7} {:>7} {:>10} {:>8}\n",
+        "{:<26} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>9} {:>7} {:>8} {:>7} {:>7} {:>7} {:>10} {:>8} {:>8} {:>8}\n",
         "system",
         "recall",
         "min",
@@ -98,11 +99,13 @@ pub fn table(s: &Summary) -> String {
         "splits",
         "merges",
         "reassigned",
-        "rewr/ins"
+        "rewr/ins",
+        "MiB",
+        "write s"
     ));
     for x in &s.systems {
         t.push_str(&format!(
-            "{:<22} {:>7.4} {:>7.4} {:>7.4} {:>8} {:>9.0} {:>8.1} {:>9.1} {:>7} {:>8} {:>7} {:>7} {:>7} {:>10} {:>8}\n",
+            "{:<26} {:>7.4} {:>7.4} {:>7.4} {:>8} {:>9.0} {:>8.1} {:>9.1} {:>7} {:>8} {:>7} {:>7} {:>7} {:>10} {:>8} {:>8} {:>8.1}\n",
             x.system,
             x.mean_recall,
             x.min_recall,
@@ -118,6 +121,8 @@ pub fn table(s: &Summary) -> String {
             opt(x.merges),
             opt(x.reassigned),
             optf(x.rewritten_per_insert, 2),
+            optf(x.index_bytes.map(|b| b as f64 / (1 << 20) as f64), 1),
+            x.write_secs,
         ));
     }
     t

@@ -207,6 +207,7 @@ pub fn run(
             codes_per_query: None,
             inserted,
             monitored_recall: None,
+            index_bytes: None,
         };
         match action {
             Action::Write { writes, .. } => {
@@ -326,9 +327,16 @@ pub fn run(
             .iter()
             .map(|x| x.coll.stats())
             .collect::<drift_engine::Result<_>>()?;
+        let peer_bytes: Vec<u64> = peers
+            .iter_mut()
+            .map(|p| p.stats().map(|st| st.bytes))
+            .collect::<Result<_>>()?;
         for (row, s) in rows.iter_mut().zip(&systems) {
             if let Some(x) = s.index {
                 fill_stats(row, &stats[x]);
+            }
+            if let Some((x, _)) = s.peer {
+                row.index_bytes = Some(peer_bytes[x]);
             }
             let line = serde_json::to_string(row).map_err(|e| LabError::Invalid(e.to_string()))?;
             writeln!(raw, "{line}").map_err(|e| LabError::io(&raw_path, e))?;
@@ -384,6 +392,7 @@ fn fill_stats(row: &mut StepRecord, st: &CollectionStats) {
     row.reassigned = Some(st.maintenance.reassigned);
     row.rewritten = Some(st.maintenance.written);
     row.monitored_recall = st.recall.measured;
+    row.index_bytes = Some(st.memory.total());
 }
 
 fn describe(a: &Action) -> (&'static str, String) {

@@ -56,8 +56,11 @@ pub struct SystemSummary {
     /// The engine's recall monitor at the end: mean recall@k of its exact re-runs.
     #[serde(default)]
     pub monitored_recall: Option<f64>,
-    /// Seconds spent in write steps (writes, flushes, healing).
+    /// Seconds spent in write steps (writes, flushes, healing): the build and ingest cost.
     pub write_secs: f64,
+    /// Bytes the index held at the end (see [`StepRecord::index_bytes`]).
+    #[serde(default)]
+    pub index_bytes: Option<u64>,
 }
 
 /// `summary.json`.
@@ -130,6 +133,7 @@ pub fn summarize(out: &RunOutcome) -> Summary {
                     .filter(|r| matches!(r.op.as_str(), "insert" | "delete" | "replace"))
                     .map(|r| r.secs)
                     .sum(),
+                index_bytes: rows.iter().rev().find_map(|r| r.index_bytes),
             }
         })
         .collect();

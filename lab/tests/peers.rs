@@ -211,9 +211,30 @@ peers: { hnswlib: { ef: [10, 200] }, faiss_ivf_flat: { nprobe: 100000 }, faiss_i
         table.contains("hnswlib ef=200") && table.contains("faiss-ivf-flat"),
         "{table}"
     );
-    for chart in ["recall.png", "latency.png", "buckets.png", "recall_qps.png"] {
+    for chart in [
+        "recall.png",
+        "latency.png",
+        "buckets.png",
+        "recall_qps.png",
+        "cost.png",
+    ] {
         let len = std::fs::metadata(cfg.out.join(chart)).unwrap().len();
         assert!(len > 1000, "{chart}: {len} bytes");
+    }
+    // Cost on the same page: every index system reports its bytes; brute force holds none.
+    for sys in &summary.systems {
+        match sys.system.as_str() {
+            "brute-force" => assert_eq!(sys.index_bytes, None),
+            name => {
+                let b = sys.index_bytes.unwrap_or(0);
+                // 1,120 live 8-d vectors: at least a byte per dimension each.
+                assert!(b >= 1120 * 8, "{name}: {b} bytes");
+            }
+        }
+        assert!(
+            sys.write_secs > 0.0 || sys.system == "brute-force",
+            "{sys:?}"
+        );
     }
 }
 

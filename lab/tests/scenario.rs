@@ -131,7 +131,13 @@ fn a_scenario_runs_on_every_system_and_renders() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap())
             .unwrap();
     assert_eq!(json["systems"].as_array().unwrap().len(), names.len());
-    for chart in ["recall.png", "latency.png", "buckets.png", "recall_qps.png"] {
+    for chart in [
+        "recall.png",
+        "latency.png",
+        "buckets.png",
+        "recall_qps.png",
+        "cost.png",
+    ] {
         png_ok(&dir.path().join(chart));
     }
     let table = drift_lab::report::table(&summary);
