@@ -13,7 +13,7 @@ use plotters::style::FontStyle;
 use crate::error::{LabError, Result};
 use crate::record::{RunOutcome, StepRecord};
 use crate::summary::family;
-use crate::summary::Summary;
+use crate::summary::{Summary, SystemSummary};
 
 const SIZE: (u32, u32) = (1000, 560);
 const FONT: &str = "sans-serif";
@@ -378,7 +378,7 @@ fn recall_qps_chart(summary: &Summary, title: &str, path: &Path) -> Result<PathB
 /// took (build and ingest, maintenance included for Drift), one horizontal bar per system,
 /// names on the axis beside the bars.
 fn cost_chart(summary: &Summary, title: &str, path: &Path) -> Result<PathBuf> {
-    let systems: Vec<&crate::summary::SystemSummary> = summary.systems.iter().collect();
+    let systems: Vec<&SystemSummary> = summary.systems.iter().collect();
     let n = systems.len().max(1);
     let names: Vec<String> = systems.iter().map(|s| s.system.clone()).collect();
     let families: Vec<String> = {
@@ -402,15 +402,18 @@ fn cost_chart(summary: &Summary, title: &str, path: &Path) -> Result<PathBuf> {
         .titled(&format!("cost per system: {title}"), (FONT, 22))
         .map_err(|e| err(path, e))?;
     let (left, right) = root.split_horizontally(SIZE.0 / 2);
-    let panels: [(&str, Box<dyn Fn(&crate::summary::SystemSummary) -> f64>, _); 2] = [
-        (
-            "index MiB at the end",
-            Box::new(|s| s.index_bytes.map_or(0.0, |b| b as f64 / (1 << 20) as f64)),
-            left,
-        ),
-        ("seconds in write steps", Box::new(|s| s.write_secs), right),
+    fn mib(s: &SystemSummary) -> f64 {
+        s.index_bytes.map_or(0.0, |b| b as f64 / (1 << 20) as f64)
+    }
+    fn write_secs(s: &SystemSummary) -> f64 {
+        s.write_secs
+    }
+    type Measure = fn(&SystemSummary) -> f64;
+    let panels: [(&str, Measure); 2] = [
+        ("index MiB at the end", mib),
+        ("seconds in write steps", write_secs),
     ];
-    for (label, value, area) in panels {
+    for ((label, value), area) in panels.into_iter().zip([left, right]) {
         let max = systems.iter().map(|s| value(s)).fold(0.0f64, f64::max);
         let label_names = names.clone();
         let mut chart = ChartBuilder::on(&area)
