@@ -498,6 +498,14 @@ baselines: [static_ivf, brute_force]
         systems[0]["mean_recall"].as_f64().unwrap() > 0.9,
         "{summary}"
     );
+    // The path's cost shows as its own column: the engine alone answers faster than the
+    // whole kafka+sql path, and brute force (in process) has no engine figure.
+    let (qps, engine) = (
+        systems[0]["mean_qps"].as_f64().unwrap(),
+        systems[0]["engine_qps"].as_f64().unwrap(),
+    );
+    assert!(engine > qps, "engine {engine} vs path {qps}");
+    assert!(systems[2]["engine_qps"].is_null(), "{summary}");
     let csv = std::fs::read_to_string(out_dir.join("steps.csv")).unwrap();
     // 6 steps x 3 systems; the live count after the delete is 1600 - 400.
     assert_eq!(csv.lines().count(), 1 + 18);

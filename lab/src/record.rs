@@ -48,6 +48,10 @@ pub struct StepRecord {
     pub buckets_per_query: Option<f64>,
     /// SQ8 codes scanned per query in this step.
     pub codes_per_query: Option<f64>,
+    /// Microseconds per query spent inside the engine in this step (index systems): the rest
+    /// of the latency is the system's path (SQL, a topic, a network hop).
+    #[serde(default)]
+    pub engine_us: Option<f64>,
     /// Rows inserted (upserted) so far.
     #[serde(default)]
     pub inserted: u64,

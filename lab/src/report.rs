@@ -23,11 +23,11 @@ pub fn write_csv(out: &RunOutcome, path: &Path) -> Result<()> {
     let mut f =
         std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| LabError::io(path, e))?);
     let mut text = String::from(
-        "step,op,system,path,live,time,recall,queries,qps,p50_us,p95_us,p99_us,buckets,splits,merges,reassigned,rewritten,buckets_per_query,codes_per_query,secs,inserted,monitored_recall,index_bytes,detail\n",
+        "step,op,system,path,live,time,recall,queries,qps,p50_us,p95_us,p99_us,buckets,splits,merges,reassigned,rewritten,buckets_per_query,codes_per_query,secs,inserted,monitored_recall,index_bytes,engine_us,detail\n",
     );
     for r in &out.records {
         text.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.4},{},{},{},\"{}\"\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.4},{},{},{},{},\"{}\"\n",
             r.step,
             r.op,
             r.system,
@@ -51,6 +51,7 @@ pub fn write_csv(out: &RunOutcome, path: &Path) -> Result<()> {
             r.inserted,
             optf(r.monitored_recall, 4),
             opt(r.index_bytes),
+            optf(r.engine_us, 1),
             r.detail.replace('"', "'"),
         ));
     }
@@ -84,13 +85,14 @@ pub fn table(s: &Summary) -> String {
         s.name, s.via, s.k, s.steps, s.search_steps, s.secs
     );
     t.push_str(&format!(
-        "{:<26} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>9} {:>7} {:>8} {:>7} {:>7} {:>7} {:>10} {:>8} {:>8} {:>8}\n",
+        "{:<26} {:>7} {:>7} {:>7} {:>8} {:>9} {:>10} {:>8} {:>9} {:>7} {:>8} {:>7} {:>7} {:>7} {:>10} {:>8} {:>8} {:>8}\n",
         "system",
         "recall",
         "min",
         "final",
         "monitor",
         "qps",
+        "engine qps",
         "p50 us",
         "p99 max",
         "bkt/q",
@@ -105,13 +107,14 @@ pub fn table(s: &Summary) -> String {
     ));
     for x in &s.systems {
         t.push_str(&format!(
-            "{:<26} {:>7.4} {:>7.4} {:>7.4} {:>8} {:>9.0} {:>8.1} {:>9.1} {:>7} {:>8} {:>7} {:>7} {:>7} {:>10} {:>8} {:>8} {:>8.1}\n",
+            "{:<26} {:>7.4} {:>7.4} {:>7.4} {:>8} {:>9.0} {:>10} {:>8.1} {:>9.1} {:>7} {:>8} {:>7} {:>7} {:>7} {:>10} {:>8} {:>8} {:>8.1}\n",
             x.system,
             x.mean_recall,
             x.min_recall,
             x.final_recall,
             optf(x.monitored_recall, 4),
             x.mean_qps,
+            optf(x.engine_qps, 0),
             x.p50_us,
             x.max_p99_us,
             optf(x.buckets_per_query, 1),

@@ -205,6 +205,7 @@ pub fn run(
             rewritten: None,
             buckets_per_query: None,
             codes_per_query: None,
+            engine_us: None,
             inserted,
             monitored_recall: None,
             index_bytes: None,
@@ -313,9 +314,11 @@ pub fn run(
                     row.p95_us = Some(hist.value_at_quantile(0.95) as f64 / 1e3);
                     row.p99_us = Some(hist.value_at_quantile(0.99) as f64 / 1e3);
                     if let (Some(x), Some(b)) = (s.index, before) {
-                        let (buckets, codes) = scanned_per_search(&b, &indexes[x].coll.stats()?);
+                        let after = indexes[x].coll.stats()?;
+                        let (buckets, codes) = scanned_per_search(&b, &after);
                         row.buckets_per_query = Some(buckets);
                         row.codes_per_query = Some(codes);
+                        row.engine_us = Some(per_search(&b, &after, |s| s.mean_search_us));
                     }
                     rows.push(row);
                 }

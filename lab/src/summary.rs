@@ -40,6 +40,10 @@ pub struct SystemSummary {
     pub buckets_per_query: Option<f64>,
     /// Mean SQ8 codes scanned per query over the search steps.
     pub codes_per_query: Option<f64>,
+    /// Queries per second inside the engine alone (1 / mean engine time per query; index
+    /// systems): beside `mean_qps`, the cost of the system's path shows as the gap.
+    #[serde(default)]
+    pub engine_qps: Option<f64>,
     /// Buckets at the end.
     pub final_buckets: Option<usize>,
     /// Splits in all.
@@ -120,6 +124,14 @@ pub fn summarize(out: &RunOutcome) -> Summary {
                 max_p99_us: searches.iter().filter_map(|r| r.p99_us).fold(0.0, f64::max),
                 buckets_per_query: mean(&bpq),
                 codes_per_query: mean(&cpq),
+                engine_qps: mean(
+                    &searches
+                        .iter()
+                        .filter_map(|r| r.engine_us)
+                        .collect::<Vec<_>>(),
+                )
+                .filter(|us| *us > 0.0)
+                .map(|us| 1e6 / us),
                 final_buckets: last.and_then(|r| r.buckets),
                 splits: last.and_then(|r| r.splits),
                 merges: last.and_then(|r| r.merges),

@@ -140,6 +140,13 @@ fn a_scenario_runs_on_every_system_and_renders() {
     ] {
         png_ok(&dir.path().join(chart));
     }
+    // Engine time per query is part of the measured time on the direct path.
+    for sys in &summary.systems {
+        match sys.engine_qps {
+            Some(engine) => assert!(engine >= 0.95 * sys.mean_qps, "{sys:?}"),
+            None => assert!(sys.system == "brute-force", "{sys:?}"),
+        }
+    }
     let table = drift_lab::report::table(&summary);
     assert!(
         table.contains("static-ivf") && table.contains("brute-force"),

@@ -120,6 +120,8 @@ impl Counters {
 pub(crate) struct Counters {
     pub(crate) flushes: AtomicU64,
     pub(crate) searches: AtomicU64,
+    /// Nanoseconds spent inside `search`.
+    pub(crate) search_nanos: AtomicU64,
     pub(crate) trainings: AtomicU64,
     pub(crate) buckets_scanned: AtomicU64,
     pub(crate) codes_scanned: AtomicU64,

@@ -89,6 +89,10 @@ pub struct CollectionStats {
     pub trainings: u64,
     /// Searches since this process opened the collection.
     pub searches: u64,
+    /// Mean time inside the engine per search since open, microseconds (what a caller's
+    /// own path, such as SQL or a network hop, adds comes on top).
+    #[serde(default)]
+    pub mean_search_us: f64,
     /// Mean buckets probed per search since open.
     pub mean_buckets_probed: f64,
     /// Mean SQ8 codes scanned per search since open.
@@ -138,6 +142,7 @@ impl Collection {
 
     /// The `params.k` nearest records to `query`, nearest first.
     pub fn search(&self, query: &[f32], params: &SearchParams) -> Result<Vec<Hit>> {
+        let started = std::time::Instant::now();
         self.check_open()?;
         params.validate()?;
         let q = self.prepare_vector(0, query)?;
@@ -199,6 +204,9 @@ impl Collection {
         if let (None, Some(t)) = (params.nprobe, params.recall_target) {
             self.maybe_monitor(&q, k, t, snap, &hits);
         }
+        self.counters
+            .search_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         Ok(hits)
     }
 
@@ -360,6 +368,11 @@ impl Collection {
             flushes: self.counters.flushes.load(Ordering::Relaxed),
             trainings: self.counters.trainings.load(Ordering::Relaxed),
             searches,
+            mean_search_us: if searches == 0 {
+                0.0
+            } else {
+                self.counters.search_nanos.load(Ordering::Relaxed) as f64 / 1e3 / searches as f64
+            },
             mean_buckets_probed: if searches == 0 {
                 0.0
             } else {
