@@ -336,6 +336,25 @@ async fn search_results_join_an_external_csv_table() {
             assert_eq!(label.value(r), format!("label-{}", id.value(r) % 5));
         }
     }
+    // The k nearest as the scan side of a join, written as an ORDER BY ... LIMIT subquery:
+    // an index search, and the same rows as vector_search.
+    let join = format!(
+        "SELECT n.id, l.label FROM (SELECT id FROM items ORDER BY l2_distance(vector, {q}) \
+         LIMIT 5) n JOIN labels l ON n.id = l.id ORDER BY n.id"
+    );
+    let explain = plan_text(&run(&ctx, &format!("EXPLAIN {join}")).await);
+    assert!(explain.contains("DriftIndexSearchExec"), "{explain}");
+    assert!(!explain.contains("DriftScanExec"), "{explain}");
+    let mut want = ids(
+        &run(
+            &ctx,
+            &format!("SELECT id FROM vector_search('items', {q}, 5)"),
+        )
+        .await,
+        "id",
+    );
+    want.sort_unstable();
+    assert_eq!(ids(&run(&ctx, &join).await, "id"), want);
 }
 
 #[tokio::test]
