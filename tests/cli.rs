@@ -624,18 +624,9 @@ fn a_collection_with_a_damaged_log_is_listed_then_repaired_from_the_command_line
     fails(d, &["collection", "repair", "nope"], "does not exist");
 }
 
-/// A NumPy `.npy` file as written by `np.save` (2-D, C order), by hand.
+/// Writes a `.npy` file (see [`drift_lab::vecfile::npy_bytes`]).
 fn write_npy(path: &Path, descr: &str, shape: &str, body: &[u8]) {
-    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + dict.len() + 1) % 64 != 0 {
-        dict.push(' ');
-    }
-    dict.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
-    out.extend_from_slice(dict.as_bytes());
-    out.extend_from_slice(body);
-    std::fs::write(path, out).unwrap();
+    std::fs::write(path, drift_lab::vecfile::npy_bytes(descr, shape, body)).unwrap();
 }
 
 #[test]

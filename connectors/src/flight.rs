@@ -63,8 +63,9 @@ impl FlightSql {
     }
 }
 
-/// A DataFusion error as a gRPC status: the user's mistakes are `INVALID_ARGUMENT`, engine
-/// errors keep their own mapping, the rest is `INTERNAL`; the message is kept.
+/// A DataFusion error as a gRPC status: the user's mistakes are `INVALID_ARGUMENT`, SQL that
+/// DataFusion does not support is `UNIMPLEMENTED`, engine errors keep their own mapping, the
+/// rest is `INTERNAL`; the message is kept.
 pub fn sql_status(e: DataFusionError) -> Status {
     let msg = e.to_string();
     // Wrappers (context, diagnostics, shared errors) are looked through to what went wrong.
@@ -76,8 +77,8 @@ pub fn sql_status(e: DataFusionError) -> Status {
         DataFusionError::SQL(..)
         | DataFusionError::Plan(_)
         | DataFusionError::SchemaError(..)
-        | DataFusionError::NotImplemented(_)
         | DataFusionError::Configuration(_) => Status::invalid_argument(msg),
+        DataFusionError::NotImplemented(_) => Status::unimplemented(msg),
         _ => Status::internal(msg),
     }
 }

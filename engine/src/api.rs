@@ -108,6 +108,19 @@ pub struct CollectionEntry {
     pub error: Option<String>,
 }
 
+impl CollectionEntry {
+    /// The entry of the open collection `c`, called `name`.
+    pub fn of(name: &str, c: &dyn VectorRead) -> Result<CollectionEntry> {
+        Ok(CollectionEntry {
+            name: name.to_string(),
+            dim: c.config().dim,
+            metric: c.config().metric.name().to_string(),
+            live_vectors: c.stats()?.live_vectors as u64,
+            error: None,
+        })
+    }
+}
+
 /// Where collections live: create, list, open and drop them. The local
 /// [`crate::Database`] and a server connection (the gRPC connector's `Remote`) are both
 /// catalogs, and what they open is reached only through [`VectorRead`] / [`VectorWrite`].
@@ -131,15 +144,8 @@ impl Catalog for crate::Database {
     }
     fn list(&self) -> Result<Vec<CollectionEntry>> {
         let mut out = Vec::new();
-        for (name, cfg) in crate::Database::list(self) {
-            let live = self.collection(&name)?.stats().live_vectors as u64;
-            out.push(CollectionEntry {
-                name,
-                dim: cfg.dim,
-                metric: cfg.metric.name().to_string(),
-                live_vectors: live,
-                error: None,
-            });
+        for (name, _) in crate::Database::list(self) {
+            out.push(CollectionEntry::of(&name, &*self.collection(&name)?)?);
         }
         for (name, error) in self.failed() {
             out.push(CollectionEntry {

@@ -124,14 +124,13 @@ pub fn summarize(out: &RunOutcome) -> Summary {
                 max_p99_us: searches.iter().filter_map(|r| r.p99_us).fold(0.0, f64::max),
                 buckets_per_query: mean(&bpq),
                 codes_per_query: mean(&cpq),
+                // Averaged like `mean_qps` (per step, then over steps), so the two compare.
                 engine_qps: mean(
                     &searches
                         .iter()
-                        .filter_map(|r| r.engine_us)
+                        .filter_map(|r| r.engine_us.filter(|us| *us > 0.0).map(|us| 1e6 / us))
                         .collect::<Vec<_>>(),
-                )
-                .filter(|us| *us > 0.0)
-                .map(|us| 1e6 / us),
+                ),
                 final_buckets: last.and_then(|r| r.buckets),
                 splits: last.and_then(|r| r.splits),
                 merges: last.and_then(|r| r.merges),

@@ -514,6 +514,22 @@ pub fn write_fvecs(path: &Path, data: &[f32], dim: usize) -> Result<()> {
     w.flush().map_err(|e| LabError::io(path, e))
 }
 
+/// The bytes of a version-1 `.npy` file as `np.save` writes it: `descr` is NumPy's type
+/// string (`<f4`, `<f2`, ...), `shape` its tuple as text (`(2, 3)`), `body` the C-order data.
+pub fn npy_bytes(descr: &str, shape: &str, body: &[u8]) -> Vec<u8> {
+    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    // The header is padded with spaces to a multiple of 64 bytes, ending in a newline.
+    while (10 + dict.len() + 1) % 64 != 0 {
+        dict.push(' ');
+    }
+    dict.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
 /// Writes `data` (row-major, `dim` values per row) as `.fbin`: u32 rows, u32 dim, values.
 pub fn write_fbin(path: &Path, data: &[f32], dim: usize) -> Result<()> {
     let f = File::create(path).map_err(|e| LabError::io(path, e))?;
@@ -581,19 +597,7 @@ mod tests {
         assert_eq!(first[1].id, 9);
     }
 
-    fn npy(descr: &str, shape: &str, body: &[u8]) -> Vec<u8> {
-        let mut dict =
-            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-        while (10 + dict.len() + 1) % 64 != 0 {
-            dict.push(' ');
-        }
-        dict.push('\n');
-        let mut out = b"\x93NUMPY\x01\x00".to_vec();
-        out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
-        out.extend_from_slice(dict.as_bytes());
-        out.extend_from_slice(body);
-        out
-    }
+    use super::npy_bytes as npy;
 
     #[test]
     fn npy_f16_and_f32_with_row_ranges() {

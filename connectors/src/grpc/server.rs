@@ -136,17 +136,6 @@ fn info(e: CollectionEntry) -> pb::CollectionInfo {
     }
 }
 
-/// What a catalog lists for the open collection `c`.
-fn entry(name: &str, c: &dyn VectorWrite) -> drift_engine::Result<CollectionEntry> {
-    Ok(CollectionEntry {
-        name: name.to_string(),
-        dim: c.config().dim,
-        metric: c.config().metric.name().to_string(),
-        live_vectors: c.stats()?.live_vectors as u64,
-        error: None,
-    })
-}
-
 #[tonic::async_trait]
 impl Drift for DriftService {
     async fn health(
@@ -184,7 +173,9 @@ impl Drift for DriftService {
                 .map_err(Status::permission_denied)?;
         }
         let e = self
-            .blocking(move |catalog| entry(&r.name, &*catalog.create(&r.name, config)?))
+            .blocking(move |catalog| {
+                CollectionEntry::of(&r.name, &*catalog.create(&r.name, config)?)
+            })
             .await?;
         Ok(Response::new(info(e)))
     }
