@@ -1,5 +1,6 @@
 //! SQL overhead per query: the same search through the engine API, through
-//! `vector_search(...)`, and through the rewritten `ORDER BY l2_distance(...) LIMIT 10`.
+//! `vector_search(...)`, and through the rewritten `ORDER BY l2_distance(...) LIMIT 10`; the
+//! `_plan_only` cases stop after physical planning, to split planning from execution.
 //! Run: `cargo bench -p drift-connectors --bench sql`.
 
 use std::sync::Arc;
@@ -98,6 +99,20 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % queries.len();
             rt.block_on(async { ctx.sql(&order_sql[i]).await?.collect().await })
+                .expect("sql")
+        })
+    });
+    g.bench_function("sql_order_by_limit_plan_only", |b| {
+        b.iter(|| {
+            i = (i + 1) % queries.len();
+            rt.block_on(async { ctx.sql(&order_sql[i]).await?.create_physical_plan().await })
+                .expect("sql")
+        })
+    });
+    g.bench_function("sql_vector_search_plan_only", |b| {
+        b.iter(|| {
+            i = (i + 1) % queries.len();
+            rt.block_on(async { ctx.sql(&search_sql[i]).await?.create_physical_plan().await })
                 .expect("sql")
         })
     });

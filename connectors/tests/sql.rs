@@ -5,6 +5,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, Float32Array, Float64Array, RecordBatch, StringArray, UInt64Array,
 };
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::prelude::SessionContext;
 use drift_connectors::sql;
@@ -702,4 +703,59 @@ async fn an_id_predicate_pre_filters_the_search_and_ranks_exactly_those_rows() {
         literal(&q8)
     );
     assert_eq!(ids(&run(&ctx, &q).await, "id"), vec![77]);
+}
+
+#[tokio::test]
+async fn array_literals_keep_their_type_and_get_short_distinct_names() {
+    let (_d, _db, ctx) = setup();
+    // make_array's types: integers stay Int64, any float makes Float64; other elements fall
+    // back to DataFusion's own planning.
+    let b = run(
+        &ctx,
+        "SELECT [1, 2, -3] AS i, [0.5, -1, 2] AS f, [1, NULL] AS n",
+    )
+    .await;
+    let schema = b[0].schema();
+    let elem = |name: &str| match schema.field_with_name(name).unwrap().data_type() {
+        DataType::List(f) => f.data_type().clone(),
+        other => panic!("{name}: {other}"),
+    };
+    assert_eq!(elem("i"), DataType::Int64);
+    assert_eq!(elem("f"), DataType::Float64);
+    assert_eq!(elem("n"), DataType::Int64);
+    assert_eq!(
+        pretty_format_batches(&b)
+            .unwrap()
+            .to_string()
+            .lines()
+            .nth(3)
+            .unwrap()
+            .split_whitespace()
+            .collect::<String>(),
+        "|[1,2,-3]|[0.5,-1.0,2.0]|[1,]|"
+    );
+    // A long vector's column name shows its first values, its length and a hash: two
+    // vectors with the same first values still get different names.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let a = vector(&mut rng);
+    let mut c = a.clone();
+    c[DIM - 1] += 1.0;
+    let sql = format!(
+        "SELECT l2_distance(vector, {}), l2_distance(vector, {}) FROM items LIMIT 1",
+        literal(&a),
+        literal(&c)
+    );
+    let b = run(&ctx, &sql).await;
+    let names: Vec<String> = b[0]
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert_ne!(names[0], names[1]);
+    for n in &names {
+        assert!(n.len() < 120, "{n}");
+        assert!(n.contains(&format!("{DIM} values")), "{n}");
+    }
 }

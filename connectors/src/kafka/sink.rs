@@ -674,6 +674,8 @@ impl Sink {
                 Err(_) => {}
             }
             if backlogged {
+                // Time spent paused is not idleness: the topic may hold plenty.
+                last_record = Instant::now();
                 continue;
             }
             if carry.is_empty() {

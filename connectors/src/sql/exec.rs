@@ -11,6 +11,8 @@ use datafusion::arrow::compute::{
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::cast::as_boolean_array;
+use datafusion::common::stats::Precision;
+use datafusion::common::Statistics;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
@@ -169,6 +171,20 @@ impl ExecutionPlan for DriftExec {
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
         Vec::new()
+    }
+
+    /// A search yields at most k rows and a lookup at most its ids: the estimate lets the
+    /// planner keep those few rows in one partition.
+    fn partition_statistics(&self, _partition: Option<usize>) -> Result<Arc<Statistics>> {
+        let mut stats = Statistics::new_unknown(&self.schema);
+        stats.num_rows = match self.mode.as_ref() {
+            Mode::Search { k, .. } => Precision::Inexact(*k),
+            Mode::Lookup { ids, limit, .. } => {
+                Precision::Inexact(limit.map_or(ids.len(), |l| l.min(ids.len())))
+            }
+            Mode::Scan { .. } => Precision::Absent,
+        };
+        Ok(Arc::new(stats))
     }
 
     fn with_new_children(

@@ -5,6 +5,7 @@
 //!   ├─ table per collection  (table.rs: id UInt64, vector FixedSizeList<Float32, dim>, payload Utf8)
 //!   ├─ vector_search(...)    (search.rs: table function, rows + _distance, nearest first)
 //!   ├─ l2_distance / cosine_distance / inner_product   (functions.rs)
+//!   ├─ `<->`, `<=>`, `<#>`; array literals planned once  (operators.rs, literal.rs)
 //!   ├─ SET drift.nprobe = 16 ...                       (DriftOptions, a config extension)
 //!   └─ rewrite rule: Sort(distance(vector, [..]), fetch k) over a collection scan
 //!                    ─▶ the same Sort over an index search of k rows   (rewrite.rs)
@@ -14,6 +15,7 @@
 
 pub mod exec;
 pub mod functions;
+pub mod literal;
 pub mod operators;
 pub mod rewrite;
 pub mod rows;
@@ -25,7 +27,7 @@ use std::sync::Arc;
 use datafusion::common::config::ConfigExtension;
 use datafusion::common::extensions_options;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
+use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use drift_engine::{Catalog, Scoring, SearchParams};
 
@@ -159,6 +161,13 @@ pub fn session_config() -> SessionConfig {
     let mut config = SessionConfig::new().with_option_extension(DriftOptions::default());
     // pgvector's `<->` is a binary operator only in dialects with geometric types.
     config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+    // Let row estimates decide parallelism: an index search yields k rows, and spreading
+    // them over partitions (a round-robin repartition, a sort per partition and a merge)
+    // cost more than the rest of the query's execution.
+    config
+        .options_mut()
+        .execution
+        .use_row_number_estimates_to_optimize_partitioning = true;
     config
 }
 
@@ -196,8 +205,13 @@ pub fn register(ctx: &SessionContext, catalog: Arc<dyn Catalog>) -> Result<()> {
         ctx.register_udf(f);
     }
     ctx.add_optimizer_rule(Arc::new(rewrite::IndexSearchRule));
-    ctx.state_ref()
-        .write()
-        .register_expr_planner(Arc::new(operators::VectorOperators))?;
+    // Ahead of DataFusion's own planners: the first to plan an array literal wins.
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    let mut builder = SessionStateBuilder::new_from_existing(state.clone());
+    let planners = builder.expr_planners().get_or_insert_with(Vec::new);
+    planners.insert(0, Arc::new(literal::ArrayLiterals));
+    planners.insert(1, Arc::new(operators::VectorOperators));
+    *state = builder.build();
     Ok(())
 }

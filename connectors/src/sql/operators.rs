@@ -13,10 +13,11 @@ use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
-use datafusion::logical_expr::{lit, Expr, ScalarUDF};
+use datafusion::logical_expr::{Expr, ScalarUDF};
 use datafusion::sql::sqlparser::ast::BinaryOperator;
 
 use super::functions::{self, Kind};
+use super::literal::ArrayConstant;
 
 /// See the module docs.
 #[derive(Debug, Default)]
@@ -56,13 +57,14 @@ fn vector_literal(e: Expr) -> Result<Expr> {
     let values = parse_vector(text).map_err(|reason| {
         DataFusionError::Plan(format!("{text:?} is not a vector literal: {reason}"))
     })?;
-    Ok(lit(ScalarValue::List(ScalarValue::new_list_nullable(
-        &values
-            .into_iter()
-            .map(|v| ScalarValue::Float32(Some(v)))
-            .collect::<Vec<_>>(),
+    let values: Vec<ScalarValue> = values
+        .into_iter()
+        .map(|v| ScalarValue::Float32(Some(v)))
+        .collect();
+    Ok(ArrayConstant::expr(
+        &values,
         &datafusion::arrow::datatypes::DataType::Float32,
-    ))))
+    ))
 }
 
 /// The numbers of `[a, b, ...]` (pgvector's text form).

@@ -27,6 +27,7 @@ use datafusion::physical_expr::create_physical_expr;
 use drift_engine::Metric;
 
 use super::functions::Kind;
+use super::literal::constant_value;
 use super::search::{evaluate_constant, vector_value, SearchTable};
 use super::table::CollectionTable;
 use super::DriftOptions;
@@ -197,6 +198,9 @@ fn search_input(
 
 /// The value of a constant vector expression, if it is one.
 fn evaluate_vector(e: &Expr) -> Result<Option<Vec<f32>>> {
+    if let Some(v) = constant_value(e) {
+        return Ok(vector_value(v).ok());
+    }
     let Ok(phys) = create_physical_expr(e, &DFSchema::empty(), &ExecutionProps::new()) else {
         return Ok(None);
     };
