@@ -27,6 +27,47 @@ pub enum LabCmd {
     /// topic order, with a runbook that inserts one topic at a time and deletes half of old
     /// topics (base.fbin, queries.fbin, runbook.yaml).
     Topics(TopicsArgs),
+    /// The streaming case: insert a file's rows at a fixed rate while searches run without
+    /// pause; recall, p50/p99 and q/s over elapsed time, maintenance marked (stream.png,
+    /// stream.csv, stream.json).
+    Stream(StreamArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// Base vectors (`FILE@START..END` for a row range), inserted in file order.
+    #[arg(long)]
+    pub base: PathBuf,
+    /// Query vectors, asked in turn.
+    #[arg(long)]
+    pub queries: PathBuf,
+    /// Distance metric: l2, cosine or ip.
+    #[arg(long, default_value = "l2")]
+    pub metric: String,
+    /// Neighbours per search.
+    #[arg(short, long, default_value_t = 10)]
+    pub k: usize,
+    /// Rows loaded and flushed before the clock starts.
+    #[arg(long, default_value_t = 10_000)]
+    pub initial: usize,
+    /// Rows inserted per second after that.
+    #[arg(long, default_value_t = 1_000.0)]
+    pub rate: f64,
+    /// Rows per insert call.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Measurement window, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub window: f64,
+    /// Searches per window scored against the exact answer.
+    #[arg(long, default_value_t = 50)]
+    pub scored: usize,
+    /// Index settings (YAML; default: the engine's, background maintenance on).
+    #[arg(long)]
+    pub settings: Option<PathBuf>,
+    /// Output folder (the collection lives in its `db/`).
+    #[arg(long, default_value = "results/stream")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -181,15 +222,7 @@ pub fn run(cmd: LabCmd) -> Result<()> {
                 .out
                 .unwrap_or_else(|| PathBuf::from("results").join(format!("runbook-{}", a.dataset)));
             let mut engine = match &a.settings {
-                Some(p) => {
-                    let text = std::fs::read_to_string(p)
-                        .with_context(|| format!("cannot read {}", p.display()))?;
-                    let s: IndexSettings = serde_yaml::from_str(&text)
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-                    s.validate()
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-                    s
-                }
+                Some(p) => load_settings(p)?,
                 None => IndexSettings::default(),
             };
             engine.maintenance.background = false;
@@ -228,6 +261,7 @@ pub fn run(cmd: LabCmd) -> Result<()> {
             replay(&mut driver, &cfg, a.via.into(), a.brokers.as_deref())
         }
         LabCmd::Generate(a) => generate(&a),
+        LabCmd::Stream(a) => stream(a),
         LabCmd::Topics(a) => {
             let t =
                 drift_lab::topics::write(&a.base, &a.queries, a.topics, a.seed, &a.name, &a.out)?;
@@ -244,6 +278,50 @@ pub fn run(cmd: LabCmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Index settings from a YAML file, validated.
+fn load_settings(p: &std::path::Path) -> Result<IndexSettings> {
+    let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+    let s: IndexSettings =
+        serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+    s.validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+    Ok(s)
+}
+
+fn stream(a: StreamArgs) -> Result<()> {
+    use drift_lab::stream;
+    let cfg = stream::StreamConfig {
+        base: a.base,
+        queries: a.queries,
+        metric: Metric::parse(&a.metric)?,
+        k: a.k,
+        initial_rows: a.initial,
+        rate: a.rate,
+        batch: a.batch,
+        window_secs: a.window,
+        scored_per_window: a.scored,
+        settings: a.settings.as_deref().map(load_settings).transpose()?,
+    };
+    let db_dir = a.out.join("db");
+    if db_dir.exists() {
+        std::fs::remove_dir_all(&db_dir)
+            .with_context(|| format!("cannot clear {}", db_dir.display()))?;
+    }
+    let db = drift_engine::Database::open(&db_dir)?;
+    let bars = crate::output::PhaseBars::default();
+    let report = stream::run(&db, "stream", &cfg, &|phase, done, total| {
+        bars.update(phase, done, total)
+    })?;
+    bars.finish();
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    println!("{}", stream::markdown(&report));
+    let files = stream::write(&a.out, &report, &command)?;
+    for f in files {
+        println!("wrote {}", f.display());
+    }
+    Ok(())
 }
 
 /// Replays `driver` with a progress bar, renders, prints the table and where files went.

@@ -451,3 +451,177 @@ fn cost_chart(summary: &Summary, title: &str, path: &Path) -> Result<PathBuf> {
     root.present().map_err(|e| err(path, e))?;
     Ok(path.to_path_buf())
 }
+
+/// The streaming case over elapsed time: recall, search latency (p50 solid, p99 dashed) and
+/// searches and inserts per second, with maintenance marked as vertical lines (splits,
+/// merges, flushes) in every panel. The key sits in its own strip above the panels, so it
+/// never covers data.
+pub fn stream_chart(r: &crate::stream::StreamReport, path: &Path) -> Result<PathBuf> {
+    ensure_font()?;
+    let w = &r.windows;
+    let t_max = w.last().map_or(1.0, |x| x.t).max(1e-3);
+    let root = BitMapBackend::new(path, (SIZE.0, 900)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(path, e))?;
+    let (head, body) = root.split_vertically(70);
+    head.draw(&Text::new(
+        format!(
+            "streaming: {} rows/s asked, {:.0} reached, searches without pause",
+            r.rate, r.achieved_rate
+        ),
+        (60, 8),
+        (FONT, 22),
+    ))
+    .map_err(|e| err(path, e))?;
+    let (split_c, merge_c, flush_c) = (colour(1), colour(4), RGBColor(150, 150, 150));
+    let keys: [(&str, RGBColor, bool); 6] = [
+        ("recall / p50 / searches per s", colour(0), false),
+        ("p99", colour(0), true),
+        ("inserts per s", colour(2), false),
+        ("split", split_c, false),
+        ("merge", merge_c, false),
+        ("flush", flush_c, false),
+    ];
+    let mut x = 60;
+    for (label, c, dashed) in keys {
+        let y = 50;
+        if dashed {
+            for s in (0..24).step_by(8) {
+                head.draw(&PathElement::new(
+                    vec![(x + s, y), (x + s + 5, y)],
+                    c.stroke_width(2),
+                ))
+                .map_err(|e| err(path, e))?;
+            }
+        } else {
+            head.draw(&PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(2)))
+                .map_err(|e| err(path, e))?;
+        }
+        head.draw(&Text::new(label.to_string(), (x + 30, y - 8), (FONT, 15)))
+            .map_err(|e| err(path, e))?;
+        x += 40 + 8 * label.len() as i32;
+    }
+    let panels = body.split_evenly((3, 1));
+    let events: Vec<(f64, RGBColor)> = w
+        .iter()
+        .flat_map(|x| {
+            let mut v = Vec::new();
+            if x.flushes > 0 {
+                v.push((x.t, flush_c));
+            }
+            if x.merges > 0 {
+                v.push((x.t, merge_c));
+            }
+            if x.splits > 0 {
+                v.push((x.t, split_c));
+            }
+            v
+        })
+        .collect();
+    let secs = |v: &f64| format!("{v:.0}");
+    // Recall.
+    {
+        let pts: Vec<(f64, f64)> = w.iter().filter_map(|x| x.recall.map(|v| (x.t, v))).collect();
+        let lo = pts.iter().map(|p| p.1).fold(1.0f64, f64::min);
+        let lo = (((lo - 0.02) * 20.0).floor() / 20.0).max(0.0);
+        let mut chart = ChartBuilder::on(&panels[0])
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..t_max, lo..1.005)
+            .map_err(|e| err(path, e))?;
+        chart
+            .configure_mesh()
+            .x_label_formatter(&secs)
+            .y_desc(format!("recall@{}", r.k))
+            .draw()
+            .map_err(|e| err(path, e))?;
+        draw_events(&mut chart, &events, lo, 1.005, path)?;
+        chart
+            .draw_series(LineSeries::new(pts, colour(0).stroke_width(2)))
+            .map_err(|e| err(path, e))?;
+    }
+    // Latency.
+    {
+        let p50: Vec<(f64, f64)> = w.iter().map(|x| (x.t, x.p50_us.max(0.1))).collect();
+        let p99: Vec<(f64, f64)> = w.iter().map(|x| (x.t, x.p99_us.max(0.1))).collect();
+        let (lo, hi) = p50
+            .iter()
+            .chain(&p99)
+            .fold((f64::INFINITY, 0.0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
+        let (lo, hi) = if lo.is_finite() {
+            (lo / 2.0, hi * 2.0)
+        } else {
+            (1.0, 10.0)
+        };
+        let mut chart = ChartBuilder::on(&panels[1])
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..t_max, (lo..hi).log_scale())
+            .map_err(|e| err(path, e))?;
+        chart
+            .configure_mesh()
+            .x_label_formatter(&secs)
+            .y_desc("µs per search")
+            .draw()
+            .map_err(|e| err(path, e))?;
+        draw_events(&mut chart, &events, lo, hi, path)?;
+        chart
+            .draw_series(LineSeries::new(p50, colour(0).stroke_width(2)))
+            .map_err(|e| err(path, e))?;
+        chart
+            .draw_series(DashedLineSeries::new(p99, 6, 4, colour(0).stroke_width(1)))
+            .map_err(|e| err(path, e))?;
+    }
+    // Rates.
+    {
+        let qps: Vec<(f64, f64)> = w.iter().map(|x| (x.t, x.qps)).collect();
+        let ins: Vec<(f64, f64)> = w.iter().map(|x| (x.t, x.insert_rate)).collect();
+        let hi = qps.iter().chain(&ins).map(|p| p.1).fold(1.0f64, f64::max) * 1.1;
+        let mut chart = ChartBuilder::on(&panels[2])
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..t_max, 0.0..hi)
+            .map_err(|e| err(path, e))?;
+        chart
+            .configure_mesh()
+            .x_label_formatter(&secs)
+            .x_desc("seconds since the stream started")
+            .y_desc("per second")
+            .draw()
+            .map_err(|e| err(path, e))?;
+        draw_events(&mut chart, &events, 0.0, hi, path)?;
+        chart
+            .draw_series(LineSeries::new(qps, colour(0).stroke_width(2)))
+            .map_err(|e| err(path, e))?;
+        chart
+            .draw_series(LineSeries::new(ins, colour(2).stroke_width(2)))
+            .map_err(|e| err(path, e))?;
+    }
+    root.present().map_err(|e| err(path, e))?;
+    Ok(path.to_path_buf())
+}
+
+/// Vertical lines at `events` (time, colour) across `lo..hi`, drawn under the data.
+fn draw_events<'a, DB: DrawingBackend + 'a, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+    events: &[(f64, RGBColor)],
+    lo: f64,
+    hi: f64,
+    path: &Path,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+    Y: Ranged<ValueType = f64>,
+{
+    for &(t, c) in events {
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(t, lo), (t, hi)],
+                c.mix(0.6).stroke_width(1),
+            )))
+            .map_err(|e| err(path, e))?;
+    }
+    Ok(())
+}

@@ -22,6 +22,7 @@ pub mod report;
 pub mod run;
 pub mod runbook;
 pub mod scenario;
+pub mod stream;
 pub mod summary;
 pub mod topics;
 pub mod transport;
