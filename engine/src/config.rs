@@ -252,7 +252,7 @@ impl Default for IndexSettings {
     fn default() -> Self {
         IndexSettings {
             memtable_capacity: 8192,
-            flush_threshold: 32768,
+            flush_threshold: 8192,
             max_flush_backlog: 131072,
             target_bucket_size: 256,
             auto_train_min: 32768,

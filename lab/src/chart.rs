@@ -472,14 +472,14 @@ pub fn stream_chart(r: &crate::stream::StreamReport, path: &Path) -> Result<Path
         (FONT, 22),
     ))
     .map_err(|e| err(path, e))?;
-    let (split_c, merge_c, flush_c) = (colour(1), colour(4), RGBColor(150, 150, 150));
+    let (split_c, merge_c, flush_c) = (colour(1), colour(4), RGBColor(40, 40, 40));
     let keys: [(&str, RGBColor, bool); 6] = [
         ("recall / p50 / searches per s", colour(0), false),
         ("p99", colour(0), true),
         ("inserts per s", colour(2), false),
         ("split", split_c, false),
         ("merge", merge_c, false),
-        ("flush", flush_c, false),
+        ("flush", flush_c, true),
     ];
     let mut x = 60;
     for (label, c, dashed) in keys {
@@ -501,18 +501,18 @@ pub fn stream_chart(r: &crate::stream::StreamReport, path: &Path) -> Result<Path
         x += 40 + 8 * label.len() as i32;
     }
     let panels = body.split_evenly((3, 1));
-    let events: Vec<(f64, RGBColor)> = w
+    let events: Vec<(f64, RGBColor, bool)> = w
         .iter()
         .flat_map(|x| {
             let mut v = Vec::new();
-            if x.flushes > 0 {
-                v.push((x.t, flush_c));
-            }
             if x.merges > 0 {
-                v.push((x.t, merge_c));
+                v.push((x.t, merge_c, false));
             }
             if x.splits > 0 {
-                v.push((x.t, split_c));
+                v.push((x.t, split_c, false));
+            }
+            if x.flushes > 0 {
+                v.push((x.t, flush_c, true));
             }
             v
         })
@@ -603,10 +603,10 @@ pub fn stream_chart(r: &crate::stream::StreamReport, path: &Path) -> Result<Path
     Ok(path.to_path_buf())
 }
 
-/// Vertical lines at `events` (time, colour) across `lo..hi`, drawn under the data.
+/// Vertical lines at `events` (time, colour, dashed) across `lo..hi`, drawn under the data.
 fn draw_events<'a, DB: DrawingBackend + 'a, Y>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
-    events: &[(f64, RGBColor)],
+    events: &[(f64, RGBColor, bool)],
     lo: f64,
     hi: f64,
     path: &Path,
@@ -615,13 +615,17 @@ where
     DB::ErrorType: 'static,
     Y: Ranged<ValueType = f64>,
 {
-    for &(t, c) in events {
-        chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(t, lo), (t, hi)],
+    for &(t, c, dashed) in events {
+        let line = vec![(t, lo), (t, hi)];
+        if dashed {
+            chart.draw_series(DashedLineSeries::new(line, 5, 4, c.stroke_width(2)))
+        } else {
+            chart.draw_series(std::iter::once(PathElement::new(
+                line,
                 c.mix(0.6).stroke_width(1),
             )))
-            .map_err(|e| err(path, e))?;
+        }
+        .map_err(|e| err(path, e))?;
     }
     Ok(())
 }

@@ -82,6 +82,9 @@ pub struct StreamWindow {
     pub flushes: u64,
     /// See `splits`.
     pub compactions: u64,
+    /// Milliseconds the recall monitor spent re-running sampled searches exactly (and on the
+    /// refits they triggered) during the window.
+    pub monitor_ms: f64,
 }
 
 /// What a streaming run measured.
@@ -326,6 +329,7 @@ fn close_window(
         merges: a.merges.saturating_sub(b.merges),
         flushes: after.flushes.saturating_sub(before.flushes),
         compactions: a.compactions.saturating_sub(b.compactions),
+        monitor_ms: (after.recall.monitor_ms - before.recall.monitor_ms).max(0.0),
     }
 }
 
@@ -386,11 +390,11 @@ pub fn write(dir: &Path, report: &StreamReport, command: &str) -> Result<Vec<Pat
         .map_err(|e| LabError::io(&json, e))?;
     let csv = dir.join("stream.csv");
     let mut text = String::from(
-        "t_s,rows,insert_rate,qps,p50_us,p99_us,recall,scored,buckets,memtable_rows,splits,merges,flushes,compactions\n",
+        "t_s,rows,insert_rate,qps,p50_us,p99_us,recall,scored,buckets,memtable_rows,splits,merges,flushes,compactions,monitor_ms\n",
     );
     for w in &report.windows {
         text.push_str(&format!(
-            "{:.3},{},{:.1},{:.1},{:.1},{:.1},{},{},{},{},{},{},{},{}\n",
+            "{:.3},{},{:.1},{:.1},{:.1},{:.1},{},{},{},{},{},{},{},{},{:.1}\n",
             w.t,
             w.rows,
             w.insert_rate,
@@ -404,7 +408,8 @@ pub fn write(dir: &Path, report: &StreamReport, command: &str) -> Result<Vec<Pat
             w.splits,
             w.merges,
             w.flushes,
-            w.compactions
+            w.compactions,
+            w.monitor_ms
         ));
     }
     std::fs::write(&csv, text).map_err(|e| LabError::io(&csv, e))?;

@@ -197,7 +197,16 @@ impl Monitor {
             }
         }
         let allowed = self.started.elapsed().as_micros() as f64 * cpu + BURST_MICROS;
-        let queued = self.pending.load(Ordering::Relaxed) * self.cost.load(Ordering::Relaxed);
+        let (pending, cost) = (
+            self.pending.load(Ordering::Relaxed),
+            self.cost.load(Ordering::Relaxed),
+        );
+        // Until one sample has run its cost is unknown: queue one at a time (at thousands
+        // of searches a second the eager rate would otherwise queue hundreds for free).
+        if cost == 0 && pending > 0 {
+            return false;
+        }
+        let queued = pending * cost;
         if ((self.micros.load(Ordering::Relaxed) + queued) as f64) < allowed {
             self.pending.fetch_add(1, Ordering::Relaxed);
             true
@@ -210,7 +219,7 @@ impl Monitor {
     /// refit it triggered (refits are rare; queued samples are charged the search alone).
     fn ran(&self, sample: u64, total: u64) {
         self.micros.fetch_add(total, Ordering::Relaxed);
-        self.cost.store(sample, Ordering::Relaxed);
+        self.cost.store(sample.max(1), Ordering::Relaxed);
         // Saturating, so that a miscount can never wrap and shut admission for good.
         let _ = self
             .pending

@@ -57,6 +57,14 @@ impl Default for Worker {
     }
 }
 
+/// A flush the write path asked for, then the maintenance it may call for.
+fn background_flush(c: &Collection) {
+    if let Err(e) = c.flush() {
+        tracing::error!(collection = %c.name, error = %e, "background flush failed");
+    }
+    c.background_maintenance();
+}
+
 impl Worker {
     pub(crate) fn start(&self, coll: Weak<Collection>) {
         let (tx, rx) = channel::<Task>();
@@ -106,13 +114,20 @@ impl Worker {
                             }
                         }
                         Task::Flush => {
-                            c.flush_pending.store(false, Ordering::Release);
-                            if let Err(e) = c.flush() {
-                                tracing::error!(collection = %c.name, error = %e, "background flush failed");
+                            if c.flush_pending.swap(false, Ordering::AcqRel) {
+                                background_flush(&c);
                             }
-                            c.background_maintenance();
                         }
-                        Task::Monitor(sample) => c.run_monitor(*sample),
+                        Task::Monitor(sample) => {
+                            // Samples are best effort; a flush is not: one that came due
+                            // behind queued samples runs first (its own task then finds
+                            // nothing pending), so memtables never grow while the monitor
+                            // catches up.
+                            if c.flush_pending.swap(false, Ordering::AcqRel) {
+                                background_flush(&c);
+                            }
+                            c.run_monitor(*sample)
+                        }
                     }
                 }
             });
