@@ -98,7 +98,10 @@ impl Scoring {
 pub struct IndexSettings {
     /// Vectors in the active memtable buffer before it is frozen (and HNSW-indexed).
     pub memtable_capacity: usize,
-    /// Frozen vectors waiting for flush that trigger an automatic flush into L1.
+    /// Frozen vectors waiting for flush that trigger an automatic flush into L1 once the
+    /// collection is trained (before that, the first flush waits for `auto_train_min` rows).
+    /// Small enough that searches do not slow down under steady ingest: unflushed rows are
+    /// searched by memtable, not by bucket.
     pub flush_threshold: usize,
     /// Frozen rows waiting for flush above which writers that can wait (the Kafka sink)
     /// pause; see [`crate::Collection::flush_backlog`]. Never below `flush_threshold`.

@@ -479,9 +479,10 @@ impl Collection {
         let v = self.version.load();
         let frozen: usize = v.frozen.iter().map(|m| m.buf.read().len()).sum();
         let s = &self.config.settings;
-        let untrained_full =
-            !v.l1.is_trained() && frozen + v.active.buf.read().len() >= s.auto_train_min;
-        if (frozen >= s.flush_threshold || untrained_full)
+        // Before training, the first flush waits for enough rows to train on.
+        let trained = v.l1.is_trained();
+        let untrained_full = !trained && frozen + v.active.buf.read().len() >= s.auto_train_min;
+        if ((trained && frozen >= s.flush_threshold) || untrained_full)
             && !self.flush_pending.swap(true, Ordering::AcqRel)
         {
             self.worker.send(Task::Flush);
