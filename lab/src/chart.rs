@@ -1,4 +1,5 @@
-//! PNG charts of a run, drawn with plotters, every system on the same axes: recall over steps,
+//! PNG charts of a run, drawn with plotters, every system on the same axes (each chart's key in
+//! a strip above its plot, never over data): recall over steps,
 //! latency over steps, bucket count with split/merge activity, and recall against QPS.
 //!
 //! Text needs a TrueType font: the first of `$DRIFT_FONT` and the usual DejaVu/Liberation
@@ -127,8 +128,13 @@ fn recall_chart(out: &RunOutcome, title: &str, path: &Path) -> Result<PathBuf> {
     let lo = ((lo - 0.02) * 20.0).floor() / 20.0;
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(path, e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(format!("recall@{} over steps: {title}", out.k), (FONT, 22))
+    let area = titled_with_key(
+        &root,
+        &format!("recall@{} over steps: {title}", out.k),
+        &line_keys(data.iter().map(|(n, _)| n.clone())),
+        path,
+    )?;
+    let mut chart = ChartBuilder::on(&area)
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -141,37 +147,85 @@ fn recall_chart(out: &RunOutcome, title: &str, path: &Path) -> Result<PathBuf> {
         .y_desc(format!("recall@{}", out.k))
         .draw()
         .map_err(|e| err(path, e))?;
-    for (i, (name, pts)) in data.into_iter().enumerate() {
+    for (i, (_, pts)) in data.into_iter().enumerate() {
         let c = colour(i);
         chart
             .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
-            .map_err(|e| err(path, e))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+            .map_err(|e| err(path, e))?;
         chart
             .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled())))
             .map_err(|e| err(path, e))?;
     }
-    legend(&mut chart, path)?;
     root.present().map_err(|e| err(path, e))?;
     Ok(path.to_path_buf())
 }
 
-fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
-    chart: &mut ChartContext<'a, DB, CT>,
+/// How a key entry is drawn.
+#[derive(Clone, Copy)]
+enum Mark {
+    Line,
+    Dashed,
+    Dot,
+}
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// Draws `title` and a key (one entry per series, wrapped to the width) in a strip at the top
+/// of `root` and returns the area below it for the plot: the key never covers data.
+fn titled_with_key<'a>(
+    root: &Area<'a>,
+    title: &str,
+    keys: &[(String, RGBColor, Mark)],
     path: &Path,
-) -> Result<()>
-where
-    DB::ErrorType: 'static,
-{
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FONT, 15))
-        .draw()
-        .map_err(|e| err(path, e))
+) -> Result<Area<'a>> {
+    let width = root.dim_in_pixel().0 as i32;
+    let (row_h, left) = (22, 70);
+    // Lay the entries out first to know the strip's height.
+    let mut at = Vec::with_capacity(keys.len());
+    let (mut x, mut y) = (left, 0);
+    for (label, _, _) in keys {
+        let w = 40 + 8 * label.chars().count() as i32;
+        if x + w > width - 10 && x > left {
+            (x, y) = (left, y + row_h);
+        }
+        at.push((x, y));
+        x += w;
+    }
+    let rows = if keys.is_empty() { 0 } else { y / row_h + 1 };
+    let area = root.titled(title, (FONT, 22)).map_err(|e| err(path, e))?;
+    let (strip, rest) = area.split_vertically(8 + rows * row_h);
+    for ((label, c, mark), (x, y)) in keys.iter().zip(at) {
+        let y = y + 12;
+        let drawn = match mark {
+            Mark::Line => strip.draw(&PathElement::new(
+                vec![(x, y), (x + 24, y)],
+                c.stroke_width(2),
+            )),
+            Mark::Dot => strip.draw(&Circle::new((x + 12, y), 5, c.filled())),
+            Mark::Dashed => (0..24)
+                .step_by(8)
+                .try_for_each(|d| {
+                    strip.draw(&PathElement::new(
+                        vec![(x + d, y), (x + d + 5, y)],
+                        c.stroke_width(2),
+                    ))
+                }),
+        };
+        drawn.map_err(|e| err(path, e))?;
+        strip
+            .draw(&Text::new(label.clone(), (x + 30, y - 8), (FONT, 15)))
+            .map_err(|e| err(path, e))?;
+    }
+    Ok(rest)
+}
+
+/// Key entries of solid-line series, coloured in order.
+fn line_keys(names: impl IntoIterator<Item = String>) -> Vec<(String, RGBColor, Mark)> {
+    names
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| (n, colour(i), Mark::Line))
+        .collect()
 }
 
 fn latency_chart(out: &RunOutcome, title: &str, path: &Path) -> Result<PathBuf> {
@@ -189,11 +243,13 @@ fn latency_chart(out: &RunOutcome, title: &str, path: &Path) -> Result<PathBuf> 
     };
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(path, e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("search latency (p50 solid, p99 dashed): {title}"),
-            (FONT, 22),
-        )
+    let area = titled_with_key(
+        &root,
+        &format!("search latency (p50 solid, p99 dashed): {title}"),
+        &line_keys(p50.iter().map(|(n, _)| n.clone())),
+        path,
+    )?;
+    let mut chart = ChartBuilder::on(&area)
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
@@ -206,13 +262,10 @@ fn latency_chart(out: &RunOutcome, title: &str, path: &Path) -> Result<PathBuf> 
         .y_desc("microseconds per query")
         .draw()
         .map_err(|e| err(path, e))?;
-    for (i, (name, pts)) in p50.into_iter().enumerate() {
-        let c = colour(i);
+    for (i, (_, pts)) in p50.into_iter().enumerate() {
         chart
-            .draw_series(LineSeries::new(pts, c.stroke_width(2)))
-            .map_err(|e| err(path, e))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+            .draw_series(LineSeries::new(pts, colour(i).stroke_width(2)))
+            .map_err(|e| err(path, e))?;
     }
     for (i, (_, pts)) in p99.into_iter().enumerate() {
         let c = colour(i);
@@ -220,7 +273,6 @@ fn latency_chart(out: &RunOutcome, title: &str, path: &Path) -> Result<PathBuf> 
             .draw_series(DashedLineSeries::new(pts, 6, 4, c.stroke_width(1)))
             .map_err(|e| err(path, e))?;
     }
-    legend(&mut chart, path)?;
     root.present().map_err(|e| err(path, e))?;
     Ok(path.to_path_buf())
 }
@@ -245,19 +297,24 @@ fn buckets_chart(out: &RunOutcome, title: &str, path: &Path) -> Result<PathBuf> 
     let buckets = only(buckets);
     let splits = only(series(out, |r| r.splits.map(|b| b as f64)));
     let merges = only(series(out, |r| r.merges.map(|b| b as f64)));
+    let names: Vec<&String> = out.systems.iter().collect();
+    let colour_of = |name: &str| colour(names.iter().position(|n| *n == name).unwrap_or(0));
     let root = BitMapBackend::new(path, (SIZE.0, SIZE.1 + 200)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(path, e))?;
-    let (top, bottom) = root.split_vertically(SIZE.1 / 2 + 100);
+    let keys: Vec<(String, RGBColor, Mark)> = buckets
+        .iter()
+        .map(|(n, _)| (n.clone(), colour_of(n), Mark::Line))
+        .collect();
+    let area = titled_with_key(&root, &format!("L1 buckets: {title}"), &keys, path)?;
+    let half = area.dim_in_pixel().1 / 2;
+    let (top, bottom) = area.split_vertically(half);
     let max_of = |s: &[(String, Vec<(f64, f64)>)]| {
         s.iter()
             .flat_map(|(_, p)| p.iter().map(|x| x.1))
             .fold(1.0f64, f64::max)
     };
-    let names: Vec<&String> = out.systems.iter().collect();
-    let colour_of = |name: &str| colour(names.iter().position(|n| *n == name).unwrap_or(0));
     {
         let mut chart = ChartBuilder::on(&top)
-            .caption(format!("L1 buckets: {title}"), (FONT, 22))
             .margin(12)
             .x_label_area_size(35)
             .y_label_area_size(60)
@@ -270,16 +327,10 @@ fn buckets_chart(out: &RunOutcome, title: &str, path: &Path) -> Result<PathBuf> 
             .draw()
             .map_err(|e| err(path, e))?;
         for (name, pts) in buckets {
-            let c = colour_of(&name);
             chart
-                .draw_series(LineSeries::new(pts, c.stroke_width(2)))
-                .map_err(|e| err(path, e))?
-                .label(name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
+                .draw_series(LineSeries::new(pts, colour_of(&name).stroke_width(2)))
+                .map_err(|e| err(path, e))?;
         }
-        legend(&mut chart, path)?;
     }
     let mut chart = ChartBuilder::on(&bottom)
         .caption("splits (solid) and merges (dashed) so far", (FONT, 18))
@@ -341,8 +392,13 @@ fn recall_qps_chart(summary: &Summary, title: &str, path: &Path) -> Result<PathB
     let rlo = all.map(|p| p.1).fold(1.0f64, f64::min);
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(path, e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(format!("mean recall vs QPS: {title}"), (FONT, 22))
+    let keys: Vec<(String, RGBColor, Mark)> = curves
+        .iter()
+        .enumerate()
+        .map(|(i, (n, _))| (n.clone(), colour(i), Mark::Dot))
+        .collect();
+    let area = titled_with_key(&root, &format!("mean recall vs QPS: {title}"), &keys, path)?;
+    let mut chart = ChartBuilder::on(&area)
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -358,18 +414,15 @@ fn recall_qps_chart(summary: &Summary, title: &str, path: &Path) -> Result<PathB
         .y_desc(format!("mean recall@{}", summary.k))
         .draw()
         .map_err(|e| err(path, e))?;
-    for (i, (name, pts)) in curves.into_iter().enumerate() {
+    for (i, (_, pts)) in curves.into_iter().enumerate() {
         let c = colour(i);
         chart
             .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
-            .map_err(|e| err(path, e))?
-            .label(name)
-            .legend(move |(x, y)| Circle::new((x + 10, y), 5, c.filled()));
+            .map_err(|e| err(path, e))?;
         chart
             .draw_series(pts.into_iter().map(|p| Circle::new(p, 5, c.filled())))
             .map_err(|e| err(path, e))?;
     }
-    legend(&mut chart, path)?;
     root.present().map_err(|e| err(path, e))?;
     Ok(path.to_path_buf())
 }
@@ -454,52 +507,32 @@ fn cost_chart(summary: &Summary, title: &str, path: &Path) -> Result<PathBuf> {
 
 /// The streaming case over elapsed time: recall, search latency (p50 solid, p99 dashed) and
 /// searches and inserts per second, with maintenance marked as vertical lines (splits,
-/// merges, flushes) in every panel. The key sits in its own strip above the panels, so it
-/// never covers data.
+/// merges, flushes) in every panel.
 pub fn stream_chart(r: &crate::stream::StreamReport, path: &Path) -> Result<PathBuf> {
     ensure_font()?;
     let w = &r.windows;
     let t_max = w.last().map_or(1.0, |x| x.t).max(1e-3);
     let root = BitMapBackend::new(path, (SIZE.0, 900)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(path, e))?;
-    let (head, body) = root.split_vertically(70);
-    head.draw(&Text::new(
-        format!(
+    let (split_c, merge_c, flush_c) = (colour(1), colour(4), RGBColor(40, 40, 40));
+    let keys = [
+        ("recall / p50 / searches per s", colour(0), Mark::Line),
+        ("p99", colour(0), Mark::Dashed),
+        ("inserts per s", colour(2), Mark::Line),
+        ("split", split_c, Mark::Line),
+        ("merge", merge_c, Mark::Line),
+        ("flush", flush_c, Mark::Dashed),
+    ]
+    .map(|(l, c, m)| (l.to_string(), c, m));
+    let body = titled_with_key(
+        &root,
+        &format!(
             "streaming: {} rows/s asked, {:.0} reached, searches without pause",
             r.rate, r.achieved_rate
         ),
-        (60, 8),
-        (FONT, 22),
-    ))
-    .map_err(|e| err(path, e))?;
-    let (split_c, merge_c, flush_c) = (colour(1), colour(4), RGBColor(40, 40, 40));
-    let keys: [(&str, RGBColor, bool); 6] = [
-        ("recall / p50 / searches per s", colour(0), false),
-        ("p99", colour(0), true),
-        ("inserts per s", colour(2), false),
-        ("split", split_c, false),
-        ("merge", merge_c, false),
-        ("flush", flush_c, true),
-    ];
-    let mut x = 60;
-    for (label, c, dashed) in keys {
-        let y = 50;
-        if dashed {
-            for s in (0..24).step_by(8) {
-                head.draw(&PathElement::new(
-                    vec![(x + s, y), (x + s + 5, y)],
-                    c.stroke_width(2),
-                ))
-                .map_err(|e| err(path, e))?;
-            }
-        } else {
-            head.draw(&PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(2)))
-                .map_err(|e| err(path, e))?;
-        }
-        head.draw(&Text::new(label.to_string(), (x + 30, y - 8), (FONT, 15)))
-            .map_err(|e| err(path, e))?;
-        x += 40 + 8 * label.len() as i32;
-    }
+        &keys,
+        path,
+    )?;
     let panels = body.split_evenly((3, 1));
     let events: Vec<(f64, RGBColor, bool)> = w
         .iter()
