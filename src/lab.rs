@@ -282,7 +282,8 @@ pub fn run(cmd: LabCmd) -> Result<()> {
 
 /// Index settings from a YAML file, validated.
 fn load_settings(p: &std::path::Path) -> Result<IndexSettings> {
-    let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+    let text =
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
     let s: IndexSettings =
         serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
     s.validate()

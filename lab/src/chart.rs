@@ -202,14 +202,12 @@ fn titled_with_key<'a>(
                 c.stroke_width(2),
             )),
             Mark::Dot => strip.draw(&Circle::new((x + 12, y), 5, c.filled())),
-            Mark::Dashed => (0..24)
-                .step_by(8)
-                .try_for_each(|d| {
-                    strip.draw(&PathElement::new(
-                        vec![(x + d, y), (x + d + 5, y)],
-                        c.stroke_width(2),
-                    ))
-                }),
+            Mark::Dashed => (0..24).step_by(8).try_for_each(|d| {
+                strip.draw(&PathElement::new(
+                    vec![(x + d, y), (x + d + 5, y)],
+                    c.stroke_width(2),
+                ))
+            }),
         };
         drawn.map_err(|e| err(path, e))?;
         strip
@@ -553,7 +551,10 @@ pub fn stream_chart(r: &crate::stream::StreamReport, path: &Path) -> Result<Path
     let secs = |v: &f64| format!("{v:.0}");
     // Recall.
     {
-        let pts: Vec<(f64, f64)> = w.iter().filter_map(|x| x.recall.map(|v| (x.t, v))).collect();
+        let pts: Vec<(f64, f64)> = w
+            .iter()
+            .filter_map(|x| x.recall.map(|v| (x.t, v)))
+            .collect();
         let lo = pts.iter().map(|p| p.1).fold(1.0f64, f64::min);
         let lo = (((lo - 0.02) * 20.0).floor() / 20.0).max(0.0);
         let mut chart = ChartBuilder::on(&panels[0])
@@ -580,7 +581,9 @@ pub fn stream_chart(r: &crate::stream::StreamReport, path: &Path) -> Result<Path
         let (lo, hi) = p50
             .iter()
             .chain(&p99)
-            .fold((f64::INFINITY, 0.0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
+            .fold((f64::INFINITY, 0.0f64), |(a, b), p| {
+                (a.min(p.1), b.max(p.1))
+            });
         let (lo, hi) = if lo.is_finite() {
             (lo / 2.0, hi * 2.0)
         } else {

@@ -127,7 +127,17 @@ impl Peer {
     /// Starts a peer process and opens an empty index of `kind` with `params` (see
     /// `scripts/peers.py` for the keys each system takes).
     pub fn spawn(kind: PeerKind, dim: usize, metric: Metric, params: &Value) -> Result<Peer> {
-        let py = python();
+        Peer::spawn_with(&python(), kind, dim, metric, params)
+    }
+
+    /// [`Peer::spawn`] with the Python interpreter `py` instead of [`python`]'s.
+    pub fn spawn_with(
+        py: &Path,
+        kind: PeerKind,
+        dim: usize,
+        metric: Metric,
+        params: &Value,
+    ) -> Result<Peer> {
         if !py.exists() {
             return Err(LabError::Invalid(format!(
                 "peer {} needs the peers' Python venv, not found at {} \
@@ -143,14 +153,14 @@ impl Peer {
         ));
         std::fs::write(&script, SCRIPT).map_err(|e| LabError::io(&script, e))?;
         let script = TempScript(script);
-        let mut child = Command::new(&py)
+        let mut child = Command::new(py)
             .arg(&script.0)
             .env("OMP_NUM_THREADS", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| LabError::io(&py, e))?;
+            .map_err(|e| LabError::io(py, e))?;
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let mut peer = Peer {
@@ -161,10 +171,24 @@ impl Peer {
             _script: script,
             versions: Value::Null,
         };
-        let reply = peer.call(json!({
-            "op": "open", "system": kind.name(), "dim": dim,
-            "metric": metric_name(metric), "params": params,
-        }))?;
+        let reply = peer
+            .call(json!({
+                "op": "open", "system": kind.name(), "dim": dim,
+                "metric": metric_name(metric), "params": params,
+            }))
+            .map_err(|e| {
+                // An interpreter that is not the peers' venv dies on an import, or answers
+                // that a module is missing: say which interpreter and how to get the venv.
+                let text = e.to_string();
+                if text.contains("without a reply") || text.contains("No module named") {
+                    LabError::Invalid(format!(
+                        "{e}; is {} the peers' venv (numpy, faiss, hnswlib)? run scripts/peers.sh, or set DRIFT_PEER_PYTHON",
+                        py.display()
+                    ))
+                } else {
+                    e
+                }
+            })?;
         peer.versions = reply.get("versions").cloned().unwrap_or(Value::Null);
         Ok(peer)
     }
@@ -186,11 +210,19 @@ impl Peer {
             .read_line(&mut line)
             .map_err(|e| gone(&format!("unreadable reply ({e})")))?;
         if n == 0 {
-            let status = self.child.try_wait().ok().flatten();
-            return Err(gone(&format!(
-                "process exited ({}) without a reply",
-                status.map_or("still running".to_string(), |s| s.to_string())
-            )));
+            // Its output closed: it is exiting; give it a moment to be reaped for the status.
+            let mut status = None;
+            for _ in 0..50 {
+                status = self.child.try_wait().ok().flatten();
+                if status.is_some() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            return Err(gone(&match status {
+                Some(s) => format!("process exited ({s}) without a reply"),
+                None => "process closed its output without a reply".to_string(),
+            }));
         }
         let reply: Value = serde_json::from_str(&line)
             .map_err(|e| gone(&format!("reply is not JSON ({e}): {}", line.trim())))?;

@@ -194,8 +194,7 @@ pub fn run(
         let writer = s.spawn(|| -> Result<()> {
             let out = (|| {
                 for (b, from) in (cfg.initial_rows..rows).step_by(cfg.batch).enumerate() {
-                    let due = start
-                        + Duration::from_secs_f64((b * cfg.batch) as f64 / cfg.rate);
+                    let due = start + Duration::from_secs_f64((b * cfg.batch) as f64 / cfg.rate);
                     if let Some(wait) = due.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }
@@ -293,10 +292,7 @@ pub fn run(
         seconds,
         searches: all.len(),
         mean_recall,
-        min_window_recall: windows
-            .iter()
-            .filter_map(|w| w.recall)
-            .fold(1.0, f64::min),
+        min_window_recall: windows.iter().filter_map(|w| w.recall).fold(1.0, f64::min),
         p50_us: all.value_at_quantile(0.5) as f64 / 1e3,
         p99_us: all.value_at_quantile(0.99) as f64 / 1e3,
         k: cfg.k,

@@ -259,3 +259,132 @@ fn peer_settings_must_belong_to_a_listed_peer() {
         "{e}"
     );
 }
+
+#[test]
+fn a_missing_or_wrong_interpreter_is_named_with_the_install_command() {
+    // No interpreter at all.
+    let missing = std::path::Path::new("/nonexistent/drift-peers/bin/python");
+    let e = Peer::spawn_with(
+        missing,
+        PeerKind::Hnswlib,
+        8,
+        Metric::L2,
+        &serde_json::json!({}),
+    )
+    .err()
+    .expect("no interpreter")
+    .to_string();
+    assert!(
+        e.contains("scripts/peers.sh") && e.contains("/nonexistent/drift-peers/bin/python"),
+        "{e}"
+    );
+    // An interpreter that dies at once (as one without numpy does on the adapter's import).
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("python");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'ModuleNotFoundError: numpy' >&2\nexit 1\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let e = Peer::spawn_with(
+        &fake,
+        PeerKind::FaissIvfSq8,
+        8,
+        Metric::L2,
+        &serde_json::json!({}),
+    )
+    .err()
+    .expect("a dead interpreter")
+    .to_string();
+    assert!(
+        e.contains("exited") && e.contains("scripts/peers.sh") && e.contains("faiss_ivf_sq8"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_runbook_runs_the_peers_on_its_steps() {
+    use drift_lab::driver::RunbookDriver;
+    use drift_lab::run::{run as replay, RunConfig};
+    use drift_lab::runbook::Runbook;
+    use drift_lab::scenario::BaselineKind;
+    use drift_lab::transport::Direct;
+
+    if !peers_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 8;
+    let gen = Clustered::new(dim, 5, 3);
+    let (b, q) = (dir.path().join("base.fbin"), dir.path().join("q.fbin"));
+    write_fbin(&b, &gen.sample_in_cluster_order(900, 0).vectors, dim).unwrap();
+    write_fbin(&q, &gen.sample(40, 1).vectors, dim).unwrap();
+    let text = "
+small:
+  max_pts: 900
+  1: { operation: insert, start: 0, end: 500 }
+  2: { operation: search }
+  3: { operation: insert, start: 500, end: 900 }
+  4: { operation: delete, start: 0, end: 250 }
+  5: { operation: search }
+";
+    let book = Runbook::parse(text, Path::new("small.yaml"), "small").unwrap();
+    let mut driver = RunbookDriver::new(book, &b, &q).unwrap();
+    let mut engine = drift_engine::IndexSettings {
+        target_bucket_size: 32,
+        ..Default::default()
+    };
+    engine.maintenance.background = false;
+    let mut peers = std::collections::BTreeMap::new();
+    peers.insert("hnswlib".to_string(), serde_json::json!({ "ef": 100 }));
+    peers.insert(
+        "faiss_ivf_flat".to_string(),
+        serde_json::json!({ "nprobe": 100000 }),
+    );
+    let cfg = RunConfig {
+        k: 10,
+        metric: drift_engine::Metric::L2,
+        engine,
+        batch: 100,
+        flush_each_step: true,
+        heal_passes: 8,
+        baselines: vec![
+            BaselineKind::parse("hnswlib").unwrap(),
+            BaselineKind::parse("faiss_ivf_flat").unwrap(),
+        ],
+        peers,
+        variants: Vec::new(),
+        out: dir.path().join("out"),
+    };
+    let out = replay(&mut driver, &cfg, &Direct::open, &|_, _, _| {}).unwrap();
+    assert_eq!(out.systems, ["drift", "hnswlib", "faiss-ivf-flat"]);
+    for name in ["hnswlib", "faiss-ivf-flat"] {
+        let rows: Vec<_> = out.records.iter().filter(|r| r.system == name).collect();
+        // Every runbook step, in order, with the live set the runbook implies.
+        let live: Vec<usize> = rows.iter().map(|r| r.live).collect();
+        assert_eq!(live, [500, 500, 900, 650, 650], "{name}");
+        for r in rows.iter().filter(|r| r.op == "search") {
+            assert_eq!(r.path, "peer adapter");
+            // faiss IVF-Flat probing every list is exact; hnswlib at ef 100 on 900 rows nearly.
+            let floor = if name == "faiss-ivf-flat" {
+                0.999
+            } else {
+                0.95
+            };
+            assert!(
+                r.recall.unwrap() >= floor,
+                "{name} step {}: {:?}",
+                r.step,
+                r.recall
+            );
+        }
+    }
+    let summary = drift_lab::report::render(&out, &cfg.out).unwrap();
+    assert!(drift_lab::report::table(&summary).contains("faiss-ivf-flat"));
+    assert!(cfg.out.join("recall_qps.png").exists());
+}

@@ -47,14 +47,21 @@ fn a_stream_is_measured_per_window_with_maintenance_marked() {
     println!("{}", stream::markdown(&r));
     assert_eq!(r.streamed_rows, 4000);
     assert!(r.windows.len() >= 3, "{} windows", r.windows.len());
-    assert_eq!(r.windows.last().unwrap().rows, 6000, "every row acknowledged");
+    assert_eq!(
+        r.windows.last().unwrap().rows,
+        6000,
+        "every row acknowledged"
+    );
     // Windows are in time order, each scored and timed.
     for pair in r.windows.windows(2) {
         assert!(pair[0].t < pair[1].t && pair[0].rows <= pair[1].rows);
     }
     for w in &r.windows {
         assert!(w.scored > 0 && w.recall.is_some(), "{w:?}");
-        assert!(w.qps > 0.0 && w.p50_us > 0.0 && w.p99_us >= w.p50_us, "{w:?}");
+        assert!(
+            w.qps > 0.0 && w.p50_us > 0.0 && w.p99_us >= w.p50_us,
+            "{w:?}"
+        );
     }
     assert!(r.mean_recall > 0.85, "mean recall {}", r.mean_recall);
     assert!(r.searches > 0 && r.achieved_rate > 0.0);
@@ -86,9 +93,13 @@ fn bad_stream_settings_are_refused_by_name() {
     let db = Database::open(dir.path().join("db")).unwrap();
     let mut c = config(base, queries);
     c.rate = 0.0;
-    let e = stream::run(&db, "s", &c, &|_, _, _| {}).unwrap_err().to_string();
+    let e = stream::run(&db, "s", &c, &|_, _, _| {})
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("insert rate"), "{e}");
     c.rate = 100.0;
-    let e = stream::run(&db, "s", &c, &|_, _, _| {}).unwrap_err().to_string();
+    let e = stream::run(&db, "s", &c, &|_, _, _| {})
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("initial rows"), "{e}");
 }
