@@ -348,9 +348,10 @@ fn score(
     let done = AtomicUsize::new(0);
     let mut out = vec![0.0; samples.len()];
     std::thread::scope(|s| {
+        let mut scorers = Vec::new();
         for (chunk, slots) in samples.chunks(per).zip(out.chunks_mut(per)) {
             let done = &done;
-            s.spawn(move || {
+            scorers.push(s.spawn(move || {
                 for (x, slot) in chunk.iter().zip(slots) {
                     let q = &queries[x.query * dim..(x.query + 1) * dim];
                     let visible = &base[..x.visible * dim];
@@ -361,10 +362,11 @@ fn score(
                     });
                     done.fetch_add(1, Ordering::Relaxed);
                 }
-            });
+            }));
         }
-        // Progress from this thread while the scorers work.
-        while done.load(Ordering::Relaxed) < samples.len() {
+        // Progress from this thread while the scorers work (a scorer that panics ends the
+        // wait too; the scope then passes its panic on).
+        while !scorers.iter().all(|h| h.is_finished()) {
             progress(
                 "scoring",
                 done.load(Ordering::Relaxed) as u64,
