@@ -698,7 +698,7 @@ async fn flight_sql_runs_sql_on_the_servers_collections_and_refuses_bad_sql_by_n
         .downcast_ref::<Int64Array>()
         .unwrap();
     assert_eq!(n.value(0), 300);
-    // Bad SQL, an unknown collection and a bad option are refused by name.
+    // Bad SQL, an unknown collection, a bad option and unsupported SQL are refused by name.
     for (bad, code, says) in [
         ("SELEC id FROM f", Code::InvalidArgument, "SELEC"),
         ("SELECT id FROM nope", Code::InvalidArgument, "nope"),
@@ -711,6 +711,12 @@ async fn flight_sql_runs_sql_on_the_servers_collections_and_refuses_bad_sql_by_n
             "SELECT id FROM vector_search('f', [1,2,3], 3)",
             Code::InvalidArgument,
             "dimension",
+        ),
+        // SQL that parses but that DataFusion does not carry out.
+        (
+            "GRANT SELECT ON f TO someone",
+            Code::Unimplemented,
+            "Unsupported SQL statement",
         ),
     ] {
         let e = flight_status(flight::query(&mut sql, bad).await.unwrap_err());
