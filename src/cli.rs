@@ -284,20 +284,27 @@ pub struct DemoArgs {
     pub json: bool,
 }
 
+/// A base and a query vector file, their metric and k (`drift bench`, `drift lab stream`).
 #[derive(Debug, Args)]
-pub struct BenchArgs {
+pub struct VectorFiles {
     /// Base vectors (.fvecs .bvecs .fbin .u8bin .npy; `FILE@START..END` for a row range).
     #[arg(long)]
     pub base: PathBuf,
     /// Query vectors (same formats and row ranges).
     #[arg(long)]
     pub queries: PathBuf,
-    /// Metric of every index.
+    /// Metric of every index: l2, cosine or ip.
     #[arg(long, default_value = "l2")]
     pub metric: String,
     /// Neighbours per query.
     #[arg(short, long, default_value_t = 10)]
     pub k: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub files: VectorFiles,
     /// Drift recall targets to sweep (comma separated).
     #[arg(
         long,
@@ -669,10 +676,10 @@ fn bench(dir: &PathBuf, a: BenchArgs) -> Result<()> {
         peers.push(spec);
     }
     let cfg = bench::BenchConfig {
-        base: a.base,
-        queries: a.queries,
-        metric: Metric::parse(&a.metric)?,
-        k: a.k,
+        metric: Metric::parse(&a.files.metric)?,
+        k: a.files.k,
+        base: a.files.base,
+        queries: a.files.queries,
         targets: a.targets,
         nprobes: a.nprobe,
         settings: a

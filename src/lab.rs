@@ -35,18 +35,9 @@ pub enum LabCmd {
 
 #[derive(Debug, Args)]
 pub struct StreamArgs {
-    /// Base vectors (`FILE@START..END` for a row range), inserted in file order.
-    #[arg(long)]
-    pub base: PathBuf,
-    /// Query vectors, asked in turn.
-    #[arg(long)]
-    pub queries: PathBuf,
-    /// Distance metric: l2, cosine or ip.
-    #[arg(long, default_value = "l2")]
-    pub metric: String,
-    /// Neighbours per search.
-    #[arg(short, long, default_value_t = 10)]
-    pub k: usize,
+    /// The base (inserted in file order) and the queries (asked in turn).
+    #[command(flatten)]
+    pub files: crate::cli::VectorFiles,
     /// Rows loaded and flushed before the clock starts.
     #[arg(long, default_value_t = 10_000)]
     pub initial: usize,
@@ -294,10 +285,10 @@ fn load_settings(p: &std::path::Path) -> Result<IndexSettings> {
 fn stream(a: StreamArgs) -> Result<()> {
     use drift_lab::stream;
     let cfg = stream::StreamConfig {
-        base: a.base,
-        queries: a.queries,
-        metric: Metric::parse(&a.metric)?,
-        k: a.k,
+        metric: Metric::parse(&a.files.metric)?,
+        k: a.files.k,
+        base: a.files.base,
+        queries: a.files.queries,
         initial_rows: a.initial,
         rate: a.rate,
         batch: a.batch,

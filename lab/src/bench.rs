@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use drift_engine::distance::Distance;
-use drift_engine::{
-    Catalog, CollectionConfig, CollectionStats, IndexSettings, Metric, Record, SearchParams,
-};
+use drift_engine::{Catalog, CollectionStats, IndexSettings, Metric, Record, SearchParams};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::Value;
@@ -18,7 +16,7 @@ use serde_json::Value;
 use crate::error::{LabError, Result};
 use crate::peer::{Peer, PeerKind};
 use crate::truth::{exact_knn_prepared, prepare, recall_with_ties, GroundTruth};
-use crate::vecfile::{read_all, split_rows};
+use crate::vecfile::{read_base_and_queries, split_rows};
 
 /// Most maintenance passes run after the build before the sweep starts.
 const QUIESCE_PASSES: usize = 1_000;
@@ -256,18 +254,9 @@ pub fn run(
 ) -> Result<BenchReport> {
     let (base_file, base_rows) = split_rows(&cfg.base)?;
     let (query_file, query_rows) = split_rows(&cfg.queries)?;
-    let (base, dim) = read_all(&cfg.base)?;
-    let (queries, qdim) = read_all(&cfg.queries)?;
-    if dim != qdim {
-        return Err(LabError::Invalid(format!(
-            "base has dimension {dim} but queries have {qdim}"
-        )));
-    }
+    let (base, queries, dim) = read_base_and_queries(&cfg.base, &cfg.queries)?;
     let rows = base.len() / dim;
     let nq = queries.len() / dim;
-    if rows == 0 || nq == 0 {
-        return Err(LabError::Invalid("base and queries must hold rows".into()));
-    }
     let first_id = base_rows.start;
     let ids: Vec<u64> = (first_id..first_id + rows as u64).collect();
     progress("ground truth", 0, 1);
@@ -293,11 +282,7 @@ pub fn run(
         catalog.drop_collection(name)?;
     }
     let rss0 = rss_bytes();
-    let mut config = CollectionConfig::new(dim, cfg.metric);
-    if let Some(s) = &cfg.settings {
-        config.settings = s.clone();
-    }
-    let coll = catalog.create(name, config)?;
+    let coll = crate::fresh_collection(catalog, name, dim, cfg.metric, cfg.settings.as_ref())?;
     // Upserts base rows `0..n` (ids from `first_id`) in the bench's batch size.
     let upsert_rows = |n: usize, each: &dyn Fn(usize)| -> Result<()> {
         for start in (0..n).step_by(cfg.batch.max(1)) {

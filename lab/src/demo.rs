@@ -5,14 +5,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use drift_engine::distance::Distance;
-use drift_engine::{Catalog, CollectionConfig, Metric, Record};
+use drift_engine::{Catalog, Metric, Record};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::datasets::{Clustered, Dataset};
 use crate::error::{LabError, Result};
 use crate::truth::{exact_knn_prepared, prepare, recall_with_ties};
-use crate::vecfile::read_all;
+use crate::vecfile::read_base_and_queries;
 
 /// What the demo runs on.
 #[derive(Debug, Clone)]
@@ -117,23 +117,11 @@ pub type Progress<'a> = &'a dyn Fn(&str, u64, u64);
 fn load(cfg: &DemoConfig) -> Result<(Dataset, Dataset, String)> {
     match (&cfg.base_file, &cfg.query_file) {
         (Some(b), Some(q)) => {
-            let (bv, bd) = read_all(b)?;
-            let (qv, qd) = read_all(q)?;
-            if bd != qd {
-                return Err(LabError::Invalid(format!(
-                    "base has dimension {bd} but queries have {qd}"
-                )));
-            }
+            let (bv, qv, dim) = read_base_and_queries(b, q)?;
             let name = format!("{} + {}", b.display(), q.display());
             Ok((
-                Dataset {
-                    vectors: bv,
-                    dim: bd,
-                },
-                Dataset {
-                    vectors: qv,
-                    dim: qd,
-                },
+                Dataset { vectors: bv, dim },
+                Dataset { vectors: qv, dim },
                 name,
             ))
         }
@@ -160,14 +148,7 @@ pub fn run(
 ) -> Result<DemoReport> {
     let (base, queries, data) = load(cfg)?;
     let dim = base.dim;
-    if catalog.open(name).is_ok() {
-        catalog.drop_collection(name)?;
-    }
-    let mut config = CollectionConfig::new(dim, cfg.metric);
-    if let Some(s) = &cfg.settings {
-        config.settings = s.clone();
-    }
-    let coll = catalog.create(name, config)?;
+    let coll = crate::fresh_collection(catalog, name, dim, cfg.metric, cfg.settings.as_ref())?;
 
     let rows = base.len();
     let started = Instant::now();

@@ -30,3 +30,26 @@ pub mod truth;
 pub mod vecfile;
 
 pub use error::{LabError, Result};
+
+use std::sync::Arc;
+
+use drift_engine::{Catalog, CollectionConfig, IndexSettings, Metric, VectorWrite};
+
+/// Collection `name` of `catalog`, created empty (dropped first if it exists) with `settings`
+/// (the engine's defaults if None).
+pub fn fresh_collection(
+    catalog: &dyn Catalog,
+    name: &str,
+    dim: usize,
+    metric: Metric,
+    settings: Option<&IndexSettings>,
+) -> Result<Arc<dyn VectorWrite>> {
+    if catalog.open(name).is_ok() {
+        catalog.drop_collection(name)?;
+    }
+    let mut config = CollectionConfig::new(dim, metric);
+    if let Some(s) = settings {
+        config.settings = s.clone();
+    }
+    Ok(catalog.create(name, config)?)
+}

@@ -18,13 +18,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use drift_engine::distance::Distance;
-use drift_engine::{Catalog, CollectionConfig, CollectionStats, IndexSettings, Metric, Record};
+use drift_engine::{Catalog, CollectionStats, IndexSettings, Metric, Record};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LabError, Result};
 use crate::truth::{exact_top, prepare, recall_with_ties};
-use crate::vecfile::{read_all, split_rows};
+use crate::vecfile::{read_base_and_queries, split_rows};
 
 /// What to stream.
 #[derive(Debug, Clone)]
@@ -146,13 +146,7 @@ pub fn run(
         ));
     }
     let (_, base_rows) = split_rows(&cfg.base)?;
-    let (base, dim) = read_all(&cfg.base)?;
-    let (queries, qdim) = read_all(&cfg.queries)?;
-    if dim != qdim {
-        return Err(LabError::Invalid(format!(
-            "base has dimension {dim} but queries have {qdim}"
-        )));
-    }
+    let (base, queries, dim) = read_base_and_queries(&cfg.base, &cfg.queries)?;
     let rows = base.len() / dim;
     let nq = queries.len() / dim;
     if cfg.initial_rows >= rows || nq == 0 {
@@ -164,14 +158,7 @@ pub fn run(
     let first_id = base_rows.start;
     let record = |i: usize| Record::new(first_id + i as u64, base[i * dim..(i + 1) * dim].to_vec());
 
-    if catalog.open(name).is_ok() {
-        catalog.drop_collection(name)?;
-    }
-    let mut config = CollectionConfig::new(dim, cfg.metric);
-    if let Some(s) = &cfg.settings {
-        config.settings = s.clone();
-    }
-    let coll = catalog.create(name, config)?;
+    let coll = crate::fresh_collection(catalog, name, dim, cfg.metric, cfg.settings.as_ref())?;
     for start in (0..cfg.initial_rows).step_by(cfg.batch) {
         let end = (start + cfg.batch).min(cfg.initial_rows);
         coll.upsert((start..end).map(record).collect())?;

@@ -499,6 +499,19 @@ pub fn read_all(path: &Path) -> Result<(Vec<f32>, usize)> {
     Ok((data, dim))
 }
 
+/// Reads a base file and a query file whole: (base values, query values, dimension); fails
+/// when their dimensions differ.
+pub fn read_base_and_queries(base: &Path, queries: &Path) -> Result<(Vec<f32>, Vec<f32>, usize)> {
+    let (b, dim) = read_all(base)?;
+    let (q, qdim) = read_all(queries)?;
+    if dim != qdim {
+        return Err(LabError::Invalid(format!(
+            "base has dimension {dim} but queries have {qdim}"
+        )));
+    }
+    Ok((b, q, dim))
+}
+
 /// Writes row-major `data` as `.fvecs`.
 pub fn write_fvecs(path: &Path, data: &[f32], dim: usize) -> Result<()> {
     let f = File::create(path).map_err(|e| LabError::io(path, e))?;

@@ -5,6 +5,8 @@
 
 use std::path::Path;
 
+mod common;
+
 use drift_engine::{Database, Metric};
 use drift_lab::bench::{best_qps, run, BenchConfig, PeerSpec};
 use drift_lab::datasets::Clustered;
@@ -310,7 +312,7 @@ fn a_missing_or_wrong_interpreter_is_named_with_the_install_command() {
 #[test]
 fn a_runbook_runs_the_peers_on_its_steps() {
     use drift_lab::driver::RunbookDriver;
-    use drift_lab::run::{run as replay, RunConfig};
+    use drift_lab::run::run as replay;
     use drift_lab::runbook::Runbook;
     use drift_lab::scenario::BaselineKind;
     use drift_lab::transport::Direct;
@@ -319,11 +321,7 @@ fn a_runbook_runs_the_peers_on_its_steps() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let dim = 8;
-    let gen = Clustered::new(dim, 5, 3);
-    let (b, q) = (dir.path().join("base.fbin"), dir.path().join("q.fbin"));
-    write_fbin(&b, &gen.sample_in_cluster_order(900, 0).vectors, dim).unwrap();
-    write_fbin(&q, &gen.sample(40, 1).vectors, dim).unwrap();
+    let (b, q) = common::runbook_files(dir.path(), 8, 5, 3, 900, 40);
     let text = "
 small:
   max_pts: 900
@@ -335,32 +333,20 @@ small:
 ";
     let book = Runbook::parse(text, Path::new("small.yaml"), "small").unwrap();
     let mut driver = RunbookDriver::new(book, &b, &q).unwrap();
-    let mut engine = drift_engine::IndexSettings {
-        target_bucket_size: 32,
-        ..Default::default()
-    };
-    engine.maintenance.background = false;
     let mut peers = std::collections::BTreeMap::new();
     peers.insert("hnswlib".to_string(), serde_json::json!({ "ef": 100 }));
     peers.insert(
         "faiss_ivf_flat".to_string(),
         serde_json::json!({ "nprobe": 100000 }),
     );
-    let cfg = RunConfig {
-        k: 10,
-        metric: drift_engine::Metric::L2,
-        engine,
-        batch: 100,
-        flush_each_step: true,
-        heal_passes: 8,
-        baselines: vec![
+    let cfg = common::runbook_config(
+        dir.path().join("out"),
+        vec![
             BaselineKind::parse("hnswlib").unwrap(),
             BaselineKind::parse("faiss_ivf_flat").unwrap(),
         ],
         peers,
-        variants: Vec::new(),
-        out: dir.path().join("out"),
-    };
+    );
     let out = replay(&mut driver, &cfg, &Direct::open, &|_, _, _| {}).unwrap();
     assert_eq!(out.systems, ["drift", "hnswlib", "faiss-ivf-flat"]);
     for name in ["hnswlib", "faiss-ivf-flat"] {

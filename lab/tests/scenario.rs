@@ -4,13 +4,14 @@
 
 use std::path::Path;
 
+mod common;
+
 use drift_lab::driver::{RunbookDriver, ScenarioDriver};
 use drift_lab::report::{read_raw, render};
 use drift_lab::run::{run, RunConfig};
 use drift_lab::runbook::Runbook;
 use drift_lab::scenario::Scenario;
 use drift_lab::transport::Direct;
-use drift_lab::vecfile::write_fbin;
 
 const SCENARIO: &str = "
 name: tiny
@@ -157,13 +158,7 @@ fn a_scenario_runs_on_every_system_and_renders() {
 #[test]
 fn a_runbook_replays_inserts_deletes_and_replaces() {
     let dir = tempfile::tempdir().unwrap();
-    let dim = 6;
-    let gen = drift_lab::datasets::Clustered::new(dim, 4, 1);
-    let base = gen.sample_in_cluster_order(800, 0);
-    let queries = gen.sample(30, 1);
-    let (b, q) = (dir.path().join("base.fbin"), dir.path().join("q.fbin"));
-    write_fbin(&b, &base.vectors, dim).unwrap();
-    write_fbin(&q, &queries.vectors, dim).unwrap();
+    let (b, q) = common::runbook_files(dir.path(), 6, 4, 1, 800, 30);
     let text = "
 toy:
   max_pts: 700
@@ -176,24 +171,12 @@ toy:
 ";
     let book = Runbook::parse(text, Path::new("toy.yaml"), "toy").unwrap();
     let mut driver = RunbookDriver::new(book, &b, &q).unwrap();
-    let mut engine = drift_engine::IndexSettings {
-        target_bucket_size: 32,
-        ..Default::default()
-    };
-    engine.maintenance.background = false;
-    engine.search.lambda = 10.0;
-    let cfg = RunConfig {
-        k: 10,
-        metric: drift_engine::Metric::L2,
-        engine,
-        batch: 100,
-        flush_each_step: true,
-        heal_passes: 8,
-        baselines: vec![drift_lab::scenario::BaselineKind::BruteForce],
-        peers: Default::default(),
-        variants: Vec::new(),
-        out: dir.path().join("out"),
-    };
+    let mut cfg = common::runbook_config(
+        dir.path().join("out"),
+        vec![drift_lab::scenario::BaselineKind::BruteForce],
+        Default::default(),
+    );
+    cfg.engine.search.lambda = 10.0;
     let out = run(&mut driver, &cfg, &Direct::open, &|_, _, _| {}).unwrap();
     let drift: Vec<_> = out.records.iter().filter(|r| r.system == "drift").collect();
     let live: Vec<usize> = drift.iter().map(|r| r.live).collect();
