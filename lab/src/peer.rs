@@ -179,8 +179,7 @@ impl Peer {
             .map_err(|e| {
                 // An interpreter that is not the peers' venv dies on an import, or answers
                 // that a module is missing: say which interpreter and how to get the venv.
-                let text = e.to_string();
-                if text.contains("without a reply") || text.contains("No module named") {
+                if peer.exited() || e.to_string().contains("No module named") {
                     LabError::Invalid(format!(
                         "{e}; is {} the peers' venv (numpy, faiss, hnswlib)? run scripts/peers.sh, or set DRIFT_PEER_PYTHON",
                         py.display()
@@ -198,6 +197,23 @@ impl Peer {
         self.kind
     }
 
+    /// The process's exit status if it has exited or does so within half a second (a peer
+    /// whose pipe closed is on its way out).
+    fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        for _ in 0..50 {
+            if let Some(s) = self.child.try_wait().ok().flatten() {
+                return Some(s);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Whether the process has exited (see [`Peer::exit_status`]).
+    fn exited(&mut self) -> bool {
+        self.exit_status().is_some()
+    }
+
     fn call(&mut self, cmd: Value) -> Result<Value> {
         let name = self.kind.name();
         let gone = |what: &str| LabError::Invalid(format!("peer {name}: {what}"));
@@ -210,16 +226,7 @@ impl Peer {
             .read_line(&mut line)
             .map_err(|e| gone(&format!("unreadable reply ({e})")))?;
         if n == 0 {
-            // Its output closed: it is exiting; give it a moment to be reaped for the status.
-            let mut status = None;
-            for _ in 0..50 {
-                status = self.child.try_wait().ok().flatten();
-                if status.is_some() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            return Err(gone(&match status {
+            return Err(gone(&match self.exit_status() {
                 Some(s) => format!("process exited ({s}) without a reply"),
                 None => "process closed its output without a reply".to_string(),
             }));

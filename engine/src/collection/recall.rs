@@ -178,8 +178,15 @@ pub struct RecallStats {
 impl Monitor {
     /// Whether to sample this search: a `rate` share of searches (the eager share while
     /// `provisional`, see [`EAGER_RATE`]), while the monitor's CPU stays within `cpu` of one
-    /// core since open.
-    fn admit(&self, rate: f64, cpu: f64, provisional: impl FnOnce() -> bool) -> bool {
+    /// core since open (a sample is charged what the last one cost, `estimate_us` before any
+    /// has run).
+    fn admit(
+        &self,
+        rate: f64,
+        cpu: f64,
+        provisional: impl FnOnce() -> bool,
+        estimate_us: impl FnOnce() -> u64,
+    ) -> bool {
         if rate <= 0.0 || cpu <= 0.0 {
             return false;
         }
@@ -197,16 +204,13 @@ impl Monitor {
             }
         }
         let allowed = self.started.elapsed().as_micros() as f64 * cpu + BURST_MICROS;
-        let (pending, cost) = (
-            self.pending.load(Ordering::Relaxed),
-            self.cost.load(Ordering::Relaxed),
-        );
-        // Until one sample has run its cost is unknown: queue one at a time (at thousands
-        // of searches a second the eager rate would otherwise queue hundreds for free).
-        if cost == 0 && pending > 0 {
-            return false;
-        }
-        let queued = pending * cost;
+        // Until one sample has run its cost is unknown: charge the estimate (at thousands of
+        // searches a second the eager rate would otherwise queue hundreds for free).
+        let cost = match self.cost.load(Ordering::Relaxed) {
+            0 => estimate_us(),
+            c => c,
+        };
+        let queued = self.pending.load(Ordering::Relaxed) * cost;
         if ((self.micros.load(Ordering::Relaxed) + queued) as f64) < allowed {
             self.pending.fetch_add(1, Ordering::Relaxed);
             true
@@ -653,9 +657,11 @@ impl Collection {
                 .as_ref()
                 .is_some_and(|c| c.provisional())
         };
+        // An exact re-run reads every live row: about a nanosecond per multiply-add.
+        let estimate_us = || (self.idmap.live() as u64 * self.config.dim as u64) / 1000;
         if self
             .monitor
-            .admit(s.monitor_rate, s.monitor_cpu, provisional)
+            .admit(s.monitor_rate, s.monitor_cpu, provisional, estimate_us)
         {
             self.worker
                 .send(super::worker::Task::Monitor(Box::new(Sample {
