@@ -1,6 +1,8 @@
 //! SQL overhead per query: the same search through the engine API, through
 //! `vector_search(...)`, and through the rewritten `ORDER BY l2_distance(...) LIMIT 10`; the
-//! `_plan_only` cases stop after physical planning, to split planning from execution.
+//! `_plan_only` cases stop after physical planning, to split planning from execution; the
+//! `_cached` cases run through a [`sql::PlanCache`], which plans each shape once and binds
+//! the next query vector into the kept plan.
 //! Run: `cargo bench -p drift-connectors --bench sql`.
 
 use std::sync::Arc;
@@ -102,6 +104,24 @@ fn bench(c: &mut Criterion) {
                 .expect("sql")
         })
     });
+    let cache = sql::PlanCache::default();
+    g.bench_function("sql_order_by_limit_cached", |b| {
+        b.iter(|| {
+            i = (i + 1) % queries.len();
+            rt.block_on(cache.query(&ctx, &order_sql[i])).expect("sql")
+        })
+    });
+    g.bench_function("sql_vector_search_cached", |b| {
+        b.iter(|| {
+            i = (i + 1) % queries.len();
+            rt.block_on(cache.query(&ctx, &search_sql[i])).expect("sql")
+        })
+    });
+    let stats = cache.stats();
+    assert!(
+        stats.misses <= 2 && stats.bypassed == 0,
+        "every cached query after the first of its shape reuses the plan: {stats:?}"
+    );
     g.bench_function("sql_order_by_limit_plan_only", |b| {
         b.iter(|| {
             i = (i + 1) % queries.len();

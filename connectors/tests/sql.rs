@@ -759,3 +759,103 @@ async fn array_literals_keep_their_type_and_get_short_distinct_names() {
         assert!(n.contains(&format!("{DIM} values")), "{n}");
     }
 }
+
+#[tokio::test]
+async fn a_plan_cache_reuses_plans_across_vectors_and_answers_as_planning_afresh() {
+    let (_d, db, ctx) = setup();
+    let cache = sql::PlanCache::default();
+    cache.run(&ctx, "SET drift.nprobe = 100000").await.unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(33);
+    type Shape = Box<dyn Fn(&str, &str) -> String>;
+    let shapes: Vec<Shape> = vec![
+        Box::new(|q, _| format!("SELECT id FROM items ORDER BY vector <-> {q} LIMIT 10")),
+        Box::new(|q, _| {
+            format!("SELECT id, l2_distance(vector, {q}) AS d FROM items ORDER BY d LIMIT 10")
+        }),
+        Box::new(|q, _| format!("SELECT id, _distance FROM vector_search('items', {q}, 10)")),
+        Box::new(|q, _| format!("SELECT id FROM items ORDER BY vector <-> '{q}' LIMIT 10")),
+        Box::new(|q, _| {
+            format!(
+                "WITH t AS (SELECT id, vector FROM items) \
+                 SELECT id FROM t ORDER BY l2_distance(vector, {q}) LIMIT 10"
+            )
+        }),
+        Box::new(|q, _| {
+            format!("SELECT id FROM items WHERE id % 3 = 0 ORDER BY vector <-> {q} LIMIT 10")
+        }),
+        Box::new(|q, q2| {
+            format!(
+                "SELECT id, l2_distance(vector, {q}) AS d, l2_distance(vector, {q2}) AS e \
+                 FROM items ORDER BY d LIMIT 10"
+            )
+        }),
+    ];
+    for (n, shape) in shapes.iter().enumerate() {
+        for _ in 0..4 {
+            let (q, q2) = (literal(&vector(&mut rng)), literal(&vector(&mut rng)));
+            let sql = shape(&q, &q2);
+            let cached = cache.query(&ctx, &sql).await.unwrap();
+            let fresh = run(&ctx, &sql).await;
+            assert_eq!(plan_text(&cached), plan_text(&fresh), "{sql}");
+            if n == 0 {
+                let exact = format!("SELECT id FROM items ORDER BY {} LIMIT 10", exact_key(&q));
+                assert_eq!(ids(&cached, "id"), ids(&run(&ctx, &exact).await, "id"));
+            }
+        }
+    }
+    let s = cache.stats();
+    assert_eq!((s.misses, s.hits), (7, 21), "{s:?}");
+
+    // The same literal twice is one slot; a later statement where the two differ is another
+    // template, not the first one's plan with one value.
+    let twice = |a: &str, b: &str| {
+        format!(
+            "SELECT id, l2_distance(vector, {a}) AS d, l2_distance(vector, {b}) AS e \
+             FROM items ORDER BY d + e LIMIT 5"
+        )
+    };
+    let (a, b) = (literal(&vector(&mut rng)), literal(&vector(&mut rng)));
+    for sql in [twice(&a, &a), twice(&a, &b), twice(&b, &b)] {
+        let cached = cache.query(&ctx, &sql).await.unwrap();
+        assert_eq!(
+            plan_text(&cached),
+            plan_text(&run(&ctx, &sql).await),
+            "{sql}"
+        );
+    }
+    assert_eq!(cache.stats().misses, 9);
+
+    // A search for a stored record's vector reads it when it runs: an update is seen.
+    let sql = format!(
+        "SELECT id, l2_distance(vector, {a}) AS d FROM vector_search('items', 7, 5) ORDER BY id"
+    );
+    let before = cache.query(&ctx, &sql).await.unwrap();
+    let coll = db.collection("items").unwrap();
+    coll.upsert(vec![Record::new(7, vector(&mut rng))]).unwrap();
+    let after = cache.query(&ctx, &sql).await.unwrap();
+    assert_eq!(plan_text(&after), plan_text(&run(&ctx, &sql).await));
+    assert_ne!(plan_text(&before), plan_text(&after));
+
+    // A setting changed through the cache drops its plans: the next statement is planned
+    // with it.
+    let sql = shapes[0](&a, &b);
+    cache.query(&ctx, &sql).await.unwrap();
+    let misses = cache.stats().misses;
+    cache.run(&ctx, "SET drift.nprobe = 1").await.unwrap();
+    let one = cache.query(&ctx, &sql).await.unwrap();
+    assert_eq!(cache.stats().misses, misses + 1);
+    assert_eq!(plan_text(&one), plan_text(&run(&ctx, &sql).await));
+
+    // Errors read as without the cache, and the cache keeps answering.
+    let wrong = "SELECT id FROM vector_search('items', [1.5, 2], 5)";
+    let e = cache.query(&ctx, wrong).await.unwrap_err().to_string();
+    assert_eq!(e, err(&ctx, wrong).await);
+    assert!(e.contains("dimension"), "{e}");
+    assert_eq!(cache.query(&ctx, &sql).await.unwrap().len(), one.len());
+
+    // An unaliased expression is named by its slot, the same for every vector.
+    let named = format!("SELECT l2_distance(vector, {a}) FROM items ORDER BY 1 LIMIT 3");
+    let batches = cache.query(&ctx, &named).await.unwrap();
+    let name = batches[0].schema().field(0).name().clone();
+    assert!(name.contains("$1"), "{name}");
+}

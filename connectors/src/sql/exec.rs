@@ -28,6 +28,7 @@ use drift_engine::{Record, SearchParams, VectorRead};
 use futures::{stream, FutureExt};
 
 use super::engine_err;
+use super::literal::QueryVector;
 use super::rows::{search_schema, Rows, DISTANCE};
 
 /// Records per batch when scanning a collection.
@@ -55,8 +56,8 @@ pub enum Mode {
     Search {
         /// The collection.
         coll: Arc<dyn VectorRead>,
-        /// Query vector.
-        query: Vec<f32>,
+        /// Query vector (read when the search runs).
+        query: QueryVector,
         /// Rows wanted.
         k: usize,
         /// Engine search options.
@@ -249,6 +250,7 @@ impl ExecutionPlan for DriftExec {
             }
             Mode::Search { .. } => {
                 let mode = self.mode.clone();
+                let table = self.table.clone();
                 // The search itself is CPU work: off DataFusion's async threads.
                 let fut = drift_engine::run_cpu(move || {
                     let Mode::Search {
@@ -263,6 +265,8 @@ impl ExecutionPlan for DriftExec {
                     else {
                         unreachable!("checked above")
                     };
+                    let query = &query.current()?;
+                    super::search::check_query(&table, dim, query)?;
                     match ids {
                         Some(ids) => by_ids(coll, query, *k, ids, filters, &out, dim),
                         None => search(coll, query, *k, params, filters, *overfetch, &out, dim),

@@ -7,12 +7,14 @@
 //!   ├─ l2_distance / cosine_distance / inner_product   (functions.rs)
 //!   ├─ `<->`, `<=>`, `<#>`; array literals planned once  (operators.rs, literal.rs)
 //!   ├─ SET drift.nprobe = 16 ...                       (DriftOptions, a config extension)
+//!   ├─ PlanCache: a statement differing only in its vector literals reuses a plan (cache.rs)
 //!   └─ rewrite rule: Sort(distance(vector, [..]), fetch k) over a collection scan
 //!                    ─▶ the same Sort over an index search of k rows   (rewrite.rs)
 //! ```
 //! Every plan node that touches the engine is a [`exec::DriftExec`], which streams record
 //! batches (a collection is never materialized at once).
 
+pub mod cache;
 pub mod exec;
 pub mod functions;
 pub mod literal;
@@ -31,6 +33,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use drift_engine::{Catalog, Scoring, SearchParams};
 
+pub use cache::PlanCache;
 pub use exec::DriftExec;
 pub use search::{SearchTable, VectorSearchFunction};
 pub use table::CollectionTable;

@@ -68,7 +68,7 @@ fn vector_literal(e: Expr) -> Result<Expr> {
 }
 
 /// The numbers of `[a, b, ...]` (pgvector's text form).
-fn parse_vector(text: &str) -> std::result::Result<Vec<f32>, String> {
+pub(crate) fn parse_vector(text: &str) -> std::result::Result<Vec<f32>, String> {
     let inner = text
         .trim()
         .strip_prefix('[')

@@ -27,7 +27,7 @@ use datafusion::physical_expr::create_physical_expr;
 use drift_engine::Metric;
 
 use super::functions::Kind;
-use super::literal::constant_value;
+use super::literal::{array_constant, QueryVector};
 use super::search::{evaluate_constant, vector_value, SearchTable};
 use super::table::CollectionTable;
 use super::DriftOptions;
@@ -196,15 +196,16 @@ fn search_input(
     Ok(Some(plan))
 }
 
-/// The value of a constant vector expression, if it is one.
-fn evaluate_vector(e: &Expr) -> Result<Option<Vec<f32>>> {
-    if let Some(v) = constant_value(e) {
-        return Ok(vector_value(v).ok());
+/// The query vector a constant expression stands for, if it is one.
+fn evaluate_vector(e: &Expr) -> Result<Option<QueryVector>> {
+    if let Some(c) = array_constant(e) {
+        return Ok(c.query().ok());
     }
     let Ok(phys) = create_physical_expr(e, &DFSchema::empty(), &ExecutionProps::new()) else {
         return Ok(None);
     };
     Ok(evaluate_constant(phys.as_ref())
         .ok()
-        .and_then(|v| vector_value(&v).ok()))
+        .and_then(|v| vector_value(&v).ok())
+        .map(QueryVector::Fixed))
 }

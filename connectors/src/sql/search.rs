@@ -19,6 +19,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use drift_engine::{Catalog, SearchParams, VectorRead};
 
 use super::exec::{DriftExec, Mode, PREFILTER_MAX_IDS};
+use super::literal::{array_constant, QueryVector};
 use super::rows::{collection_schema, projected, search_schema};
 use super::table::allowed_ids;
 use super::{engine_err, DriftOptions};
@@ -28,7 +29,7 @@ use super::{engine_err, DriftOptions};
 pub struct SearchTable {
     name: String,
     coll: Arc<dyn VectorRead>,
-    query: Vec<f32>,
+    query: QueryVector,
     k: usize,
     params: SearchParams,
     overfetch: usize,
@@ -41,22 +42,15 @@ impl SearchTable {
     pub fn new(
         name: &str,
         coll: Arc<dyn VectorRead>,
-        query: Vec<f32>,
+        query: QueryVector,
         k: usize,
         options: &DriftOptions,
         with_distance: bool,
     ) -> Result<Self> {
         let dim = coll.config().dim;
-        if query.len() != dim {
-            return Err(DataFusionError::Plan(format!(
-                "query vector has {} values but collection '{name}' has dimension {dim}",
-                query.len()
-            )));
-        }
-        if let Some((i, x)) = query.iter().enumerate().find(|(_, x)| !x.is_finite()) {
-            return Err(DataFusionError::Plan(format!(
-                "query vector value {i} is {x}: values must be finite"
-            )));
+        // A stored record's vector is read when the search runs, and fits by construction.
+        if let Some(values) = query.planned()? {
+            check_query(name, dim, &values)?;
         }
         let mut params = coll.search_params(k);
         options.apply(&mut params)?;
@@ -75,6 +69,22 @@ impl SearchTable {
             },
         })
     }
+}
+
+/// Fails unless `query` has `dim` finite values, naming the problem.
+pub fn check_query(name: &str, dim: usize, query: &[f32]) -> Result<()> {
+    if query.len() != dim {
+        return Err(DataFusionError::Plan(format!(
+            "query vector has {} values but collection '{name}' has dimension {dim}",
+            query.len()
+        )));
+    }
+    if let Some((i, x)) = query.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+        return Err(DataFusionError::Plan(format!(
+            "query vector value {i} is {x}: values must be finite"
+        )));
+    }
+    Ok(())
 }
 
 /// Drops table qualifiers from column references (filters are evaluated on our batches).
@@ -229,19 +239,23 @@ impl TableFunctionImpl for VectorSearchFunction {
             }
         };
         let coll: Arc<dyn VectorRead> = self.catalog.open(&name).map_err(engine_err)?;
-        // The query: a vector literal, or the id of a stored record whose vector to use.
-        let query = match constant(session, &exprs[1], "query vector")? {
-            ScalarValue::Int64(Some(id)) if id >= 0 => {
-                coll.get(id as u64)
-                    .map_err(engine_err)?
-                    .ok_or_else(|| {
-                        DataFusionError::Plan(format!(
-                            "vector_search: collection '{name}' has no record with id {id}"
-                        ))
-                    })?
-                    .vector
-            }
-            other => vector_value(&other)?,
+        // The query: a vector literal, or the id of a stored record whose vector to use
+        // (read when the search runs, so that a plan kept for reuse sees updates).
+        let query = match array_constant(&exprs[1]) {
+            Some(c) => c.query()?,
+            None => match constant(session, &exprs[1], "query vector")? {
+                ScalarValue::Int64(Some(id)) if id >= 0 => {
+                    let q = QueryVector::Record {
+                        coll: coll.clone(),
+                        name: name.clone(),
+                        id: id as u64,
+                    };
+                    // Named at planning when missing, as before.
+                    q.current()?;
+                    q
+                }
+                other => QueryVector::Fixed(vector_value(&other)?),
+            },
         };
         let k = match constant(session, &exprs[2], "k")? {
             ScalarValue::Int64(Some(k)) if k > 0 => k as usize,
