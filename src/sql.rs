@@ -14,6 +14,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::prelude::SessionContext;
+use drift_connectors::sql::PlanCache;
 use drift_engine::Database;
 use tonic::transport::Channel;
 
@@ -39,7 +40,7 @@ pub enum SqlTarget {
 /// A SQL session: a local DataFusion context, or a Flight SQL connection that replays the
 /// session's `SET` statements ahead of each query (the server keeps no session).
 enum Session {
-    Local(SessionContext),
+    Local(SessionContext, PlanCache),
     Remote {
         client: Box<FlightSqlServiceClient<Channel>>,
         /// Parses statements in the server's dialect.
@@ -52,7 +53,7 @@ impl Session {
     /// Runs every statement in `text`, printing each result.
     async fn execute(&mut self, text: &str, output: SqlOutput, out: &mut dyn Write) -> Result<()> {
         match self {
-            Session::Local(ctx) => execute(ctx, text, output, out).await,
+            Session::Local(ctx, plans) => execute(ctx, plans, text, output, out).await,
             Session::Remote {
                 client,
                 parser,
@@ -96,7 +97,10 @@ pub fn run(
         .context("cannot start the async runtime")?;
     rt.block_on(async {
         let mut session = match target {
-            SqlTarget::Local(db) => Session::Local(drift_connectors::sql::context(Arc::new(db))?),
+            SqlTarget::Local(db) => Session::Local(
+                drift_connectors::sql::context(Arc::new(db))?,
+                PlanCache::default(),
+            ),
             SqlTarget::Server(addr) => Session::Remote {
                 client: Box::new(
                     drift_connectors::flight::connect(&addr)
@@ -127,17 +131,16 @@ pub fn run(
     })
 }
 
-/// Runs every statement in `text`, printing each result.
+/// Runs every statement in `text` (reusing `plans` where a statement differs from an
+/// earlier one only in its vectors), printing each result.
 pub async fn execute(
     ctx: &SessionContext,
+    plans: &PlanCache,
     text: &str,
     output: SqlOutput,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let statements = drift_connectors::sql::parse(ctx, text)?;
-    for stmt in statements {
-        let plan = ctx.state().statement_to_plan(stmt).await?;
-        let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+    for batches in plans.run(ctx, text).await? {
         print(&batches, output, out)?;
     }
     Ok(())

@@ -102,6 +102,8 @@ pub struct KafkaSql {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::result::Result<(), SinkError>>>,
     ctx: datafusion::prelude::SessionContext,
+    /// Plans reused from one search to the next (each differs only in its vector).
+    plans: drift_connectors::sql::PlanCache,
     unsynced: usize,
 }
 
@@ -146,6 +148,7 @@ impl KafkaSql {
             stop: Some(tx),
             task: Some(task),
             ctx,
+            plans: Default::default(),
             unsynced: 0,
         })
     }
@@ -272,7 +275,7 @@ impl Transport for KafkaSql {
         let batches = self
             .env
             .rt
-            .block_on(async { self.ctx.sql(&sql).await?.collect().await })
+            .block_on(self.plans.query(&self.ctx, &sql))
             .map_err(|e| fail(format!("SQL search failed: {e}")))?;
         let mut ids = Vec::with_capacity(params.k);
         for b in batches {
