@@ -310,10 +310,14 @@ pub struct MaintenanceSettings {
     pub eps: f32,
     /// Compact a bucket once this share of its stored rows is stale.
     pub compact_ratio: f32,
-    /// Neighbouring buckets checked for defectors after a split.
+    /// Neighbouring buckets checked for defectors after a split (default 1: the nearest).
     pub reassign_neighbours: usize,
     /// A neighbour gives up its defectors (and is rewritten) only when they are at least
-    /// this share of its rows; 0 moves every defector.
+    /// this share of its rows; 0 (the default) moves every defector. On PyPI MiniLM-384,
+    /// moving every defector of the nearest neighbour cut the rows that pass the binary
+    /// sketch filter per query by a third (about 10% more searches per second at equal
+    /// recall) for 3.0 rows rewritten per insert instead of 1.9; eight neighbours gave the
+    /// same cut for 9.7, and 0.1 or 0.3 of eight gave none (README "Measured").
     pub reassign_min_share: f32,
     /// Vectors one pass may write (moved, split or compacted); at least one action runs.
     pub budget: usize,
@@ -331,8 +335,8 @@ impl Default for MaintenanceSettings {
             beta: 1.0,
             eps: 1.0,
             compact_ratio: 0.25,
-            reassign_neighbours: 8,
-            reassign_min_share: 0.3,
+            reassign_neighbours: 1,
+            reassign_min_share: 0.0,
             budget: 16_384,
         }
     }

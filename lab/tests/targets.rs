@@ -256,9 +256,12 @@ fn topic_stream_of_real_embeddings_holds_its_targets() {
         ivf.mean_recall
     );
     assert!(d95.codes_per_query.unwrap() < ivf.codes_per_query.unwrap());
+    // Each split rewrites its nearest neighbour without the rows that now belong to a child
+    // (3.0 rows per insert measured on 2026-12-06; 1.9 when neighbours kept them, 9.7 when
+    // eight neighbours gave them up).
     let rewritten = d95.rewritten_per_insert.unwrap();
     assert!(
-        rewritten < 2.0,
+        rewritten < 3.5,
         "maintenance rewrote {rewritten:.2} rows per insert"
     );
 }
