@@ -8,7 +8,11 @@
 //!     ─▶ FlightInfo { schema, one endpoint: Ticket(TicketStatementQuery { handle: sql }) }
 //! DoGet(ticket) ─▶ plan sql again ─▶ execute ─▶ record batches as Flight data
 //! ```
-//! The server keeps no state between calls: a statement handle is its SQL text. A request
+//! Both calls go through one [`PlanCache`]: a query that differs from an earlier one only in
+//! its vectors runs the kept plan with its values bound instead of being planned again (and
+//! DoGet reuses the plan GetFlightInfo made). Kept plans are dropped when the catalog's
+//! collections change. Beyond that the server keeps no state between calls: a statement
+//! handle is its SQL text. A request
 //! may carry several statements (`SET drift.nprobe = 16; SELECT ...`): all run in one
 //! context and the last one's rows come back. Errors map to gRPC statuses: bad SQL and bad
 //! options are `INVALID_ARGUMENT`, engine errors keep their own status (see
@@ -24,8 +28,11 @@ use arrow_flight::sql::server::FlightSqlService;
 use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt, SqlInfo, TicketStatementQuery};
 use arrow_flight::{FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
 use datafusion::error::DataFusionError;
-use datafusion::prelude::DataFrame;
+use datafusion::prelude::SessionContext;
 use drift_engine::Catalog;
+
+use crate::sql::cache::{tables_fingerprint, CacheStats};
+use crate::sql::PlanCache;
 use futures::{Stream, TryStreamExt};
 use prost::Message;
 use tonic::{Request, Response, Status};
@@ -36,12 +43,23 @@ use crate::grpc::server::{status, status_of, MAX_MESSAGE_BYTES};
 #[derive(Clone)]
 pub struct FlightSql {
     catalog: Arc<dyn Catalog>,
+    /// Plans reused across requests that differ only in their vectors (dropped whenever
+    /// the catalog's collections change).
+    plans: Arc<PlanCache>,
 }
 
 impl FlightSql {
     /// Serves SQL over `catalog`'s collections.
     pub fn new(catalog: Arc<dyn Catalog>) -> FlightSql {
-        FlightSql { catalog }
+        FlightSql {
+            catalog,
+            plans: Arc::new(PlanCache::default()),
+        }
+    }
+
+    /// How the plan cache has served requests so far.
+    pub fn plan_stats(&self) -> CacheStats {
+        self.plans.stats()
     }
 
     /// The tonic service, with the API's message size limits.
@@ -51,15 +69,18 @@ impl FlightSql {
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
-    /// `sql` planned in a fresh context over the catalog (its statements but the last run).
-    async fn plan(&self, sql: &str) -> Result<DataFrame, Status> {
+    /// A fresh context over the catalog (a request's `SET`s stay in it); kept plans are
+    /// dropped when its collections differ from the last request's.
+    async fn context(&self) -> Result<SessionContext, Status> {
         let catalog = self.catalog.clone();
         // Registering tables lists and opens collections: engine calls, off the async threads.
         let ctx = drift_engine::run_cpu(move || crate::sql::context(catalog))
             .await
             .map_err(status)?
             .map_err(sql_status)?;
-        crate::sql::last_of(&ctx, sql).await.map_err(sql_status)
+        let tables = tables_fingerprint(&ctx).await.map_err(sql_status)?;
+        self.plans.tables(tables);
+        Ok(ctx)
     }
 }
 
@@ -94,8 +115,12 @@ impl FlightSqlService for FlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let df = self.plan(&query.query).await?;
-        let schema = df.schema().as_arrow().clone();
+        let ctx = self.context().await?;
+        let schema = self
+            .plans
+            .schema(&ctx, &query.query)
+            .await
+            .map_err(sql_status)?;
         let handle = TicketStatementQuery {
             statement_handle: query.query.into_bytes().into(),
         };
@@ -116,13 +141,10 @@ impl FlightSqlService for FlightSql {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let sql = std::str::from_utf8(&ticket.statement_handle)
             .map_err(|_| Status::invalid_argument("the statement handle is not UTF-8 SQL"))?;
-        let df = self.plan(sql).await?;
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        let batches = df
-            .execute_stream()
-            .await
-            .map_err(sql_status)?
-            .map_err(|e| FlightError::Tonic(Box::new(sql_status(e))));
+        let ctx = self.context().await?;
+        let rows = self.plans.stream(&ctx, sql).await.map_err(sql_status)?;
+        let schema = rows.schema();
+        let batches = rows.map_err(|e| FlightError::Tonic(Box::new(sql_status(e))));
         let stream: FlightStream = Box::pin(
             FlightDataEncoderBuilder::new()
                 .with_schema(schema)

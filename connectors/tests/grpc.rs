@@ -675,6 +675,56 @@ async fn flight_sql_runs_sql_on_the_servers_collections_and_refuses_bad_sql_by_n
     let got = flight::query(&mut sql, &q).await.unwrap();
     assert_eq!(ids(&got)[0], 7);
     assert_eq!(ids(&got).len(), 3);
+    // Queries that differ only in their vector reuse the server's kept plan, each answered
+    // for its own vector.
+    for i in [11u64, 42, 200, 7, 11] {
+        let q = format!(
+            "SELECT id FROM f ORDER BY vector <-> {} LIMIT 3",
+            lit(vector(i, 0))
+        );
+        assert_eq!(
+            ids(&flight::query(&mut sql, &q).await.unwrap())[0],
+            i,
+            "{q}"
+        );
+    }
+    // A collection dropped and created again under the same name: plans kept for the old
+    // one are not used on the new one.
+    let near = |i: u64| {
+        format!(
+            "SELECT id FROM g ORDER BY vector <-> {} LIMIT 3",
+            lit(vector(i, 0))
+        )
+    };
+    create(&mut c, "g").await;
+    c.upsert(pb::UpsertRequest {
+        collection: "g".into(),
+        records: records(0..50, 0),
+    })
+    .await
+    .unwrap();
+    assert_eq!(ids(&flight::query(&mut sql, &near(5)).await.unwrap())[0], 5);
+    c.drop_collection(pb::CollectionRef {
+        collection: "g".into(),
+    })
+    .await
+    .unwrap();
+    create(&mut c, "g").await;
+    c.upsert(pb::UpsertRequest {
+        collection: "g".into(),
+        records: records(100..150, 0),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        ids(&flight::query(&mut sql, &near(105)).await.unwrap())[0],
+        105
+    );
+    c.drop_collection(pb::CollectionRef {
+        collection: "g".into(),
+    })
+    .await
+    .unwrap();
     // vector_search with options, after a SET in the same request.
     let q = format!(
         "SET drift.nprobe = 2; SELECT id, _distance FROM vector_search('f', {}, 5)",

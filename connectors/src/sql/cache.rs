@@ -23,15 +23,22 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
-use datafusion::error::Result;
+use datafusion::dataframe::DataFrame;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{FunctionRegistry, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{collect, ExecutionPlan};
+use datafusion::physical_plan::{execute_stream, SendableRecordBatchStream};
 use datafusion::prelude::SessionContext;
+use futures::Stream;
 
 use super::literal::{list_value, param_name, Bindings};
 use super::DriftOptions;
@@ -43,15 +50,15 @@ const POOL: usize = 4;
 
 /// Reusable physical plans of one [`SessionContext`]; see the module docs.
 pub struct PlanCache {
-    inner: Mutex<Inner>,
-    capacity: usize,
+    inner: Arc<Mutex<Inner>>,
 }
 
-#[derive(Default)]
 struct Inner {
     entries: HashMap<String, Entry>,
     tick: u64,
     stats: CacheStats,
+    capacity: usize,
+    tables: u64,
 }
 
 struct Entry {
@@ -94,13 +101,29 @@ impl PlanCache {
     /// A cache keeping up to `capacity` statement templates (the least recently used go).
     pub fn new(capacity: usize) -> PlanCache {
         PlanCache {
-            inner: Mutex::new(Inner::default()),
-            capacity: capacity.max(1),
+            inner: Arc::new(Mutex::new(Inner {
+                entries: HashMap::new(),
+                tick: 0,
+                stats: CacheStats::default(),
+                capacity: capacity.max(1),
+                tables: 0,
+            })),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner)
+    }
+
+    /// Drops every kept plan if `fingerprint` (of the tables a context holds, see
+    /// [`tables_fingerprint`]) differs from the last one given: kept plans hold the
+    /// collections they were planned over.
+    pub fn tables(&self, fingerprint: u64) {
+        let mut inner = self.lock();
+        if inner.tables != fingerprint {
+            inner.tables = fingerprint;
+            inner.entries.clear();
+        }
     }
 
     /// Forgets every kept plan.
@@ -137,12 +160,71 @@ impl PlanCache {
         Ok(self.run(ctx, text).await?.pop().unwrap_or_default())
     }
 
-    /// Runs a statement of a reusable shape, or `None` if it must be planned as usual.
-    async fn run_shape(
+    /// The result schema of the last statement of `text`, without running it (the
+    /// statements before it do run, as [`PlanCache::stream`] would run them).
+    pub async fn schema(&self, ctx: &SessionContext, text: &str) -> Result<SchemaRef> {
+        if let Some(shape) = Shape::of(ctx, text) {
+            if let Some(p) = self.take(ctx, &shape).await {
+                let schema = p.plan.schema();
+                keep(&self.inner, &shape.key, Some(p));
+                return Ok(schema);
+            }
+        }
+        Ok(Arc::new(
+            self.last(ctx, text).await?.schema().as_arrow().clone(),
+        ))
+    }
+
+    /// The rows of the last statement of `text`, as a stream (the statements before it run
+    /// first). A kept plan serves one stream at a time and goes back to its pool when the
+    /// stream is dropped.
+    pub async fn stream(
         &self,
         ctx: &SessionContext,
-        shape: &Shape,
-    ) -> Result<Option<Vec<RecordBatch>>> {
+        text: &str,
+    ) -> Result<SendableRecordBatchStream> {
+        if let Some(shape) = Shape::of(ctx, text) {
+            if let Some(p) = self.take(ctx, &shape).await {
+                let plan = reset_plan_states(p.plan.clone())?;
+                let inner = execute_stream(plan, p.task.clone())?;
+                let schema = inner.schema();
+                let held = Held {
+                    inner,
+                    plan: Some(p),
+                    key: shape.key,
+                    cache: self.inner.clone(),
+                };
+                return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, held)));
+            }
+        }
+        self.last(ctx, text).await?.execute_stream().await
+    }
+
+    /// Runs the statements of `text` but the last, and plans the last (statements that are
+    /// not queries drop the kept plans, as in [`PlanCache::run`]).
+    async fn last(&self, ctx: &SessionContext, text: &str) -> Result<DataFrame> {
+        self.lock().stats.bypassed += 1;
+        let mut statements = super::parse(ctx, text)?;
+        let last = statements
+            .pop()
+            .ok_or_else(|| DataFusionError::Plan("no SQL statement to run".into()))?;
+        for stmt in statements {
+            let plan = ctx.state().statement_to_plan(stmt).await?;
+            if !is_query(&plan) {
+                self.clear();
+            }
+            ctx.execute_logical_plan(plan).await?.collect().await?;
+        }
+        let plan = ctx.state().statement_to_plan(last).await?;
+        if !is_query(&plan) {
+            self.clear();
+        }
+        ctx.execute_logical_plan(plan).await
+    }
+
+    /// A kept (or newly planned) plan of `shape` with its values bound, or `None` if the
+    /// shape must be planned as usual.
+    async fn take(&self, ctx: &SessionContext, shape: &Shape) -> Option<Prepared> {
         let lookup = {
             let mut inner = self.lock();
             inner.tick += 1;
@@ -158,55 +240,113 @@ impl PlanCache {
                 None => Lookup::Plan,
             }
         };
-        let prepared = match lookup {
-            Lookup::Bypass => return Ok(None),
+        match lookup {
+            Lookup::Bypass => None,
             Lookup::Ready(p) => {
                 p.bindings.set(shape.values.clone());
                 self.lock().stats.hits += 1;
-                p
+                Some(p)
             }
             Lookup::Plan => match prepare(ctx, shape).await {
                 Some(p) => {
                     self.lock().stats.misses += 1;
-                    p
+                    Some(p)
                 }
                 None => {
-                    self.keep(&shape.key, None);
-                    return Ok(None);
+                    keep(&self.inner, &shape.key, None);
+                    None
                 }
             },
+        }
+    }
+
+    /// Runs a statement of a reusable shape, or `None` if it must be planned as usual.
+    async fn run_shape(
+        &self,
+        ctx: &SessionContext,
+        shape: &Shape,
+    ) -> Result<Option<Vec<RecordBatch>>> {
+        let Some(prepared) = self.take(ctx, shape).await else {
+            return Ok(None);
         };
         // A fresh copy of the plan's state (a top-k sort's dynamic filter, metrics).
         let plan = reset_plan_states(prepared.plan.clone())?;
         let rows = collect(plan, prepared.task.clone()).await;
-        self.keep(&shape.key, Some(prepared));
+        keep(&self.inner, &shape.key, Some(prepared));
         rows.map(Some)
     }
+}
 
-    /// Returns a plan to its template's pool (`None`: the template is not reusable).
-    fn keep(&self, key: &str, prepared: Option<Prepared>) {
-        let mut inner = self.lock();
-        let tick = inner.tick;
-        if !inner.entries.contains_key(key) && inner.entries.len() >= self.capacity {
-            let oldest = inner
-                .entries
-                .iter()
-                .min_by_key(|(_, e)| e.last_used)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                inner.entries.remove(&k);
-            }
-        }
-        let entry = inner.entries.entry(key.to_string()).or_insert(Entry {
-            idle: Some(Vec::new()),
-            last_used: tick,
-        });
-        match (prepared, &mut entry.idle) {
-            (None, idle) => *idle = None,
-            (Some(p), Some(idle)) if idle.len() < POOL => idle.push(p),
-            _ => {}
+fn lock(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
+    inner.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Returns a plan to its template's pool (`None`: the template is not reusable).
+fn keep(cache: &Mutex<Inner>, key: &str, prepared: Option<Prepared>) {
+    let mut inner = lock(cache);
+    let tick = inner.tick;
+    if !inner.entries.contains_key(key) && inner.entries.len() >= inner.capacity {
+        let oldest = inner
+            .entries
+            .iter()
+            .min_by_key(|(_, e)| e.last_used)
+            .map(|(k, _)| k.clone());
+        if let Some(k) = oldest {
+            inner.entries.remove(&k);
         }
     }
+    let entry = inner.entries.entry(key.to_string()).or_insert(Entry {
+        idle: Some(Vec::new()),
+        last_used: tick,
+    });
+    match (prepared, &mut entry.idle) {
+        (None, idle) => *idle = None,
+        (Some(p), Some(idle)) if idle.len() < POOL => idle.push(p),
+        _ => {}
+    }
+}
+
+/// A kept plan's rows: the plan goes back to its pool when the stream is dropped.
+struct Held {
+    inner: SendableRecordBatchStream,
+    plan: Option<Prepared>,
+    key: String,
+    cache: Arc<Mutex<Inner>>,
+}
+
+impl Stream for Held {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        keep(&self.cache, &self.key, self.plan.take());
+    }
+}
+
+/// A fingerprint of the collection tables `ctx` holds (names and the collections behind
+/// them), for [`PlanCache::tables`].
+pub async fn tables_fingerprint(ctx: &SessionContext) -> Result<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    let mut names = ctx
+        .catalog("datafusion")
+        .and_then(|c| c.schema("public"))
+        .map(|s| s.table_names())
+        .unwrap_or_default();
+    names.sort();
+    for name in names {
+        name.hash(&mut h);
+        let provider = ctx.table_provider(name.as_str()).await?;
+        if let Some(t) = provider.as_ref().downcast_ref::<super::CollectionTable>() {
+            (Arc::as_ptr(t.collection()) as *const () as usize).hash(&mut h);
+        }
+    }
+    Ok(h.finish())
 }
 
 /// Plans `shape`'s template with one function per slot; `None` if the plan cannot be
