@@ -31,7 +31,7 @@ use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use drift_engine::Catalog;
 
-use crate::sql::cache::{tables_fingerprint, CacheStats};
+use crate::sql::cache::CacheStats;
 use crate::sql::PlanCache;
 use futures::{Stream, TryStreamExt};
 use prost::Message;
@@ -78,8 +78,7 @@ impl FlightSql {
             .await
             .map_err(status)?
             .map_err(sql_status)?;
-        let tables = tables_fingerprint(&ctx).await.map_err(sql_status)?;
-        self.plans.tables(tables);
+        self.plans.tables(&ctx).await.map_err(sql_status)?;
         Ok(ctx)
     }
 }

@@ -115,15 +115,22 @@ impl PlanCache {
         lock(&self.inner)
     }
 
-    /// Drops every kept plan if `fingerprint` (of the tables a context holds, see
-    /// [`tables_fingerprint`]) differs from the last one given: kept plans hold the
-    /// collections they were planned over.
-    pub fn tables(&self, fingerprint: u64) {
+    /// Marks `ctx` with the fingerprint of the collection tables it holds (part of every
+    /// key planned in it: kept plans hold the collections they were planned over), and drops
+    /// the plans kept for other tables when it differs from the last one seen. For a cache
+    /// shared by contexts built afresh over a catalog that may change (Flight SQL).
+    pub async fn tables(&self, ctx: &SessionContext) -> Result<()> {
+        let fingerprint = tables_fingerprint(ctx).await?;
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .set_extension(Arc::new(Tables(fingerprint)));
         let mut inner = self.lock();
         if inner.tables != fingerprint {
             inner.tables = fingerprint;
             inner.entries.clear();
         }
+        Ok(())
     }
 
     /// Forgets every kept plan.
@@ -328,6 +335,10 @@ impl Drop for Held {
     }
 }
 
+/// A context's tables fingerprint (see [`PlanCache::tables`]).
+#[derive(Debug)]
+struct Tables(u64);
+
 /// A fingerprint of the collection tables `ctx` holds (names and the collections behind
 /// them), for [`PlanCache::tables`].
 pub async fn tables_fingerprint(ctx: &SessionContext) -> Result<u64> {
@@ -446,7 +457,8 @@ impl Shape {
             {
                 return None;
             }
-            format!("{:?}", config.extensions.get::<DriftOptions>())
+            let tables = state.config().get_extension::<Tables>().map_or(0, |t| t.0);
+            format!("{:?}\u{0}{tables}", config.extensions.get::<DriftOptions>())
         };
         let lits = literals(text)?;
         if lits.is_empty() {
