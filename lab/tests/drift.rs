@@ -183,9 +183,12 @@ fn recall_target_lands_within_its_window() {
             fmt(&r.recalls),
             fmt(&r.buckets_per_query)
         );
-        // The window every data set must keep (issue: calibrated recall targets).
+        // The window every data set must keep (issue: calibrated recall targets), its upper
+        // side held to + 0.05 as in `targets.rs`: the first steps need one or two buckets, so
+        // recall moves in steps. Seven runs at target 0.90 on 2026-12-06 (session 15's
+        // maintenance) gave 0.920-0.932 and once 0.944; 0.95 gave 0.966-0.972.
         assert!(
-            mean >= target as f64 - 0.01 && mean <= target as f64 + 0.04,
+            mean >= target as f64 - 0.01 && mean <= target as f64 + 0.05,
             "target {target}: mean recall {mean:.4}"
         );
     }
