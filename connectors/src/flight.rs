@@ -98,7 +98,9 @@ pub fn sql_status(e: DataFusionError) -> Status {
         | DataFusionError::Plan(_)
         | DataFusionError::SchemaError(..)
         | DataFusionError::Configuration(_) => Status::invalid_argument(msg),
-        DataFusionError::NotImplemented(_) => Status::unimplemented(msg),
+        // SQL that parses but that DataFusion does not carry out (`GRANT ...`): the gRPC code
+        // for an operation this server does not support.
+        DataFusionError::NotImplemented(_) => Status::new(tonic::Code::Unimplemented, msg),
         _ => Status::internal(msg),
     }
 }

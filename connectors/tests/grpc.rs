@@ -110,6 +110,16 @@ async fn create(c: &mut DriftClient<Channel>, name: &str) {
     .unwrap();
 }
 
+/// Upserts the records of `ids` (vectors of `salt`) into `name`.
+async fn upsert(c: &mut DriftClient<Channel>, name: &str, ids: std::ops::Range<u64>, salt: u64) {
+    c.upsert(pb::UpsertRequest {
+        collection: name.into(),
+        records: records(ids, salt),
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_side_by_side_and_a_restart_finds_everything() {
     let dir = tempfile::tempdir().unwrap();
@@ -125,18 +135,8 @@ async fn tenants_side_by_side_and_a_restart_finds_everything() {
     );
     create(&mut c, "a").await;
     create(&mut c, "b").await;
-    c.upsert(pb::UpsertRequest {
-        collection: "a".into(),
-        records: records(0..500, 1),
-    })
-    .await
-    .unwrap();
-    c.upsert(pb::UpsertRequest {
-        collection: "b".into(),
-        records: records(0..300, 2),
-    })
-    .await
-    .unwrap();
+    upsert(&mut c, "a", 0..500, 1).await;
+    upsert(&mut c, "b", 0..300, 2).await;
     let del = c
         .delete(pb::DeleteRequest {
             collection: "a".into(),
@@ -364,12 +364,7 @@ async fn hostile_requests_are_refused_and_the_server_stays_up() {
     assert!(err.message().contains("storage.uri"), "{err}");
     assert!(!dir.path().join("collections").join("evil").exists());
     create(&mut c, "a").await;
-    c.upsert(pb::UpsertRequest {
-        collection: "a".into(),
-        records: records(0..50, 1),
-    })
-    .await
-    .unwrap();
+    upsert(&mut c, "a", 0..50, 1).await;
     let mut req = search("a", vector(1, 1), 10);
     req.rerank = Some(u32::MAX);
     let err = c.search(req).await.unwrap_err();
@@ -488,12 +483,7 @@ async fn clients_place_collections_only_under_the_servers_allowed_prefixes() {
     c.create_collection(create_at("acme", &format!("{tenants}/acme")))
         .await
         .unwrap();
-    c.upsert(pb::UpsertRequest {
-        collection: "acme".into(),
-        records: records(0..40, 1),
-    })
-    .await
-    .unwrap();
+    upsert(&mut c, "acme", 0..40, 1).await;
     c.flush(pb::CollectionRef {
         collection: "acme".into(),
     })
@@ -642,12 +632,7 @@ async fn flight_sql_runs_sql_on_the_servers_collections_and_refuses_bad_sql_by_n
     let server = Server::start(dir.path()).await;
     let mut c = server.client().await;
     create(&mut c, "f").await;
-    c.upsert(pb::UpsertRequest {
-        collection: "f".into(),
-        records: records(0..300, 0),
-    })
-    .await
-    .unwrap();
+    upsert(&mut c, "f", 0..300, 0).await;
     c.flush(pb::CollectionRef {
         collection: "f".into(),
     })
@@ -697,12 +682,7 @@ async fn flight_sql_runs_sql_on_the_servers_collections_and_refuses_bad_sql_by_n
         )
     };
     create(&mut c, "g").await;
-    c.upsert(pb::UpsertRequest {
-        collection: "g".into(),
-        records: records(0..50, 0),
-    })
-    .await
-    .unwrap();
+    upsert(&mut c, "g", 0..50, 0).await;
     assert_eq!(ids(&flight::query(&mut sql, &near(5)).await.unwrap())[0], 5);
     c.drop_collection(pb::CollectionRef {
         collection: "g".into(),
@@ -710,12 +690,7 @@ async fn flight_sql_runs_sql_on_the_servers_collections_and_refuses_bad_sql_by_n
     .await
     .unwrap();
     create(&mut c, "g").await;
-    c.upsert(pb::UpsertRequest {
-        collection: "g".into(),
-        records: records(100..150, 0),
-    })
-    .await
-    .unwrap();
+    upsert(&mut c, "g", 100..150, 0).await;
     assert_eq!(
         ids(&flight::query(&mut sql, &near(105)).await.unwrap())[0],
         105

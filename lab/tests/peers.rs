@@ -265,17 +265,14 @@ fn peer_settings_must_belong_to_a_listed_peer() {
 #[test]
 fn a_missing_or_wrong_interpreter_is_named_with_the_install_command() {
     // No interpreter at all.
+    let refused = |python: &std::path::Path, kind: PeerKind| -> String {
+        Peer::spawn_with(python, kind, 8, Metric::L2, &serde_json::json!({}))
+            .err()
+            .unwrap_or_else(|| panic!("{} must not start", python.display()))
+            .to_string()
+    };
     let missing = std::path::Path::new("/nonexistent/drift-peers/bin/python");
-    let e = Peer::spawn_with(
-        missing,
-        PeerKind::Hnswlib,
-        8,
-        Metric::L2,
-        &serde_json::json!({}),
-    )
-    .err()
-    .expect("no interpreter")
-    .to_string();
+    let e = refused(missing, PeerKind::Hnswlib);
     assert!(
         e.contains("scripts/peers.sh") && e.contains("/nonexistent/drift-peers/bin/python"),
         "{e}"
@@ -293,16 +290,7 @@ fn a_missing_or_wrong_interpreter_is_named_with_the_install_command() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let e = Peer::spawn_with(
-        &fake,
-        PeerKind::FaissIvfSq8,
-        8,
-        Metric::L2,
-        &serde_json::json!({}),
-    )
-    .err()
-    .expect("a dead interpreter")
-    .to_string();
+    let e = refused(&fake, PeerKind::FaissIvfSq8);
     assert!(
         e.contains("exited") && e.contains("scripts/peers.sh") && e.contains("faiss_ivf_sq8"),
         "{e}"

@@ -38,6 +38,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{collect, ExecutionPlan};
 use datafusion::physical_plan::{execute_stream, SendableRecordBatchStream};
 use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement;
 use futures::Stream;
 
 use super::literal::{list_value, param_name, Bindings};
@@ -153,13 +154,19 @@ impl PlanCache {
         self.lock().stats.bypassed += 1;
         let mut out = Vec::new();
         for stmt in super::parse(ctx, text)? {
-            let plan = ctx.state().statement_to_plan(stmt).await?;
-            if !is_query(&plan) {
-                self.clear();
-            }
-            out.push(ctx.execute_logical_plan(plan).await?.collect().await?);
+            out.push(self.planned(ctx, stmt).await?.collect().await?);
         }
         Ok(out)
+    }
+
+    /// One statement planned as usual; one that is not a query drops the kept plans (a `SET`
+    /// may change any of them).
+    async fn planned(&self, ctx: &SessionContext, stmt: Statement) -> Result<DataFrame> {
+        let plan = ctx.state().statement_to_plan(stmt).await?;
+        if !is_query(&plan) {
+            self.clear();
+        }
+        ctx.execute_logical_plan(plan).await
     }
 
     /// The rows of the last statement of `text` (see [`PlanCache::run`]).
@@ -216,17 +223,9 @@ impl PlanCache {
             .pop()
             .ok_or_else(|| DataFusionError::Plan("no SQL statement to run".into()))?;
         for stmt in statements {
-            let plan = ctx.state().statement_to_plan(stmt).await?;
-            if !is_query(&plan) {
-                self.clear();
-            }
-            ctx.execute_logical_plan(plan).await?.collect().await?;
+            self.planned(ctx, stmt).await?.collect().await?;
         }
-        let plan = ctx.state().statement_to_plan(last).await?;
-        if !is_query(&plan) {
-            self.clear();
-        }
-        ctx.execute_logical_plan(plan).await
+        self.planned(ctx, last).await
     }
 
     /// A kept (or newly planned) plan of `shape` with its values bound, or `None` if the
@@ -341,7 +340,7 @@ struct Tables(u64);
 
 /// A fingerprint of the collection tables `ctx` holds (names and the collections behind
 /// them), for [`PlanCache::tables`].
-pub async fn tables_fingerprint(ctx: &SessionContext) -> Result<u64> {
+async fn tables_fingerprint(ctx: &SessionContext) -> Result<u64> {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();
     let mut names = ctx

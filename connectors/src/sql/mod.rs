@@ -143,22 +143,6 @@ pub fn parse(ctx: &SessionContext, text: &str) -> Result<Vec<datafusion::sql::pa
     Ok(datafusion::sql::parser::DFParser::parse_sql_with_dialect(text, dialect.as_ref())?.into())
 }
 
-/// Runs every statement of `text` but the last (`SET drift.nprobe = 16; SELECT ...`) and
-/// returns the last one's result, unexecuted: one request's worth of SQL for a client that
-/// keeps no session (Flight SQL).
-pub async fn last_of(ctx: &SessionContext, text: &str) -> Result<datafusion::prelude::DataFrame> {
-    let mut statements = parse(ctx, text)?;
-    let last = statements
-        .pop()
-        .ok_or_else(|| DataFusionError::Plan("no SQL statement to run".into()))?;
-    for stmt in statements {
-        let plan = ctx.state().statement_to_plan(stmt).await?;
-        ctx.execute_logical_plan(plan).await?.collect().await?;
-    }
-    let plan = ctx.state().statement_to_plan(last).await?;
-    ctx.execute_logical_plan(plan).await
-}
-
 /// A session configuration with the `drift.*` options registered.
 pub fn session_config() -> SessionConfig {
     let mut config = SessionConfig::new().with_option_extension(DriftOptions::default());
