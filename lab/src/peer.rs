@@ -217,9 +217,13 @@ impl Peer {
     fn call(&mut self, cmd: Value) -> Result<Value> {
         let name = self.kind.name();
         let gone = |what: &str| LabError::Invalid(format!("peer {name}: {what}"));
-        writeln!(self.stdin, "{cmd}")
-            .and_then(|_| self.stdin.flush())
-            .map_err(|e| gone(&format!("could not send a request ({e}); did it exit?")))?;
+        if let Err(e) = writeln!(self.stdin, "{cmd}").and_then(|_| self.stdin.flush()) {
+            // A closed pipe is a process on its way out: name how it ended if it did.
+            return Err(gone(&match self.exit_status() {
+                Some(s) => format!("process exited ({s}) before taking a request ({e})"),
+                None => format!("could not send a request ({e})"),
+            }));
+        }
         let mut line = String::new();
         let n = self
             .stdout
