@@ -3,7 +3,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use drift_engine::kernels::{
-    adc_scan_with, nibble_pack, nibble_scan_with, nibble_tables, sq8_dot_scan_with, KernelKind,
+    adc_scan_with, nibble_pack, nibble_scan_with, nibble_tables, sq8_dot_scan_with,
+    sq8_weights_i16, KernelKind,
 };
 use rand::{Rng, SeedableRng};
 
@@ -22,10 +23,12 @@ fn bench(c: &mut Criterion) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let rows = 4096;
     let mut g = group(c, "adc_scan");
-    for dim in [64usize, 128] {
+    for dim in [64usize, 128, 384] {
         let codes: Vec<u8> = (0..rows * dim).map(|_| rng.gen()).collect();
         let lut: Vec<f32> = (0..dim * 256).map(|_| rng.gen_range(0.0..10.0)).collect();
         let w: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let mut w16 = Vec::new();
+        let scale = sq8_weights_i16(&w, &mut w16);
         let mut out = vec![0f32; rows];
         g.throughput(Throughput::Bytes((rows * dim) as u64));
         for (name, kind) in [("avx2", KernelKind::Avx2), ("scalar", KernelKind::Scalar)] {
@@ -37,7 +40,7 @@ fn bench(c: &mut Criterion) {
             g.bench_with_input(
                 BenchmarkId::new(format!("factored/{name}"), dim),
                 &dim,
-                |b, &dim| b.iter(|| sq8_dot_scan_with(kind, &w, &codes, dim, &mut out)),
+                |b, &dim| b.iter(|| sq8_dot_scan_with(kind, &w16, scale, &codes, dim, &mut out)),
             );
         }
     }

@@ -444,8 +444,12 @@ impl L1 {
                     _ => {
                         q.score_rows(chunk.codes.as_slice(), &chunk.norms, &mut w.dists);
                         w.refined += rows;
-                        for (r, &d) in w.dists.iter().enumerate() {
-                            offer(&mut pool, r, d);
+                        // One vector pass finds the rows that beat the pool as it stands (it
+                        // only tightens), and only those are offered.
+                        w.order.clear();
+                        kernels::indices_below(&w.dists, pool.limit(), &mut w.order);
+                        for &r in &w.order {
+                            offer(&mut pool, r as usize, w.dists[r as usize]);
                         }
                     }
                 }

@@ -178,42 +178,116 @@ mod imp {
         }
     }
 
-    /// Eight dimensions per step: widen codes to f32 and multiply-add with the weights.
+    /// Sixteen dimensions per step: widen codes to 16 bits and multiply-add pairs with the
+    /// 16-bit weights into 32-bit lanes (`vpmaddwd`): one widening per sixteen codes where a
+    /// float kernel needs two, and no conversion.
     #[target_feature(enable = "avx2,fma")]
-    fn sq8_dot_avx2(w: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
+    fn sq8_dot_i16_avx2(w: &[i16], scale: f32, codes: &[u8], stride: usize, out: &mut [f32]) {
         for (row, o) in codes.chunks_exact(stride).zip(out.iter_mut()) {
-            let mut acc0 = _mm256_setzero_ps();
-            let mut acc1 = _mm256_setzero_ps();
+            let mut acc0 = _mm256_setzero_si256();
+            let mut acc1 = _mm256_setzero_si256();
             let mut g = 0;
-            while g + 16 <= stride {
-                // SAFETY: g + 16 <= stride == row.len() == w.len(); unaligned loads are allowed.
+            while g + 32 <= stride {
+                // SAFETY: g + 32 <= stride == row.len() == w.len(); unaligned loads are allowed.
                 unsafe {
-                    let c0 = _mm_loadl_epi64(row.as_ptr().add(g) as *const __m128i);
-                    let c1 = _mm_loadl_epi64(row.as_ptr().add(g + 8) as *const __m128i);
-                    let f0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c0));
-                    let f1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c1));
-                    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(w.as_ptr().add(g)), f0, acc0);
-                    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(w.as_ptr().add(g + 8)), f1, acc1);
+                    let c0 = _mm_loadu_si128(row.as_ptr().add(g) as *const __m128i);
+                    let c1 = _mm_loadu_si128(row.as_ptr().add(g + 16) as *const __m128i);
+                    let w0 = _mm256_loadu_si256(w.as_ptr().add(g) as *const __m256i);
+                    let w1 = _mm256_loadu_si256(w.as_ptr().add(g + 16) as *const __m256i);
+                    acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(_mm256_cvtepu8_epi16(c0), w0));
+                    acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(_mm256_cvtepu8_epi16(c1), w1));
+                }
+                g += 32;
+            }
+            if g + 16 <= stride {
+                // SAFETY: as above, sixteen codes and weights remain.
+                unsafe {
+                    let c0 = _mm_loadu_si128(row.as_ptr().add(g) as *const __m128i);
+                    let w0 = _mm256_loadu_si256(w.as_ptr().add(g) as *const __m256i);
+                    acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(_mm256_cvtepu8_epi16(c0), w0));
                 }
                 g += 16;
             }
+            let acc = _mm256_add_epi32(acc0, acc1);
+            let mut s = _mm_add_epi32(
+                _mm256_castsi256_si128(acc),
+                _mm256_extracti128_si256::<1>(acc),
+            );
             if g < stride {
-                // SAFETY: stride is a multiple of 8, so exactly 8 bytes/floats remain.
+                // SAFETY: stride is a multiple of 8, so exactly 8 codes and weights remain.
                 unsafe {
                     let c0 = _mm_loadl_epi64(row.as_ptr().add(g) as *const __m128i);
-                    let f0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c0));
-                    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(w.as_ptr().add(g)), f0, acc0);
+                    let w0 = _mm_loadu_si128(w.as_ptr().add(g) as *const __m128i);
+                    s = _mm_add_epi32(s, _mm_madd_epi16(_mm_cvtepu8_epi16(c0), w0));
                 }
             }
-            *o = hsum(_mm256_add_ps(acc0, acc1));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+            *o = scale * _mm_cvtsi128_si32(s) as f32;
         }
     }
 
-    /// AVX2 factored SQ8 scan.
+    /// Eight weights per step: the largest magnitude in one pass, then scale, round to
+    /// nearest (even) and pack to 16 bits in a second.
+    #[target_feature(enable = "avx2,fma")]
+    fn sq8_weights_i16_avx2(w: &[f32], out: &mut Vec<i16>) -> f32 {
+        let n = w.len();
+        let full = n - n % 16;
+        let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let mut m = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n == w.len().
+            let x = unsafe { _mm256_loadu_ps(w.as_ptr().add(i)) };
+            m = _mm256_max_ps(m, _mm256_and_ps(x, abs));
+            i += 8;
+        }
+        let mut lanes = [0f32; 8];
+        // SAFETY: `lanes` holds eight floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), m) };
+        let peak = w[i..]
+            .iter()
+            .chain(&lanes)
+            .fold(0f32, |p, x| if x.abs() > p { x.abs() } else { p });
+        out.clear();
+        out.resize(n, 0);
+        if !(peak > 0.0 && peak.is_finite()) {
+            return 1.0;
+        }
+        let scale = peak / super::super::scalar::sq8_weight_limit(n);
+        let inv = 1.0 / scale;
+        let vinv = _mm256_set1_ps(inv);
+        let mut i = 0;
+        while i < full {
+            // SAFETY: i + 16 <= full <= n == w.len() == out.len().
+            unsafe {
+                let a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(w.as_ptr().add(i)), vinv));
+                let b =
+                    _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(w.as_ptr().add(i + 8)), vinv));
+                // Packing works per 128-bit lane: put the four 64-bit quarters back in order.
+                let p = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(a, b));
+                _mm256_storeu_si256(out.as_mut_ptr().add(i) as *mut __m256i, p);
+            }
+            i += 16;
+        }
+        for (o, x) in out[full..].iter_mut().zip(&w[full..]) {
+            *o = (x * inv).round_ties_even() as i16;
+        }
+        scale
+    }
+
+    /// AVX2 rounding of factored weights to 16 bits.
     #[inline]
-    pub fn sq8_dot_scan(w: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
+    pub fn sq8_weights_i16(w: &[f32], out: &mut Vec<i16>) -> f32 {
+        // SAFETY: only called when `cpu()` detected avx2 and fma.
+        unsafe { sq8_weights_i16_avx2(w, out) }
+    }
+
+    /// AVX2 factored SQ8 scan with 16-bit weights.
+    #[inline]
+    pub fn sq8_dot_scan(w: &[i16], scale: f32, codes: &[u8], stride: usize, out: &mut [f32]) {
         // SAFETY: only called when `cpu()` detected avx2 and fma; sizes checked by the caller.
-        unsafe { sq8_dot_avx2(w, codes, stride, out) }
+        unsafe { sq8_dot_i16_avx2(w, scale, codes, stride, out) }
     }
 
     /// Nibble table scan, 32 rows per step: each 32-byte lane of a block holds two nibble
@@ -396,11 +470,11 @@ mod imp {
 mod imp {
     pub use super::super::scalar::{
         adc_scan, dot, indices_below, l2sq, nibble_scan, rows, sketch_bounds, sq8_dot_scan,
-        sq8_lut, sq8_prepare,
+        sq8_lut, sq8_prepare, sq8_weights_i16,
     };
 }
 
 pub use imp::{
     adc_scan, dot, indices_below, l2sq, nibble_scan, rows, sketch_bounds, sq8_dot_scan, sq8_lut,
-    sq8_prepare,
+    sq8_prepare, sq8_weights_i16,
 };

@@ -218,18 +218,22 @@ pub fn adc_scan_with(kind: KernelKind, lut: &[f32], codes: &[u8], stride: usize,
     }
 }
 
-/// Factored SQ8 scan: `out[i] = sum_d w[d] * code[i][d]` (see `Sq8::query_weights`).
+/// Factored SQ8 scan: `out[i] = scale * sum_d w[d] * code[i][d]`, with the weights rounded
+/// to 16 bits by [`sq8_weights_i16`] and the sums exact in 32-bit integers (so every kernel
+/// gives the same bits).
 ///
-/// `stride` must be a multiple of 8, `w.len() == stride`, `codes.len() == out.len() * stride`.
+/// `stride` must be a multiple of 8, `w.len() == stride`, `codes.len() == out.len() * stride`,
+/// and no weight larger in magnitude than [`sq8_weight_limit`]`(stride)`.
 #[inline]
-pub fn sq8_dot_scan(w: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
-    sq8_dot_scan_with(cpu(), w, codes, stride, out)
+pub fn sq8_dot_scan(w: &[i16], scale: f32, codes: &[u8], stride: usize, out: &mut [f32]) {
+    sq8_dot_scan_with(cpu(), w, scale, codes, stride, out)
 }
 
 /// [`sq8_dot_scan`] with an explicit kernel.
 pub fn sq8_dot_scan_with(
     kind: KernelKind,
-    w: &[f32],
+    w: &[i16],
+    scale: f32,
     codes: &[u8],
     stride: usize,
     out: &mut [f32],
@@ -241,8 +245,28 @@ pub fn sq8_dot_scan_with(
     assert_eq!(w.len(), stride, "weight vector has the wrong size");
     assert_eq!(codes.len(), out.len() * stride, "codes and output disagree");
     match kind {
-        KernelKind::Avx2 if cpu() == KernelKind::Avx2 => avx2::sq8_dot_scan(w, codes, stride, out),
-        _ => scalar::sq8_dot_scan(w, codes, stride, out),
+        KernelKind::Avx2 if cpu() == KernelKind::Avx2 => {
+            avx2::sq8_dot_scan(w, scale, codes, stride, out)
+        }
+        _ => scalar::sq8_dot_scan(w, scale, codes, stride, out),
+    }
+}
+
+pub use scalar::sq8_weight_limit;
+
+/// Rounds factored SQ8 weights to 16 bits on one scale for [`sq8_dot_scan`]: `w[d] ≈ scale *
+/// out[d]`, each within half a unit, no magnitude above [`sq8_weight_limit`]`(w.len())`.
+/// Returns `scale` (1 when every weight is 0 or one is not finite, all rounded to 0).
+#[inline]
+pub fn sq8_weights_i16(w: &[f32], out: &mut Vec<i16>) -> f32 {
+    sq8_weights_i16_with(cpu(), w, out)
+}
+
+/// [`sq8_weights_i16`] with an explicit kernel.
+pub fn sq8_weights_i16_with(kind: KernelKind, w: &[f32], out: &mut Vec<i16>) -> f32 {
+    match kind {
+        KernelKind::Avx2 if cpu() == KernelKind::Avx2 => avx2::sq8_weights_i16(w, out),
+        _ => scalar::sq8_weights_i16(w, out),
     }
 }
 
@@ -343,6 +367,17 @@ mod tests {
         a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
     }
 
+    #[test]
+    fn zero_or_non_finite_weights_round_to_zero_with_unit_scale() {
+        for kind in [KernelKind::Scalar, KernelKind::Avx2] {
+            for w in [vec![0f32; 40], vec![f32::INFINITY; 24], vec![]] {
+                let mut out = vec![7i16; 3];
+                assert_eq!(sq8_weights_i16_with(kind, &w, &mut out), 1.0, "{kind:?}");
+                assert_eq!(out, vec![0i16; w.len()], "{kind:?}");
+            }
+        }
+    }
+
     fn close(got: f32, want: f64, scale: f64) -> bool {
         (got as f64 - want).abs() <= 1e-4 * scale.max(1.0)
     }
@@ -425,24 +460,50 @@ mod tests {
 
         #[test]
         fn sq8_dot_kernels_match_f64_reference(
-            groups in 1usize..20,
+            groups in 1usize..60,
             rows in 0usize..40,
+            spread in 0i32..12,
             seed in any::<u64>(),
         ) {
             use rand::{Rng, SeedableRng};
             let stride = groups * 8;
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            let w: Vec<f32> = (0..stride).map(|_| rng.gen_range(-3.0f32..3.0)).collect();
-            let codes: Vec<u8> = (0..rows * stride).map(|_| rng.gen()).collect();
+            // Weights over several orders of magnitude (the rounding is relative to the largest).
+            let w: Vec<f32> = (0..stride)
+                .map(|_| rng.gen_range(-3.0f32..3.0) * 2f32.powi(-rng.gen_range(0..=spread)))
+                .collect();
+            let mut codes: Vec<u8> = (0..rows * stride).map(|_| rng.gen()).collect();
+            if rows > 0 {
+                // The largest sum there can be: every code 255 under a weight of one sign.
+                codes[..stride].fill(255);
+            }
+            let limit = sq8_weight_limit(stride);
+            let mut w16 = Vec::new();
+            for kind in [KernelKind::Scalar, KernelKind::Avx2] {
+                let scale = sq8_weights_i16_with(kind, &w, &mut w16);
+                prop_assert_eq!(w16.len(), stride);
+                prop_assert!(w16.iter().all(|&x| (x as f32).abs() <= limit), "{:?}", kind);
+                for (x, &q) in w.iter().zip(&w16) {
+                    let off = (*x as f64 - scale as f64 * q as f64).abs();
+                    prop_assert!(off <= scale as f64 * 0.51, "{:?}: {} off by {}", kind, x, off);
+                }
+            }
+            let scale = sq8_weights_i16(&w, &mut w16);
             let mut fast = vec![0f32; rows];
             let mut slow = vec![0f32; rows];
-            sq8_dot_scan_with(KernelKind::Avx2, &w, &codes, stride, &mut fast);
-            sq8_dot_scan_with(KernelKind::Scalar, &w, &codes, stride, &mut slow);
+            sq8_dot_scan_with(KernelKind::Avx2, &w16, scale, &codes, stride, &mut fast);
+            sq8_dot_scan_with(KernelKind::Scalar, &w16, scale, &codes, stride, &mut slow);
             for r in 0..rows {
-                let want: f64 = (0..stride).map(|d| w[d] as f64 * codes[r * stride + d] as f64).sum();
-                let scale: f64 = (0..stride).map(|d| (w[d] as f64 * codes[r * stride + d] as f64).abs()).sum();
-                prop_assert!(close(fast[r], want, scale), "avx2 row {r}: {} vs {want}", fast[r]);
-                prop_assert!(close(slow[r], want, scale), "scalar row {r}: {} vs {want}", slow[r]);
+                let row = &codes[r * stride..(r + 1) * stride];
+                let want: f64 = (0..stride).map(|d| w[d] as f64 * row[d] as f64).sum();
+                // Rounding: half a weight step per dimension (and the float product's own), times the code.
+                let rounding: f64 = row.iter().map(|&c| 0.51 * scale as f64 * c as f64).sum();
+                let scale_sum: f64 = (0..stride).map(|d| (w[d] as f64 * row[d] as f64).abs()).sum();
+                prop_assert_eq!(fast[r].to_bits(), slow[r].to_bits(), "row {}: kernels differ", r);
+                prop_assert!(
+                    (fast[r] as f64 - want).abs() <= rounding + 1e-6 * scale_sum.max(1.0),
+                    "row {r}: {} vs {want} (rounding allowance {rounding})", fast[r]
+                );
             }
         }
 

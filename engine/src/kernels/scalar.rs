@@ -165,18 +165,46 @@ pub fn sketch_bounds(cols: &super::BoundColumns, k: &super::BoundTerms, out: &mu
     }
 }
 
-/// Factored SQ8 scan: `out[i] = sum_d w[d] * code[i][d]` over rows of `stride` codes.
+/// Factored SQ8 scan with 16-bit weights: `out[i] = scale * sum_d w[d] * code[i][d]`, summed
+/// exactly in 32-bit integers (the AVX2 kernel gives the same bits).
 #[inline(always)]
-pub fn sq8_dot_scan(w: &[f32], codes: &[u8], stride: usize, out: &mut [f32]) {
+pub fn sq8_dot_scan(w: &[i16], scale: f32, codes: &[u8], stride: usize, out: &mut [f32]) {
     for (row, o) in codes.chunks_exact(stride).zip(out.iter_mut()) {
-        let mut acc = [0f32; 8];
+        let mut acc = [0i32; 8];
         for (ws, cs) in w.chunks_exact(8).zip(row.chunks_exact(8)) {
             for i in 0..8 {
-                acc[i] += ws[i] * cs[i] as f32;
+                acc[i] += ws[i] as i32 * cs[i] as i32;
             }
         }
-        *o = acc.iter().sum();
+        *o = scale * acc.iter().sum::<i32>() as f32;
     }
+}
+
+/// Largest weight magnitude [`sq8_weights_i16`] uses for rows of `stride` codes: 16 bits,
+/// and small enough that no row's sum (at most `stride * 255 * limit`) leaves an `i32`.
+pub fn sq8_weight_limit(stride: usize) -> f32 {
+    let fits = i32::MAX as f64 / (255.0 * stride.max(1) as f64);
+    fits.min(i16::MAX as f64).floor() as f32
+}
+
+/// Rounds float weights to 16-bit ones on a common scale: `w[d] ≈ scale * out[d]`, each
+/// within `scale / 2`. Returns `scale` (1 for all-zero weights).
+pub fn sq8_weights_i16(w: &[f32], out: &mut Vec<i16>) -> f32 {
+    let peak = w.iter().fold(0f32, |m, x| if x.abs() > m { x.abs() } else { m });
+    out.clear();
+    if !(peak > 0.0 && peak.is_finite()) {
+        out.resize(w.len(), 0);
+        return 1.0;
+    }
+    let scale = peak / sq8_weight_limit(w.len());
+    let inv = 1.0 / scale;
+    // Round half away from zero by truncating `x + 0.5 sign(x)`: no libm call, so the loop
+    // vectorizes (it runs once per bucket and query).
+    out.extend(w.iter().map(|x| {
+        let y = x * inv;
+        (y + 0.5f32.copysign(y)) as i32 as i16
+    }));
+    scale
 }
 
 /// Sixteen-entry tables of 4-bit query `levels`, one per group of four code bits: entry `m`

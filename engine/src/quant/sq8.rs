@@ -116,7 +116,11 @@ impl Sq8 {
         bufs: &'a mut QueryBuffers,
     ) -> Sq8Query<'a> {
         let l2 = dist.is_euclidean();
-        let QueryBuffers { table, spare } = bufs;
+        let QueryBuffers {
+            table,
+            spare,
+            weights: rounded,
+        } = bufs;
         let weights = |w: &mut Vec<f32>| {
             w.clear();
             w.resize(self.stride(), 0.0);
@@ -132,9 +136,12 @@ impl Sq8 {
         match kernel {
             AdcKernel::Factored => {
                 let (base, c) = weights(table);
+                let scale = kernels::sq8_weights_i16(table, rounded);
                 Sq8Query {
                     kernel,
                     table,
+                    weights: rounded,
+                    scale,
                     base,
                     norms: l2,
                     centre: centre.then_some(c),
@@ -148,6 +155,8 @@ impl Sq8 {
                 Sq8Query {
                     kernel,
                     table,
+                    weights: rounded,
+                    scale: 1.0,
                     base: 0.0,
                     norms: false,
                     centre: c,
@@ -207,19 +216,26 @@ pub struct QueryBuffers {
     table: Vec<f32>,
     /// The factored weights of a table-kernel query, made only for their centre term.
     spare: Vec<f32>,
+    /// The factored weights rounded to 16 bits, which the scan reads.
+    weights: Vec<i16>,
 }
 
 /// A query prepared against one quantizer: the per-query distance calculator a scan hands its
 /// code rows to. Distances are the collection's internal ones (squared L2, or `-<q, x>`), up
 /// to the SQ8 error.
 ///
-/// The factored kernel gives `<w, c>` per row; the distance is `base + |c|^2 - <w, c>` for L2
+/// The factored kernel gives `<w, c>` per row (`w` rounded to 16 bits on one scale, which moves
+/// a distance by at most `stride * 255 / 2` units of that scale); the distance is `base + |c|^2 - <w, c>` for L2
 /// (`|c|^2` being the row's stored code norm) and `base - <w, c>` for inner product. The table
 /// kernel sums per-dimension table entries into the distance itself.
 #[derive(Debug)]
 pub struct Sq8Query<'a> {
     kernel: AdcKernel,
+    /// The table (table kernel) or the float weights (factored kernel).
     table: &'a [f32],
+    /// The factored weights in 16 bits, and the value of one unit.
+    weights: &'a [i16],
+    scale: f32,
     base: f32,
     /// Whether the rows' code norms take part (factored kernel, L2).
     norms: bool,
@@ -247,7 +263,7 @@ impl Sq8Query<'_> {
         match self.kernel {
             AdcKernel::Lut => kernels::adc_scan(self.table, codes, self.stride, out),
             AdcKernel::Factored => {
-                kernels::sq8_dot_scan(self.table, codes, self.stride, out);
+                kernels::sq8_dot_scan(self.weights, self.scale, codes, self.stride, out);
                 let base = self.base;
                 if self.norms {
                     let (lo, step) = (norms.lo(), norms.step());
@@ -284,7 +300,7 @@ impl Sq8Query<'_> {
                 one[0]
             }
             AdcKernel::Factored => {
-                kernels::sq8_dot_scan(self.table, code, self.stride, &mut one);
+                kernels::sq8_dot_scan(self.weights, self.scale, code, self.stride, &mut one);
                 let norm = if self.norms { norms.get(r) } else { 0.0 };
                 self.base + norm - one[0]
             }
