@@ -340,6 +340,11 @@ pub struct BenchArgs {
     /// target (the `drift-ingest` row: latency under ingest); 0 skips it.
     #[arg(long, default_value_t = 20_000)]
     pub ingest_rows: usize,
+    /// Keep Drift's collection (`bench`) in the data directory, and reuse one kept by an
+    /// earlier run with the same rows and settings instead of building anew (compare two
+    /// builds of the code on the same partitions; pair with `--ingest-rows 0`).
+    #[arg(long)]
+    pub keep_index: bool,
     /// Drift searches before measuring (the recall monitor learns the workload).
     #[arg(long, default_value_t = 10_000)]
     pub warmup: usize,
@@ -694,6 +699,7 @@ fn bench(dir: &PathBuf, a: BenchArgs) -> Result<()> {
         batch: 1000,
         warmup: a.warmup,
         rounds: a.rounds,
+        keep_index: a.keep_index,
     };
     let bars = output::PhaseBars::default();
     let report = bench::run(&db, "bench", &cfg, &|phase, done, total| {

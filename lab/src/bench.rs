@@ -89,6 +89,11 @@ pub struct BenchConfig {
     /// the systems taking turns, and each point keeps its fastest round (so that a machine
     /// whose speed drifts over minutes slows every system alike).
     pub rounds: usize,
+    /// Keep Drift's collection after the run, and measure the one a previous run kept instead
+    /// of building anew when it holds the same rows under the same settings: two builds of
+    /// one index (versions of the code, say) can then be compared on the same partitions.
+    /// The ingest phase rewrites rows, so such comparisons pass `ingest_rows: 0`.
+    pub keep_index: bool,
 }
 
 /// One measured point of one system.
@@ -278,11 +283,25 @@ pub fn run(
     let mut points = Vec::new();
 
     // Drift.
-    if catalog.open(name).is_ok() {
-        catalog.drop_collection(name)?;
-    }
+    let settings = cfg.settings.clone().unwrap_or_default();
+    let kept = cfg
+        .keep_index
+        .then(|| catalog.open(name).ok())
+        .flatten()
+        .filter(|c| {
+            c.stats().is_ok_and(|st| {
+                st.dim == dim
+                    && st.metric == cfg.metric.name()
+                    && st.live_vectors == rows
+                    && st.l0_rows == 0
+            }) && c.config().settings == settings
+        });
     let rss0 = rss_bytes();
-    let coll = crate::fresh_collection(catalog, name, dim, cfg.metric, cfg.settings.as_ref())?;
+    let reused = kept.is_some();
+    let coll = match kept {
+        Some(c) => c,
+        None => crate::fresh_collection(catalog, name, dim, cfg.metric, cfg.settings.as_ref())?,
+    };
     // Upserts base rows `0..n` (ids from `first_id`) in the bench's batch size.
     let upsert_rows = |n: usize, each: &dyn Fn(usize)| -> Result<()> {
         for start in (0..n).step_by(cfg.batch.max(1)) {
@@ -307,16 +326,21 @@ pub fn run(
             p
         };
     let t = Instant::now();
-    upsert_rows(rows, &|end| {
-        progress("drift build", end as u64, rows as u64)
-    })?;
-    coll.flush()?;
-    // The index is measured at rest: with background maintenance on, the janitor would go on
-    // splitting and merging during the sweep (one run measured 30.9k codes per query at nprobe
-    // 64 falling to 26.3k), so maintenance runs here until its policy finds nothing to do
-    // (counted in the build time). With it off, the layer the writes left is the one measured.
-    if coll.config().settings.maintenance.background {
-        coll.maintain(QUIESCE_PASSES)?;
+    if reused {
+        progress("drift build (kept index reused)", 1, 1);
+    } else {
+        upsert_rows(rows, &|end| {
+            progress("drift build", end as u64, rows as u64)
+        })?;
+        coll.flush()?;
+        // The index is measured at rest: with background maintenance on, the janitor would go
+        // on splitting and merging during the sweep (one run measured 30.9k codes per query at
+        // nprobe 64 falling to 26.3k), so maintenance runs here until its policy finds nothing
+        // to do (counted in the build time). With it off, the layer the writes left is the one
+        // measured.
+        if coll.config().settings.maintenance.background {
+            coll.maintain(QUIESCE_PASSES)?;
+        }
     }
     let build_s = t.elapsed().as_secs_f64();
     let by_target = |system: &'static str, prefilter: bool| {
@@ -480,12 +504,14 @@ pub fn run(
         build_s,
         index_bytes: st.resident_bytes,
         rss_growth_bytes: rss_bytes().saturating_sub(rss0),
-        versions: serde_json::json!({ "drift": env!("CARGO_PKG_VERSION"), "kernel": st.kernel }),
+        versions: serde_json::json!({ "drift": env!("CARGO_PKG_VERSION"), "kernel": st.kernel, "reused_index": reused }),
         detail: serde_json::to_value(&st.recall).unwrap_or(Value::Null),
         memory: Some(st.memory),
     });
     drop(coll);
-    catalog.drop_collection(name)?;
+    if !cfg.keep_index {
+        catalog.drop_collection(name)?;
+    }
 
     // Peers, measured in the rounds above.
     points.extend(peer_points);

@@ -31,6 +31,7 @@ fn prefiltered_and_plain_scans_agree_and_ingest_latency_is_measured() {
         batch: 500,
         warmup: 1000,
         rounds: 1,
+        keep_index: false,
     };
     let r = run(&db, "b", &cfg, &|_, _, _| {}).unwrap();
     let md = drift_lab::bench::markdown(&r, "test");
@@ -71,4 +72,70 @@ fn prefiltered_and_plain_scans_agree_and_ingest_latency_is_measured() {
         db.collection("b").is_err(),
         "the bench drops its collection"
     );
+}
+
+#[test]
+fn a_kept_index_is_measured_again_without_a_build_and_a_different_one_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 32;
+    let gen = Clustered::new(dim, 20, 8);
+    let (base, queries) = (dir.path().join("base.fbin"), dir.path().join("q.fbin"));
+    write_fbin(&base, &gen.sample(6_000, 0).vectors, dim).unwrap();
+    write_fbin(&queries, &gen.sample(100, 1).vectors, dim).unwrap();
+    let db = Database::open(dir.path().join("db")).unwrap();
+    let mut cfg = BenchConfig {
+        sq8_only: false,
+        ingest_rows: 0,
+        base,
+        queries,
+        metric: Metric::L2,
+        k: 10,
+        targets: vec![0.9],
+        nprobes: vec![4],
+        settings: None,
+        peers: Vec::new(),
+        batch: 500,
+        warmup: 100,
+        rounds: 1,
+        keep_index: true,
+    };
+    let reused = |r: &drift_lab::bench::BenchReport| {
+        r.systems[0].versions["reused_index"].as_bool().unwrap()
+    };
+    let codes = |r: &drift_lab::bench::BenchReport| {
+        r.points
+            .iter()
+            .find(|p| p.knob == "nprobe")
+            .and_then(|p| p.codes)
+            .unwrap()
+    };
+    let first = run(&db, "b", &cfg, &|_, _, _| {}).unwrap();
+    assert!(!reused(&first));
+    let buckets = db.collection("b").unwrap().stats().buckets;
+    let second = run(&db, "b", &cfg, &|_, _, _| {}).unwrap();
+    assert!(
+        reused(&second),
+        "same rows and settings: the kept index is measured"
+    );
+    assert_eq!(db.collection("b").unwrap().stats().buckets, buckets);
+    assert_eq!(codes(&first), codes(&second), "the same partitions scanned");
+    // Other settings: built anew, not measured on the kept one.
+    let mut settings = drift_engine::IndexSettings::default();
+    settings.target_bucket_size = 64;
+    cfg.settings = Some(settings);
+    let third = run(&db, "b", &cfg, &|_, _, _| {}).unwrap();
+    assert!(!reused(&third));
+    assert_eq!(
+        db.collection("b")
+            .unwrap()
+            .config()
+            .settings
+            .target_bucket_size,
+        64
+    );
+    // Without keep_index the collection goes at the end.
+    cfg.keep_index = false;
+    let fourth = run(&db, "b", &cfg, &|_, _, _| {}).unwrap();
+    assert!(!reused(&fourth));
+    assert!(db.collection("b").is_err());
 }

@@ -66,6 +66,7 @@ fn bench_scores_drift_and_the_peers_on_the_same_truth() {
         batch: 2000,
         warmup: 0,
         rounds: 2,
+        keep_index: false,
     };
     let r = run(&db, "b", &cfg, &|_, _, _| {}).unwrap();
     let md = drift_lab::bench::markdown(&r, "test");

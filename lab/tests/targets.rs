@@ -75,6 +75,7 @@ fn check(label: &str, base: PathBuf, queries: PathBuf, metric: Metric) -> Vec<St
         batch: 5000,
         warmup: 10_000,
         rounds: 1,
+        keep_index: false,
     };
     let r = run(&db, label, &cfg, &|_, _, _| {}).unwrap();
     if std::env::var_os("DRIFT_TEST_VERBOSE").is_some() {

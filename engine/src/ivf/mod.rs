@@ -78,11 +78,22 @@ impl Scratch {
     }
 }
 
-/// When a scan stops: a budget of codes, and optionally a recall target (plan, target, k,
-/// stretch of the k-th distance).
+/// When a scan stops: a budget of codes, and optionally a recall target.
 struct Stop<'a> {
     max_codes: usize,
-    recall: Option<(&'a RecallPlan, f32, usize, f32)>,
+    recall: Option<RecallStop<'a>>,
+}
+
+/// Stop once the estimated recall@k reaches `target`.
+#[derive(Clone, Copy)]
+struct RecallStop<'a> {
+    plan: &'a RecallPlan,
+    /// The layer the plan was made on (it settles the plan at the first k-th distance).
+    layer: &'a L1,
+    target: f32,
+    k: usize,
+    /// Stretch of the k-th distance.
+    alpha: f32,
 }
 
 impl Stop<'_> {
@@ -93,9 +104,12 @@ impl Stop<'_> {
             return true;
         }
         match self.recall {
-            Some((plan, target, _, alpha)) if s.buckets >= 1 => {
-                let rho = alpha * pool.kth.threshold().max(0.0).sqrt();
-                plan.estimate_memo(memo, s.buckets, rho) >= target
+            Some(r) if s.buckets >= 1 => {
+                let rho = r.alpha * pool.kth.threshold().max(0.0).sqrt();
+                if rho.is_finite() {
+                    r.plan.settle(r.layer, rho);
+                }
+                r.plan.estimate_memo(memo, s.buckets, rho) >= r.target
             }
             _ => false,
         }
@@ -276,7 +290,7 @@ impl L1 {
         let adaptive = params.nprobe.is_none()
             && params.recall_target.is_some()
             && self.distance().is_euclidean();
-        let plan = adaptive.then(|| RecallPlan::new(self, query, params.max_probes));
+        let plan = adaptive.then(|| RecallPlan::pending(self, query, params.max_probes));
         let selected;
         let probe: &[usize] = match &plan {
             Some(p) => &p.order,
@@ -298,7 +312,13 @@ impl L1 {
             recall: plan
                 .as_ref()
                 .zip(params.recall_target)
-                .map(|(p, t)| (p, t, params.k, opts.alpha)),
+                .map(|(plan, target)| RecallStop {
+                    plan,
+                    layer: self,
+                    target,
+                    k: params.k,
+                    alpha: opts.alpha,
+                }),
         };
         let job = ScanJob {
             query,
@@ -396,7 +416,7 @@ impl L1 {
         let mut pool = Pool {
             top: TopK::new(job.pool),
             size: job.pool,
-            kth: TopK::new(job.stop.recall.map_or(0, |r| r.2)),
+            kth: TopK::new(job.stop.recall.map_or(0, |r| r.k)),
         };
         s.codes = 0;
         s.buckets = 0;

@@ -11,7 +11,7 @@
 //! holds the ball's centre and counts in full. Scanning stops once the scanned buckets hold
 //! the target share. As `rho` shrinks with each scanned bucket, far caps vanish.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use super::L1;
 use crate::kernels;
@@ -24,7 +24,13 @@ const STEPS: usize = 2048;
 #[derive(Debug)]
 pub struct CapTable {
     share: Vec<f32>,
+    /// The `t` from which the share counts as 0 (below [`SHARE_FLOOR`]).
+    cut: f32,
 }
+
+/// Cap shares below this count as 0: a bucket that far past its bisector holds no neighbour
+/// the estimate could notice, and the scan need not look at it at all.
+const SHARE_FLOOR: f64 = 1e-9;
 
 impl CapTable {
     /// The table for one dimension. The first coordinate of a point uniform in a unit
@@ -41,10 +47,20 @@ impl CapTable {
             tail[i] = tail[i + 1] + (f(a) + f(b)) * 0.5 * (b - a);
         }
         let half = tail[0].max(f64::MIN_POSITIVE);
-        let share = (0..=STEPS)
+        let share: Vec<f32> = (0..=STEPS)
             .map(|i| (0.5 * tail[i * 8] / half) as f32)
             .collect();
-        CapTable { share }
+        let cut = share
+            .iter()
+            .position(|&v| (v as f64) < SHARE_FLOOR)
+            .unwrap_or(STEPS) as f32
+            / STEPS as f32;
+        CapTable { share, cut }
+    }
+
+    /// The `t` from which [`CapTable::share`] is 0.
+    pub fn cut(&self) -> f32 {
+        self.cut
     }
 
     /// Cached table for `dim`.
@@ -53,12 +69,13 @@ impl CapTable {
         per_dim::get_or_make(&TABLES, dim, CapTable::new)
     }
 
-    /// Cap share at `t = h / rho` (1/2 at 0, 0 from 1 on, 1 - share(-t) below 0).
+    /// Cap share at `t = h / rho` (1/2 at 0, 0 from [`CapTable::cut`] on, 1 - share(-t) below
+    /// 0).
     pub fn share(&self, t: f32) -> f32 {
         if t < 0.0 {
             return 1.0 - self.share(-t);
         }
-        if t >= 1.0 {
+        if t >= self.cut {
             return 0.0;
         }
         let x = t * STEPS as f32;
@@ -93,52 +110,83 @@ impl Default for EstimateMemo {
 pub struct RecallPlan {
     /// Bucket positions in scan order.
     pub order: Vec<usize>,
-    /// Distance from the query to each one's bisector with the nearest centroid.
-    h: Vec<f32>,
+    /// Squared distance from the query to each one's centroid.
+    d2: Vec<f32>,
+    /// Distance from the query to each one's bisector with the nearest centroid, for the
+    /// candidates that can hold neighbours at all (a prefix of `order`; the rest have no
+    /// mass). Set by [`RecallPlan::settle`], or at once by [`RecallPlan::new`].
+    h: OnceLock<Vec<f32>>,
     /// Relative density (live rows over the candidates' mean).
     w: Vec<f32>,
     table: Arc<CapTable>,
 }
 
 impl RecallPlan {
-    /// The nearest `max` non-empty buckets of `l1` for `query` (L2 geometry).
+    /// The nearest `max` non-empty buckets of `l1` for `query` (L2 geometry), with every
+    /// bisector distance computed.
     pub fn new(l1: &L1, query: &[f32], max: usize) -> RecallPlan {
-        let dim = query.len();
+        let plan = RecallPlan::pending(l1, query, max);
+        plan.settle(l1, f32::INFINITY);
+        plan
+    }
+
+    /// [`RecallPlan::new`] without the bisector distances: [`RecallPlan::settle`] computes
+    /// the ones the first k-th distance of a scan can reach.
+    pub fn pending(l1: &L1, query: &[f32], max: usize) -> RecallPlan {
         let cands =
             super::probe::nearest_live(l1, query, max.max(1), super::probe::Measure::L2Squared);
-        let order: Vec<usize> = cands.iter().map(|c| c.1).collect();
-        let c0 = order.first().map(|&p| l1.centroid(p));
-        let h = cands
-            .iter()
-            .map(|&(d2, p, _)| match c0 {
-                Some(c0) => {
-                    let gap = kernels::l2sq(l1.centroid(p), c0).sqrt();
-                    if gap > 0.0 {
-                        (d2 - cands[0].0) / (2.0 * gap)
-                    } else {
-                        0.0
-                    }
-                }
-                None => 0.0,
-            })
-            .collect();
         let lives: Vec<f32> = cands.iter().map(|c| c.2 as f32).collect();
         let mean = (lives.iter().sum::<f32>() / lives.len().max(1) as f32).max(1.0);
         RecallPlan {
-            order,
-            h,
+            order: cands.iter().map(|c| c.1).collect(),
+            d2: cands.iter().map(|c| c.0).collect(),
+            h: OnceLock::new(),
             w: lives.iter().map(|l| (l / mean).min(8.0)).collect(),
-            table: CapTable::for_dim(dim),
+            table: CapTable::for_dim(query.len()),
         }
+    }
+
+    /// Computes the bisector distances (once; later calls do nothing) of the candidates that
+    /// can hold neighbours within `rho` of the query, and of no others: a bucket's bisector
+    /// lies at least half its centroid's distance beyond the nearest one's (triangle
+    /// inequality), so from the first candidate where that half reaches `rho` times the cap
+    /// table's cut on, none has mass at `rho` or at any smaller k-th distance. A scan's k-th
+    /// distance only shrinks, so settling at its first one loses nothing.
+    pub fn settle(&self, l1: &L1, rho: f32) {
+        self.h.get_or_init(|| {
+            let Some(&d0) = self.d2.first() else {
+                return Vec::new();
+            };
+            let (r0, reach) = (d0.max(0.0).sqrt(), self.table.cut() * rho);
+            let n = self
+                .d2
+                .partition_point(|&d2| (d2.max(0.0).sqrt() - r0) * 0.5 < reach);
+            let c0 = l1.centroid(self.order[0]);
+            (0..n)
+                .map(|j| {
+                    let gap = kernels::l2sq(l1.centroid(self.order[j]), c0).sqrt();
+                    if gap > 0.0 {
+                        (self.d2[j] - d0) / (2.0 * gap)
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        });
+    }
+
+    /// The settled bisector distances (none before [`RecallPlan::settle`]).
+    fn h(&self) -> &[f32] {
+        self.h.get().map_or(&[], Vec::as_slice)
     }
 
     /// Mass of bucket `j` (in scan order) for a k-th distance `rho`.
     #[inline]
-    fn mass(&self, j: usize, rho: f32) -> f32 {
+    fn mass(&self, h: &[f32], j: usize, rho: f32) -> f32 {
         if j == 0 {
             self.w[0]
         } else if rho > 0.0 {
-            self.w[j] * self.table.share(self.h[j] / rho)
+            self.w[j] * self.table.share(h[j] / rho)
         } else {
             0.0
         }
@@ -154,15 +202,23 @@ impl RecallPlan {
         if !rho.is_finite() {
             return 0.0;
         }
+        let h = self.h();
         if memo.rho != rho || scanned < memo.scanned {
             memo.rho = rho;
-            memo.all = (0..self.h.len()).map(|j| self.mass(j, rho)).sum();
-            memo.got = (0..scanned.min(self.h.len()))
-                .map(|j| self.mass(j, rho))
+            // Past the first bisector at `cut * rho` from the query no mass is left: only the
+            // candidates before it (in distance order, bounded below by half the centroid
+            // distance's excess) are summed.
+            let (d0, reach) = (self.d2[0].max(0.0).sqrt(), self.table.cut() * rho);
+            let live = self.d2[..h.len()]
+                .partition_point(|&d2| (d2.max(0.0).sqrt() - d0) * 0.5 < reach)
+                .max(1);
+            memo.all = (0..live).map(|j| self.mass(h, j, rho)).sum();
+            memo.got = (0..scanned.min(live))
+                .map(|j| self.mass(h, j, rho))
                 .sum();
         } else {
-            for j in memo.scanned..scanned.min(self.h.len()) {
-                memo.got += self.mass(j, rho);
+            for j in memo.scanned..scanned.min(h.len()) {
+                memo.got += self.mass(h, j, rho);
             }
         }
         memo.scanned = scanned;
@@ -189,9 +245,11 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
         let n = 40;
+        // Centroid distances 1 + j/20: bisectors j/20 away, at least half that excess.
         let plan = RecallPlan {
             order: (0..n).collect(),
-            h: (0..n).map(|j| j as f32 * 0.05).collect(),
+            d2: (0..n).map(|j| (1.0 + j as f32 * 0.05).powi(2)).collect(),
+            h: OnceLock::from((0..n).map(|j| j as f32 * 0.05).collect::<Vec<_>>()),
             w: (0..n).map(|_| rng.gen_range(0.2f32..2.0)).collect(),
             table: CapTable::for_dim(32),
         };
@@ -206,6 +264,52 @@ mod tests {
             let b = plan.estimate(scanned, rho);
             assert!((a - b).abs() < 1e-4, "scanned {scanned}: {a} vs {b}");
         }
+    }
+
+    #[test]
+    fn a_plan_settled_at_the_first_kth_distance_estimates_as_one_computed_in_full() {
+        use crate::config::Metric;
+        use crate::ivf::{Bucket, Chunk};
+        use crate::quant::Sq8;
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let mut pruned = 0;
+        for dim in [8usize, 64, 384] {
+            // 120 buckets of 20 rows around random centroids.
+            let buckets: Vec<Arc<Bucket>> = (0..120u32)
+                .map(|id| {
+                    let c: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+                    let rows: Vec<f32> = (0..20 * dim)
+                        .map(|i| c[i % dim] + rng.gen_range(-0.2f32..0.2))
+                        .collect();
+                    let quant = Sq8::fit(&rows, dim);
+                    let ids: Vec<u64> = (0..20).map(|r| id as u64 * 100 + r).collect();
+                    let chunk = Chunk::build(&quant, ids.clone(), ids, rows, vec![None; 20]);
+                    Arc::new(Bucket::empty(id, c).with_chunk(chunk))
+                })
+                .collect();
+            let l1 = L1::from_buckets(dim, Metric::L2, buckets, 120);
+            for _ in 0..20 {
+                let q: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+                let full = RecallPlan::new(&l1, &q, 100);
+                let lazy = RecallPlan::pending(&l1, &q, 100);
+                assert_eq!(full.order, lazy.order);
+                let mut rho = full.d2[0].sqrt() * rng.gen_range(0.05f32..0.6);
+                lazy.settle(&l1, rho);
+                assert!(lazy.h().len() <= full.h().len());
+                pruned += usize::from(lazy.h().len() < full.h().len());
+                let (mut a, mut b) = (EstimateMemo::default(), EstimateMemo::default());
+                for scanned in 1..full.order.len() {
+                    let x = full.estimate_memo(&mut a, scanned, rho);
+                    let y = lazy.estimate_memo(&mut b, scanned, rho);
+                    assert!((x - y).abs() < 1e-6, "dim {dim} scanned {scanned}: {x} vs {y}");
+                    if rng.gen_bool(0.3) {
+                        rho *= 0.9;
+                    }
+                }
+            }
+        }
+        assert!(pruned >= 20, "the settled plans skipped candidates ({pruned} of 60)");
     }
 
     #[test]
