@@ -120,9 +120,10 @@ fn a_kept_index_is_measured_again_without_a_build_and_a_different_one_is_rebuilt
     assert_eq!(db.collection("b").unwrap().stats().buckets, buckets);
     assert_eq!(codes(&first), codes(&second), "the same partitions scanned");
     // Other settings: built anew, not measured on the kept one.
-    let mut settings = drift_engine::IndexSettings::default();
-    settings.target_bucket_size = 64;
-    cfg.settings = Some(settings);
+    cfg.settings = Some(drift_engine::IndexSettings {
+        target_bucket_size: 64,
+        ..Default::default()
+    });
     let third = run(&db, "b", &cfg, &|_, _, _| {}).unwrap();
     assert!(!reused(&third));
     assert_eq!(
