@@ -96,6 +96,30 @@ pub struct BenchConfig {
     pub keep_index: bool,
 }
 
+impl BenchConfig {
+    /// Drift alone at the collection's default target (0.95): recall@10, one round after
+    /// 10,000 warm-up searches, no peers, no ingest phase, rows upserted 1,000 at a time.
+    /// Callers set what they sweep with struct update syntax.
+    pub fn new(base: PathBuf, queries: PathBuf, metric: Metric) -> BenchConfig {
+        BenchConfig {
+            base,
+            queries,
+            metric,
+            k: 10,
+            targets: vec![0.95],
+            nprobes: Vec::new(),
+            settings: None,
+            sq8_only: false,
+            peers: Vec::new(),
+            batch: 1000,
+            ingest_rows: 0,
+            warmup: 10_000,
+            rounds: 1,
+            keep_index: false,
+        }
+    }
+}
+
 /// One measured point of one system.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchPoint {

@@ -20,18 +20,10 @@ fn prefiltered_and_plain_scans_agree_and_ingest_latency_is_measured() {
     let cfg = BenchConfig {
         sq8_only: true,
         ingest_rows: 4000,
-        base,
-        queries,
-        metric: Metric::L2,
-        k: 10,
-        targets: vec![0.95],
         nprobes: vec![16],
-        settings: None,
-        peers: Vec::new(),
         batch: 500,
         warmup: 1000,
-        rounds: 1,
-        keep_index: false,
+        ..BenchConfig::new(base, queries, Metric::L2)
     };
     let r = run(&db, "b", &cfg, &|_, _, _| {}).unwrap();
     let md = drift_lab::bench::markdown(&r, "test");
@@ -84,20 +76,12 @@ fn a_kept_index_is_measured_again_without_a_build_and_a_different_one_is_rebuilt
     write_fbin(&queries, &gen.sample(100, 1).vectors, dim).unwrap();
     let db = Database::open(dir.path().join("db")).unwrap();
     let mut cfg = BenchConfig {
-        sq8_only: false,
-        ingest_rows: 0,
-        base,
-        queries,
-        metric: Metric::L2,
-        k: 10,
         targets: vec![0.9],
         nprobes: vec![4],
-        settings: None,
-        peers: Vec::new(),
         batch: 500,
         warmup: 100,
-        rounds: 1,
         keep_index: true,
+        ..BenchConfig::new(base, queries, Metric::L2)
     };
     let reused = |r: &drift_lab::bench::BenchReport| {
         r.systems[0].versions["reused_index"].as_bool().unwrap()
@@ -118,7 +102,13 @@ fn a_kept_index_is_measured_again_without_a_build_and_a_different_one_is_rebuilt
         "same rows and settings: the kept index is measured"
     );
     assert_eq!(db.collection("b").unwrap().stats().buckets, buckets);
-    assert_eq!(codes(&first), codes(&second), "the same partitions scanned");
+    // Per-search means come from differences of the collection's running counters, so
+    // they agree to rounding, not to the bit.
+    let (a, b) = (codes(&first), codes(&second));
+    assert!(
+        (a - b).abs() <= 1e-9 * a,
+        "the same partitions scanned: {a} vs {b}"
+    );
     // Other settings: built anew, not measured on the kept one.
     cfg.settings = Some(drift_engine::IndexSettings {
         target_bucket_size: 64,

@@ -53,20 +53,13 @@ fn bench_scores_drift_and_the_peers_on_the_same_truth() {
     let mut sq8 = PeerSpec::default_for(PeerKind::FaissIvfSq8);
     sq8.knobs = vec![1, 8, 64];
     let cfg = BenchConfig {
-        sq8_only: false,
-        ingest_rows: 0,
-        base,
-        queries,
-        metric: Metric::L2,
-        k: 10,
         targets: vec![0.9, 0.99],
         nprobes: vec![2],
-        settings: None,
         peers: vec![hnsw, sq8],
         batch: 2000,
         warmup: 0,
         rounds: 2,
-        keep_index: false,
+        ..BenchConfig::new(base, queries, Metric::L2)
     };
     let r = run(&db, "b", &cfg, &|_, _, _| {}).unwrap();
     let md = drift_lab::bench::markdown(&r, "test");

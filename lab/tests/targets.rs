@@ -57,12 +57,6 @@ fn check(label: &str, base: PathBuf, queries: PathBuf, metric: Metric) -> Vec<St
     let dir = tempfile::tempdir().unwrap();
     let db = Database::open(dir.path()).unwrap();
     let cfg = BenchConfig {
-        sq8_only: false,
-        ingest_rows: 0,
-        base,
-        queries,
-        metric,
-        k: 10,
         targets: TARGETS.to_vec(),
         nprobes: std::env::var("DRIFT_TEST_NPROBES")
             .ok()
@@ -71,11 +65,8 @@ fn check(label: &str, base: PathBuf, queries: PathBuf, metric: Metric) -> Vec<St
         // The same settings everywhere: defaults, with maintenance run by the calls that
         // write (not the janitor), so that each run sees one layer.
         settings: Some(quiet()),
-        peers: Vec::new(),
         batch: 5000,
-        warmup: 10_000,
-        rounds: 1,
-        keep_index: false,
+        ..BenchConfig::new(base, queries, metric)
     };
     let r = run(&db, label, &cfg, &|_, _, _| {}).unwrap();
     if std::env::var_os("DRIFT_TEST_VERBOSE").is_some() {

@@ -157,10 +157,7 @@ impl RecallPlan {
             let Some(&d0) = self.d2.first() else {
                 return Vec::new();
             };
-            let (r0, reach) = (d0.max(0.0).sqrt(), self.table.cut() * rho);
-            let n = self
-                .d2
-                .partition_point(|&d2| (d2.max(0.0).sqrt() - r0) * 0.5 < reach);
+            let n = self.within_reach(&self.d2, rho);
             let c0 = l1.centroid(self.order[0]);
             (0..n)
                 .map(|j| {
@@ -173,6 +170,14 @@ impl RecallPlan {
                 })
                 .collect()
         });
+    }
+
+    /// How many of the first candidates in `d2` (a prefix of the plan's, nearest first) can
+    /// hold mass at k-th distance `rho`: those whose bisector's lower bound, half the excess of
+    /// their centroid distance over the nearest one's, is within the cap table's cut of `rho`.
+    fn within_reach(&self, d2: &[f32], rho: f32) -> usize {
+        let (d0, reach) = (self.d2[0].max(0.0).sqrt(), self.table.cut() * rho);
+        d2.partition_point(|&d| (d.max(0.0).sqrt() - d0) * 0.5 < reach)
     }
 
     /// The settled bisector distances (none before [`RecallPlan::settle`]).
@@ -205,13 +210,8 @@ impl RecallPlan {
         let h = self.h();
         if memo.rho != rho || scanned < memo.scanned {
             memo.rho = rho;
-            // Past the first bisector at `cut * rho` from the query no mass is left: only the
-            // candidates before it (in distance order, bounded below by half the centroid
-            // distance's excess) are summed.
-            let (d0, reach) = (self.d2[0].max(0.0).sqrt(), self.table.cut() * rho);
-            let live = self.d2[..h.len()]
-                .partition_point(|&d2| (d2.max(0.0).sqrt() - d0) * 0.5 < reach)
-                .max(1);
+            // Only the settled candidates still within reach of this `rho` have mass.
+            let live = self.within_reach(&self.d2[..h.len()], rho).max(1);
             memo.all = (0..live).map(|j| self.mass(h, j, rho)).sum();
             memo.got = (0..scanned.min(live))
                 .map(|j| self.mass(h, j, rho))

@@ -245,10 +245,7 @@ mod imp {
         let mut lanes = [0f32; 8];
         // SAFETY: `lanes` holds eight floats.
         unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), m) };
-        let peak = w[i..]
-            .iter()
-            .chain(&lanes)
-            .fold(0f32, |p, x| if x.abs() > p { x.abs() } else { p });
+        let peak = super::super::scalar::peak_abs(w[i..].iter().chain(&lanes));
         out.clear();
         out.resize(n, 0);
         if !(peak > 0.0 && peak.is_finite()) {

@@ -187,10 +187,16 @@ pub fn sq8_weight_limit(stride: usize) -> f32 {
     fits.min(i16::MAX as f64).floor() as f32
 }
 
+/// Largest magnitude among `xs` (0 when empty; NaN ignored).
+pub fn peak_abs<'a>(xs: impl IntoIterator<Item = &'a f32>) -> f32 {
+    xs.into_iter()
+        .fold(0f32, |m, x| if x.abs() > m { x.abs() } else { m })
+}
+
 /// Rounds float weights to 16-bit ones on a common scale: `w[d] ≈ scale * out[d]`, each
 /// within `scale / 2`. Returns `scale` (1 for all-zero weights).
 pub fn sq8_weights_i16(w: &[f32], out: &mut Vec<i16>) -> f32 {
-    let peak = w.iter().fold(0f32, |m, x| if x.abs() > m { x.abs() } else { m });
+    let peak = peak_abs(w);
     out.clear();
     if !(peak > 0.0 && peak.is_finite()) {
         out.resize(w.len(), 0);
@@ -198,8 +204,8 @@ pub fn sq8_weights_i16(w: &[f32], out: &mut Vec<i16>) -> f32 {
     }
     let scale = peak / sq8_weight_limit(w.len());
     let inv = 1.0 / scale;
-    // Round half away from zero by truncating `x + 0.5 sign(x)`: no libm call, so the loop
-    // vectorizes (it runs once per bucket and query).
+    // Round half away from zero by truncating `x + 0.5 sign(x)`: no libm call per weight
+    // (the AVX2 kernel rounds in vectors; this is the fallback).
     out.extend(w.iter().map(|x| {
         let y = x * inv;
         (y + 0.5f32.copysign(y)) as i32 as i16
