@@ -308,7 +308,9 @@ pub struct MaintenanceSettings {
     pub beta: f32,
     /// Keeps the urgency finite for buckets nobody probes.
     pub eps: f32,
-    /// Compact a bucket once this share of its stored rows is stale.
+    /// Compact a bucket nobody probes once this share of its stored rows is stale; a hot
+    /// one sooner, down to half this share at the mean temperature and above
+    /// ([`crate::maintain::LayerView::compact_threshold`]).
     pub compact_ratio: f32,
     /// Neighbouring buckets checked for defectors after a split (default 1: the nearest).
     pub reassign_neighbours: usize,

@@ -411,6 +411,10 @@ impl Collection {
                 ops.next_if(|(_, op)| !(matches!(op, WalOp::Upsert { .. }) && buf.len() >= cap))
             {
                 last = Some(seq);
+                let op_id = match &op {
+                    WalOp::Upsert { id, .. } | WalOp::Delete { id } => Some(*id),
+                    WalOp::Offsets { .. } => None,
+                };
                 let replaced = match op {
                     WalOp::Offsets { offsets } => {
                         self.persist.stage_offsets(offsets);
@@ -432,9 +436,9 @@ impl Collection {
                         gone
                     }
                 };
-                if let Some(Loc::Bucket(b)) = replaced {
+                if let (Some(Loc::Bucket(b)), Some(id)) = (replaced, op_id) {
                     if let Some(bucket) = self.version.load().l1.bucket(b) {
-                        bucket.tally.add_dead(1);
+                        bucket.tally.add_dead([id]);
                     }
                 }
             }

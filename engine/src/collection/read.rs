@@ -71,6 +71,9 @@ pub struct CollectionStats {
     pub l1_rows: usize,
     /// Stale (deleted or replaced) rows still stored in L1.
     pub l1_stale_rows: usize,
+    /// Chunks (row blocks appended by flushes) over all L1 buckets.
+    #[serde(default)]
+    pub l1_chunks: usize,
     /// Smallest bucket (live rows).
     pub bucket_min: usize,
     /// Mean bucket size (live rows).
@@ -355,6 +358,7 @@ impl Collection {
             buckets: sizes.len(),
             l1_rows: v.l1.buckets().iter().map(|b| b.rows()).sum(),
             l1_stale_rows: v.l1.buckets().iter().map(|b| b.tally.dead()).sum(),
+            l1_chunks: v.l1.buckets().iter().map(|b| b.chunks.len()).sum(),
             bucket_min: sizes.iter().copied().min().unwrap_or(0),
             bucket_mean: if sizes.is_empty() {
                 0.0

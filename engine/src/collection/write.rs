@@ -534,13 +534,12 @@ impl Collection {
             }));
         }
         for (bucket_id, rows) in placed {
-            let mut stale = 0;
-            for (id, seq) in rows {
-                if !self.idmap.relocate(id, seq, Loc::Bucket(bucket_id)) {
-                    stale += 1;
-                }
-            }
-            if stale > 0 {
+            let stale: Vec<u64> = rows
+                .into_iter()
+                .filter(|&(id, seq)| !self.idmap.relocate(id, seq, Loc::Bucket(bucket_id)))
+                .map(|(id, _)| id)
+                .collect();
+            if !stale.is_empty() {
                 if let Some(b) = layer.bucket(bucket_id) {
                     b.tally.add_dead(stale);
                 }

@@ -1,6 +1,6 @@
 //! One bucket: a routing centroid, its own SQ8 quantizer, and append-only chunks of rows.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -149,17 +149,50 @@ impl Chunk {
     }
 }
 
+/// Words of a bucket's stale-id filter ([`BucketTally::maybe_dead`]): 1024 bits, two per id,
+/// so that a bucket holding 100 stale rows sends about 4% of its other rows to the id map.
+const DEAD_FILTER_WORDS: usize = 16;
+
 /// Counters of a bucket that outlive copy-on-write copies of it.
 #[derive(Debug, Default)]
 pub struct BucketTally {
     dead: AtomicUsize,
+    /// Bloom filter of the ids whose copy here went stale. No false negatives for stale
+    /// rows marked before their write was published; a search checks only the rows it flags
+    /// against the id map (and every result against it at the end).
+    dead_ids: [AtomicU64; DEAD_FILTER_WORDS],
     heat: Mutex<(f64, u64)>,
 }
 
+/// The two filter bits of `id` (word, bit) pairs, from one multiplicative hash.
+#[inline]
+fn dead_bits(id: u64) -> [(usize, u64); 2] {
+    let h = id.wrapping_add(0x632b_e59b_d9b4_e019).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let bit = |x: u64| ((x as usize >> 6) % DEAD_FILTER_WORDS, 1u64 << (x & 63));
+    [bit(h >> 54), bit((h >> 44) & 0x3ff)]
+}
+
 impl BucketTally {
-    /// Counts one more stale (deleted or replaced) row.
-    pub fn add_dead(&self, n: usize) {
-        self.dead.fetch_add(n, Ordering::Relaxed);
+    /// Counts the stale (deleted or replaced) copies of `ids` stored in this bucket.
+    pub fn add_dead(&self, ids: impl IntoIterator<Item = u64>) {
+        let mut n = 0;
+        for id in ids {
+            for (w, b) in dead_bits(id) {
+                self.dead_ids[w].fetch_or(b, Ordering::Relaxed);
+            }
+            n += 1;
+        }
+        self.dead.fetch_add(n, Ordering::Release);
+    }
+
+    /// Whether a copy of `id` stored here may be stale: false means every copy of `id` in
+    /// this bucket was current when the reader's snapshot was published (a row written after
+    /// that snapshot is caught by the final check).
+    #[inline]
+    pub fn maybe_dead(&self, id: u64) -> bool {
+        dead_bits(id)
+            .iter()
+            .all(|&(w, b)| self.dead_ids[w].load(Ordering::Relaxed) & b != 0)
     }
 
     /// Stale rows still stored.
@@ -185,8 +218,8 @@ impl BucketTally {
     pub fn carry_heat(&self, share: f64) -> BucketTally {
         let h = *self.heat.lock();
         BucketTally {
-            dead: AtomicUsize::new(0),
             heat: Mutex::new((h.0 * share, h.1)),
+            ..Default::default()
         }
     }
 }
@@ -431,5 +464,33 @@ impl Bucket {
         }
         b.chunks.push(Arc::new(chunk));
         b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stale_filter_flags_every_marked_id_and_few_others() {
+        let tally = BucketTally::default();
+        assert!(!(0..10_000u64).any(|id| tally.maybe_dead(id)));
+        // Ids as a bucket sees them: a dense range, with every seventh one replaced.
+        let marked: Vec<u64> = (0..700u64).map(|i| 40_000 + 7 * i).collect();
+        tally.add_dead(marked.iter().copied().take(100));
+        assert_eq!(tally.dead(), 100);
+        assert!(marked[..100].iter().all(|&id| tally.maybe_dead(id)));
+        let others = (40_000..50_000u64).filter(|id| !marked[..100].contains(id));
+        let (flagged, total) = others.fold((0, 0), |(f, t), id| {
+            (f + usize::from(tally.maybe_dead(id)), t + 1)
+        });
+        let rate = flagged as f64 / total as f64;
+        assert!(rate < 0.08, "{flagged} of {total} unmarked ids flagged");
+        // Saturated by many stale rows, it flags more but never misses one.
+        tally.add_dead(marked.iter().copied().skip(100));
+        assert_eq!(tally.dead(), 700);
+        assert!(marked.iter().all(|&id| tally.maybe_dead(id)));
+        // A rebuilt bucket starts with an empty filter.
+        assert!(!(0..10_000u64).any(|id| tally.carry_heat(1.0).maybe_dead(id)));
     }
 }

@@ -127,8 +127,8 @@ struct ScanJob<'a> {
     /// Candidates kept.
     pool: usize,
     visible: &'a dyn Fn(u64, u64) -> bool,
-    /// Check visibility of every row as it is read (otherwise only in buckets with stale
-    /// rows; the caller filters the rest).
+    /// Check visibility of every row as it is read (otherwise only the rows that the stale
+    /// filter of a bucket holding stale rows flags; the caller filters the rest).
     eager: bool,
     stop: Stop<'a>,
 }
@@ -439,16 +439,24 @@ impl L1 {
                 sketched,
                 &mut s.tables,
             );
+            // A rescan (`eager`) asks the id map for every row; otherwise a bucket holding stale
+            // rows asks only for those its stale filter flags.
             let check = job.eager || bucket.tally.dead() > 0;
+            let flagged = |id: u64| job.eager || bucket.tally.maybe_dead(id);
             for (ci, chunk) in bucket.chunks.iter().enumerate() {
                 let rows = chunk.len().min(job.stop.max_codes.saturating_sub(s.codes));
                 if rows == 0 {
                     break;
                 }
                 s.codes += rows;
+                // Rows whose id the bucket's stale filter does not flag are taken as they
+                // are (the final check in `search` still sees every result).
                 let mut offer = |pool: &mut Pool, r: usize, d: f32| {
                     if d < pool.limit()
-                        && (!check || (job.visible)(chunk.ids.get(r), chunk.seqs.get(r)))
+                        && (!check || {
+                            let id = chunk.ids.get(r);
+                            !flagged(id) || (job.visible)(id, chunk.seqs.get(r))
+                        })
                     {
                         pool.push(d, (bpos as u32, ci as u32, r as u32));
                     }
@@ -540,16 +548,16 @@ fn refine_below(
 mod tests {
     use super::*;
     use crate::config::SearchDefaults;
-    use crate::quant::Sq8;
     use rand::{Rng, SeedableRng};
 
     fn layer(n: usize, dim: usize) -> L1 {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let vectors: Vec<f32> = (0..n * dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
-        let quant = Sq8::fit(&vectors, dim);
-        let ids: Vec<u64> = (0..n as u64).collect();
-        let chunk = Chunk::build(&quant, ids.clone(), ids, vectors, vec![None; n]);
-        let bucket = Bucket::empty(0, vec![0.0; dim]).with_chunk(chunk);
+        let mut rows = crate::rows::RowBatch::default();
+        for (i, v) in vectors.chunks_exact(dim).enumerate() {
+            rows.push(i as u64, i as u64, v, None);
+        }
+        let bucket = Bucket::build(0, rows, &vec![0.0; dim], Default::default());
         L1::from_buckets(dim, Metric::L2, vec![Arc::new(bucket)], 1)
     }
 
@@ -579,6 +587,60 @@ mod tests {
             let all = |_: u64, _: u64| true;
             let (unfiltered, _) = l1.search(&vec![0.1; dim], &params, &opts, &all, 0).unwrap();
             assert_eq!(unfiltered.len(), 10);
+        }
+    }
+
+    #[test]
+    fn a_bucket_with_stale_rows_asks_the_id_map_only_for_flagged_rows() {
+        let dim = 16;
+        let query = vec![0.1; dim];
+        let opts = ProbeOptions {
+            target: 10.0,
+            alpha: 1.0,
+        };
+        // The 40 rows nearest the query are stale. The tally knows all of them, or only 30
+        // (the others went stale in a window before it was told): the results are the same.
+        for known in [40, 30] {
+            let l1 = layer(500, dim);
+            let chunk = &l1.buckets()[0].chunks[0];
+            let mut by_distance: Vec<(f32, u64)> = (0..chunk.len())
+                .map(|r| {
+                    let d = chunk.with_vector(r, |v| kernels::l2sq(&query, v)).unwrap();
+                    (d, chunk.ids.get(r))
+                })
+                .collect();
+            by_distance.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let stale: Vec<u64> = by_distance[..40].iter().map(|x| x.1).collect();
+            l1.buckets()[0].tally.add_dead(stale[..known].iter().copied());
+            let mut truth: Vec<u64> = by_distance[40..50].iter().map(|x| x.1).collect();
+            truth.sort_unstable();
+            for rerank in [0, 4] {
+                let mut params = SearchDefaults::default().to_params(10);
+                params.rerank = rerank;
+                params.nprobe = Some(1);
+                let asked = std::sync::atomic::AtomicUsize::new(0);
+                let visible = |id: u64, _seq: u64| {
+                    asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    !stale.contains(&id)
+                };
+                let (hits, counts) = l1.search(&query, &params, &opts, &visible, 0).unwrap();
+                let mut ids: Vec<u64> = hits
+                    .iter()
+                    .map(|h| l1.chunk(h.item).ids.get(h.item.2 as usize))
+                    .collect();
+                ids.sort_unstable();
+                let case = format!("{known} known, rerank {rerank}");
+                assert_eq!(ids.len(), 10, "{case}");
+                assert!(ids.iter().all(|id| !stale.contains(id)), "{case}");
+                if rerank > 0 {
+                    assert_eq!(ids, truth, "{case}");
+                }
+                // Asked: the flagged rows offered, a few false positives, the final check.
+                let asked = asked.load(std::sync::atomic::Ordering::Relaxed);
+                if known == 40 {
+                    assert!(asked < counts.codes / 4, "{case}: {asked} lookups");
+                }
+            }
         }
     }
 }

@@ -84,7 +84,7 @@ impl Persist {
                 .iter()
                 .flat_map(|c| c.ids.view().iter().zip(c.seqs.view().iter()))
                 .filter(|&(id, seq)| !idmap.is_current(id, seq))
-                .count();
+                .map(|(id, _)| id);
             b.tally.add_dead(stale);
         }
         let layer = L1::from_buckets(dim, metric, buckets, m.next_bucket);
