@@ -205,7 +205,7 @@ impl Collection {
             }
         }
         if let (None, Some(t)) = (params.nprobe, params.recall_target) {
-            self.maybe_monitor(&q, k, t, snap, &hits);
+            self.maybe_monitor(&q, k, t, (pin, &v), &hits);
         }
         self.counters
             .search_nanos

@@ -61,13 +61,17 @@ const Z_SURPLUS: f64 = 1.96;
 /// CPU the monitor may spend ahead of its share (a burst), microseconds.
 const BURST_MICROS: f64 = 200_000.0;
 
-/// One search handed to the monitor.
+/// One search handed to the monitor, with the snapshot it saw: its pin keeps the id map's
+/// versions for that sequence, and its version keeps the rows compaction may drop before
+/// the sample runs (a row deleted after the search and compacted away would otherwise be
+/// missing from the exact answer and count as a miss).
 pub(crate) struct Sample {
     query: Vec<f32>,
     k: usize,
     returned: Vec<u64>,
     target: f32,
-    snapshot: u64,
+    pin: crate::idmap::Pin,
+    version: Arc<Version>,
 }
 
 /// State of the live recall monitor.
@@ -645,7 +649,7 @@ impl Collection {
         query: &[f32],
         k: usize,
         target: f32,
-        snap: u64,
+        (pin, version): (crate::idmap::Pin, &Arc<Version>),
         returned: &[crate::record::Hit],
     ) {
         let s = &self.config.settings.recall;
@@ -669,7 +673,8 @@ impl Collection {
                     k,
                     returned: returned.iter().map(|h| h.id).collect(),
                     target,
-                    snapshot: snap,
+                    pin,
+                    version: version.clone(),
                 })));
         }
     }
@@ -678,8 +683,8 @@ impl Collection {
     /// calibration from the kept queries when measured recall left its band.
     pub(crate) fn run_monitor(&self, s: Sample) {
         let started = Instant::now();
-        let v = self.version.load_full();
-        let refit = match self.exact_many(&v, s.snapshot, &s.query, &[u64::MAX], s.k, true) {
+        let refit = match self.exact_many(&s.version, s.pin.seq(), &s.query, &[u64::MAX], s.k, true)
+        {
             Ok(truth) => {
                 let k = s.k.min(truth[0].len());
                 let near = within_kth(&truth[0], k);
@@ -715,7 +720,12 @@ impl Collection {
         // soon as the monitor has kept enough of them.
         let provisional = self.calibration().is_some_and(|c| c.provisional())
             && self.monitor.replace_provisional(s.target);
-        if (refit || provisional) && self.config.settings.recall.calibrate && v.l1.is_trained() {
+        // The snapshot is released before a refit, which fits on the current layer.
+        drop((s.pin, s.version));
+        if (refit || provisional)
+            && self.config.settings.recall.calibrate
+            && self.version.load().l1.is_trained()
+        {
             self.refit_from_queries(if refit {
                 "measured recall left its band"
             } else {
@@ -787,4 +797,62 @@ fn parallel_map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
             .flat_map(|h| h.join().expect("calibration thread"))
             .collect()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CollectionConfig, Database, Metric, Record};
+    use rand::Rng;
+
+    #[test]
+    fn a_sample_is_measured_against_the_snapshot_its_search_saw() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path()).unwrap();
+        let dim = 16;
+        let mut cfg = CollectionConfig::new(dim, Metric::L2);
+        cfg.settings.target_bucket_size = 64;
+        cfg.settings.maintenance.background = false;
+        cfg.settings.maintenance.compact_ratio = 0.01;
+        // Samples are handed to the monitor by this test alone.
+        cfg.settings.recall.monitor_rate = 0.0;
+        cfg.settings.recall.calibrate = false;
+        let c = db.create_collection("c", cfg).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let rows: Vec<Record> = (0..4000u64)
+            .map(|i| Record::new(i, (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect()))
+            .collect();
+        c.upsert(rows).unwrap();
+        c.flush().unwrap();
+        let query: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let sample = |c: &Collection| {
+            let (pin, version) = c.snapshot();
+            let hits = c.search(&query, &c.search_params(10)).unwrap();
+            let returned: Vec<u64> = hits.iter().map(|h| h.id).collect();
+            let s = Sample {
+                query: query.clone(),
+                k: 10,
+                returned: returned.clone(),
+                target: 0.95,
+                pin,
+                version,
+            };
+            (s, returned)
+        };
+        let (first, _) = sample(&c);
+        c.run_monitor(first);
+        let before = c.stats().recall.measured.unwrap();
+        // The same search again; then every row it returned is deleted and compacted away
+        // before its sample runs.
+        let (second, returned) = sample(&c);
+        c.delete(&returned).unwrap();
+        c.flush().unwrap();
+        let report = c.maintain(100).unwrap();
+        assert!(report.counts.compactions > 0, "{report:?}");
+        assert!(returned.iter().all(|&id| c.get(id).unwrap().is_none()));
+        c.run_monitor(second);
+        let st = c.stats().recall;
+        assert_eq!(st.monitored, 2);
+        assert_eq!(st.measured, Some(before), "{st:?}");
+    }
 }
