@@ -609,8 +609,9 @@ impl Collection {
         for bucket in v.l1.buckets() {
             for chunk in &bucket.chunks {
                 // A calibration reads each row once (blocks not cached, one pass per chunk
-                // over every query); the monitor comes back for every sample: it keeps blocks
-                // in the cache and reads them in place, block by block.
+                // over every query); the monitor comes back for every sample: it reads the
+                // mapped copy (made on first use), or keeps blocks in the cache when mapping
+                // is off.
                 if nq > 1 {
                     feed(
                         chunk.ids.view(),

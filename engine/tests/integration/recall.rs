@@ -212,3 +212,26 @@ fn monitor_refits_from_real_queries_when_recall_leaves_its_band() {
         "before {before:.4}, after {after:.4}"
     );
 }
+
+#[test]
+fn the_monitor_reads_a_reopened_collection_from_its_mapped_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = clustered(8000, 2);
+    {
+        let db = Database::open(dir.path()).unwrap();
+        let c = db.create_collection("c", config()).unwrap();
+        load(&c, &data);
+    }
+    let db = Database::open(dir.path()).unwrap();
+    let c = db.collection("c").unwrap();
+    // Only a handful of buckets are probed, so most chunks are first read by the monitor's
+    // exact re-runs.
+    let params = c.search_params(10);
+    for q in clustered(40, 3).chunks_exact(DIM) {
+        c.search(q, &params).unwrap();
+    }
+    wait_monitored(&c, 40);
+    let st = c.stats();
+    assert_eq!(st.storage.block_cache_bytes, 0, "{:?}", st.storage);
+    assert_eq!(st.memory.cache, 0);
+}
