@@ -6,17 +6,27 @@ use drift_engine::{Database, Metric};
 use drift_lab::bench::{run, BenchConfig};
 use drift_lab::datasets::Clustered;
 use drift_lab::vecfile::write_fbin;
+use std::path::PathBuf;
+
+/// A temporary directory holding `rows` base and `nq` query vectors drawn from `gen` (as
+/// `base.fbin` and `q.fbin`), and a database beside them.
+fn bench_files(
+    gen: &Clustered,
+    rows: usize,
+    nq: usize,
+) -> (tempfile::TempDir, PathBuf, PathBuf, Database) {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, queries) = (dir.path().join("base.fbin"), dir.path().join("q.fbin"));
+    write_fbin(&base, &gen.sample(rows, 0).vectors, gen.dim).unwrap();
+    write_fbin(&queries, &gen.sample(nq, 1).vectors, gen.dim).unwrap();
+    let db = Database::open(dir.path().join("db")).unwrap();
+    (dir, base, queries, db)
+}
 
 #[test]
 fn prefiltered_and_plain_scans_agree_and_ingest_latency_is_measured() {
-    let dir = tempfile::tempdir().unwrap();
     // Sketches are built from 256 dimensions on.
-    let dim = 256;
-    let gen = Clustered::new(dim, 30, 5);
-    let (base, queries) = (dir.path().join("base.fbin"), dir.path().join("q.fbin"));
-    write_fbin(&base, &gen.sample(12_000, 0).vectors, dim).unwrap();
-    write_fbin(&queries, &gen.sample(200, 1).vectors, dim).unwrap();
-    let db = Database::open(dir.path().join("db")).unwrap();
+    let (_dir, base, queries, db) = bench_files(&Clustered::new(256, 30, 5), 12_000, 200);
     let cfg = BenchConfig {
         sq8_only: true,
         ingest_rows: 4000,
@@ -68,13 +78,7 @@ fn prefiltered_and_plain_scans_agree_and_ingest_latency_is_measured() {
 
 #[test]
 fn a_kept_index_is_measured_again_without_a_build_and_a_different_one_is_rebuilt() {
-    let dir = tempfile::tempdir().unwrap();
-    let dim = 32;
-    let gen = Clustered::new(dim, 20, 8);
-    let (base, queries) = (dir.path().join("base.fbin"), dir.path().join("q.fbin"));
-    write_fbin(&base, &gen.sample(6_000, 0).vectors, dim).unwrap();
-    write_fbin(&queries, &gen.sample(100, 1).vectors, dim).unwrap();
-    let db = Database::open(dir.path().join("db")).unwrap();
+    let (_dir, base, queries, db) = bench_files(&Clustered::new(32, 20, 8), 6_000, 100);
     let mut cfg = BenchConfig {
         targets: vec![0.9],
         nprobes: vec![4],
