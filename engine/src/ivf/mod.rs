@@ -78,6 +78,9 @@ impl Scratch {
     }
 }
 
+/// Bytes of the next bucket's first chunk a scan asks for ahead of time.
+const PREFETCH_BYTES: usize = 2048;
+
 /// When a scan stops: a budget of codes, and optionally a recall target.
 struct Stop<'a> {
     max_codes: usize,
@@ -99,13 +102,13 @@ struct RecallStop<'a> {
 impl Stop<'_> {
     /// True when the scan ends before its next bucket: the code budget is spent, or, after one
     /// bucket at least, the estimated recall at the k-th distance so far reaches the target.
-    fn reached(&self, s: &Scratch, pool: &Pool, memo: &mut EstimateMemo) -> bool {
+    fn reached(&self, s: &Scratch, pool: &mut Pool, memo: &mut EstimateMemo) -> bool {
         if s.codes >= self.max_codes {
             return true;
         }
         match self.recall {
             Some(r) if s.buckets >= 1 => {
-                let rho = r.alpha * pool.kth.threshold().max(0.0).sqrt();
+                let rho = r.alpha * pool.kth(r.k).max(0.0).sqrt();
                 if rho.is_finite() {
                     r.plan.settle(r.layer, rho);
                 }
@@ -133,12 +136,13 @@ struct ScanJob<'a> {
     stop: Stop<'a>,
 }
 
-/// The best candidates so far, and the k-th best distance for the recall estimate.
+/// The best candidates so far.
 struct Pool {
     top: TopK<RowRef>,
     /// Candidates kept.
     size: usize,
-    kth: TopK<()>,
+    /// Scratch for [`Pool::kth`].
+    dists: Vec<f32>,
 }
 
 impl Pool {
@@ -156,7 +160,18 @@ impl Pool {
     #[inline]
     fn push(&mut self, d: f32, item: RowRef) {
         self.top.push(d, item);
-        self.kth.push(d, ());
+    }
+
+    /// The k-th best distance offered so far (infinity before k rows): the pool keeps the
+    /// best `size >= k` of them, so it is the pool's k-th. Asked once per bucket by the
+    /// recall estimate, rather than kept in a second heap on every push.
+    fn kth(&mut self, k: usize) -> f32 {
+        if k == 0 || self.top.len() < k {
+            return f32::INFINITY;
+        }
+        self.dists.clear();
+        self.dists.extend(self.top.iter().map(|s| s.dist));
+        *self.dists.select_nth_unstable_by(k - 1, f32::total_cmp).1
     }
 }
 
@@ -416,18 +431,27 @@ impl L1 {
         let mut pool = Pool {
             top: TopK::new(job.pool),
             size: job.pool,
-            kth: TopK::new(job.stop.recall.map_or(0, |r| r.k)),
+            dists: Vec::new(),
         };
         s.codes = 0;
         s.buckets = 0;
         s.rows.refined = 0;
         let mut memo = EstimateMemo::default();
-        for &bpos in job.probe {
-            if job.stop.reached(s, &pool, &mut memo) {
+        for (i, &bpos) in job.probe.iter().enumerate() {
+            if job.stop.reached(s, &mut pool, &mut memo) {
                 break;
             }
             s.buckets += 1;
             let bucket = &self.buckets[bpos];
+            // Start loading the next bucket's ranges and first code rows while this one is
+            // scanned (a new stream the hardware prefetcher would only pick up late).
+            if let Some(next) = job.probe.get(i + 1).map(|&n| &self.buckets[n]) {
+                next.quant.prefetch();
+                if let Some(c) = next.chunks.first() {
+                    let codes = c.codes.as_slice();
+                    kernels::prefetch(&codes[..codes.len().min(PREFETCH_BYTES)]);
+                }
+            }
             if bucket.chunks.is_empty() {
                 continue;
             }

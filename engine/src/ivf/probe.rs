@@ -96,11 +96,14 @@ pub(super) enum Measure {
 }
 
 /// (distance, position, live rows) of the `max` buckets with live rows nearest to `query`
-/// by `measure`, nearest first.
+/// by `measure`, nearest first (ties by position).
 ///
 /// Distances come from one batched kernel pass over the centroids (four per query load; each
 /// bucket's own allocation, no second copy) and the stored row counts; only the buckets that
-/// make the cut are visited for their live count (a bucket whose rows are all stale is skipped and the next nearest takes its place).
+/// make the cut are visited for their live count (a bucket whose rows are all stale is skipped
+/// and the next nearest takes its place). Candidates are ordered as packed integer keys (the
+/// distance's order-preserving bits above the position), which sort several times faster
+/// than pairs under a float comparator.
 pub(super) fn nearest_live(
     l1: &L1,
     query: &[f32],
@@ -113,39 +116,78 @@ pub(super) fn nearest_live(
     } else {
         kernels::l2sq_rows(query, &l1.centroids, &mut dists);
     }
-    let mut cands: Vec<(f32, usize)> = dists
+    let value = |d: f32| match measure {
+        Measure::L2 => d.sqrt(),
+        Measure::L2Squared => d,
+        Measure::NegDot => -d,
+    };
+    let mut keys: Vec<u64> = dists
         .iter()
         .zip(&l1.stored)
         .enumerate()
         .filter(|(_, (_, &rows))| rows > 0)
-        .map(|(i, (&d, _))| {
-            let d = match measure {
-                Measure::L2 => d.sqrt(),
-                Measure::L2Squared => d,
-                Measure::NegDot => -d,
-            };
-            (d, i)
-        })
+        .map(|(i, (&d, _))| (u64::from(order_bits(value(d))) << 32) | i as u64)
         .collect();
-    let by_dist = |a: &(f32, usize), b: &(f32, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-    let mut out = Vec::with_capacity(max.min(cands.len()));
+    let mut out = Vec::with_capacity(max.min(keys.len()));
     let mut from = 0;
-    while out.len() < max && from < cands.len() {
+    while out.len() < max && from < keys.len() {
         // Order the next window of candidates; a window is short only when stale-only buckets
         // were skipped, so this loop runs once in practice.
-        let want = (max - out.len()).min(cands.len() - from);
-        let rest = &mut cands[from..];
+        let want = (max - out.len()).min(keys.len() - from);
+        let rest = &mut keys[from..];
         if want < rest.len() {
-            rest.select_nth_unstable_by(want - 1, by_dist);
+            rest.select_nth_unstable(want - 1);
         }
-        rest[..want].sort_unstable_by(by_dist);
-        for &(d, i) in &rest[..want] {
+        rest[..want].sort_unstable();
+        for &key in &rest[..want] {
+            let i = (key & u64::from(u32::MAX)) as usize;
             let live = l1.live_rows(i);
             if live > 0 {
-                out.push((d, i, live));
+                out.push((value(dists[i]), i, live));
             }
         }
         from += want;
     }
     out
+}
+
+/// The bits of `x` as an unsigned integer that orders as [`f32::total_cmp`] orders floats.
+#[inline]
+fn order_bits(x: f32) -> u32 {
+    let b = x.to_bits();
+    if b >> 31 == 1 {
+        !b
+    } else {
+        b | (1 << 31)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::order_bits;
+
+    #[test]
+    fn order_bits_sort_as_total_cmp() {
+        let mut xs = vec![
+            0.0f32,
+            -0.0,
+            1.0,
+            -1.0,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+            3.5e-42,
+            1e30,
+            -1e30,
+            0.5,
+        ];
+        let mut by_bits = xs.clone();
+        xs.sort_by(f32::total_cmp);
+        by_bits.sort_by_key(|&x| order_bits(x));
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&xs), bits(&by_bits));
+    }
 }

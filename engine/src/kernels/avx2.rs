@@ -178,53 +178,116 @@ mod imp {
         }
     }
 
-    /// Sixteen dimensions per step: widen codes to 16 bits and multiply-add pairs with the
-    /// 16-bit weights into 32-bit lanes (`vpmaddwd`): one widening per sixteen codes where a
-    /// float kernel needs two, and no conversion.
+    /// Four rows at a time, sixteen dimensions per step: each step loads sixteen 16-bit
+    /// weights once and, for each of the four rows, widens sixteen codes to 16 bits and
+    /// multiply-adds pairs into 32-bit lanes (`vpmaddwd`); the four accumulators are reduced
+    /// together by three horizontal adds. Leftover rows go one at a time.
     #[target_feature(enable = "avx2,fma")]
     fn sq8_dot_i16_avx2(w: &[i16], scale: f32, codes: &[u8], stride: usize, out: &mut [f32]) {
-        for (row, o) in codes.chunks_exact(stride).zip(out.iter_mut()) {
-            let mut acc0 = _mm256_setzero_si256();
-            let mut acc1 = _mm256_setzero_si256();
-            let mut g = 0;
-            while g + 32 <= stride {
-                // SAFETY: g + 32 <= stride == row.len() == w.len(); unaligned loads are allowed.
-                unsafe {
-                    let c0 = _mm_loadu_si128(row.as_ptr().add(g) as *const __m128i);
-                    let c1 = _mm_loadu_si128(row.as_ptr().add(g + 16) as *const __m128i);
-                    let w0 = _mm256_loadu_si256(w.as_ptr().add(g) as *const __m256i);
-                    let w1 = _mm256_loadu_si256(w.as_ptr().add(g + 16) as *const __m256i);
-                    acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(_mm256_cvtepu8_epi16(c0), w0));
-                    acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(_mm256_cvtepu8_epi16(c1), w1));
-                }
-                g += 32;
+        let full = stride - stride % 16;
+        let vscale = _mm_set1_ps(scale);
+        let mut quads = codes.chunks_exact(4 * stride);
+        let mut outs = out.chunks_exact_mut(4);
+        let quad_bytes = 4 * stride;
+        for (quad, o) in (&mut quads).zip(&mut outs) {
+            let p = quad.as_ptr();
+            // The hardware prefetcher stops at every 4 KiB page: ask for the quad
+            // `PREFETCH_QUADS` ahead so that a chunk streams without a stall per page.
+            let ahead = p.wrapping_add(PREFETCH_QUADS * quad_bytes);
+            let mut line = 0;
+            while line < quad_bytes {
+                // A hint: it never faults, whatever the address.
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
+                line += 64;
             }
-            if g + 16 <= stride {
-                // SAFETY: as above, sixteen codes and weights remain.
+            let mut acc = [_mm256_setzero_si256(); 4];
+            let mut g = 0;
+            while g < full {
+                // SAFETY: g + 16 <= full <= stride == w.len(), and row r's codes are bytes
+                // `r * stride..(r + 1) * stride` of the quad; unaligned loads are allowed.
                 unsafe {
-                    let c0 = _mm_loadu_si128(row.as_ptr().add(g) as *const __m128i);
-                    let w0 = _mm256_loadu_si256(w.as_ptr().add(g) as *const __m256i);
-                    acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(_mm256_cvtepu8_epi16(c0), w0));
+                    let wv = _mm256_loadu_si256(w.as_ptr().add(g) as *const __m256i);
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let c = _mm_loadu_si128(p.add(r * stride + g) as *const __m128i);
+                        *a = _mm256_add_epi32(*a, _mm256_madd_epi16(_mm256_cvtepu8_epi16(c), wv));
+                    }
                 }
                 g += 16;
             }
-            let acc = _mm256_add_epi32(acc0, acc1);
-            let mut s = _mm_add_epi32(
-                _mm256_castsi256_si128(acc),
-                _mm256_extracti128_si256::<1>(acc),
-            );
             if g < stride {
                 // SAFETY: stride is a multiple of 8, so exactly 8 codes and weights remain.
                 unsafe {
-                    let c0 = _mm_loadl_epi64(row.as_ptr().add(g) as *const __m128i);
-                    let w0 = _mm_loadu_si128(w.as_ptr().add(g) as *const __m128i);
-                    s = _mm_add_epi32(s, _mm_madd_epi16(_mm_cvtepu8_epi16(c0), w0));
+                    let wv = _mm_loadu_si128(w.as_ptr().add(g) as *const __m128i);
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let c = _mm_loadl_epi64(p.add(r * stride + g) as *const __m128i);
+                        let x = _mm_madd_epi16(_mm_cvtepu8_epi16(c), wv);
+                        *a = _mm256_add_epi32(*a, _mm256_zextsi128_si256(x));
+                    }
                 }
             }
-            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-            *o = scale * _mm_cvtsi128_si32(s) as f32;
+            // Lane j of `h` (and of its upper half) sums row j's lanes.
+            let h = _mm256_hadd_epi32(
+                _mm256_hadd_epi32(acc[0], acc[1]),
+                _mm256_hadd_epi32(acc[2], acc[3]),
+            );
+            let s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
+            let v = _mm_mul_ps(vscale, _mm_cvtepi32_ps(s));
+            // SAFETY: `o` holds four floats.
+            unsafe { _mm_storeu_ps(o.as_mut_ptr(), v) };
         }
+        let rest = quads.remainder();
+        for (row, o) in rest.chunks_exact(stride).zip(outs.into_remainder()) {
+            *o = sq8_dot_row(w, scale, row);
+        }
+    }
+
+    /// How far ahead (in quads of rows) [`sq8_dot_i16_avx2`] prefetches.
+    const PREFETCH_QUADS: usize = 4;
+
+    /// One row of [`sq8_dot_i16_avx2`]: thirty-two dimensions per step in two accumulators.
+    #[target_feature(enable = "avx2,fma")]
+    fn sq8_dot_row(w: &[i16], scale: f32, row: &[u8]) -> f32 {
+        let stride = row.len();
+        let mut acc0 = _mm256_setzero_si256();
+        let mut acc1 = _mm256_setzero_si256();
+        let mut g = 0;
+        while g + 32 <= stride {
+            // SAFETY: g + 32 <= stride == row.len() == w.len(); unaligned loads are allowed.
+            unsafe {
+                let c0 = _mm_loadu_si128(row.as_ptr().add(g) as *const __m128i);
+                let c1 = _mm_loadu_si128(row.as_ptr().add(g + 16) as *const __m128i);
+                let w0 = _mm256_loadu_si256(w.as_ptr().add(g) as *const __m256i);
+                let w1 = _mm256_loadu_si256(w.as_ptr().add(g + 16) as *const __m256i);
+                acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(_mm256_cvtepu8_epi16(c0), w0));
+                acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(_mm256_cvtepu8_epi16(c1), w1));
+            }
+            g += 32;
+        }
+        if g + 16 <= stride {
+            // SAFETY: as above, sixteen codes and weights remain.
+            unsafe {
+                let c0 = _mm_loadu_si128(row.as_ptr().add(g) as *const __m128i);
+                let w0 = _mm256_loadu_si256(w.as_ptr().add(g) as *const __m256i);
+                acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(_mm256_cvtepu8_epi16(c0), w0));
+            }
+            g += 16;
+        }
+        let acc = _mm256_add_epi32(acc0, acc1);
+        let mut s = _mm_add_epi32(
+            _mm256_castsi256_si128(acc),
+            _mm256_extracti128_si256::<1>(acc),
+        );
+        if g < stride {
+            // SAFETY: stride is a multiple of 8, so exactly 8 codes and weights remain.
+            unsafe {
+                let c0 = _mm_loadl_epi64(row.as_ptr().add(g) as *const __m128i);
+                let w0 = _mm_loadu_si128(w.as_ptr().add(g) as *const __m128i);
+                s = _mm_add_epi32(s, _mm_madd_epi16(_mm_cvtepu8_epi16(c0), w0));
+            }
+        }
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        scale * _mm_cvtsi128_si32(s) as f32
     }
 
     /// Eight weights per step: the largest magnitude in one pass, then scale, round to
@@ -392,7 +455,9 @@ mod imp {
     }
 
     /// One query against four rows at a time: each dimension block of the query is loaded
-    /// once for four accumulators. `l2` picks squared L2, else the inner product.
+    /// once for the four rows, and each row sums alternate blocks into two accumulators (eight
+    /// independent chains of multiply-adds); the four rows' sums are reduced together by
+    /// horizontal adds. `l2` picks squared L2, else the inner product.
     #[target_feature(enable = "avx2,fma")]
     fn rows_avx2<R: AsRef<[f32]>>(query: &[f32], rows: &[R], l2: bool, out: &mut [f32]) {
         let dim = query.len();
@@ -405,9 +470,18 @@ mod imp {
                 q.iter().zip(r).map(|(a, b)| a * b).sum()
             }
         };
+        let step = |acc: __m256, x: __m256, qv: __m256| {
+            if l2 {
+                let diff = _mm256_sub_ps(x, qv);
+                _mm256_fmadd_ps(diff, diff, acc)
+            } else {
+                _mm256_fmadd_ps(x, qv, acc)
+            }
+        };
         let q = query.as_ptr();
         let mut quads = rows.chunks_exact(4);
         let mut outs = out.chunks_exact_mut(4);
+        let mut next = 8;
         for (quad, o) in (&mut quads).zip(&mut outs) {
             let quad = [
                 quad[0].as_ref(),
@@ -416,27 +490,46 @@ mod imp {
                 quad[3].as_ref(),
             ];
             let p = quad.map(|r| r.as_ptr());
-            let mut acc = [_mm256_setzero_ps(); 4];
+            // Each row is its own allocation: ask for the rows two quads ahead now.
+            for row in rows.iter().skip(next).take(4) {
+                let bytes: &[u8] = bytemuck::cast_slice(row.as_ref());
+                super::super::prefetch(bytes);
+            }
+            next += 4;
+            let mut even = [_mm256_setzero_ps(); 4];
+            let mut odd = [_mm256_setzero_ps(); 4];
             let mut d = 0;
-            while d < full {
-                // SAFETY: `d + 8 <= full <= dim`, and every row holds `dim` values (checked by
-                // the caller).
+            while d + 16 <= full {
+                // SAFETY: `d + 16 <= full <= dim`, and every row holds `dim` values (checked
+                // by the caller).
                 unsafe {
-                    let qv = _mm256_loadu_ps(q.add(d));
-                    for (a, p) in acc.iter_mut().zip(&p) {
-                        let x = _mm256_loadu_ps(p.add(d));
-                        *a = if l2 {
-                            let diff = _mm256_sub_ps(x, qv);
-                            _mm256_fmadd_ps(diff, diff, *a)
-                        } else {
-                            _mm256_fmadd_ps(x, qv, *a)
-                        };
+                    let q0 = _mm256_loadu_ps(q.add(d));
+                    let q1 = _mm256_loadu_ps(q.add(d + 8));
+                    for r in 0..4 {
+                        even[r] = step(even[r], _mm256_loadu_ps(p[r].add(d)), q0);
+                        odd[r] = step(odd[r], _mm256_loadu_ps(p[r].add(d + 8)), q1);
                     }
                 }
-                d += 8;
+                d += 16;
             }
-            for ((a, row), o) in acc.iter().zip(quad).zip(o.iter_mut()) {
-                *o = hsum(*a) + tail(row);
+            if d < full {
+                // SAFETY: as above, one block of eight remains.
+                unsafe {
+                    let q0 = _mm256_loadu_ps(q.add(d));
+                    for r in 0..4 {
+                        even[r] = step(even[r], _mm256_loadu_ps(p[r].add(d)), q0);
+                    }
+                }
+            }
+            let a = [0, 1, 2, 3].map(|r| _mm256_add_ps(even[r], odd[r]));
+            // Lane j of `h` (and of its upper half) holds part of row j's sum.
+            let h = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+            let s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
+            let mut sums = [0f32; 4];
+            // SAFETY: `sums` holds four floats.
+            unsafe { _mm_storeu_ps(sums.as_mut_ptr(), s) };
+            for ((o, sum), row) in o.iter_mut().zip(sums).zip(quad) {
+                *o = sum + tail(row);
             }
         }
         for (row, o) in quads.remainder().iter().zip(outs.into_remainder()) {

@@ -1,41 +1,53 @@
 //! Portable kernels. Written with independent accumulators so the compiler can vectorize them.
 
+/// Lanes of the portable reductions: two vector registers' worth, so that two independent
+/// chains of fused multiply-adds hide their latency.
+const LANES: usize = 16;
+
 /// Squared Euclidean distance.
 #[inline(always)]
 pub fn l2sq(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
+        for i in 0..LANES {
             let d = x[i] - y[i];
             acc[i] += d * d;
         }
     }
-    let mut tail = 0f32;
-    for (x, y) in ra.iter().zip(rb) {
+    for (i, (x, y)) in ra.iter().zip(rb).enumerate() {
         let d = x - y;
-        tail += d * d;
+        acc[i] += d * d;
     }
-    acc.iter().sum::<f32>() + tail
+    fold(acc)
 }
 
 /// Inner product.
 #[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
+        for i in 0..LANES {
             acc[i] += x[i] * y[i];
         }
     }
-    let mut tail = 0f32;
-    for (x, y) in ra.iter().zip(rb) {
-        tail += x * y;
+    for (i, (x, y)) in ra.iter().zip(rb).enumerate() {
+        acc[i] += x * y;
     }
-    acc.iter().sum::<f32>() + tail
+    fold(acc)
+}
+
+/// Sum of the lanes, pairwise.
+#[inline(always)]
+fn fold(acc: [f32; LANES]) -> f32 {
+    let mut half = [0f32; LANES / 2];
+    for i in 0..LANES / 2 {
+        half[i] = acc[i] + acc[i + LANES / 2];
+    }
+    half.iter().sum()
 }
 
 /// Distances from one query to consecutive rows of `query.len()` values: squared L2 when

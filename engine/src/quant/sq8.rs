@@ -51,6 +51,12 @@ impl Sq8 {
         Sq8 { lo, step }
     }
 
+    /// Starts loading the ranges into cache (a search about to prepare a query for them).
+    pub fn prefetch(&self) {
+        kernels::prefetch(bytemuck::cast_slice(&self.lo));
+        kernels::prefetch(bytemuck::cast_slice(&self.step));
+    }
+
     /// Rebuilds a quantizer from its stored parameters (`lo` and `step` per dimension).
     pub fn from_parts(lo: Vec<f32>, step: Vec<f32>) -> Sq8 {
         Sq8 { lo, step }
