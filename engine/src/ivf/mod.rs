@@ -78,8 +78,11 @@ impl Scratch {
     }
 }
 
-/// Bytes of the next bucket's first chunk a scan asks for ahead of time.
+/// Bytes of a chunk's first code rows a scan asks for ahead of time.
 const PREFETCH_BYTES: usize = 2048;
+
+/// Stages of [`L1::prefetch_stage`]: a bucket is reached through this many dependent loads.
+const PREFETCH_STAGES: usize = 4;
 
 /// When a scan stops: a budget of codes, and optionally a recall target.
 struct Stop<'a> {
@@ -136,42 +139,83 @@ struct ScanJob<'a> {
     stop: Stop<'a>,
 }
 
-/// The best candidates so far.
+/// The best candidates so far: a flat buffer that rows beating `limit` are appended to,
+/// cut back to the best `size` whenever it holds twice that many (one selection per `size`
+/// rows admitted, where a heap pays a sift per row).
 struct Pool {
-    top: TopK<RowRef>,
+    buf: Vec<Scored<RowRef>>,
     /// Candidates kept.
     size: usize,
+    /// The distance a row must beat: infinity until `size` rows are in, then the worst of
+    /// the best `size` as of the last cut (it only tightens).
+    limit: f32,
     /// Scratch for [`Pool::kth`].
     dists: Vec<f32>,
 }
 
 impl Pool {
+    fn new(size: usize) -> Pool {
+        Pool {
+            buf: Vec::with_capacity(2 * size),
+            size,
+            limit: if size == 0 { f32::NEG_INFINITY } else { f32::INFINITY },
+            dists: Vec::new(),
+        }
+    }
+
     /// The distance a row must beat to enter.
     #[inline]
     fn limit(&self) -> f32 {
-        self.top.threshold()
+        self.limit
     }
 
     /// Rows still missing before the pool is full.
     fn room(&self) -> usize {
-        self.size.saturating_sub(self.top.len())
+        self.size.saturating_sub(self.buf.len())
     }
 
+    /// Offers a row (a caller checks [`Pool::limit`] first; a row that does not beat it is
+    /// ignored here as well).
     #[inline]
     fn push(&mut self, d: f32, item: RowRef) {
-        self.top.push(d, item);
+        if d >= self.limit {
+            return;
+        }
+        self.buf.push(Scored { dist: d, item });
+        if self.buf.len() == self.size && self.limit == f32::INFINITY {
+            self.limit = self.buf.iter().map(|s| s.dist).fold(f32::MIN, f32::max);
+        } else if self.buf.len() >= 2 * self.size {
+            self.cut();
+        }
+    }
+
+    /// Keeps the best `size` rows and tightens the limit to the worst of them.
+    fn cut(&mut self) {
+        if self.buf.len() > self.size {
+            // The selection leaves the largest of the kept rows at `size - 1`.
+            self.buf.select_nth_unstable(self.size - 1);
+            self.buf.truncate(self.size);
+            self.limit = self.buf[self.size - 1].dist;
+        }
     }
 
     /// The k-th best distance offered so far (infinity before k rows): the pool keeps the
     /// best `size >= k` of them, so it is the pool's k-th. Asked once per bucket by the
-    /// recall estimate, rather than kept in a second heap on every push.
+    /// recall estimate.
     fn kth(&mut self, k: usize) -> f32 {
-        if k == 0 || self.top.len() < k {
+        if k == 0 || self.buf.len() < k {
             return f32::INFINITY;
         }
         self.dists.clear();
-        self.dists.extend(self.top.iter().map(|s| s.dist));
+        self.dists.extend(self.buf.iter().map(|s| s.dist));
         *self.dists.select_nth_unstable_by(k - 1, f32::total_cmp).1
+    }
+
+    /// The best `size` rows, nearest first.
+    fn into_sorted(mut self) -> Vec<Scored<RowRef>> {
+        self.cut();
+        self.buf.sort_unstable();
+        self.buf
     }
 }
 
@@ -428,11 +472,7 @@ impl L1 {
     /// approximate distance, until its stop says enough. Each bucket's quantizer prepares
     /// the query once; its chunks are scored by that prepared query.
     fn scan(&self, job: &ScanJob, s: &mut Scratch) -> Vec<Scored<RowRef>> {
-        let mut pool = Pool {
-            top: TopK::new(job.pool),
-            size: job.pool,
-            dists: Vec::new(),
-        };
+        let mut pool = Pool::new(job.pool);
         s.codes = 0;
         s.buckets = 0;
         s.rows.refined = 0;
@@ -443,13 +483,16 @@ impl L1 {
             }
             s.buckets += 1;
             let bucket = &self.buckets[bpos];
-            // Start loading the next bucket's ranges and first code rows while this one is
-            // scanned (a new stream the hardware prefetcher would only pick up late).
-            if let Some(next) = job.probe.get(i + 1).map(|&n| &self.buckets[n]) {
-                next.quant.prefetch();
-                if let Some(c) = next.chunks.first() {
-                    let codes = c.codes.as_slice();
-                    kernels::prefetch(&codes[..codes.len().min(PREFETCH_BYTES)]);
+            if i == 0 {
+                for stage in 0..PREFETCH_STAGES {
+                    for b in job.probe.iter().take(PREFETCH_STAGES - stage) {
+                        self.prefetch_stage(*b, stage);
+                    }
+                }
+            }
+            for stage in 0..PREFETCH_STAGES {
+                if let Some(&b) = job.probe.get(i + PREFETCH_STAGES - stage) {
+                    self.prefetch_stage(b, stage);
                 }
             }
             if bucket.chunks.is_empty() {
@@ -507,7 +550,40 @@ impl L1 {
                 }
             }
         }
-        pool.top.into_sorted()
+        pool.into_sorted()
+    }
+
+    /// Starts loading one level of what scanning the bucket at position `b` reads. A bucket
+    /// is four dependent loads deep (its struct; its chunk list, quantizer and tally; its
+    /// chunks and ranges; their codes and norms), each a likely cache miss: a scan asks for
+    /// stage `s` of the bucket `PREFETCH_STAGES - s` places ahead of the one it scans, so
+    /// that every level has arrived by the time the next stage reads it.
+    fn prefetch_stage(&self, b: usize, stage: usize) {
+        let bucket = &self.buckets[b];
+        match stage {
+            0 => kernels::prefetch_at(Arc::as_ptr(bucket), std::mem::size_of::<Bucket>()),
+            1 => {
+                kernels::prefetch_at(
+                    bucket.chunks.as_ptr(),
+                    std::mem::size_of_val(bucket.chunks.as_slice()),
+                );
+                kernels::prefetch_at(Arc::as_ptr(&bucket.quant), 64);
+                kernels::prefetch_at(Arc::as_ptr(&bucket.tally), 64);
+            }
+            2 => {
+                for c in &bucket.chunks {
+                    kernels::prefetch_at(Arc::as_ptr(c), std::mem::size_of::<Chunk>());
+                }
+                bucket.quant.prefetch();
+            }
+            _ => {
+                for c in &bucket.chunks {
+                    let codes = c.codes.as_slice();
+                    kernels::prefetch(&codes[..codes.len().min(PREFETCH_BYTES)]);
+                    kernels::prefetch(bytemuck::cast_slice(c.norms.levels()));
+                }
+            }
+        }
     }
 
     /// The chunk a [`RowRef`] points into.
@@ -583,6 +659,33 @@ mod tests {
         }
         let bucket = Bucket::build(0, rows, &vec![0.0; dim], Default::default());
         L1::from_buckets(dim, Metric::L2, vec![Arc::new(bucket)], 1)
+    }
+
+    #[test]
+    fn the_pool_keeps_the_best_rows_and_knows_the_kth() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+        for size in [1usize, 7, 40] {
+            let mut pool = Pool::new(size);
+            let mut all: Vec<f32> = Vec::new();
+            for r in 0..1000u32 {
+                let d: f32 = rng.gen_range(0.0..100.0);
+                all.push(d);
+                // Offered the way a scan does: only rows that beat the limit.
+                if d < pool.limit() {
+                    pool.push(d, (0, 0, r));
+                }
+                if r % 97 == 0 {
+                    let mut sorted = all.clone();
+                    sorted.sort_by(f32::total_cmp);
+                    let k = size.min(5);
+                    let want = if all.len() >= k { sorted[k - 1] } else { f32::INFINITY };
+                    assert_eq!(pool.kth(k), want, "size {size} after {r}");
+                }
+            }
+            all.sort_by(f32::total_cmp);
+            let got: Vec<f32> = pool.into_sorted().iter().map(|s| s.dist).collect();
+            assert_eq!(got, all[..size].to_vec(), "size {size}");
+        }
     }
 
     #[test]

@@ -110,6 +110,32 @@ pub(super) fn nearest_live(
     max: usize,
     measure: Measure,
 ) -> Vec<(f32, usize, usize)> {
+    nearest(l1, query, max, measure, true)
+}
+
+/// (distance, position) of the `max` buckets storing rows nearest to `query` by `measure`,
+/// nearest first: [`nearest_live`] without reading any bucket's live count (a bucket whose
+/// rows are all stale is kept).
+pub(super) fn nearest_stored(
+    l1: &L1,
+    query: &[f32],
+    max: usize,
+    measure: Measure,
+) -> Vec<(f32, usize)> {
+    nearest(l1, query, max, measure, false)
+        .into_iter()
+        .map(|(d, i, _)| (d, i))
+        .collect()
+}
+
+/// [`nearest_live`] when `live`, else [`nearest_stored`] (with the stored row count third).
+fn nearest(
+    l1: &L1,
+    query: &[f32],
+    max: usize,
+    measure: Measure,
+    live: bool,
+) -> Vec<(f32, usize, usize)> {
     let mut dists = vec![0f32; l1.stored.len()];
     if measure == Measure::NegDot {
         kernels::dot_rows(query, &l1.centroids, &mut dists);
@@ -141,9 +167,13 @@ pub(super) fn nearest_live(
         rest[..want].sort_unstable();
         for &key in &rest[..want] {
             let i = (key & u64::from(u32::MAX)) as usize;
-            let live = l1.live_rows(i);
-            if live > 0 {
-                out.push((value(dists[i]), i, live));
+            let rows = if live {
+                l1.live_rows(i)
+            } else {
+                l1.stored[i] as usize
+            };
+            if rows > 0 {
+                out.push((value(dists[i]), i, rows));
             }
         }
         from += want;

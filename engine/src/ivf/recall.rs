@@ -112,13 +112,20 @@ pub struct RecallPlan {
     pub order: Vec<usize>,
     /// Squared distance from the query to each one's centroid.
     d2: Vec<f32>,
-    /// Distance from the query to each one's bisector with the nearest centroid, for the
-    /// candidates that can hold neighbours at all (a prefix of `order`; the rest have no
-    /// mass). Set by [`RecallPlan::settle`], or at once by [`RecallPlan::new`].
-    h: OnceLock<Vec<f32>>,
-    /// Relative density (live rows over the candidates' mean).
-    w: Vec<f32>,
+    /// What the estimate needs of the candidates that can hold neighbours at all (a prefix
+    /// of `order`; the rest have no mass). Set by [`RecallPlan::settle`], or at once by
+    /// [`RecallPlan::new`].
+    settled: OnceLock<Settled>,
     table: Arc<CapTable>,
+}
+
+/// Per candidate within reach (a prefix of the plan's order).
+#[derive(Debug, Clone, Default)]
+struct Settled {
+    /// Distance from the query to its bisector with the nearest centroid.
+    h: Vec<f32>,
+    /// Relative density: live rows over the mean of these candidates' (at most 8).
+    w: Vec<f32>,
 }
 
 impl RecallPlan {
@@ -132,16 +139,17 @@ impl RecallPlan {
 
     /// [`RecallPlan::new`] without the bisector distances: [`RecallPlan::settle`] computes
     /// the ones the first k-th distance of a scan can reach.
+    ///
+    /// The candidates are the buckets that store rows; live counts are read (one cache miss
+    /// each, through the bucket's tally) only for those the settled plan keeps. A bucket whose
+    /// rows are all stale stays in the order with no mass.
     pub fn pending(l1: &L1, query: &[f32], max: usize) -> RecallPlan {
         let cands =
-            super::probe::nearest_live(l1, query, max.max(1), super::probe::Measure::L2Squared);
-        let lives: Vec<f32> = cands.iter().map(|c| c.2 as f32).collect();
-        let mean = (lives.iter().sum::<f32>() / lives.len().max(1) as f32).max(1.0);
+            super::probe::nearest_stored(l1, query, max.max(1), super::probe::Measure::L2Squared);
         RecallPlan {
             order: cands.iter().map(|c| c.1).collect(),
             d2: cands.iter().map(|c| c.0).collect(),
-            h: OnceLock::new(),
-            w: lives.iter().map(|l| (l / mean).min(8.0)).collect(),
+            settled: OnceLock::new(),
             table: CapTable::for_dim(query.len()),
         }
     }
@@ -153,13 +161,14 @@ impl RecallPlan {
     /// table's cut on, none has mass at `rho` or at any smaller k-th distance. A scan's k-th
     /// distance only shrinks, so settling at its first one loses nothing.
     pub fn settle(&self, l1: &L1, rho: f32) {
-        self.h.get_or_init(|| {
+        self.settled.get_or_init(|| {
             let Some(&d0) = self.d2.first() else {
-                return Vec::new();
+                return Settled::default();
             };
-            let n = self.within_reach(&self.d2, rho);
+            // The nearest bucket always counts (its mass does not depend on `rho`).
+            let n = self.within_reach(&self.d2, rho).max(1);
             let c0 = l1.centroid(self.order[0]);
-            (0..n)
+            let h = (0..n)
                 .map(|j| {
                     let gap = kernels::l2sq(l1.centroid(self.order[j]), c0).sqrt();
                     if gap > 0.0 {
@@ -168,7 +177,14 @@ impl RecallPlan {
                         0.0
                     }
                 })
-                .collect()
+                .collect();
+            let lives: Vec<f32> = self.order[..n]
+                .iter()
+                .map(|&b| l1.live_rows(b) as f32)
+                .collect();
+            let mean = (lives.iter().sum::<f32>() / n as f32).max(1.0);
+            let w = lives.iter().map(|l| (l / mean).min(8.0)).collect();
+            Settled { h, w }
         });
     }
 
@@ -180,18 +196,28 @@ impl RecallPlan {
         d2.partition_point(|&d| (d.max(0.0).sqrt() - d0) * 0.5 < reach)
     }
 
+    /// The settled candidates (none before [`RecallPlan::settle`]).
+    fn settled(&self) -> &Settled {
+        static NONE: Settled = Settled {
+            h: Vec::new(),
+            w: Vec::new(),
+        };
+        self.settled.get().unwrap_or(&NONE)
+    }
+
     /// The settled bisector distances (none before [`RecallPlan::settle`]).
+    #[cfg(test)]
     fn h(&self) -> &[f32] {
-        self.h.get().map_or(&[], Vec::as_slice)
+        &self.settled().h
     }
 
     /// Mass of bucket `j` (in scan order) for a k-th distance `rho`.
     #[inline]
-    fn mass(&self, h: &[f32], j: usize, rho: f32) -> f32 {
+    fn mass(&self, s: &Settled, j: usize, rho: f32) -> f32 {
         if j == 0 {
-            self.w[0]
+            s.w[0]
         } else if rho > 0.0 {
-            self.w[j] * self.table.share(h[j] / rho)
+            s.w[j] * self.table.share(s.h[j] / rho)
         } else {
             0.0
         }
@@ -207,18 +233,21 @@ impl RecallPlan {
         if !rho.is_finite() {
             return 0.0;
         }
-        let h = self.h();
+        let s = self.settled();
+        if s.h.is_empty() {
+            return 0.0;
+        }
         if memo.rho != rho || scanned < memo.scanned {
             memo.rho = rho;
             // Only the settled candidates still within reach of this `rho` have mass.
-            let live = self.within_reach(&self.d2[..h.len()], rho).max(1);
-            memo.all = (0..live).map(|j| self.mass(h, j, rho)).sum();
+            let live = self.within_reach(&self.d2[..s.h.len()], rho).max(1);
+            memo.all = (0..live).map(|j| self.mass(s, j, rho)).sum();
             memo.got = (0..scanned.min(live))
-                .map(|j| self.mass(h, j, rho))
+                .map(|j| self.mass(s, j, rho))
                 .sum();
         } else {
-            for j in memo.scanned..scanned.min(h.len()) {
-                memo.got += self.mass(h, j, rho);
+            for j in memo.scanned..scanned.min(s.h.len()) {
+                memo.got += self.mass(s, j, rho);
             }
         }
         memo.scanned = scanned;
@@ -249,8 +278,10 @@ mod tests {
         let plan = RecallPlan {
             order: (0..n).collect(),
             d2: (0..n).map(|j| (1.0 + j as f32 * 0.05).powi(2)).collect(),
-            h: OnceLock::from((0..n).map(|j| j as f32 * 0.05).collect::<Vec<_>>()),
-            w: (0..n).map(|_| rng.gen_range(0.2f32..2.0)).collect(),
+            settled: OnceLock::from(Settled {
+                h: (0..n).map(|j| j as f32 * 0.05).collect(),
+                w: (0..n).map(|_| rng.gen_range(0.2f32..2.0)).collect(),
+            }),
             table: CapTable::for_dim(32),
         };
         let mut memo = EstimateMemo::default();

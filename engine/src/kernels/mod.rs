@@ -287,6 +287,23 @@ pub fn prefetch(bytes: &[u8]) {
     let _ = bytes;
 }
 
+/// Hints the CPU to start loading the `bytes` bytes at `at` (a struct reached through a
+/// pointer, without reading it).
+#[inline(always)]
+pub fn prefetch_at<T>(at: *const T, bytes: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for off in (0..bytes).step_by(64) {
+        // SAFETY: prefetching is a hint; it never faults, whatever the address.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                (at as *const i8).wrapping_add(off),
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (at, bytes);
+}
+
 /// Appends to `out` the index of every value in `values` below `limit` (NaN is never
 /// below), in increasing order.
 pub fn indices_below(values: &[f32], limit: f32, out: &mut Vec<u32>) {
