@@ -136,24 +136,47 @@ fn nearest(
     measure: Measure,
     live: bool,
 ) -> Vec<(f32, usize, usize)> {
-    let mut dists = vec![0f32; l1.stored.len()];
+    // The per-query buffers are reused (a search allocated and grew them every time).
+    thread_local! {
+        static BUFFERS: std::cell::RefCell<(Vec<f32>, Vec<u64>)> = Default::default();
+    }
+    BUFFERS.with(|b| {
+        let (dists, keys) = &mut *b.borrow_mut();
+        order_by_distance(l1, query, max, measure, live, dists, keys)
+    })
+}
+
+/// [`nearest`] with its buffers.
+fn order_by_distance(
+    l1: &L1,
+    query: &[f32],
+    max: usize,
+    measure: Measure,
+    live: bool,
+    dists: &mut Vec<f32>,
+    keys: &mut Vec<u64>,
+) -> Vec<(f32, usize, usize)> {
+    dists.clear();
+    dists.resize(l1.stored.len(), 0f32);
     if measure == Measure::NegDot {
-        kernels::dot_rows(query, &l1.centroids, &mut dists);
+        kernels::dot_rows(query, &l1.centroids, dists);
     } else {
-        kernels::l2sq_rows(query, &l1.centroids, &mut dists);
+        kernels::l2sq_rows(query, &l1.centroids, dists);
     }
     let value = |d: f32| match measure {
         Measure::L2 => d.sqrt(),
         Measure::L2Squared => d,
         Measure::NegDot => -d,
     };
-    let mut keys: Vec<u64> = dists
-        .iter()
-        .zip(&l1.stored)
-        .enumerate()
-        .filter(|(_, (_, &rows))| rows > 0)
-        .map(|(i, (&d, _))| (u64::from(order_bits(value(d))) << 32) | i as u64)
-        .collect();
+    keys.clear();
+    keys.extend(
+        dists
+            .iter()
+            .zip(&l1.stored)
+            .enumerate()
+            .filter(|(_, (_, &rows))| rows > 0)
+            .map(|(i, (&d, _))| (u64::from(order_bits(value(d))) << 32) | i as u64),
+    );
     let mut out = Vec::with_capacity(max.min(keys.len()));
     let mut from = 0;
     while out.len() < max && from < keys.len() {

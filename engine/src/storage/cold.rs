@@ -174,6 +174,11 @@ impl ColdVectors {
     /// `f` applied to the vector of row `r`, read in place (no copy, no reference count)
     /// when the vectors are resident or mapped.
     pub fn with_row<T>(&self, r: usize, f: impl FnOnce(&[f32]) -> T) -> Result<T> {
+        // A mapped copy holds the same rows as the resident one (it is made only once they
+        // are stored): read it without taking the lock, as a re-rank does for every candidate.
+        if let Some(Some(m)) = self.mapped.get() {
+            return Ok(f(m.row(r)));
+        }
         if let Some(all) = self.resident.read().as_deref() {
             return Ok(f(&all[r * self.dim..(r + 1) * self.dim]));
         }
