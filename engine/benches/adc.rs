@@ -1,4 +1,4 @@
-//! ADC kernels: GB/s of SQ8 codes scanned, AVX2 against the scalar fallback, for the
+//! ADC kernels: GB/s of SQ8 codes scanned, AVX2 (and AVX-512 for the factored form) against the scalar fallback, for the
 //! table-lookup form and the factored form, and binary sketch codes per second. Run: `cargo bench -p drift-engine --bench adc`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -43,6 +43,10 @@ fn bench(c: &mut Criterion) {
                 |b, &dim| b.iter(|| sq8_dot_scan_with(kind, &w16, scale, &codes, dim, &mut out)),
             );
         }
+        // The AVX-512 (VNNI) SQ8 scan, where the CPU has it (else this repeats AVX2).
+        g.bench_with_input(BenchmarkId::new("factored/avx512", dim), &dim, |b, &dim| {
+            b.iter(|| sq8_dot_scan_with(KernelKind::Avx512, &w16, scale, &codes, dim, &mut out))
+        });
     }
     g.finish();
 
