@@ -199,28 +199,68 @@ pub enum Round {
     Up,
 }
 
-/// Per-row f32 values stored as 16-bit levels over the column's own range:
-/// `value = lo + step * level`, a resolution of 1/65535 of the spread between the rows.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Levels16 {
-    lo: f32,
-    step: f32,
-    levels: Box<[u16]>,
+/// An unsigned integer a value is rounded to on a [`Levels`] grid.
+pub trait Level: Copy + Default + PartialEq + std::fmt::Debug {
+    /// The highest level.
+    const TOP: f32;
+    /// `t` (already rounded and clamped to `0..=TOP`) as a level.
+    fn from_f32(t: f32) -> Self;
+    /// The level as a float.
+    fn to_f32(self) -> f32;
 }
 
-impl Levels16 {
-    /// `values` on a 16-bit grid spanning their range, each rounded by `round`.
-    pub fn new(values: &[f32], round: Round) -> Levels16 {
+impl Level for u16 {
+    const TOP: f32 = u16::MAX as f32;
+    #[inline]
+    fn from_f32(t: f32) -> u16 {
+        t as u16
+    }
+    #[inline]
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+}
+
+impl Level for u8 {
+    const TOP: f32 = u8::MAX as f32;
+    #[inline]
+    fn from_f32(t: f32) -> u8 {
+        t as u8
+    }
+    #[inline]
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+}
+
+/// Per-row f32 values stored as integer levels over the column's own range:
+/// `value = lo + step * level`, a resolution of 1/TOP of the spread between the rows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Levels<L: Level> {
+    lo: f32,
+    step: f32,
+    levels: Box<[L]>,
+}
+
+/// 16-bit levels (1/65535 of the spread): code norms and sketch factors.
+pub type Levels16 = Levels<u16>;
+
+/// 8-bit levels (1/255 of the spread): a bucket's anchor, which only a drift measure reads.
+pub type Levels8 = Levels<u8>;
+
+impl<L: Level> Levels<L> {
+    /// `values` on a grid spanning their range, each rounded by `round`.
+    pub fn new(values: &[f32], round: Round) -> Levels<L> {
         let lo = values.iter().copied().fold(f32::INFINITY, f32::min);
         let hi = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         if values.is_empty() || hi <= lo || !(hi - lo).is_finite() {
-            return Levels16 {
+            return Levels {
                 lo: if lo.is_finite() { lo } else { 0.0 },
                 step: 0.0,
-                levels: vec![0; values.len()].into(),
+                levels: vec![L::default(); values.len()].into(),
             };
         }
-        let step = (hi - lo) / u16::MAX as f32;
+        let step = (hi - lo) / L::TOP;
         let levels = values
             .iter()
             .map(|&v| {
@@ -230,16 +270,16 @@ impl Levels16 {
                     Round::Nearest => t.round(),
                     Round::Up => t.ceil(),
                 };
-                t.clamp(0.0, u16::MAX as f32) as u16
+                L::from_f32(t.clamp(0.0, L::TOP))
             })
             .collect();
-        Levels16 { lo, step, levels }
+        Levels { lo, step, levels }
     }
 
     /// Value of row `r`.
     #[inline]
     pub fn get(&self, r: usize) -> f32 {
-        self.lo + self.step * self.levels[r] as f32
+        self.lo + self.step * self.levels[r].to_f32()
     }
 
     /// Every value, in row order.
@@ -247,8 +287,8 @@ impl Levels16 {
         (0..self.len()).map(|r| self.get(r)).collect()
     }
 
-    /// The levels (a kernel maps them back with [`Levels16::lo`] and [`Levels16::step`]).
-    pub fn levels(&self) -> &[u16] {
+    /// The levels (a kernel maps them back with [`Levels::lo`] and [`Levels::step`]).
+    pub fn levels(&self) -> &[L] {
         &self.levels
     }
 
@@ -281,6 +321,20 @@ impl Levels16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn levels_read_back_within_half_a_step() {
+        let values: Vec<f32> = (0..384).map(|i| ((i * 37) % 101) as f32 * 0.013 - 0.6).collect();
+        let spread = 100.0 * 0.013;
+        let eight = Levels8::new(&values, Round::Nearest);
+        let sixteen = Levels16::new(&values, Round::Nearest);
+        assert_eq!(eight.resident_bytes(), 384);
+        assert_eq!(sixteen.resident_bytes(), 768);
+        for (i, v) in values.iter().enumerate() {
+            assert!((eight.get(i) - v).abs() <= spread / 255.0 * 0.5 + 1e-6);
+            assert!((sixteen.get(i) - v).abs() <= spread / 65535.0 * 0.5 + 1e-6);
+        }
+    }
 
     #[test]
     fn u64s_narrow_when_they_fit_and_read_back_either_way() {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::memory::MemoryUse;
-use crate::columns::{Levels16, PayloadColumn, Round, U64Column};
+use crate::columns::{Levels16, Levels8, PayloadColumn, Round, U64Column};
 use crate::error::Result;
 use crate::kernels;
 use crate::quant::{AlignedCodes, Sketch, Sq8};
@@ -240,8 +240,11 @@ fn decay(ticks: u64) -> f64 {
 enum Anchor {
     /// Still the routing centroid (no rows appended since).
     AtCentroid,
-    /// A centroid left behind, on a 16-bit grid (a drift measure needs no more).
-    Left(Arc<Levels16>),
+    /// A centroid left behind, on an 8-bit grid over its own range: a drift measure compares
+    /// its distance to the centroid with the bucket's radius, and 1/255 of the range per
+    /// dimension is far below that (a 16-bit grid held twice the bytes, 3% of a 384-d index's
+    /// codes and ids at 270 buckets, for no decision that changed).
+    Left(Arc<Levels8>),
 }
 
 /// A bucket. Cloning is cheap (chunks and counters are shared).
@@ -312,7 +315,7 @@ impl Bucket {
         let mut b = Bucket::build(id, rows, &self.centroid, self.tally.carry_heat(1.0));
         if self.radius > 0.0 {
             b.anchor = Anchor::Left(match &self.anchor {
-                Anchor::AtCentroid => Arc::new(Levels16::new(&self.centroid, Round::Nearest)),
+                Anchor::AtCentroid => Arc::new(Levels8::new(&self.centroid, Round::Nearest)),
                 Anchor::Left(a) => a.clone(),
             });
             b.radius = self.radius;
@@ -354,7 +357,7 @@ impl Bucket {
     ) -> Bucket {
         let mut b = Bucket::empty(id, centroid);
         if anchor[..] != b.centroid[..] {
-            b.anchor = Anchor::Left(Arc::new(Levels16::new(&anchor, Round::Nearest)));
+            b.anchor = Anchor::Left(Arc::new(Levels8::new(&anchor, Round::Nearest)));
         }
         b.radius = radius;
         b.count = count;
@@ -363,7 +366,7 @@ impl Bucket {
         b
     }
 
-    /// The centroid when the bucket was built (to the anchor's 16-bit grid once rows were
+    /// The centroid when the bucket was built (to the anchor's 8-bit grid once rows were
     /// appended).
     pub fn anchor(&self) -> Vec<f32> {
         match &self.anchor {
@@ -455,7 +458,7 @@ impl Bucket {
             .expect("a chunk being appended still holds its vectors");
         if !first && !chunk.is_empty() && matches!(b.anchor, Anchor::AtCentroid) {
             // The centroid is about to move: keep where it was.
-            b.anchor = Anchor::Left(Arc::new(Levels16::new(&b.centroid, Round::Nearest)));
+            b.anchor = Anchor::Left(Arc::new(Levels8::new(&b.centroid, Round::Nearest)));
         }
         b.append_mean(&vectors);
         if first && !chunk.is_empty() {
