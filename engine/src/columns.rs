@@ -209,29 +209,25 @@ pub trait Level: Copy + Default + PartialEq + std::fmt::Debug {
     fn to_f32(self) -> f32;
 }
 
-impl Level for u16 {
-    const TOP: f32 = u16::MAX as f32;
-    #[inline]
-    fn from_f32(t: f32) -> u16 {
-        t as u16
-    }
-    #[inline]
-    fn to_f32(self) -> f32 {
-        self as f32
-    }
+/// [`Level`] for an unsigned integer type.
+macro_rules! level {
+    ($t:ty) => {
+        impl Level for $t {
+            const TOP: f32 = <$t>::MAX as f32;
+            #[inline]
+            fn from_f32(t: f32) -> $t {
+                t as $t
+            }
+            #[inline]
+            fn to_f32(self) -> f32 {
+                self as f32
+            }
+        }
+    };
 }
 
-impl Level for u8 {
-    const TOP: f32 = u8::MAX as f32;
-    #[inline]
-    fn from_f32(t: f32) -> u8 {
-        t as u8
-    }
-    #[inline]
-    fn to_f32(self) -> f32 {
-        self as f32
-    }
-}
+level!(u16);
+level!(u8);
 
 /// Per-row f32 values stored as integer levels over the column's own range:
 /// `value = lo + step * level`, a resolution of 1/TOP of the spread between the rows.

@@ -113,23 +113,9 @@ pub(super) fn nearest_live(
     nearest(l1, query, max, measure, true)
 }
 
-/// (distance, position) of the `max` buckets storing rows nearest to `query` by `measure`,
-/// nearest first: [`nearest_live`] without reading any bucket's live count (a bucket whose
-/// rows are all stale is kept).
-pub(super) fn nearest_stored(
-    l1: &L1,
-    query: &[f32],
-    max: usize,
-    measure: Measure,
-) -> Vec<(f32, usize)> {
-    nearest(l1, query, max, measure, false)
-        .into_iter()
-        .map(|(d, i, _)| (d, i))
-        .collect()
-}
-
-/// [`nearest_live`] when `live`, else [`nearest_stored`] (with the stored row count third).
-fn nearest(
+/// [`nearest_live`] when `live`; otherwise the buckets storing rows, with their stored row
+/// count third and no bucket's live count read (a bucket whose rows are all stale is kept).
+pub(super) fn nearest(
     l1: &L1,
     query: &[f32],
     max: usize,

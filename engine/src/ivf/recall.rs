@@ -145,7 +145,7 @@ impl RecallPlan {
     /// rows are all stale stays in the order with no mass.
     pub fn pending(l1: &L1, query: &[f32], max: usize) -> RecallPlan {
         let cands =
-            super::probe::nearest_stored(l1, query, max.max(1), super::probe::Measure::L2Squared);
+            super::probe::nearest(l1, query, max.max(1), super::probe::Measure::L2Squared, false);
         RecallPlan {
             order: cands.iter().map(|c| c.1).collect(),
             d2: cands.iter().map(|c| c.0).collect(),

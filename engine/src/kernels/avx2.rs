@@ -185,21 +185,12 @@ mod imp {
     #[target_feature(enable = "avx2,fma")]
     fn sq8_dot_i16_avx2(w: &[i16], scale: f32, codes: &[u8], stride: usize, out: &mut [f32]) {
         let full = stride - stride % 16;
-        let vscale = _mm_set1_ps(scale);
         let mut quads = codes.chunks_exact(4 * stride);
         let mut outs = out.chunks_exact_mut(4);
         let quad_bytes = 4 * stride;
         for (quad, o) in (&mut quads).zip(&mut outs) {
             let p = quad.as_ptr();
-            // The hardware prefetcher stops at every 4 KiB page: ask for the quad
-            // `PREFETCH_QUADS` ahead so that a chunk streams without a stall per page.
-            let ahead = p.wrapping_add(PREFETCH_QUADS * quad_bytes);
-            let mut line = 0;
-            while line < quad_bytes {
-                // A hint: it never faults, whatever the address.
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
-                line += 64;
-            }
+            prefetch_quad_ahead(p, quad_bytes);
             let mut acc = [_mm256_setzero_si256(); 4];
             let mut g = 0;
             while g < full {
@@ -225,15 +216,7 @@ mod imp {
                     }
                 }
             }
-            // Lane j of `h` (and of its upper half) sums row j's lanes.
-            let h = _mm256_hadd_epi32(
-                _mm256_hadd_epi32(acc[0], acc[1]),
-                _mm256_hadd_epi32(acc[2], acc[3]),
-            );
-            let s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
-            let v = _mm_mul_ps(vscale, _mm_cvtepi32_ps(s));
-            // SAFETY: `o` holds four floats.
-            unsafe { _mm_storeu_ps(o.as_mut_ptr(), v) };
+            store_quad(&acc, scale, o);
         }
         let rest = quads.remainder();
         for (row, o) in rest.chunks_exact(stride).zip(outs.into_remainder()) {
@@ -241,8 +224,32 @@ mod imp {
         }
     }
 
-    /// How far ahead (in quads of rows) [`sq8_dot_i16_avx2`] prefetches.
+    /// How far ahead (in quads of rows) the four-row SQ8 scans prefetch.
     const PREFETCH_QUADS: usize = 4;
+
+    /// Asks for the quad of rows `PREFETCH_QUADS` after the one at `p` (`quad_bytes` long):
+    /// the hardware prefetcher stops at every 4 KiB page, so a chunk would otherwise stall
+    /// once per page.
+    #[inline(always)]
+    pub fn prefetch_quad_ahead(p: *const u8, quad_bytes: usize) {
+        super::super::prefetch_at(p.wrapping_add(PREFETCH_QUADS * quad_bytes), quad_bytes);
+    }
+
+    /// Reduces four rows' 32-bit accumulators together (lane j of the horizontal adds holds
+    /// part of row j's sum), scales the four exact sums and stores them in `o[..4]`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn store_quad(acc: &[__m256i; 4], scale: f32, o: &mut [f32]) {
+        let h = _mm256_hadd_epi32(
+            _mm256_hadd_epi32(acc[0], acc[1]),
+            _mm256_hadd_epi32(acc[2], acc[3]),
+        );
+        let s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
+        let v = _mm_mul_ps(_mm_set1_ps(scale), _mm_cvtepi32_ps(s));
+        let o = &mut o[..4];
+        // SAFETY: `o` holds four floats.
+        unsafe { _mm_storeu_ps(o.as_mut_ptr(), v) };
+    }
 
     /// One row of [`sq8_dot_i16_avx2`]: thirty-two dimensions per step in two accumulators.
     #[target_feature(enable = "avx2,fma")]
@@ -568,3 +575,7 @@ pub use imp::{
     adc_scan, dot, indices_below, l2sq, nibble_scan, rows, sketch_bounds, sq8_dot_scan, sq8_lut,
     sq8_prepare, sq8_weights_i16,
 };
+
+/// The four-row SQ8 scan's prefetch and reduction, shared with the AVX-512 kernel.
+#[cfg(target_arch = "x86_64")]
+pub(super) use imp::{prefetch_quad_ahead, store_quad};

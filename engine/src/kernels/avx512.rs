@@ -5,6 +5,8 @@
 mod imp {
     use std::arch::x86_64::*;
 
+    use super::super::avx2;
+
     /// Four rows at a time, thirty-two dimensions per step: codes are widened to 16 bits in
     /// one 512-bit register and multiplied by the 16-bit weights with the sums of pairs added
     /// straight into 32-bit lanes (`vpdpwssd`, which fuses AVX2's `vpmaddwd` and `vpaddd`).
@@ -14,19 +16,12 @@ mod imp {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
     fn sq8_dot_i16_avx512(w: &[i16], scale: f32, codes: &[u8], stride: usize, out: &mut [f32]) {
         let full = stride - stride % 32;
-        let vscale = _mm_set1_ps(scale);
         let quad_bytes = 4 * stride;
         let mut quads = codes.chunks_exact(quad_bytes);
         let mut outs = out.chunks_exact_mut(4);
         for (quad, o) in (&mut quads).zip(&mut outs) {
             let p = quad.as_ptr();
-            let ahead = p.wrapping_add(PREFETCH_QUADS * quad_bytes);
-            let mut line = 0;
-            while line < quad_bytes {
-                // A hint: it never faults, whatever the address.
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
-                line += 64;
-            }
+            avx2::prefetch_quad_ahead(p, quad_bytes);
             let mut wide = [_mm512_setzero_si512(); 4];
             let mut g = 0;
             while g < full {
@@ -69,24 +64,13 @@ mod imp {
                     }
                 }
             }
-            // Lane j of `h` (and of its upper half) sums part of row j's lanes.
-            let h = _mm256_hadd_epi32(
-                _mm256_hadd_epi32(acc[0], acc[1]),
-                _mm256_hadd_epi32(acc[2], acc[3]),
-            );
-            let s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
-            let v = _mm_mul_ps(vscale, _mm_cvtepi32_ps(s));
-            // SAFETY: `o` holds four floats.
-            unsafe { _mm_storeu_ps(o.as_mut_ptr(), v) };
+            avx2::store_quad(&acc, scale, o);
         }
         // Fewer than four rows left: the AVX2 kernel takes them one at a time.
         let rest = quads.remainder();
         let left = outs.into_remainder();
-        super::super::avx2::sq8_dot_scan(w, scale, rest, stride, left);
+        avx2::sq8_dot_scan(w, scale, rest, stride, left);
     }
-
-    /// How far ahead (in quads of rows) [`sq8_dot_i16_avx512`] prefetches.
-    const PREFETCH_QUADS: usize = 4;
 
     /// AVX-512 factored SQ8 scan with 16-bit weights.
     #[inline]
