@@ -28,7 +28,7 @@ use crate::config::{AdcKernel, Metric, SearchParams};
 use crate::distance::Distance;
 use crate::error::Result;
 use crate::kernels;
-use crate::quant::{QueryBuffers, SketchQuery, Sq8Query};
+use crate::quant::{sketch, QueryBuffers, SketchQuery, Sq8Query};
 use crate::topk::{Scored, TopK};
 
 /// Address of one row inside an L1 snapshot: (bucket position, chunk, row).
@@ -533,7 +533,7 @@ impl L1 {
                 w.dists.resize(rows, 0f32);
                 match (&chunk.sketch, q.centre()) {
                     (Some(sketch), Some(centre)) => {
-                        sketch.lower_bounds(&mut w.sketch, centre, &mut w.dists);
+                        sketch.lower_bounds(&mut w.sketch, centre, sketch::SCAN_EPS, &mut w.dists);
                         refine_below(chunk, &q, &mut pool, w, &mut offer);
                     }
                     _ => {
@@ -592,7 +592,7 @@ impl L1 {
     }
 }
 
-/// Scores, by `q`, the rows of a sketched chunk whose lower bound (in `w.dists`, one per row
+/// Scores, by `q`, the rows of a sketched chunk whose sketch estimate (in `w.dists`, one per row
 /// scanned) can still enter the pool, and offers them. While the pool is not full it is first
 /// seeded with the rows of smallest bound; then the rows whose bound beats the pool are
 /// gathered and prefetched, so that their scattered loads overlap, and only those are scored.

@@ -1,6 +1,6 @@
-//! Binary sketches: a 1-bit code per row (after the RaBitQ construction) that bounds a row's
-//! SQ8 distance from below, so a scan computes the SQ8 distance only for rows that can still
-//! enter the candidate pool.
+//! Binary sketches: a 1-bit code per row (after the RaBitQ construction) that estimates a
+//! row's SQ8 distance with an error bound, so a scan computes the SQ8 distance only for rows
+//! that can still enter the candidate pool.
 //!
 //! A chunk's sketch is built from its SQ8 decodes `v` (so the bound is on exactly the
 //! distance the SQ8 scan would compute), relative to a centre `c` (the bucket's quantizer-box
@@ -8,8 +8,8 @@
 //! `o = (v - c) / |v - c|` is rotated by a fixed random orthogonal map `R` and stored as the
 //! signs of its `P` coordinates (`P` = the dimension rounded up to a multiple of 64). With
 //! `x = sign(R o) / sqrt(P)`, `f = <x, R o>` and a unit query residual `u`,
-//! `<o, u> ≈ <x, R u> / f`, with an error below `EPS0 * sqrt((1 - f²) / (f² (P - 1)))` with
-//! high probability (Gao & Long, SIGMOD'24). Since `R` is linear,
+//! `<o, u> ≈ <x, R u> / f`, with an error below `eps * sqrt((1 - f²) / (f² (P - 1)))` with
+//! high probability for `eps` near 2 (Gao & Long, SIGMOD'24). Since `R` is linear,
 //! `<x, R (q - c)> = <x, R q> - <x, R c>`, and the second term is a per-row constant stored
 //! with the code: the rotated query `R q` is quantized to 4 bits per coordinate once per
 //! search, whatever the centres of the buckets it scans (per centre only `|q - c|` is
@@ -26,11 +26,18 @@ use crate::columns::{Levels16, Round};
 use crate::kernels;
 use crate::per_dim::{self, PerDim};
 
-/// Confidence multiplier of the estimator's error bound (RaBitQ's `epsilon_0`). Measured on
-/// the PyPI set (`drift bench`, nprobe 56): 1.9 let about 800 rows per query through to
-/// their SQ8 distance, 1.5 about 700, at the same recall; the unit tests bound the share of
-/// violated bounds.
-pub const EPS0: f32 = 1.5;
+/// Multiple of the estimator's error unit below which it errs rarely: the estimate less this
+/// many units is a lower bound on all but about 2% of rows (the unit tests hold it to that).
+pub const BOUND_EPS: f32 = 1.9;
+
+/// Multiple of the error unit a scan subtracts from the estimate before it compares a row
+/// with the candidate pool's limit. A row ruled out wrongly matters only if it would have
+/// reached the final top k, while the pool holds `k * rerank` rows: an estimate that is
+/// optimistic by half an error unit already keeps the true neighbours. Measured on the PyPI
+/// set (`drift bench`, nprobe 56, re-rank 4, one index): 1.5 let 605 rows per query through to
+/// their SQ8 distance, 1.0 470, 0.7 404, 0.4 348, 0.0 286, every one at the same recall
+/// (0.9540).
+pub const SCAN_EPS: f32 = 0.5;
 
 /// Rows below which a chunk carries no sketch (scanning its SQ8 codes is as cheap).
 pub const MIN_ROWS: usize = 16;
@@ -153,7 +160,7 @@ struct RowFactors {
     g_ones: Levels16,
     /// `2 |v - c| / (f sqrt(P))`: turns `sqrt(P) <x, u>` into `2 |v - c| <o, u>`.
     g: Levels16,
-    /// `2 |v - c| * EPS0 * sqrt((1 - f²) / (f² (P - 1)))`: the bound on that product.
+    /// `2 |v - c| * sqrt((1 - f²) / (f² (P - 1)))`: one unit of that product's error.
     e: Levels16,
 }
 
@@ -250,7 +257,7 @@ impl Sketch {
             near.push(norm * norm + g * kc);
             g_ones.push(g * ones as f32);
             gs.push(g);
-            es.push(2.0 * norm * EPS0 * spread);
+            es.push(2.0 * norm * spread);
         }
         let rows = RowFactors {
             near: Levels16::new(&near, Round::Down),
@@ -284,11 +291,18 @@ impl Sketch {
         self.packed.len() + self.len() * 4 * std::mem::size_of::<u16>()
     }
 
-    /// Lower bounds of the first `out.len()` rows' SQ8 distances to the query `prepared`:
-    /// on the squared L2 distance when `centre` is [`Centre::L2`], on the negated inner
+    /// Estimates of the first `out.len()` rows' SQ8 distances to the query `prepared`, less
+    /// `eps` units of their error (lower bounds with high probability at [`BOUND_EPS`]): of
+    /// the squared L2 distance when `centre` is [`Centre::L2`], of the negated inner
     /// product when it is [`Centre::Dot`]. `centre` is the query's standing against the centre
     /// this sketch was built around.
-    pub fn lower_bounds(&self, prepared: &mut SketchQuery, centre: Centre, out: &mut [f32]) {
+    pub fn lower_bounds(
+        &self,
+        prepared: &mut SketchQuery,
+        centre: Centre,
+        eps: f32,
+        out: &mut [f32],
+    ) {
         let n = out.len().min(self.len());
         prepared.ready(&self.rotation);
         let q = prepared.global;
@@ -328,7 +342,7 @@ impl Sketch {
                 lo2,
                 d2,
                 shift,
-                rq,
+                eps * rq,
             ),
             // Half of the L2 form's product: -<q, c> - (g (X + slack) + |q| e) / 2.
             Centre::Dot(qc) => (
@@ -338,7 +352,7 @@ impl Sketch {
                 0.5 * lo2,
                 0.5 * d2,
                 0.5 * shift,
-                0.5 * q.norm,
+                0.5 * eps * q.norm,
             ),
         };
         // Each column's value is `lo + step * level`: fold the offsets into the base and the
@@ -527,7 +541,12 @@ mod tests {
                 .collect();
             prepared.reset(&q);
             let mut lower = vec![0f32; n];
-            sketch.lower_bounds(&mut prepared, Centre::of(&q, &centre, l2), &mut lower);
+            sketch.lower_bounds(
+                &mut prepared,
+                Centre::of(&q, &centre, l2),
+                BOUND_EPS,
+                &mut lower,
+            );
             for (i, v) in vectors.chunks_exact(dim).enumerate() {
                 let exact = if l2 {
                     kernels::scalar::l2sq(&q, v)
@@ -575,7 +594,7 @@ mod tests {
         let q: Vec<f32> = (0..dim).map(|d| (d as f32 * 0.01).sin()).collect();
         let bounds = |s: &Sketch, c: &[f32], prepared: &mut SketchQuery, l2: bool| {
             let mut out = vec![0f32; s.len()];
-            s.lower_bounds(prepared, Centre::of(&q, c, l2), &mut out);
+            s.lower_bounds(prepared, Centre::of(&q, c, l2), SCAN_EPS, &mut out);
             out
         };
         for l2 in [true, false] {
@@ -598,7 +617,7 @@ mod tests {
         let mut q = SketchQuery::default();
         q.reset(&[0.5; 256]);
         let mut out = vec![1f32; 100];
-        s.lower_bounds(&mut q, Centre::L2(0.0), &mut out);
+        s.lower_bounds(&mut q, Centre::L2(0.0), SCAN_EPS, &mut out);
         assert!(out.iter().all(|d| d.abs() < 1e-4), "{:?}", &out[..4]);
     }
 }
