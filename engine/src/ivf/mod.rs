@@ -28,7 +28,7 @@ use crate::config::{AdcKernel, Metric, SearchParams};
 use crate::distance::Distance;
 use crate::error::Result;
 use crate::kernels;
-use crate::quant::{sketch, QueryBuffers, SketchQuery, Sq8Query};
+use crate::quant::{sketch, QueryBuffers, SketchQuery, Sq8Query, Sq8Terms};
 use crate::topk::{Scored, TopK};
 
 /// Address of one row inside an L1 snapshot: (bucket position, chunk, row).
@@ -52,11 +52,29 @@ pub struct L1 {
 /// Buffers reused across the bucket scans of one search, and what the scan covered.
 #[derive(Default)]
 struct Scratch {
-    /// The prepared query's tables.
-    tables: QueryBuffers,
+    /// Two sets of prepared-query tables: the bucket being scanned and the one whose rows
+    /// wait in `pending`.
+    tables: [QueryBuffers; 2],
     rows: RowScratch,
+    /// Rows of the bucket scanned before this one that wait for their SQ8 distance, and the
+    /// rows the current bucket adds.
+    pending: [Pending; 2],
     codes: usize,
     buckets: usize,
+}
+
+/// Rows of one bucket whose sketch estimate beat the pool, asked for from memory and waiting
+/// to be scored until the next bucket's sketches are scanned: their scattered loads arrive
+/// during that work instead of stalling the scan.
+#[derive(Default)]
+struct Pending {
+    /// The bucket's position in the layer.
+    bucket: usize,
+    /// Which of [`Scratch::tables`] holds the bucket's prepared query, and its terms.
+    slot: usize,
+    terms: Option<Sq8Terms>,
+    /// (chunk, row, sketch estimate).
+    rows: Vec<(u32, u32, f32)>,
 }
 
 /// Per-chunk buffers of a scan, and how many code rows it scored.
@@ -470,12 +488,18 @@ impl L1 {
 
     /// Scans the codes of the job's buckets in order and keeps the `pool` nearest by
     /// approximate distance, until its stop says enough. Each bucket's quantizer prepares
-    /// the query once; its chunks are scored by that prepared query.
+    /// the query once; its chunks are scored by that prepared query. The rows of a sketched
+    /// bucket that its sketches let through are scored after the next bucket's sketch scan
+    /// (see [`Pending`]).
     fn scan(&self, job: &ScanJob, s: &mut Scratch) -> Vec<Scored<RowRef>> {
         let mut pool = Pool::new(job.pool);
         s.codes = 0;
         s.buckets = 0;
         s.rows.refined = 0;
+        for p in &mut s.pending {
+            p.rows.clear();
+            p.terms = None;
+        }
         let mut memo = EstimateMemo::default();
         for (i, &bpos) in job.probe.iter().enumerate() {
             if job.stop.reached(s, &mut pool, &mut memo) {
@@ -498,43 +522,36 @@ impl L1 {
             if bucket.chunks.is_empty() {
                 continue;
             }
+            // The rows still pending from the bucket before were prepared into the other slot.
+            let slot = 1 - s.pending[0].slot;
+            let [first, second] = &mut s.tables;
+            let (tables, waiting) = if slot == 0 {
+                (first, &*second)
+            } else {
+                (second, &*first)
+            };
             let sketched = job.prefilter && bucket.chunks.iter().any(|c| c.sketch.is_some());
-            let q = bucket.quant.prepare_query(
-                job.query,
-                self.distance(),
-                job.kernel,
-                sketched,
-                &mut s.tables,
-            );
-            // A rescan (`eager`) asks the id map for every row; otherwise a bucket holding stale
-            // rows asks only for those its stale filter flags.
-            let check = job.eager || bucket.tally.dead() > 0;
-            let flagged = |id: u64| job.eager || bucket.tally.maybe_dead(id);
+            let q = bucket
+                .quant
+                .prepare_query(job.query, self.distance(), job.kernel, sketched, tables);
+            let offer = Offer::new(job, bucket, bpos);
+            let [before, now] = &mut s.pending;
+            now.bucket = bpos;
+            now.slot = slot;
+            now.terms = Some(q.terms());
             for (ci, chunk) in bucket.chunks.iter().enumerate() {
                 let rows = chunk.len().min(job.stop.max_codes.saturating_sub(s.codes));
                 if rows == 0 {
                     break;
                 }
                 s.codes += rows;
-                // Rows whose id the bucket's stale filter does not flag are taken as they
-                // are (the final check in `search` still sees every result).
-                let mut offer = |pool: &mut Pool, r: usize, d: f32| {
-                    if d < pool.limit()
-                        && (!check || {
-                            let id = chunk.ids.get(r);
-                            !flagged(id) || (job.visible)(id, chunk.seqs.get(r))
-                        })
-                    {
-                        pool.push(d, (bpos as u32, ci as u32, r as u32));
-                    }
-                };
                 let w = &mut s.rows;
                 w.dists.clear();
                 w.dists.resize(rows, 0f32);
                 match (&chunk.sketch, q.centre()) {
                     (Some(sketch), Some(centre)) => {
                         sketch.lower_bounds(&mut w.sketch, centre, sketch::SCAN_EPS, &mut w.dists);
-                        refine_below(chunk, &q, &mut pool, w, &mut offer);
+                        refine_below(&offer, ci, &q, &mut pool, w, now);
                     }
                     _ => {
                         q.score_rows(chunk.codes.as_slice(), &chunk.norms, &mut w.dists);
@@ -544,18 +561,51 @@ impl L1 {
                         w.order.clear();
                         kernels::indices_below(&w.dists, pool.limit(), &mut w.order);
                         for &r in &w.order {
-                            offer(&mut pool, r as usize, w.dists[r as usize]);
+                            offer.row(&mut pool, ci, r as usize, w.dists[r as usize]);
                         }
                     }
                 }
             }
+            self.score_pending(job, before, waiting, &mut pool, &mut s.rows.refined);
+            s.pending.swap(0, 1);
         }
+        let [before, _] = &mut s.pending;
+        let waiting = &s.tables[before.slot];
+        self.score_pending(job, before, waiting, &mut pool, &mut s.rows.refined);
         pool.into_sorted()
+    }
+
+    /// Scores the rows `pending` holds (those whose estimate still beats the pool) by the
+    /// query prepared into `tables`, offers them, and empties it.
+    fn score_pending(
+        &self,
+        job: &ScanJob,
+        pending: &mut Pending,
+        tables: &QueryBuffers,
+        pool: &mut Pool,
+        refined: &mut usize,
+    ) {
+        let Some(terms) = pending.terms.take() else {
+            return;
+        };
+        let q = Sq8Query::over(tables, terms);
+        let bucket = &self.buckets[pending.bucket];
+        let offer = Offer::new(job, bucket, pending.bucket);
+        for &(ci, r, estimate) in &pending.rows {
+            // The pool tightened since: the estimate may no longer beat it.
+            if estimate < pool.limit() {
+                let chunk = &bucket.chunks[ci as usize];
+                *refined += 1;
+                let d = q.score_row(chunk.codes.as_slice(), &chunk.norms, r as usize);
+                offer.row(pool, ci as usize, r as usize, d);
+            }
+        }
+        pending.rows.clear();
     }
 
     /// Starts loading one level of what scanning the bucket at position `b` reads. A bucket
     /// is four dependent loads deep (its struct; its chunk list, quantizer and tally; its
-    /// chunks and ranges; their codes and norms), each a likely cache miss: a scan asks for
+    /// chunks and ranges; their sketches, or codes and norms), each a likely cache miss: a scan asks for
     /// stage `s` of the bucket `PREFETCH_STAGES - s` places ahead of the one it scans, so
     /// that every level has arrived by the time the next stage reads it.
     fn prefetch_stage(&self, b: usize, stage: usize) {
@@ -577,10 +627,16 @@ impl L1 {
                 bucket.quant.prefetch();
             }
             _ => {
+                // A sketched chunk is read through its sketch first; its codes row by row.
                 for c in &bucket.chunks {
-                    let codes = c.codes.as_slice();
-                    kernels::prefetch(&codes[..codes.len().min(PREFETCH_BYTES)]);
-                    kernels::prefetch(bytemuck::cast_slice(c.norms.levels()));
+                    match &c.sketch {
+                        Some(sketch) => sketch.prefetch(PREFETCH_BYTES),
+                        None => {
+                            let codes = c.codes.as_slice();
+                            kernels::prefetch(&codes[..codes.len().min(PREFETCH_BYTES)]);
+                            kernels::prefetch(bytemuck::cast_slice(c.norms.levels()));
+                        }
+                    }
                 }
             }
         }
@@ -592,17 +648,58 @@ impl L1 {
     }
 }
 
-/// Scores, by `q`, the rows of a sketched chunk whose sketch estimate (in `w.dists`, one per row
-/// scanned) can still enter the pool, and offers them. While the pool is not full it is first
-/// seeded with the rows of smallest bound; then the rows whose bound beats the pool are
-/// gathered and prefetched, so that their scattered loads overlap, and only those are scored.
+/// Offers scored rows of one bucket to the pool. Rows whose id the bucket's stale filter does
+/// not flag are taken as they are (the final check in `search` still sees every result); a
+/// rescan (`eager`) checks every row.
+struct Offer<'a, 'j> {
+    job: &'a ScanJob<'j>,
+    bucket: &'a Bucket,
+    bpos: u32,
+    /// Whether any row needs the check: a rescan, or a bucket holding stale rows.
+    check: bool,
+}
+
+impl<'a, 'j> Offer<'a, 'j> {
+    fn new(job: &'a ScanJob<'j>, bucket: &'a Bucket, bpos: usize) -> Self {
+        Offer {
+            job,
+            bucket,
+            bpos: bpos as u32,
+            check: job.eager || bucket.tally.dead() > 0,
+        }
+    }
+
+    /// Offers row `r` of chunk `ci` at distance `d`.
+    #[inline]
+    fn row(&self, pool: &mut Pool, ci: usize, r: usize, d: f32) {
+        if d >= pool.limit() {
+            return;
+        }
+        if self.check {
+            let chunk = &self.bucket.chunks[ci];
+            let id = chunk.ids.get(r);
+            let flagged = self.job.eager || self.bucket.tally.maybe_dead(id);
+            if flagged && !(self.job.visible)(id, chunk.seqs.get(r)) {
+                return;
+            }
+        }
+        pool.push(d, (self.bpos, ci as u32, r as u32));
+    }
+}
+
+/// Handles the rows of sketched chunk `ci` whose sketch estimate (in `w.dists`, one per row
+/// scanned) can still enter the pool. While the pool is not full it is first seeded with the
+/// rows of smallest estimate, scored at once; then the rows whose estimate beats the pool are
+/// asked for from memory and added to `pending`, to be scored after the next bucket's scan.
 fn refine_below(
-    chunk: &Chunk,
+    offer: &Offer,
+    ci: usize,
     q: &Sq8Query,
     pool: &mut Pool,
     w: &mut RowScratch,
-    offer: &mut impl FnMut(&mut Pool, usize, f32),
+    pending: &mut Pending,
 ) {
+    let chunk = &offer.bucket.chunks[ci];
     let codes = chunk.codes.as_slice();
     let norms = &chunk.norms;
     let rows = w.dists.len();
@@ -624,7 +721,7 @@ fn refine_below(
         for &r in &w.order {
             let r = r as usize;
             w.refined += 1;
-            offer(pool, r, q.score_row(codes, norms, r));
+            offer.row(pool, ci, r, q.score_row(codes, norms, r));
             // Scored: the second pass skips it.
             w.dists[r] = f32::INFINITY;
         }
@@ -633,14 +730,7 @@ fn refine_below(
     kernels::indices_below(&w.dists, pool.limit(), &mut w.order);
     for &r in &w.order {
         q.prefetch_row(codes, norms, r as usize);
-    }
-    for &r in &w.order {
-        let r = r as usize;
-        // The pool tightens as rows enter: a bound may no longer beat it.
-        if w.dists[r] < pool.limit() {
-            w.refined += 1;
-            offer(pool, r, q.score_row(codes, norms, r));
-        }
+        pending.rows.push((ci as u32, r, w.dists[r as usize]));
     }
 }
 

@@ -8,4 +8,4 @@ mod sq8;
 
 pub use aligned::AlignedCodes;
 pub use sketch::{Centre, Sketch, SketchQuery};
-pub use sq8::{QueryBuffers, Sq8, Sq8Query};
+pub use sq8::{QueryBuffers, Sq8, Sq8Query, Sq8Terms};

@@ -198,6 +198,17 @@ pub struct Sketch {
 }
 
 impl Sketch {
+    /// Starts loading the first `bytes` bytes of the codes and the first rows' factors (a
+    /// scan about to reach this sketch).
+    pub fn prefetch(&self, bytes: usize) {
+        kernels::prefetch(&self.packed[..bytes.min(self.packed.len())]);
+        let r = &self.rows;
+        for column in [&r.near, &r.g_ones, &r.g, &r.e] {
+            let levels = column.levels();
+            kernels::prefetch(bytemuck::cast_slice(&levels[..levels.len().min(32)]));
+        }
+    }
+
     /// Whether `rows` rows of dimension `dim` get a sketch ([`MIN_DIM`], [`MIN_ROWS`]).
     pub fn pays(dim: usize, rows: usize) -> bool {
         dim >= MIN_DIM && rows >= MIN_ROWS

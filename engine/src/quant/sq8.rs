@@ -144,14 +144,16 @@ impl Sq8 {
                 let (base, c) = weights(table);
                 let scale = kernels::sq8_weights_i16(table, rounded);
                 Sq8Query {
-                    kernel,
                     table,
                     weights: rounded,
-                    scale,
-                    base,
-                    norms: l2,
-                    centre: centre.then_some(c),
-                    stride: self.stride(),
+                    terms: Sq8Terms {
+                        kernel,
+                        scale,
+                        base,
+                        norms: l2,
+                        centre: centre.then_some(c),
+                        stride: self.stride(),
+                    },
                 }
             }
             AdcKernel::Lut => {
@@ -159,14 +161,16 @@ impl Sq8 {
                 let c = centre.then(|| weights(spare).1);
                 self.build_lut(query, l2, table);
                 Sq8Query {
-                    kernel,
                     table,
                     weights: rounded,
-                    scale: 1.0,
-                    base: 0.0,
-                    norms: false,
-                    centre: c,
-                    stride: self.stride(),
+                    terms: Sq8Terms {
+                        kernel,
+                        scale: 1.0,
+                        base: 0.0,
+                        norms: false,
+                        centre: c,
+                        stride: self.stride(),
+                    },
                 }
             }
         }
@@ -236,11 +240,20 @@ pub struct QueryBuffers {
 /// kernel sums per-dimension table entries into the distance itself.
 #[derive(Debug)]
 pub struct Sq8Query<'a> {
-    kernel: AdcKernel,
     /// The table (table kernel) or the float weights (factored kernel).
     table: &'a [f32],
-    /// The factored weights in 16 bits, and the value of one unit.
+    /// The factored weights in 16 bits.
     weights: &'a [i16],
+    terms: Sq8Terms,
+}
+
+/// What a prepared query holds besides its tables: with the [`QueryBuffers`] it was prepared
+/// into, they make the same query again ([`Sq8Query::over`]), so that a scan can score one
+/// bucket's rows after it prepared the next bucket's query into other buffers.
+#[derive(Debug, Clone, Copy)]
+pub struct Sq8Terms {
+    kernel: AdcKernel,
+    /// The value of one unit of the 16-bit weights.
     scale: f32,
     base: f32,
     /// Whether the rows' code norms take part (factored kernel, L2).
@@ -249,29 +262,43 @@ pub struct Sq8Query<'a> {
     stride: usize,
 }
 
-impl Sq8Query<'_> {
+impl<'a> Sq8Query<'a> {
+    /// The query that was prepared into `bufs` with these `terms` (`bufs` untouched since).
+    pub fn over(bufs: &'a QueryBuffers, terms: Sq8Terms) -> Sq8Query<'a> {
+        Sq8Query {
+            table: &bufs.table,
+            weights: &bufs.weights,
+            terms,
+        }
+    }
+
+    /// This query's terms besides its tables.
+    pub fn terms(&self) -> Sq8Terms {
+        self.terms
+    }
+
     /// The query's standing against the sketches' centre, when it was asked for.
     pub fn centre(&self) -> Option<Centre> {
-        self.centre
+        self.terms.centre
     }
 
     /// Whether [`Sq8Query::score_row`] reads a row's code norm (so a caller prefetching
     /// the row should prefetch its norm too).
     pub fn reads_norms(&self) -> bool {
-        self.norms
+        self.terms.norms
     }
 
     /// Distances of the first `out.len()` code rows of `codes` (`stride` bytes each), whose
     /// code norms are `norms`, into `out`.
     pub fn score_rows(&self, codes: &[u8], norms: &Levels16, out: &mut [f32]) {
         let rows = out.len();
-        let codes = &codes[..rows * self.stride];
-        match self.kernel {
-            AdcKernel::Lut => kernels::adc_scan(self.table, codes, self.stride, out),
+        let codes = &codes[..rows * self.terms.stride];
+        match self.terms.kernel {
+            AdcKernel::Lut => kernels::adc_scan(self.table, codes, self.terms.stride, out),
             AdcKernel::Factored => {
-                kernels::sq8_dot_scan(self.weights, self.scale, codes, self.stride, out);
-                let base = self.base;
-                if self.norms {
+                kernels::sq8_dot_scan(self.weights, self.terms.scale, codes, self.terms.stride, out);
+                let base = self.terms.base;
+                if self.terms.norms {
                     let (lo, step) = (norms.lo(), norms.step());
                     for (d, &l) in out.iter_mut().zip(norms.levels()) {
                         *d = base + (lo + step * l as f32) - *d;
@@ -289,8 +316,8 @@ impl Sq8Query<'_> {
     /// the loads of scattered rows overlap before [`Sq8Query::score_row`] reads them.
     #[inline]
     pub fn prefetch_row(&self, codes: &[u8], norms: &Levels16, r: usize) {
-        kernels::prefetch(&codes[r * self.stride..(r + 1) * self.stride]);
-        if self.norms {
+        kernels::prefetch(&codes[r * self.terms.stride..(r + 1) * self.terms.stride]);
+        if self.terms.norms {
             kernels::prefetch(bytemuck::cast_slice(&norms.levels()[r..r + 1]));
         }
     }
@@ -298,17 +325,17 @@ impl Sq8Query<'_> {
     /// Distance of code row `r` of `codes`, whose code norms are `norms`.
     #[inline]
     pub fn score_row(&self, codes: &[u8], norms: &Levels16, r: usize) -> f32 {
-        let code = &codes[r * self.stride..(r + 1) * self.stride];
+        let code = &codes[r * self.terms.stride..(r + 1) * self.terms.stride];
         let mut one = [0f32];
-        match self.kernel {
+        match self.terms.kernel {
             AdcKernel::Lut => {
-                kernels::adc_scan(self.table, code, self.stride, &mut one);
+                kernels::adc_scan(self.table, code, self.terms.stride, &mut one);
                 one[0]
             }
             AdcKernel::Factored => {
-                kernels::sq8_dot_scan(self.weights, self.scale, code, self.stride, &mut one);
-                let norm = if self.norms { norms.get(r) } else { 0.0 };
-                self.base + norm - one[0]
+                kernels::sq8_dot_scan(self.weights, self.terms.scale, code, self.terms.stride, &mut one);
+                let norm = if self.terms.norms { norms.get(r) } else { 0.0 };
+                self.terms.base + norm - one[0]
             }
         }
     }
