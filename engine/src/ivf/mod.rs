@@ -605,9 +605,9 @@ impl L1 {
 
     /// Starts loading one level of what scanning the bucket at position `b` reads. A bucket
     /// is four dependent loads deep (its struct; its chunk list, quantizer and tally; its
-    /// chunks and ranges; their sketches, or codes and norms), each a likely cache miss: a scan asks for
-    /// stage `s` of the bucket `PREFETCH_STAGES - s` places ahead of the one it scans, so
-    /// that every level has arrived by the time the next stage reads it.
+    /// chunks and ranges; their sketches, or codes and norms), each a likely cache miss: a
+    /// scan asks for stage `s` of the bucket `PREFETCH_STAGES - s` places ahead of the one it
+    /// scans, so that every level has arrived by the time the next stage reads it.
     fn prefetch_stage(&self, b: usize, stage: usize) {
         let bucket = &self.buckets[b];
         match stage {
@@ -775,6 +775,70 @@ mod tests {
             all.sort_by(f32::total_cmp);
             let got: Vec<f32> = pool.into_sorted().iter().map(|s| s.dist).collect();
             assert_eq!(got, all[..size].to_vec(), "size {size}");
+        }
+    }
+
+    #[test]
+    fn sketched_rows_scored_after_the_next_bucket_still_find_the_neighbours() {
+        // Six sketched buckets (256 dimensions, 150 rows each): the rows a bucket's sketches
+        // let through are scored while the next bucket is scanned, by the query prepared for
+        // their own bucket, and checked for visibility there.
+        let (dim, per, nb) = (256, 150, 6);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut buckets = Vec::new();
+        let mut all: Vec<(u64, Vec<f32>)> = Vec::new();
+        for b in 0..nb {
+            let centre: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let mut rows = crate::rows::RowBatch::default();
+            for r in 0..per {
+                let id = (b * per + r) as u64;
+                let v: Vec<f32> = centre.iter().map(|c| c + rng.gen_range(-0.5..0.5)).collect();
+                rows.push(id, id, &v, None);
+                all.push((id, v));
+            }
+            let bucket = Bucket::build(b as u32, rows, &centre, Default::default());
+            assert!(bucket.chunks.iter().all(|c| c.sketch.is_some()));
+            buckets.push(Arc::new(bucket));
+        }
+        let l1 = L1::from_buckets(dim, Metric::L2, buckets, nb as u32);
+        let opts = ProbeOptions {
+            target: 10.0,
+            alpha: 1.0,
+        };
+        let mut params = SearchDefaults::default().to_params(10);
+        params.nprobe = Some(nb);
+        params.rerank = 4;
+        params.prefilter = true;
+        let every = |_: u64, _: u64| true;
+        let thirds = |id: u64, _: u64| !id.is_multiple_of(3);
+        let filters: [(&dyn Fn(u64, u64) -> bool, &str); 2] = [(&every, "all"), (&thirds, "2/3")];
+        for (visible, name) in filters {
+            let (mut found, mut refined, mut codes) = (0, 0, 0);
+            let queries = 20;
+            for qi in 0..queries {
+                // A query near a stored row of a varying bucket.
+                let base = &all[(qi * 37) % all.len()].1;
+                let q: Vec<f32> = base.iter().map(|x| x + rng.gen_range(-0.2..0.2)).collect();
+                let mut exact: Vec<(f32, u64)> = all
+                    .iter()
+                    .filter(|(id, _)| visible(*id, *id))
+                    .map(|(id, v)| (kernels::scalar::l2sq(&q, v), *id))
+                    .collect();
+                exact.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let truth: Vec<u64> = exact[..10].iter().map(|e| e.1).collect();
+                let (hits, counts) = l1.search(&q, &params, &opts, visible, 0).unwrap();
+                assert_eq!(hits.len(), 10, "{name}");
+                for h in &hits {
+                    let id = l1.chunk(h.item).ids.get(h.item.2 as usize);
+                    assert!(visible(id, id), "{name}: hidden row {id} returned");
+                    found += truth.contains(&id) as usize;
+                }
+                refined += counts.refined;
+                codes += counts.codes;
+            }
+            assert_eq!(codes, queries * nb * per, "{name}");
+            assert!(refined * 4 < codes, "{name}: sketches let {refined} of {codes} rows through");
+            assert!(found * 100 >= queries * 10 * 95, "{name}: recall {found} of 200");
         }
     }
 
