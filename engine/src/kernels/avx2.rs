@@ -195,32 +195,55 @@ mod imp {
             let mut g = 0;
             while g < full {
                 // SAFETY: g + 16 <= full <= stride == w.len(), and row r's codes are bytes
-                // `r * stride..(r + 1) * stride` of the quad; unaligned loads are allowed.
-                unsafe {
-                    let wv = _mm256_loadu_si256(w.as_ptr().add(g) as *const __m256i);
-                    for (r, a) in acc.iter_mut().enumerate() {
-                        let c = _mm_loadu_si128(p.add(r * stride + g) as *const __m128i);
-                        *a = _mm256_add_epi32(*a, _mm256_madd_epi16(_mm256_cvtepu8_epi16(c), wv));
-                    }
-                }
+                // `r * stride..(r + 1) * stride` of the quad.
+                unsafe { quad_step16(&mut acc, w, p, stride, g) };
                 g += 16;
             }
             if g < stride {
                 // SAFETY: stride is a multiple of 8, so exactly 8 codes and weights remain.
-                unsafe {
-                    let wv = _mm_loadu_si128(w.as_ptr().add(g) as *const __m128i);
-                    for (r, a) in acc.iter_mut().enumerate() {
-                        let c = _mm_loadl_epi64(p.add(r * stride + g) as *const __m128i);
-                        let x = _mm_madd_epi16(_mm_cvtepu8_epi16(c), wv);
-                        *a = _mm256_add_epi32(*a, _mm256_zextsi128_si256(x));
-                    }
-                }
+                unsafe { quad_step8(&mut acc, w, p, stride, g) };
             }
             store_quad(&acc, scale, o);
         }
         let rest = quads.remainder();
         for (row, o) in rest.chunks_exact(stride).zip(outs.into_remainder()) {
             *o = sq8_dot_row(w, scale, row);
+        }
+    }
+
+    /// Adds the products of codes `g..g + 16` of the four rows at `p` (`stride` bytes apart)
+    /// with weights `g..g + 16` into the rows' 32-bit accumulators.
+    ///
+    /// # Safety
+    /// `g + 16 <= w.len()`, and `p` points at four rows of `stride >= g + 16` readable bytes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quad_step16(acc: &mut [__m256i; 4], w: &[i16], p: *const u8, stride: usize, g: usize) {
+        // SAFETY: in bounds by the caller's contract; unaligned loads are allowed.
+        unsafe {
+            let wv = _mm256_loadu_si256(w.as_ptr().add(g) as *const __m256i);
+            for (r, a) in acc.iter_mut().enumerate() {
+                let c = _mm_loadu_si128(p.add(r * stride + g) as *const __m128i);
+                *a = _mm256_add_epi32(*a, _mm256_madd_epi16(_mm256_cvtepu8_epi16(c), wv));
+            }
+        }
+    }
+
+    /// [`quad_step16`] for the last eight codes and weights (`g..g + 8`).
+    ///
+    /// # Safety
+    /// `g + 8 <= w.len()`, and `p` points at four rows of `stride >= g + 8` readable bytes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quad_step8(acc: &mut [__m256i; 4], w: &[i16], p: *const u8, stride: usize, g: usize) {
+        // SAFETY: in bounds by the caller's contract; unaligned loads are allowed.
+        unsafe {
+            let wv = _mm_loadu_si128(w.as_ptr().add(g) as *const __m128i);
+            for (r, a) in acc.iter_mut().enumerate() {
+                let c = _mm_loadl_epi64(p.add(r * stride + g) as *const __m128i);
+                let x = _mm_madd_epi16(_mm_cvtepu8_epi16(c), wv);
+                *a = _mm256_add_epi32(*a, _mm256_zextsi128_si256(x));
+            }
         }
     }
 
@@ -584,4 +607,4 @@ pub use imp::{
 
 /// The four-row SQ8 scan's prefetch and reduction, shared with the AVX-512 kernel.
 #[cfg(target_arch = "x86_64")]
-pub(super) use imp::{prefetch_quad_ahead, store_quad};
+pub(super) use imp::{prefetch_quad_ahead, quad_step16, quad_step8, store_quad};

@@ -10,7 +10,8 @@ mod imp {
     /// Four rows at a time, thirty-two dimensions per step: codes are widened to 16 bits in
     /// one 512-bit register and multiplied by the 16-bit weights with the sums of pairs added
     /// straight into 32-bit lanes (`vpdpwssd`, which fuses AVX2's `vpmaddwd` and `vpaddd`).
-    /// A tail of 16 or 8 dimensions uses the 256- and 128-bit forms. The four accumulators
+    /// A tail of 16 or 8 dimensions takes the AVX2 kernel's steps (`vpmaddwd` + `vpaddd`, the
+    /// same exact sums). The four accumulators
     /// are folded to 256 bits and reduced together as in the AVX2 kernel; the sums are exact
     /// 32-bit integers, so the result has the same bits.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
@@ -44,25 +45,12 @@ mod imp {
             });
             if g + 16 <= stride {
                 // SAFETY: as above, sixteen codes and weights remain.
-                unsafe {
-                    let wv = _mm256_loadu_si256(w.as_ptr().add(g) as *const __m256i);
-                    for (r, a) in acc.iter_mut().enumerate() {
-                        let c = _mm_loadu_si128(p.add(r * stride + g) as *const __m128i);
-                        *a = _mm256_dpwssd_epi32(*a, _mm256_cvtepu8_epi16(c), wv);
-                    }
-                }
+                unsafe { avx2::quad_step16(&mut acc, w, p, stride, g) };
                 g += 16;
             }
             if g < stride {
                 // SAFETY: stride is a multiple of 8, so exactly 8 codes and weights remain.
-                unsafe {
-                    let wv = _mm_loadu_si128(w.as_ptr().add(g) as *const __m128i);
-                    for (r, a) in acc.iter_mut().enumerate() {
-                        let c = _mm_loadl_epi64(p.add(r * stride + g) as *const __m128i);
-                        let x = _mm_dpwssd_epi32(_mm_setzero_si128(), _mm_cvtepu8_epi16(c), wv);
-                        *a = _mm256_add_epi32(*a, _mm256_zextsi128_si256(x));
-                    }
-                }
+                unsafe { avx2::quad_step8(&mut acc, w, p, stride, g) };
             }
             avx2::store_quad(&acc, scale, o);
         }
