@@ -83,9 +83,12 @@ impl FlightSql {
     }
 }
 
-/// A DataFusion error as a gRPC status: the user's mistakes are `INVALID_ARGUMENT`, SQL that
-/// DataFusion does not support is `UNIMPLEMENTED`, engine errors keep their own mapping, the
-/// rest is `INTERNAL`; the message is kept.
+/// A DataFusion error as a gRPC status, by who has to act on it: a failure while running a
+/// plan (I/O, Arrow, execution, resources, DataFusion's own faults) is the server's
+/// `INTERNAL`; engine errors keep their own mapping; anything else is a statement the server
+/// cannot run as written (bad SQL, an unknown table or column, a bad option, a statement kind
+/// DataFusion does not carry out such as `GRANT ...`), the client's `INVALID_ARGUMENT`. The
+/// message is kept.
 pub fn sql_status(e: DataFusionError) -> Status {
     let msg = e.to_string();
     // Wrappers (context, diagnostics, shared errors) are looked through to what went wrong.
@@ -94,14 +97,17 @@ pub fn sql_status(e: DataFusionError) -> Status {
             Some(engine) => status_of(engine),
             None => Status::internal(msg),
         },
-        DataFusionError::SQL(..)
-        | DataFusionError::Plan(_)
-        | DataFusionError::SchemaError(..)
-        | DataFusionError::Configuration(_) => Status::invalid_argument(msg),
-        // SQL that parses but that DataFusion does not carry out (`GRANT ...`): the gRPC code
-        // for an operation this server does not support.
-        DataFusionError::NotImplemented(_) => Status::new(tonic::Code::Unimplemented, msg),
-        _ => Status::internal(msg),
+        DataFusionError::ArrowError(..)
+        | DataFusionError::ParquetError(_)
+        | DataFusionError::ObjectStore(_)
+        | DataFusionError::IoError(_)
+        | DataFusionError::Internal(_)
+        | DataFusionError::Execution(_)
+        | DataFusionError::ExecutionJoin(_)
+        | DataFusionError::ResourcesExhausted(_)
+        | DataFusionError::Substrait(_)
+        | DataFusionError::Ffi(_) => Status::internal(msg),
+        _ => Status::invalid_argument(msg),
     }
 }
 

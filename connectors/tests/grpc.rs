@@ -737,10 +737,10 @@ async fn flight_sql_runs_sql_on_the_servers_collections_and_refuses_bad_sql_by_n
             Code::InvalidArgument,
             "dimension",
         ),
-        // SQL that parses but that DataFusion does not carry out.
+        // SQL that parses but that DataFusion does not carry out: the client must change it.
         (
             "GRANT SELECT ON f TO someone",
-            Code::Unimplemented,
+            Code::InvalidArgument,
             "Unsupported SQL statement",
         ),
     ] {
